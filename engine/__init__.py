@@ -1,0 +1,1 @@
+"""hftx engine: the only Python that calls the Lua function library."""

@@ -1,0 +1,42 @@
+-- hftx function library: shared helpers (Lua 5.1, redis.call, cjson only).
+-- All lua/*.lua files are concatenated into one library named "hftx" by
+-- engine/functions.py; this file comes first.
+--
+-- Numbers: every quantity is an integer below 2^53 (MAX_INT). Never tostring()
+-- a number: fmt() formats integers exactly with "%.0f".
+-- Errors: functions fail with redis.error_reply("<CODE> <message>") BEFORE their
+-- first write, CODE being one of PROTOCOL.md's error codes.
+
+local MAX_INT = 9007199254740991
+
+local function fmt(n)
+  return string.format('%.0f', n)
+end
+
+local function fail(code, msg)
+  return redis.error_reply(code .. ' ' .. msg)
+end
+
+-- Parse a strictly positive/non-negative integer argument; nil if invalid.
+local function int_arg(s, allow_zero)
+  if type(s) ~= 'string' or not string.find(s, '^%d+$') or #s > 16 then
+    return nil
+  end
+  local n = tonumber(s)
+  if n > MAX_INT then return nil end
+  if n == 0 and not allow_zero then return nil end
+  return n
+end
+
+-- ceil(x * bps / 10000) without overflowing 2^53 (x < 2^53, 0 <= bps <= 10000).
+local function fee_of(x, bps)
+  if bps == 0 then return 0 end
+  local hi = math.floor(x / 10000) * bps
+  local lo = (x % 10000) * bps
+  return hi + math.floor((lo + 9999) / 10000)
+end
+
+-- An id we can embed in JSON and keys without escaping.
+local function valid_id(s)
+  return type(s) == 'string' and #s >= 1 and #s <= 36 and string.find(s, '^[A-Za-z0-9._:-]+$') ~= nil
+end

@@ -1,0 +1,219 @@
+"""Decimal strings on the wire <-> integer minimal units inside (pure, no I/O).
+
+Prices are integers in quote minimal units per whole base unit; sizes in base
+minimal units (docs/internals.md). Parsing never goes through float.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from engine.types import EngineError, Fill, Market, Order
+
+_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?$")
+
+
+def parse_amount(scale: int, text: Any, what: str = "amount") -> int:
+    """Parse a non-negative decimal string into minimal units of ``scale``."""
+    if not isinstance(text, str) or not _DECIMAL.match(text):
+        raise EngineError("INVALID_PARAM", f'{what} must be a decimal string like "1.25"')
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0")
+    if len(frac) > scale:
+        raise EngineError("BAD_PRECISION", f"{what} has more than {scale} decimals")
+    return int(whole) * 10**scale + (int(frac.ljust(scale, "0")) if frac else 0)
+
+
+def _parse_step(text: Any, scale: int, step: int, what: str, increment: str) -> int:
+    value = parse_amount(scale, text, what)
+    if value % step:
+        raise EngineError("BAD_PRECISION", f"{what} must be a multiple of {increment}")
+    return value
+
+
+def parse_price(market: Market, text: Any) -> int:
+    return _parse_step(text, market.quote_scale, market.tick, "price", price_increment(market))
+
+
+def parse_size(market: Market, text: Any, what: str = "amount") -> int:
+    return _parse_step(text, market.base_scale, market.lot, what, size_increment(market))
+
+
+def decimals(units: int, scale: int) -> int:
+    """Number of decimals needed to show ``units`` of a ``scale`` exactly."""
+    if units == 0:
+        return 0
+    exponent = Decimal(units).scaleb(-scale).normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+def format_amount(scale: int, units: int, places: int | None = None) -> str:
+    """Integer minimal units -> decimal string with ``places`` decimals (default: scale)."""
+    places = scale if places is None else places
+    sign = "-" if units < 0 else ""
+    units = abs(units)
+    whole, frac = divmod(units, 10**scale)
+    if places == 0:
+        return f"{sign}{whole}"
+    frac_text = str(frac).rjust(scale, "0")[:places].ljust(places, "0")
+    return f"{sign}{whole}.{frac_text}"
+
+
+def price_places(market: Market) -> int:
+    return decimals(market.tick, market.quote_scale)
+
+
+def size_places(market: Market) -> int:
+    return decimals(market.lot, market.base_scale)
+
+
+def format_price(market: Market, units: int) -> str:
+    return format_amount(market.quote_scale, units, price_places(market))
+
+
+def format_size(market: Market, units: int) -> str:
+    return format_amount(market.base_scale, units, size_places(market))
+
+
+def format_quote(market: Market, units: int) -> str:
+    return format_amount(market.quote_scale, units)
+
+
+def price_increment(market: Market) -> str:
+    return format_price(market, market.tick)
+
+
+def size_increment(market: Market) -> str:
+    return format_size(market, market.lot)
+
+
+def market_to_wire(market: Market) -> dict[str, Any]:
+    return {
+        "id": market.id,
+        "base": market.base,
+        "quote": market.quote,
+        "price_increment": price_increment(market),
+        "size_increment": size_increment(market),
+        "min_size": format_size(market, market.min_size),
+        "max_notional": format_quote(market, market.max_notional),
+        "status": market.status,
+        "maker_fee_bps": market.maker_fee_bps,
+        "taker_fee_bps": market.taker_fee_bps,
+    }
+
+
+def market_from_wire(data: dict[str, Any], scales: dict[str, int]) -> Market:
+    """Build a Market from the admin API body; ``scales`` maps asset -> scale."""
+    try:
+        base, quote = data["base"], data["quote"]
+        base_scale, quote_scale = scales[base], scales[quote]
+    except KeyError as exc:
+        raise EngineError("INVALID_PARAM", f"unknown asset or missing field {exc}") from None
+    tick = parse_amount(quote_scale, data.get("price_increment"), "price_increment")
+    lot = parse_amount(base_scale, data.get("size_increment"), "size_increment")
+    min_size = parse_amount(
+        base_scale, data.get("min_size", data.get("size_increment")), "min_size"
+    )
+    default_max = 2**53 - 1
+    max_notional = (
+        parse_amount(quote_scale, data["max_notional"], "max_notional")
+        if data.get("max_notional") is not None
+        else default_max
+    )
+    if tick <= 0 or lot <= 0:
+        raise EngineError("INVALID_PARAM", "increments must be positive")
+    if (tick * lot) % 10**base_scale:
+        raise EngineError(
+            "INVALID_PARAM",
+            "price_increment x size_increment must be a multiple of the quote's minimal unit",
+        )
+    if min_size < lot or min_size % lot:
+        raise EngineError("INVALID_PARAM", "min_size must be a positive multiple of size_increment")
+    if not 0 < max_notional <= default_max:
+        raise EngineError("INVALID_PARAM", "max_notional out of range")
+    fees = []
+    for name in ("maker_fee_bps", "taker_fee_bps"):
+        value = data.get(name, 0)
+        if type(value) is not int or not 0 <= value <= 1000:
+            raise EngineError("INVALID_PARAM", f"{name} must be an integer 0..1000")
+        fees.append(value)
+    market_id = data.get("id") or f"{base}-{quote}"
+    if not isinstance(market_id, str) or not re.fullmatch(
+        r"[A-Z0-9]{2,10}-[A-Z0-9]{2,10}", market_id
+    ):
+        raise EngineError("INVALID_PARAM", "market id must look like BTC-USD")
+    return Market(
+        id=market_id,
+        base=base,
+        quote=quote,
+        base_scale=base_scale,
+        quote_scale=quote_scale,
+        tick=tick,
+        lot=lot,
+        min_size=min_size,
+        max_notional=max_notional,
+        maker_fee_bps=fees[0],
+        taker_fee_bps=fees[1],
+        status=data.get("status", "TRADING"),
+    )
+
+
+def notional(market: Market, price: int, size: int) -> int:
+    """Quote units of ``size`` at ``price`` (exact: see docs/internals.md)."""
+    return (price // market.tick) * (size // market.lot) * market.mult
+
+
+def fee(amount: int, bps: int) -> int:
+    """ceil(amount * bps / 10000), the exchange's favour."""
+    return -(-amount * bps // 10000)
+
+
+def order_to_wire(market: Market, order: Order) -> dict[str, Any]:
+    amount = order.amount if order.amount else order.filled
+    average = (
+        format_price(market, order.cost * 10**market.base_scale // order.filled)
+        if order.filled
+        else None
+    )
+    return {
+        "id": order.id,
+        "client_order_id": order.client_order_id or None,
+        "market": order.market,
+        "side": order.side,
+        "type": order.type,
+        "time_in_force": order.time_in_force,
+        "post_only": order.post_only,
+        "price": format_price(market, order.price) if order.price else None,
+        "amount": format_size(market, amount),
+        "filled": format_size(market, order.filled),
+        "remaining": format_size(market, order.remaining),
+        "cost": format_quote(market, order.cost),
+        "average": average,
+        "quote_amount": format_quote(market, order.quote_amount) if order.quote_amount else None,
+        "status": order.status,
+        "created_ts": order.created_ts,
+        "updated_ts": order.updated_ts,
+    }
+
+
+def fill_to_wire(market: Market, fill: Fill) -> dict[str, Any]:
+    fee_scale = market.base_scale if fill.fee_asset == market.base else market.quote_scale
+    return {
+        "trade_id": fill.trade_id,
+        "price": format_price(market, fill.price),
+        "size": format_size(market, fill.size),
+        "fee": format_amount(fee_scale, fill.fee),
+        "fee_asset": fill.fee_asset,
+        "maker_order_id": fill.maker_order_id,
+        "liquidity": fill.liquidity,
+    }
+
+
+def is_decimal_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(_DECIMAL.match(value)) and Decimal(value) >= 0
+    except InvalidOperation:
+        return False

@@ -34,7 +34,7 @@ async def loaded_version(redis: Any) -> str | None:
     """The version of the library loaded in ``redis``, or None."""
     try:
         value = await redis.fcall_ro("hftx_version", 0)
-    except Exception as exc:  # noqa: BLE001 - "function not found" has no error class
+    except Exception as exc:
         if "not found" in str(exc).lower() or "no such" in str(exc).lower():
             return None
         raise

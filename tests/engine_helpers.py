@@ -1,0 +1,65 @@
+"""Shared helpers of the engine tests: a test market and canonical key dumps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import market as M
+from engine.types import Market
+
+# tick 0.01 USD (scale 8) x lot 0.00001 BTC (scale 8) -> mult 10 quote units a lot.
+BTC_USD = Market(
+    id="BTC-USD",
+    base="BTC",
+    quote="USD",
+    base_scale=8,
+    quote_scale=8,
+    tick=1_000_000,
+    lot=1_000,
+    min_size=1_000,
+    max_notional=10**15,
+    maker_fee_bps=10,
+    taker_fee_bps=20,
+)
+
+TICK = BTC_USD.tick
+LOT = BTC_USD.lot
+
+
+def px(dollars: float | int) -> int:
+    """Test shorthand: a price in whole dollars (or cents) -> price units."""
+    return round(dollars * 100) * TICK
+
+
+async def new_market(redis: Any, market: Market = BTC_USD) -> Market:
+    await M.configure(redis, market, 1)
+    return market
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+async def dump_market(redis: Any, market_id: str) -> dict[str, Any]:
+    """Every key of the market's hash tag with its full content, canonically."""
+    out: dict[str, Any] = {}
+    async for raw in redis.scan_iter(match=f"{{m:{market_id}}}*", count=1000):
+        key = _s(raw)
+        kind = _s(await redis.type(key))
+        if kind == "hash":
+            value: Any = sorted((_s(k), _s(v)) for k, v in (await redis.hgetall(key)).items())
+        elif kind == "zset":
+            value = [(_s(m), s) for m, s in await redis.zrange(key, 0, -1, withscores=True)]
+        elif kind == "stream":
+            value = [
+                (_s(i), sorted((_s(k), _s(v)) for k, v in f.items()))
+                for i, f in await redis.xrange(key)
+            ]
+        elif kind == "string":
+            value = _s(await redis.get(key))
+        elif kind == "set":
+            value = sorted(_s(m) for m in await redis.smembers(key))
+        else:
+            value = kind
+        out[key] = (kind, value)
+    return out

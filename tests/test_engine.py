@@ -183,7 +183,7 @@ async def test_cancel_reduce_and_cancel_many(book):
     # reduce keeps priority: order 1 still fills first
     fill = await M.place(book, "4", "carol", limit("sell", 4, px(100)), 5)
     assert trades(fill) == [(px(100), 4 * LOT, "1")]
-    events, canceled = await M.cancel_many(book, MKT, "alice", ["1", "2", "3", "999"], 6)
+    _, canceled = await M.cancel_many(book, MKT, "alice", ["1", "2", "3", "999"], 6)
     assert canceled == ["2"]  # 1 is filled, 3 is bob's, 999 unknown
     assert (await M.depth(book, MKT, 5)).bids == [(px(99), 10 * LOT)]
     with pytest.raises(EngineError) as err:

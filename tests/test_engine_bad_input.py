@@ -111,12 +111,12 @@ async def test_halted_market_refuses_everything(book):
     )
 
 
-async def test_unknown_and_foreign_orders_look_the_same(book):
-    for order_id, user in [("nope", "alice"), ("bob1", "alice")]:
-        await assert_refused(book, lambda: M.cancel(book, MKT, order_id, user, 10), "UNKNOWN_ORDER")
-        await assert_refused(
-            book, lambda: M.reduce(book, MKT, order_id, user, 2 * LOT, 10), "UNKNOWN_ORDER"
-        )
+@pytest.mark.parametrize(("order_id", "user"), [("nope", "alice"), ("bob1", "alice")])
+async def test_unknown_and_foreign_orders_look_the_same(book, order_id, user):
+    await assert_refused(book, lambda: M.cancel(book, MKT, order_id, user, 10), "UNKNOWN_ORDER")
+    await assert_refused(
+        book, lambda: M.reduce(book, MKT, order_id, user, 2 * LOT, 10), "UNKNOWN_ORDER"
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from engine import keys
 from engine import market as M
 from engine.types import EngineError, OrderRequest
-from tests.engine_helpers import BTC_USD, LOT, new_market, px
+from tests.engine_helpers import BTC_USD, LOT, new_market
 from tests.reference_matcher import ReferenceMarket, RefError
 
 MKT = BTC_USD.id

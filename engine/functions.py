@@ -59,4 +59,25 @@ def _primaries(redis: Any) -> list[Any]:
     get_primaries = getattr(redis, "get_primaries", None)
     if get_primaries is None:
         return [redis]
-    return [redis.get_redis_connection(node) for node in get_primaries()]
+    return [_NodeClient(redis, node) for node in get_primaries()]
+
+
+class _NodeClient:
+    """The two calls ``ensure_loaded`` needs, sent to one node of a cluster client.
+
+    (``redis.asyncio.cluster.RedisCluster`` has no per-node client object: commands
+    are routed to a node with ``target_nodes``.)
+    """
+
+    def __init__(self, cluster: Any, node: Any) -> None:
+        self._cluster = cluster
+        self._node = node
+
+    async def fcall_ro(self, name: str, numkeys: int) -> Any:
+        return await self._cluster.execute_command(
+            "FCALL_RO", name, numkeys, target_nodes=self._node
+        )
+
+    async def function_load(self, source: str, replace: bool = False) -> Any:
+        args = ["FUNCTION LOAD", *(["REPLACE"] if replace else []), source]
+        return await self._cluster.execute_command(*args, target_nodes=self._node)

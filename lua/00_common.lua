@@ -3,25 +3,30 @@
 -- engine/functions.py; this file comes first.
 --
 -- Numbers: every quantity is an integer below 2^53 (MAX_INT). Never tostring()
--- a number: fmt() formats integers exactly with "%.0f".
+-- a number (it prints 1e+15): fmt() formats integers exactly with "%d" (a C long
+-- long). Number <-> string conversions are the main cost of a call, so hot paths
+-- keep the strings they received (ARGV, replies) and reuse them.
 -- Errors: functions fail with redis.error_reply("<CODE> <message>") BEFORE their
 -- first write, CODE being one of PROTOCOL.md's error codes.
 
 local MAX_INT = 9007199254740991
 
 local function fmt(n)
-  return string.format('%.0f', n)
+  if n == 0 then return '0' end
+  return string.format('%d', n)
 end
 
 local function fail(code, msg)
   return redis.error_reply(code .. ' ' .. msg)
 end
 
--- Parse a strictly positive/non-negative integer argument; nil if invalid.
+-- Parse a strictly positive/non-negative integer argument in canonical form (no
+-- sign, no leading zero, so the string itself can be reused in JSON); nil if invalid.
 local function int_arg(s, allow_zero)
   if type(s) ~= 'string' or not string.find(s, '^%d+$') or #s > 16 then
     return nil
   end
+  if #s > 1 and string.byte(s, 1) == 48 then return nil end
   local n = tonumber(s)
   if n > MAX_INT then return nil end
   if n == 0 and not allow_zero then return nil end

@@ -36,44 +36,50 @@ local function load_cfg(cfg_key)
   }
 end
 
--- Event log of one call: events get consecutive seqs from cfg.seq + 1.
-local function new_log(cfg, now)
-  return {cfg = cfg, now = fmt(now), first = cfg.seq + 1, items = {}}
+-- Event log of one call: events get consecutive seqs from cfg.seq + 1. Events are
+-- JSON objects built by concatenation (cheaper than string.format in Lua 5.1).
+local function new_log(cfg, now_s)
+  return {cfg = cfg, now = now_s, first = cfg.seq + 1, tid0 = cfg.tid, items = {}}
 end
 
 local function emit(log, body)
   local cfg = log.cfg
   cfg.seq = cfg.seq + 1
-  log.items[#log.items + 1] = string.format('{"seq":%s,"ts":%s,%s}', fmt(cfg.seq), log.now, body)
+  log.items[#log.items + 1] = '{"seq":' .. fmt(cfg.seq) .. ',"ts":' .. log.now .. ',' .. body .. '}'
 end
 
 -- Persist seq/tid and append the call's events as one stream entry; returns the JSON.
 local function commit_log(log, P)
   if #log.items == 0 then return '[]' end
   local json = '[' .. table.concat(log.items, ',') .. ']'
-  redis.call('HSET', P .. 'cfg', 'seq', fmt(log.cfg.seq), 'tid', fmt(log.cfg.tid))
-  redis.call('XADD', P .. 'ev', '*', 'f', fmt(log.first), 'l', fmt(log.cfg.seq), 'e', json)
+  local last = fmt(log.cfg.seq)
+  if log.cfg.tid ~= log.tid0 then
+    redis.call('HSET', P .. 'cfg', 'seq', last, 'tid', fmt(log.cfg.tid))
+  else
+    redis.call('HSET', P .. 'cfg', 'seq', last)
+  end
+  redis.call('XADD', P .. 'ev', '*', 'f', fmt(log.first), 'l', last, 'e', json)
   return json
 end
 
 local function emit_accepted(log, o)
-  emit(log, string.format(
-    '"e":"accepted","id":"%s","u":"%s","cid":"%s","side":"%s","type":"%s","tif":"%s","po":%d,"stp":"%s","price":%s,"amount":%s,"qb":%s',
-    o.id, o.u, o.cid, o.side, o.type, o.tif, o.po, o.stp, fmt(o.price), fmt(o.amount), fmt(o.qb)))
+  emit(log, '"e":"accepted","id":"' .. o.id .. '","u":"' .. o.u .. '","cid":"' .. o.cid ..
+    '","side":"' .. o.side .. '","type":"' .. o.type .. '","tif":"' .. o.tif .. '","po":' .. o.po ..
+    ',"stp":"' .. o.stp .. '","price":' .. o.ps .. ',"amount":' .. o.as .. ',"qb":' .. o.qs)
 end
 
 local function emit_done(log, o, reason, msg)
-  emit(log, string.format(
-    '"e":"done","id":"%s","u":"%s","side":"%s","reason":"%s","msg":"%s","amount":%s,"filled":%s,"cost":%s',
-    o.id, o.u, o.side, reason, msg, fmt(o.amount), fmt(o.filled), fmt(o.cost)))
+  emit(log, '"e":"done","id":"' .. o.id .. '","u":"' .. o.u .. '","side":"' .. o.side ..
+    '","reason":"' .. reason .. '","msg":"' .. msg .. '","amount":' .. o.as .. ',"filled":' ..
+    fmt(o.filled) .. ',"cost":' .. fmt(o.cost))
 end
 
 -- Level changes are accumulated per call and written/emitted once per level.
-local function level_delta(levels, side, price, delta)
-  local k = side .. ':' .. fmt(price)
+local function level_delta(levels, side, price, price_s, delta)
+  local k = side .. price_s
   local l = levels[k]
   if not l then
-    l = {side = side, price = price, delta = 0}
+    l = {side = side, price = price, ps = price_s, delta = 0}
     levels[k] = l
     levels[#levels + 1] = l
   end
@@ -85,16 +91,15 @@ local function flush_levels(levels, log, P)
     local l = levels[i]
     if l.delta ~= 0 then
       local _, lv, dp = side_keys(P, l.side)
-      local ps = fmt(l.price)
-      local size = redis.call('HINCRBY', P .. 'd', dp .. ps, l.delta)
+      local size = redis.call('HINCRBY', P .. 'd', dp .. l.ps, l.delta)
       if size <= 0 then
-        redis.call('HDEL', P .. 'd', dp .. ps)
-        redis.call('ZREM', lv, ps)
+        redis.call('HDEL', P .. 'd', dp .. l.ps)
+        redis.call('ZREM', lv, l.ps)
         size = 0
       elseif size == l.delta then
-        redis.call('ZADD', lv, l.side == 'buy' and -l.price or l.price, ps)
+        redis.call('ZADD', lv, l.side == 'buy' and -l.price or l.price, l.ps)
       end
-      emit(log, string.format('"e":"level","side":"%s","price":%s,"size":%s', l.side, ps, fmt(size)))
+      emit(log, '"e":"level","side":"' .. l.side .. '","price":' .. l.ps .. ',"size":' .. fmt(size))
     end
   end
 end
@@ -102,26 +107,41 @@ end
 local ORDER_FIELDS = {'id', 'u', 'cid', 'side', 'type', 'tif', 'po', 'stp', 'price', 'amount',
   'qb', 'filled', 'cost', 'status', 'ts', 'uts', 'mem'}
 
+-- An order as a table; ps/as/qs keep the price/amount/budget strings as stored.
 local function read_order(P, id)
   local v = redis.call('HMGET', P .. 'o:' .. id, unpack(ORDER_FIELDS))
   if not v[1] then return nil end
   return {
-    id = v[1], u = v[2], cid = v[3], side = v[4], type = v[5], tif = v[6], po = tonumber(v[7]),
-    stp = v[8], price = tonumber(v[9]), amount = tonumber(v[10]), qb = tonumber(v[11]),
-    filled = tonumber(v[12]), cost = tonumber(v[13]), status = v[14], ts = v[15], uts = v[16],
-    mem = v[17],
+    id = v[1], u = v[2], cid = v[3], side = v[4], type = v[5], tif = v[6], po = v[7],
+    stp = v[8], ps = v[9], as = v[10], qs = v[11], price = tonumber(v[9]), amount = tonumber(v[10]),
+    qb = tonumber(v[11]), filled = tonumber(v[12]), cost = tonumber(v[13]), status = v[14],
+    ts = v[15], mem = v[17],
   }
 end
 
-local function write_order(P, o, now)
+local function write_order(P, o, now_s)
   local key = P .. 'o:' .. o.id
   redis.call('HSET', key, 'id', o.id, 'u', o.u, 'cid', o.cid, 'side', o.side, 'type', o.type,
-    'tif', o.tif, 'po', o.po, 'stp', o.stp, 'price', fmt(o.price), 'amount', fmt(o.amount),
-    'qb', fmt(o.qb), 'filled', fmt(o.filled), 'cost', fmt(o.cost), 'status', o.status,
-    'ts', o.ts, 'uts', fmt(now), 'mem', o.mem or '')
+    'tif', o.tif, 'po', o.po, 'stp', o.stp, 'price', o.ps, 'amount', o.as, 'qb', o.qs,
+    'filled', fmt(o.filled), 'cost', fmt(o.cost), 'status', o.status, 'ts', o.ts, 'uts', now_s,
+    'mem', o.mem or '')
   if o.status ~= 'NEW' and o.status ~= 'PARTIALLY_FILLED' then
     redis.call('PEXPIRE', key, TERMINAL_TTL_MS)
   end
+end
+
+-- The fields of a resting order that matching needs (member = 16-digit seq|id).
+local function read_maker(P, id)
+  local v = redis.call('HMGET', P .. 'o:' .. id, 'u', 'side', 'amount', 'filled', 'cost')
+  return {id = id, u = v[1], side = v[2], as = v[3], amount = tonumber(v[3]),
+    filled = tonumber(v[4]), cost = tonumber(v[5])}
+end
+
+-- A maker's fill: only the fields that changed.
+local function write_fill(P, o, now_s)
+  local key = P .. 'o:' .. o.id
+  redis.call('HSET', key, 'filled', fmt(o.filled), 'cost', fmt(o.cost), 'status', o.status, 'uts', now_s)
+  if o.status == 'FILLED' then redis.call('PEXPIRE', key, TERMINAL_TTL_MS) end
 end
 
 local function order_reply(kind, o, events, more)
@@ -168,7 +188,7 @@ local function fok_fillable(P, cfg, t, limit)
     for i = 1, #batch, 2 do
       local price = math.abs(tonumber(batch[i + 1]))
       if not crosses(t, price) then return false end
-      local mid = string.match(batch[i], '|(.+)$')
+      local mid = string.sub(batch[i], 18)
       local m = redis.call('HMGET', P .. 'o:' .. mid, 'u', 'amount', 'filled')
       if m[1] == t.u then
         if t.stp ~= 'cancel_oldest' then return false end
@@ -183,9 +203,15 @@ local function fok_fillable(P, cfg, t, limit)
   return false
 end
 
+-- A price as the string a zset score reply carries (bids are stored negated).
+local function score_price(score)
+  if string.byte(score, 1) == 45 then return string.sub(score, 2) end
+  return score
+end
+
 -- Match taker `t` against the opposite side. Returns true when it stopped only
 -- because it hit `max_fills` (more liquidity may remain).
-local function match(P, cfg, log, levels, t, max_fills, now)
+local function match(P, cfg, log, levels, t, max_fills, now_s)
   local opp_side = t.side == 'buy' and 'sell' or 'buy'
   local opp = side_keys(P, opp_side)
   local removed = {}
@@ -201,17 +227,19 @@ local function match(P, cfg, log, levels, t, max_fills, now)
     for i = 1, #batch, 2 do
       if taker_done(t) or fills >= max_fills then break end
       local member = batch[i]
-      local price = math.abs(tonumber(batch[i + 1]))
+      local price_s = score_price(batch[i + 1])
+      local price = tonumber(price_s)
       if not crosses(t, price) then stop = true break end
-      local m = read_order(P, string.match(member, '|(.+)$'))
+      local m = read_maker(P, string.sub(member, 18))
       local maker_rem = m.amount - m.filled
       if m.u == t.u then
         -- self-trade prevention, decided by the taker's mode
         if t.stp == 'cancel_oldest' or t.stp == 'cancel_both' then
           m.status = 'CANCELED'
-          write_order(P, m, now)
+          write_fill(P, m, now_s)
+          redis.call('PEXPIRE', P .. 'o:' .. m.id, TERMINAL_TTL_MS)
           removed[#removed + 1] = member
-          level_delta(levels, opp_side, price, -maker_rem)
+          level_delta(levels, opp_side, price, price_s, -maker_rem)
           emit_done(log, m, 'CANCELED', 'STP')
         end
         if t.stp == 'cancel_newest' or t.stp == 'cancel_both' then
@@ -243,19 +271,22 @@ local function match(P, cfg, log, levels, t, max_fills, now)
         t.filled = t.filled + q
         t.cost = t.cost + quote
         fills = fills + 1
-        level_delta(levels, opp_side, price, -q)
-        emit(log, string.format(
-          '"e":"trade","tid":%s,"price":%s,"size":%s,"quote":%s,"side":"%s","maker":"%s","taker":"%s","mu":"%s","tu":"%s","mfee":%s,"tfee":%s',
-          fmt(cfg.tid), fmt(price), fmt(q), fmt(quote), t.side, m.id, t.id, m.u, t.u, fmt(mfee), fmt(tfee)))
+        level_delta(levels, opp_side, price, price_s, -q)
+        emit(log, '"e":"trade","tid":' .. fmt(cfg.tid) .. ',"price":' .. price_s .. ',"size":' ..
+          fmt(q) .. ',"quote":' .. fmt(quote) .. ',"side":"' .. t.side .. '","maker":"' .. m.id ..
+          '","taker":"' .. t.id .. '","mu":"' .. m.u .. '","tu":"' .. t.u .. '","mfee":' ..
+          fmt(mfee) .. ',"tfee":' .. fmt(tfee))
         if m.filled >= m.amount then
           m.status = 'FILLED'
           removed[#removed + 1] = member
-          write_order(P, m, now)
+          write_fill(P, m, now_s)
           emit_done(log, m, 'FILLED', '')
         else
+          -- the maker keeps a remainder only when the taker can take no more
           m.status = 'PARTIALLY_FILLED'
-          redis.call('HSET', P .. 'o:' .. m.id, 'filled', fmt(m.filled), 'cost', fmt(m.cost),
-            'status', m.status, 'uts', fmt(now))
+          write_fill(P, m, now_s)
+          stop = true
+          break
         end
         progressed = true
       end
@@ -267,7 +298,7 @@ local function match(P, cfg, log, levels, t, max_fills, now)
 end
 
 -- Decide what happens to the taker after matching: rest, expire, fill, cancel.
-local function finish(P, cfg, log, levels, t, now)
+local function finish(P, cfg, log, levels, t, now_s)
   if t.status == 'CANCELED' then
     emit_done(log, t, 'CANCELED', t.msg or 'STP')
   elseif taker_done(t) then
@@ -287,15 +318,16 @@ local function finish(P, cfg, log, levels, t, now)
   elseif t.tif == 'GTC' then
     t.status = t.filled > 0 and 'PARTIALLY_FILLED' or 'NEW'
     local book = side_keys(P, t.side)
-    t.mem = string.format('%016.0f|%s', t.aseq, t.id)
+    local aseq = fmt(t.aseq)
+    t.mem = string.rep('0', 16 - #aseq) .. aseq .. '|' .. t.id
     redis.call('ZADD', book, t.side == 'buy' and -t.price or t.price, t.mem)
-    level_delta(levels, t.side, t.price, t.amount - t.filled)
+    level_delta(levels, t.side, t.price, t.ps, t.amount - t.filled)
   else
     t.status = 'EXPIRED'
     emit_done(log, t, 'EXPIRED', t.tif)
   end
   flush_levels(levels, log, P)
-  write_order(P, t, now)
+  write_order(P, t, now_s)
 end
 
 local function read_book_best(P, side)
@@ -319,10 +351,10 @@ local function mkt_place(keys, argv)
   local P = prefix_of(keys[1])
   local id, user, side, otype, tif = argv[1], argv[2], argv[3], argv[4], argv[5]
   if not valid_id(id) or not valid_id(user) then return fail('INVALID_PARAM', 'bad order or user id') end
-  local existing = read_order(P, id)
-  if existing then
-    if existing.status == 'ABORTED' then return fail('UNKNOWN_ORDER', 'order id expired') end
-    return order_reply('replay', existing, '[]', false)
+  local known = redis.call('HGET', P .. 'o:' .. id, 'status')
+  if known then
+    if known == 'ABORTED' then return fail('UNKNOWN_ORDER', 'order id expired') end
+    return order_reply('replay', read_order(P, id), '[]', false)
   end
   local cfg = load_cfg(keys[1])
   if not cfg then return fail('UNKNOWN_MARKET', 'unknown market') end
@@ -381,10 +413,11 @@ local function mkt_place(keys, argv)
   end
   -- validated: writes start here
   if cid ~= '' then redis.call('SET', P .. 'c:' .. user .. ':' .. cid, id, 'PX', TERMINAL_TTL_MS) end
-  local log = new_log(cfg, now)
-  local t = {id = id, u = user, cid = cid, side = side, type = otype, tif = tif, po = po,
-    stp = stp, price = price, amount = amount, qb = qb, filled = 0, cost = 0,
-    status = 'NEW', ts = fmt(now), mem = ''}
+  local now_s = argv[12]
+  local log = new_log(cfg, now_s)
+  local t = {id = id, u = user, cid = cid, side = side, type = otype, tif = tif, po = argv[6],
+    stp = stp, price = price, amount = amount, qb = qb, ps = argv[7], as = argv[8], qs = argv[9],
+    filled = 0, cost = 0, status = 'NEW', ts = now_s, mem = ''}
   emit_accepted(log, t)
   t.aseq = cfg.seq
   local levels = {}
@@ -393,24 +426,24 @@ local function mkt_place(keys, argv)
   if po == 1 and opp_best and crosses(t, opp_best) then
     t.status = 'REJECTED'
     emit_done(log, t, 'REJECTED', 'POST_ONLY_WOULD_TAKE')
-    write_order(P, t, now)
+    write_order(P, t, now_s)
   elseif tif == 'FOK' and not fok_fillable(P, cfg, t, max_fills) then
     t.status = 'EXPIRED'
     emit_done(log, t, 'EXPIRED', 'FOK')
-    write_order(P, t, now)
+    write_order(P, t, now_s)
   else
     if opp_best and crosses(t, opp_best) then
-      more = match(P, cfg, log, levels, t, max_fills, now)
+      more = match(P, cfg, log, levels, t, max_fills, now_s)
     end
     if more and t.status ~= 'CANCELED' then
       -- continue in a further call (bounded work per call); not on the book yet
       t.status = t.filled > 0 and 'PARTIALLY_FILLED' or 'NEW'
       flush_levels(levels, log, P)
-      write_order(P, t, now)
+      write_order(P, t, now_s)
       redis.call('HSET', P .. 'o:' .. t.id, 'cont', fmt(t.aseq))
     else
       more = false
-      finish(P, cfg, log, levels, t, now)
+      finish(P, cfg, log, levels, t, now_s)
     end
   end
   local events = commit_log(log, P)
@@ -438,29 +471,30 @@ local function mkt_continue(keys, argv)
   if not cont then return order_reply('replay', t, '[]', false) end
   local cfg = load_cfg(keys[1])
   t.aseq = tonumber(cont)
-  local log = new_log(cfg, now)
+  local now_s = argv[2]
+  local log = new_log(cfg, now_s)
   local levels = {}
-  local more = match(P, cfg, log, levels, t, max_fills, now)
+  local more = match(P, cfg, log, levels, t, max_fills, now_s)
   if more and t.status ~= 'CANCELED' then
     t.status = t.filled > 0 and 'PARTIALLY_FILLED' or 'NEW'
     flush_levels(levels, log, P)
-    write_order(P, t, now)
+    write_order(P, t, now_s)
   else
     more = false
     redis.call('HDEL', P .. 'o:' .. id, 'cont')
-    finish(P, cfg, log, levels, t, now)
+    finish(P, cfg, log, levels, t, now_s)
   end
   local events = commit_log(log, P)
   return order_reply('new', t, events, more)
 end
 
 -- Remove a resting order from the book and emit its done event (no validation).
-local function cancel_resting(P, log, levels, o, msg, now)
+local function cancel_resting(P, log, levels, o, msg, now_s)
   local book = side_keys(P, o.side)
   redis.call('ZREM', book, o.mem)
-  level_delta(levels, o.side, o.price, -(o.amount - o.filled))
+  level_delta(levels, o.side, o.price, o.ps, -(o.amount - o.filled))
   o.status = 'CANCELED'
-  write_order(P, o, now)
+  write_order(P, o, now_s)
   emit_done(log, o, 'CANCELED', msg)
 end
 
@@ -484,9 +518,9 @@ local function mkt_cancel(keys, argv)
   if cfg.status == 'HALT' then return fail('MARKET_NOT_TRADING', 'market is HALT') end
   local o = read_order(P, id)
   if not is_open(o) or o.u ~= user then return fail('UNKNOWN_ORDER', 'unknown order') end
-  local log = new_log(cfg, now)
+  local log = new_log(cfg, argv[3])
   local levels = {}
-  cancel_resting(P, log, levels, o, 'USER', now)
+  cancel_resting(P, log, levels, o, 'USER', argv[3])
   flush_levels(levels, log, P)
   local events = commit_log(log, P)
   return order_reply('new', o, events, false)
@@ -509,13 +543,13 @@ local function mkt_cancel_many(keys, argv)
   local cfg = load_cfg(keys[1])
   if not cfg then return fail('UNKNOWN_MARKET', 'unknown market') end
   if cfg.status == 'HALT' then return fail('MARKET_NOT_TRADING', 'market is HALT') end
-  local log = new_log(cfg, now)
+  local log = new_log(cfg, argv[2])
   local levels = {}
   local out = {'[]'}
   for i = 3, #argv do
     local o = read_order(P, argv[i])
     if is_open(o) and o.u == user then
-      cancel_resting(P, log, levels, o, 'USER', now)
+      cancel_resting(P, log, levels, o, 'USER', argv[2])
       out[#out + 1] = o.id
     end
   end
@@ -546,11 +580,12 @@ local function mkt_reduce(keys, argv)
   if new_amount >= o.amount or new_amount <= o.filled then
     return fail('INVALID_PARAM', 'new amount must be below the amount and above the filled size')
   end
-  local log = new_log(cfg, now)
+  local log = new_log(cfg, argv[4])
   local levels = {}
-  level_delta(levels, o.side, o.price, new_amount - o.amount)
+  level_delta(levels, o.side, o.price, o.ps, new_amount - o.amount)
   o.amount = new_amount
-  redis.call('HSET', P .. 'o:' .. id, 'amount', fmt(new_amount), 'uts', fmt(now))
+  o.as = argv[3]
+  redis.call('HSET', P .. 'o:' .. id, 'amount', argv[3], 'uts', argv[4])
   emit(log, string.format('"e":"reduced","id":"%s","u":"%s","side":"%s","amount":%s',
     o.id, o.u, o.side, fmt(new_amount)))
   flush_levels(levels, log, P)
@@ -643,7 +678,7 @@ local function mkt_configure(keys, argv)
   end
   redis.call('HSET', keys[1], unpack(args))
   local cfg = load_cfg(keys[1])
-  local log = new_log(cfg, now)
+  local log = new_log(cfg, argv[1])
   emit(log, '"e":"market",' .. table.concat(body, ','))
   return commit_log(log, P)
 end

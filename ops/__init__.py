@@ -1,0 +1,1 @@
+"""Operations: settings, embedded services, migrations, release step, supervisor."""

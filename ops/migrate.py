@@ -110,6 +110,14 @@ def create_database(server_url: str, name: str) -> str:
     return make_conninfo("", **params)
 
 
+def drop_database(server_url: str, name: str) -> None:
+    """Drop database ``name`` (disconnecting its sessions) if it exists."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
 def _database_url() -> str:
     try:
         from ops.settings import get_settings

@@ -70,8 +70,8 @@ CREATE TABLE market_events (
 -- Orders as recorded from `accepted`, `reduced` and `done` events. Events of one
 -- order may be committed out of order by concurrent drains: `seq` guards the
 -- state columns and `amount_seq` the amount (newer non-null values win, older
--- ones only fill gaps). A row whose status is NEW was open when last recorded;
--- its live fill state is in Redis.
+-- ones only fill gaps; NULL = not known yet). A row whose status is NEW was open
+-- when last recorded: its live fill state is in Redis until its `done` arrives.
 CREATE TABLE orders (
     id               text PRIMARY KEY,
     user_id          text NOT NULL,
@@ -85,8 +85,8 @@ CREATE TABLE orders (
     price            bigint CHECK (price >= 0),
     amount           bigint CHECK (amount >= 0),
     quote_amount     bigint CHECK (quote_amount >= 0),
-    filled           bigint NOT NULL DEFAULT 0 CHECK (filled >= 0),
-    cost             bigint NOT NULL DEFAULT 0 CHECK (cost >= 0),
+    filled           bigint CHECK (filled >= 0),
+    cost             bigint CHECK (cost >= 0),
     status           text CHECK (status IN ('NEW', 'PARTIALLY_FILLED', 'FILLED', 'CANCELED',
                                             'REJECTED', 'EXPIRED')),
     reason           text,

@@ -1,0 +1,485 @@
+"""Stream entries -> PostgreSQL rows (pure: no I/O).
+
+Market entries (``{m:X}:ev``, fields ``f``, ``l``, ``e``) become one
+``market_events`` row, one ``trades`` row per trade, one merged ``orders`` row per
+order id and a ``markets`` row per config change. Account entries
+(``{u:U}:ev``, field ``e``) become ledger rows and deposit/withdrawal/transfer
+rows (see :mod:`workers.ledger`). Every key is one the engine assigned.
+
+A malformed entry raises :class:`PoisonEntry`; the drain parks it after a few
+attempts instead of blocking the stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import orjson
+
+# trades columns, in this order
+TRADE_COLUMNS = (
+    "market",
+    "trade_id",
+    "price",
+    "size",
+    "quote",
+    "taker_side",
+    "maker_order_id",
+    "taker_order_id",
+    "maker_user",
+    "taker_user",
+    "maker_fee",
+    "taker_fee",
+    "seq",
+    "ts",
+)
+TradeRow = tuple[str, int, int, int, int, str, str, str, str, str, int, int, int, int]
+
+MARKET_EVENT_COLUMNS = ("market", "first_seq", "last_seq", "ts", "events")
+MarketEventRow = tuple[str, int, int, int, str]
+
+MARKET_COLUMNS = (
+    "id",
+    "base",
+    "quote",
+    "base_scale",
+    "tick",
+    "lot",
+    "min_size",
+    "max_notional",
+    "mult",
+    "maker_fee_bps",
+    "taker_fee_bps",
+    "status",
+    "seq",
+    "updated_ts",
+)
+MarketRow = tuple[str, str, str, int, int, int, int, int, int, int, int, str, int, int]
+
+FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED"})
+
+
+class PoisonEntry(ValueError):
+    """A stream entry that cannot be turned into rows."""
+
+
+@dataclass(slots=True)
+class OrderRow:
+    """What the events of a batch say about one order; None = not said.
+
+    Identity columns never change. State columns (``STATE``) follow the event
+    with the highest ``seq``; ``amount`` follows the highest ``amount_seq``.
+    """
+
+    id: str
+    user_id: str
+    market: str
+    side: str
+    seq: int
+    type: str | None = None
+    tif: str | None = None
+    post_only: bool | None = None
+    stp: str | None = None
+    client_order_id: str | None = None
+    price: int | None = None
+    quote_amount: int | None = None
+    created_ts: int | None = None
+    amount: int | None = None
+    amount_seq: int | None = None
+    filled: int | None = None
+    cost: int | None = None
+    status: str | None = None
+    reason: str | None = None
+    updated_ts: int | None = None
+
+    STATE = ("filled", "cost", "status", "reason", "updated_ts")
+    IDENTITY = (
+        "user_id",
+        "market",
+        "side",
+        "type",
+        "tif",
+        "post_only",
+        "stp",
+        "client_order_id",
+        "price",
+        "quote_amount",
+        "created_ts",
+    )
+
+    def merge(self, other: OrderRow) -> OrderRow:
+        """Combine two views of the same order (commutative; mirrors the SQL upsert)."""
+        newer, older = (other, self) if other.seq > self.seq else (self, other)
+        out = OrderRow(
+            id=self.id, user_id=self.user_id, market=self.market, side=self.side, seq=newer.seq
+        )
+        for name in self.IDENTITY:
+            a = getattr(self, name)
+            setattr(out, name, a if a is not None else getattr(other, name))
+        for name in self.STATE:
+            n = getattr(newer, name)
+            setattr(out, name, n if n is not None else getattr(older, name))
+        a_seq, b_seq = self.amount_seq, other.amount_seq
+        if b_seq is not None and (a_seq is None or b_seq > a_seq):
+            out.amount, out.amount_seq = other.amount, b_seq
+        else:
+            out.amount, out.amount_seq = self.amount, a_seq
+        return out
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in ORDER_COLUMNS)
+
+
+ORDER_COLUMNS = tuple(f.name for f in fields(OrderRow))
+
+
+@dataclass(slots=True)
+class Rows:
+    """Rows of a batch of entries, ready for the writer."""
+
+    market_events: list[MarketEventRow] = field(default_factory=list)
+    trades: list[TradeRow] = field(default_factory=list)
+    orders: dict[str, OrderRow] = field(default_factory=dict)
+    markets: dict[str, MarketRow] = field(default_factory=dict)
+    ledger: list[tuple[Any, ...]] = field(default_factory=list)
+    deposits: list[tuple[Any, ...]] = field(default_factory=list)
+    withdrawals: list[tuple[Any, ...]] = field(default_factory=list)
+    transfers: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add_order(self, row: OrderRow) -> None:
+        old = self.orders.get(row.id)
+        self.orders[row.id] = row if old is None else old.merge(row)
+
+    def add_market(self, row: MarketRow) -> None:
+        old = self.markets.get(row[0])
+        if old is None or row[12] > old[12]:
+            self.markets[row[0]] = row
+
+    def extend(self, other: Rows) -> None:
+        self.market_events += other.market_events
+        self.trades += other.trades
+        for order in other.orders.values():
+            self.add_order(order)
+        for market in other.markets.values():
+            self.add_market(market)
+        self.ledger += other.ledger
+        self.deposits += other.deposits
+        self.withdrawals += other.withdrawals
+        self.transfers += other.transfers
+
+    def __len__(self) -> int:
+        return (
+            len(self.market_events)
+            + len(self.trades)
+            + len(self.orders)
+            + len(self.markets)
+            + len(self.ledger)
+            + len(self.deposits)
+            + len(self.withdrawals)
+            + len(self.transfers)
+        )
+
+
+# -- field access -------------------------------------------------------------
+
+
+def _int(ev: dict[str, Any], name: str) -> int:
+    v = ev.get(name)
+    if type(v) is not int:
+        raise PoisonEntry(f"{name} must be an integer, got {v!r}")
+    return v
+
+
+def _str(ev: dict[str, Any], name: str) -> str:
+    v = ev.get(name)
+    if not isinstance(v, str):
+        raise PoisonEntry(f"{name} must be a string, got {v!r}")
+    return v
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _field(fields_: dict[Any, Any], name: str) -> Any:
+    if name in fields_:
+        return fields_[name]
+    raw = name.encode()
+    if raw in fields_:
+        return fields_[raw]
+    raise PoisonEntry(f"missing field {name}")
+
+
+# -- market entries -------------------------------------------------------------
+
+
+def market_entry_rows(market: str, entry: dict[Any, Any]) -> Rows:
+    """Rows of one ``{m:market}:ev`` entry (fields ``f``, ``l``, ``e``)."""
+    try:
+        first = int(_field(entry, "f"))
+        last = int(_field(entry, "l"))
+        raw = _field(entry, "e")
+        events = orjson.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise PoisonEntry(str(exc)) from None
+    if not isinstance(events, list) or not events or first < 1 or last != first + len(events) - 1:
+        raise PoisonEntry("events do not match f..l")
+    rows = Rows()
+    for i, ev in enumerate(events):
+        if not isinstance(ev, dict) or _int(ev, "seq") != first + i:
+            raise PoisonEntry(f"event {i} has no seq {first + i}")
+        _market_event(market, ev, rows)
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    rows.market_events.append((market, first, last, _int(events[0], "ts"), text))
+    return rows
+
+
+def _market_event(market: str, ev: dict[str, Any], rows: Rows) -> None:
+    kind = ev.get("e")
+    seq, ts = _int(ev, "seq"), _int(ev, "ts")
+    if kind == "trade":
+        rows.trades.append(
+            (
+                market,
+                _int(ev, "tid"),
+                _int(ev, "price"),
+                _int(ev, "size"),
+                _int(ev, "quote"),
+                _side(ev),
+                _str(ev, "maker"),
+                _str(ev, "taker"),
+                _str(ev, "mu"),
+                _str(ev, "tu"),
+                _int(ev, "mfee"),
+                _int(ev, "tfee"),
+                seq,
+                ts,
+            )
+        )
+    elif kind == "accepted":
+        amount = _int(ev, "amount")
+        rows.add_order(
+            OrderRow(
+                id=_str(ev, "id"),
+                user_id=_str(ev, "u"),
+                market=market,
+                side=_side(ev),
+                seq=seq,
+                type=_str(ev, "type"),
+                tif=_str(ev, "tif"),
+                post_only=bool(_int(ev, "po")),
+                stp=ev.get("stp") if isinstance(ev.get("stp"), str) else None,
+                client_order_id=_str(ev, "cid") or None,
+                price=_int(ev, "price"),
+                quote_amount=_int(ev, "qb"),
+                created_ts=ts,
+                amount=amount,
+                amount_seq=seq,
+                filled=0,
+                cost=0,
+                status="NEW",
+                updated_ts=ts,
+            )
+        )
+    elif kind == "done":
+        reason = _str(ev, "reason")
+        if reason not in FINAL_STATUSES:
+            raise PoisonEntry(f"bad done reason {reason!r}")
+        has_amount = "amount" in ev
+        rows.add_order(
+            OrderRow(
+                id=_str(ev, "id"),
+                user_id=_str(ev, "u"),
+                market=market,
+                side=_side(ev),
+                seq=seq,
+                amount=_int(ev, "amount") if has_amount else None,
+                amount_seq=seq if has_amount else None,
+                filled=_int(ev, "filled"),
+                cost=_int(ev, "cost"),
+                status=reason,
+                reason=_str(ev, "msg") or None,
+                updated_ts=ts,
+            )
+        )
+    elif kind == "reduced":
+        rows.add_order(
+            OrderRow(
+                id=_str(ev, "id"),
+                user_id=_str(ev, "u"),
+                market=market,
+                side=_side(ev),
+                seq=seq,
+                amount=_int(ev, "amount"),
+                amount_seq=seq,
+                updated_ts=ts,
+            )
+        )
+    elif kind == "market":
+        rows.add_market(
+            (
+                market,
+                _str(ev, "base"),
+                _str(ev, "quote"),
+                _int(ev, "bscale"),
+                _int(ev, "tick"),
+                _int(ev, "lot"),
+                _int(ev, "min"),
+                _int(ev, "maxn"),
+                _int(ev, "mult"),
+                _int(ev, "mfee"),
+                _int(ev, "tfee"),
+                _str(ev, "status"),
+                seq,
+                ts,
+            )
+        )
+    elif not isinstance(kind, str):
+        raise PoisonEntry(f"event without kind: {ev!r}")
+    # other kinds (level, future ones) live only in market_events
+
+
+def _side(ev: dict[str, Any]) -> str:
+    side = ev.get("side")
+    if side != "buy" and side != "sell":
+        raise PoisonEntry(f"bad side {side!r}")
+    return side
+
+
+# -- account entries ---------------------------------------------------------------
+
+LEDGER_COLUMNS = (
+    "user_id",
+    "entry_ms",
+    "entry_seq",
+    "idx",
+    "leg",
+    "kind",
+    "asset",
+    "available",
+    "held",
+    "escrow",
+    "ref",
+    "market",
+    "trade_id",
+    "ts",
+    "event",
+)
+DEPOSIT_COLUMNS = ("id", "user_id", "asset", "amount", "address", "ts")
+WITHDRAWAL_COLUMNS = (
+    "id",
+    "user_id",
+    "asset",
+    "amount",
+    "address",
+    "status",
+    "created_ts",
+    "updated_ts",
+)
+TRANSFER_COLUMNS = ("id", "from_user", "to_user", "asset", "amount", "ts", "credited_ts")
+
+# (asset, available delta, held delta, escrow delta) legs of one ledger event
+Leg = tuple[str, int, int, int]
+
+
+def ledger_legs(ev: dict[str, Any]) -> list[Leg]:
+    """Balance changes of one account ledger event (mirrors lua/20_accounts.lua)."""
+    kind = ev.get("e")
+    if kind == "fill":
+        paid, got, fee = _int(ev, "paid"), _int(ev, "got"), _int(ev, "fee")
+        return [(_str(ev, "out"), 0, -paid, 0), (_str(ev, "in"), got - fee, 0, 0)]
+    asset, amount = _str(ev, "asset"), _int(ev, "amount")
+    if kind in ("hold", "withdraw_req"):
+        return [(asset, -amount, amount, 0)]
+    if kind in ("release", "withdraw_rejected"):
+        return [(asset, amount, -amount, 0)]
+    if kind in ("fee", "deposit", "transfer_in"):
+        return [(asset, amount, 0, 0)]
+    if kind == "withdraw_done":
+        return [(asset, 0, -amount, 0)]
+    if kind == "transfer_out":
+        return [(asset, -amount, 0, 0)]
+    raise PoisonEntry(f"unknown ledger event {kind!r}")
+
+
+def account_entry_rows(user: str, entry_id: str, entry: dict[Any, Any]) -> Rows:
+    """Rows of one ``{u:user}:ev`` entry (field ``e``: JSON array of ledger events)."""
+    try:
+        ms, _, sq = entry_id.partition("-")
+        entry_ms, entry_seq = int(ms), int(sq)
+        events = orjson.loads(_field(entry, "e"))
+    except (ValueError, TypeError) as exc:
+        raise PoisonEntry(str(exc)) from None
+    if isinstance(events, dict):
+        events = [events]
+    if not isinstance(events, list) or not events:
+        raise PoisonEntry("e must be a non-empty JSON array")
+    rows = Rows()
+    for idx, ev in enumerate(events):
+        if not isinstance(ev, dict):
+            raise PoisonEntry(f"event {idx} is not an object")
+        kind, ts = _str(ev, "e"), _int(ev, "ts")
+        ref = ev.get("id") if isinstance(ev.get("id"), str) else None
+        market = ev.get("market") if isinstance(ev.get("market"), str) else None
+        tid = ev.get("tid") if type(ev.get("tid")) is int else None
+        raw = orjson.dumps(ev).decode()
+        for leg, (asset, avail, held, escrow) in enumerate(ledger_legs(ev)):
+            rows.ledger.append(
+                (
+                    user,
+                    entry_ms,
+                    entry_seq,
+                    idx,
+                    leg,
+                    kind,
+                    asset,
+                    avail,
+                    held,
+                    escrow,
+                    ref,
+                    market,
+                    tid,
+                    ts,
+                    raw if leg == 0 else None,
+                )
+            )
+        _account_record(user, kind, ts, ev, rows)
+    return rows
+
+
+def _account_record(user: str, kind: str, ts: int, ev: dict[str, Any], rows: Rows) -> None:
+    """Deposit / withdrawal / transfer rows of a ledger event."""
+    if kind == "deposit":
+        rows.deposits.append(
+            (_str(ev, "id"), user, _str(ev, "asset"), _int(ev, "amount"), ev.get("address"), ts)
+        )
+    elif kind.startswith("withdraw_"):
+        status = {"withdraw_req": "PENDING", "withdraw_done": "COMPLETED"}.get(kind, "REJECTED")
+        rows.withdrawals.append(
+            (
+                _str(ev, "id"),
+                user,
+                _str(ev, "asset"),
+                _int(ev, "amount"),
+                ev.get("address"),
+                status,
+                ts,
+                ts,
+            )
+        )
+    elif kind == "transfer_out":
+        rows.transfers.append(
+            (_str(ev, "id"), user, _str(ev, "to"), _str(ev, "asset"), _int(ev, "amount"), ts, None)
+        )
+    elif kind == "transfer_in":
+        rows.transfers.append(
+            (_str(ev, "id"), _str(ev, "from"), user, _str(ev, "asset"), _int(ev, "amount"), ts, ts)
+        )
+
+
+def stream_owner(stream: str) -> tuple[str, str]:
+    """``{m:BTC-USD}:ev`` -> ("m", "BTC-USD"); ``{u:42}:ev`` -> ("u", "42")."""
+    if len(stream) < 8 or stream[0] != "{" or stream[2] != ":" or not stream.endswith("}:ev"):
+        raise ValueError(f"not an event stream: {stream!r}")
+    return stream[1], stream[3:-4]

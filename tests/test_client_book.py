@@ -15,7 +15,14 @@ from client.checksum import checksum, checksum_string, level_token
 ASKS = [["30000.50", "0.25000000"], ["30001.00", "1.00000000"]]
 BIDS = [["29999.90", "0.00100000"], ["29000.00", "2.50000000"]]
 # Hand-computed: asks ascending then bids descending, "." removed, leading zeros stripped.
-EXPECTED_STRING = "300005025000000300010010000000029999901000002900000250000000"
+EXPECTED_STRING = "".join(
+    [
+        *("3000050", "25000000"),  # ask 30000.50 x 0.25000000
+        *("3000100", "100000000"),  # ask 30001.00 x 1.00000000
+        *("2999990", "100000"),  # bid 29999.90 x 0.00100000
+        *("2900000", "250000000"),  # bid 29000.00 x 2.50000000
+    ]
+)
 EXPECTED_CRC = 785889832
 
 

@@ -1,0 +1,395 @@
+"""The engine facade the web node and workers call: no caller sees keys or Lua.
+
+``place_order`` is the two-phase order flow of DESIGN.md §3: hold on the account
+shard, then place on the market shard; the settler applies the resulting events.
+Private ``orders`` pushes are published on ``hftx:u:<user>`` right after each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from redis.exceptions import ResponseError
+
+from engine import accounts, addresses, registry
+from engine import market as M
+from engine.ids import new_order_id
+from engine.pushes import order_pushes
+from engine.types import (
+    Asset,
+    Balance,
+    BookSnapshot,
+    EngineError,
+    Fill,
+    Market,
+    Order,
+    OrderRequest,
+    PlaceResult,
+)
+from engine.units import format_price, format_size, notional
+
+MARKET_CACHE_S = 1.0
+BOOK_LEVELS_FOR_ESTIMATE = 1000
+
+
+def user_channel(user_id: str) -> str:
+    return f"hftx:u:{user_id}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Exchange:
+    """One per process; safe to share between tasks."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._markets: dict[str, Market] = {}
+        self._markets_at = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def connect(cls, redis: Any) -> Exchange:
+        from engine.functions import ensure_loaded
+
+        await ensure_loaded(redis)
+        return cls(redis)
+
+    async def close(self) -> None:
+        """Wait for pushes still being published."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- registry ------------------------------------------------------------------
+
+    async def assets(self) -> list[Asset]:
+        return [Asset(s, scale) for s, scale in sorted((await registry.assets(self.redis)).items())]
+
+    async def create_asset(self, symbol: str, scale: int) -> Asset:
+        return await registry.create_asset(self.redis, symbol, scale)
+
+    async def markets(self) -> list[Market]:
+        await self._refresh_markets(force=True)
+        return list(self._markets.values())
+
+    async def market(self, market_id: str) -> Market:
+        await self._refresh_markets()
+        market = self._markets.get(market_id)
+        if market is None:
+            await self._refresh_markets(force=True)
+            market = self._markets.get(market_id)
+        if market is None:
+            raise EngineError("UNKNOWN_MARKET", f"unknown market {market_id}")
+        return market
+
+    async def _refresh_markets(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._markets_at < MARKET_CACHE_S:
+            return
+        self._markets = {m.id: m for m in await registry.markets(self.redis)}
+        self._markets_at = time.monotonic()
+
+    async def create_market(self, market: Market) -> Market:
+        created = await registry.create_market(self.redis, market, now_ms())
+        await self._refresh_markets(force=True)
+        return created
+
+    async def set_market_status(self, market_id: str, status: str) -> Market:
+        await self.market(market_id)
+        await M.set_status(self.redis, market_id, status, now_ms())
+        await self._refresh_markets(force=True)
+        return await self.market(market_id)
+
+    # -- orders --------------------------------------------------------------------
+
+    async def place_order(self, user_id: str, req: OrderRequest) -> PlaceResult:
+        """Hold the funds, then place; never waits for PostgreSQL."""
+        market = await self.market(req.market)
+        if market.status != "TRADING":
+            raise EngineError("MARKET_NOT_TRADING", f"market is {market.status}")
+        req = await self._with_budget(user_id, market, req)
+        asset, amount = hold_of(market, req)
+        order_id = new_order_id()
+        now = now_ms()
+        held = await accounts.hold(
+            self.redis, user_id, order_id, market.id, asset, amount,
+            client_order_id=req.client_order_id, now=now,
+        )  # fmt: skip
+        if held.kind == "duplicate" and held.existing is not None:
+            existing = await M.get_order(self.redis, held.existing[0], held.existing[1])
+            if existing is None:
+                raise EngineError("DUPLICATE_CLIENT_ORDER_ID", "client_order_id already used")
+            return PlaceResult(order=existing, duplicate=True)
+        try:
+            outcome = await M.place(self.redis, order_id, user_id, req, now)
+        except EngineError:
+            await accounts.release(self.redis, user_id, order_id)
+            raise
+        except (ResponseError, OSError):
+            # outcome unknown: the hold stays; the reconciler settles it either way
+            raise
+        if outcome.kind == "duplicate":
+            await accounts.release(self.redis, user_id, order_id)
+            existing = await M.get_order(self.redis, market.id, outcome.order_id)
+            assert existing is not None
+            return PlaceResult(order=existing, duplicate=True)
+        order = Order(
+            id=order_id,
+            user_id=user_id,
+            market=market.id,
+            side=req.side,
+            type=req.type,
+            time_in_force="IOC" if req.type == "market" else req.time_in_force,
+            post_only=req.post_only,
+            price=req.price,
+            amount=req.amount,
+            filled=outcome.filled,
+            cost=outcome.cost,
+            status=outcome.status,  # type: ignore[arg-type]
+            created_ts=now,
+            updated_ts=now,
+            client_order_id=req.client_order_id,
+            quote_amount=req.quote_amount,
+        )
+        self._publish(market, outcome.events, {order_id: order})
+        if order.status == "REJECTED":
+            raise EngineError("POST_ONLY_WOULD_TAKE", "post-only order would take liquidity")
+        return PlaceResult(order=order, fills=taker_fills(market, order, outcome.events))
+
+    async def _with_budget(self, user_id: str, market: Market, req: OrderRequest) -> OrderRequest:
+        """A market buy by base amount gets a quote budget from the current asks."""
+        if req.type != "market" or req.side != "buy" or req.quote_amount or not req.amount:
+            return req
+        book = await M.depth(self.redis, market.id, BOOK_LEVELS_FOR_ESTIMATE)
+        left, cost = req.amount, 0
+        for price, size in book.asks:
+            take = min(left, size)
+            cost += notional(market, price, take)
+            left -= take
+            if not left:
+                break
+        if cost == 0:
+            raise EngineError("INVALID_PARAM", "no liquidity for a market buy")
+        budget = min(cost + cost // 20 + 1, market.max_notional)  # 5% price protection
+        available = (await accounts.balance(self.redis, user_id, market.quote)).available
+        if available < cost:
+            raise EngineError("INSUFFICIENT_FUNDS", f"not enough {market.quote}")
+        return replace(req, quote_amount=min(budget, available))
+
+    async def cancel_order(
+        self, user_id: str, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order:
+        market_id, oid = await self._locate_open(user_id, order_id, client_order_id)
+        market = await self.market(market_id)
+        outcome = await M.cancel(self.redis, market_id, oid, user_id, now_ms())
+        order = await M.get_order(self.redis, market_id, oid)
+        assert order is not None
+        self._publish(market, outcome.events, {oid: order})
+        return order
+
+    async def _locate_open(
+        self, user_id: str, order_id: str | None, client_order_id: str | None
+    ) -> tuple[str, str]:
+        if order_id:
+            for hold in await accounts.holds(self.redis, user_id):
+                if hold.order_id == order_id and hold.market:
+                    return hold.market, order_id
+        elif client_order_id:
+            found = await accounts.client_order(self.redis, user_id, client_order_id)
+            if found is not None:
+                return found
+        else:
+            raise EngineError("INVALID_PARAM", "order_id or client_order_id is required")
+        raise EngineError("UNKNOWN_ORDER", "unknown order")
+
+    async def cancel_all(self, user_id: str, market: str | None = None) -> list[Order]:
+        by_market: dict[str, list[str]] = {}
+        for hold in await accounts.holds(self.redis, user_id):
+            if hold.market and (market is None or hold.market == market):
+                by_market.setdefault(hold.market, []).append(hold.order_id)
+        if market is not None:
+            await self.market(market)
+        canceled: list[Order] = []
+        for market_id, ids in by_market.items():
+            m = await self.market(market_id)
+            events, done = await M.cancel_many(self.redis, market_id, user_id, ids, now_ms())
+            orders = await self._orders(market_id, done)
+            self._publish(m, events, {o.id: o for o in orders})
+            canceled += orders
+        return canceled
+
+    async def open_orders(self, user_id: str, market: str | None = None) -> list[Order]:
+        by_market: dict[str, list[str]] = {}
+        for hold in await accounts.holds(self.redis, user_id):
+            if hold.market and (market is None or hold.market == market):
+                by_market.setdefault(hold.market, []).append(hold.order_id)
+        out: list[Order] = []
+        for market_id, ids in by_market.items():
+            out += [
+                o
+                for o in await self._orders(market_id, ids)
+                if o.user_id == user_id and o.status in ("NEW", "PARTIALLY_FILLED")
+            ]
+        return sorted(out, key=lambda o: (o.created_ts, o.id))
+
+    async def get_order(self, user_id: str, order_id: str) -> Order:
+        """The order if it is ``user_id``'s (else UNKNOWN_ORDER, like a missing one)."""
+        if not isinstance(order_id, str) or not order_id.isdigit() or len(order_id) > 20:
+            raise EngineError("UNKNOWN_ORDER", "unknown order")
+        for hold in await accounts.holds(self.redis, user_id):
+            if hold.order_id == order_id and hold.market:
+                order = await M.get_order(self.redis, hold.market, order_id)
+                if order is not None and order.user_id == user_id:
+                    return order
+        for market_id in await registry.market_ids(self.redis):
+            order = await M.get_order(self.redis, market_id, order_id)
+            if order is not None:
+                if order.user_id != user_id:
+                    break
+                return order
+        raise EngineError("UNKNOWN_ORDER", "unknown order")
+
+    async def _orders(self, market_id: str, order_ids: list[str]) -> list[Order]:
+        pipe = self.redis.pipeline(transaction=False)
+        for oid in order_ids:
+            pipe.hgetall(f"{{m:{market_id}}}:o:{oid}")
+        out = []
+        for raw in await pipe.execute():
+            if raw:
+                rec = {k.decode(): v.decode() for k, v in raw.items()}
+                order = M.order_from_record(market_id, rec)
+                if order is not None:
+                    out.append(order)
+        return out
+
+    async def book(self, market_id: str, depth: int) -> BookSnapshot:
+        await self.market(market_id)
+        return await M.depth(self.redis, market_id, depth)
+
+    async def recent_trades(self, market_id: str, limit: int) -> list[dict[str, Any]]:
+        """The latest trades (newest first) from the market stream, wire format."""
+        market = await self.market(market_id)
+        trades: list[dict[str, Any]] = []
+        last_id = "+"
+        while len(trades) < limit:
+            entries = await self.redis.xrevrange(f"{{m:{market_id}}}:ev", max=last_id, count=200)
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                for ev in reversed(orjson.loads(fields[b"e"])):
+                    if ev["e"] == "trade":
+                        trades.append(trade_to_wire(market, ev))
+                last_id = "(" + entry_id.decode()
+            if len(entries) < 200:
+                break
+        return trades[:limit]
+
+    # -- accounts ------------------------------------------------------------------
+
+    async def balances(self, user_id: str) -> list[Balance]:
+        return await accounts.balances(self.redis, user_id)
+
+    async def addresses(self, user_id: str) -> list[tuple[str, str]]:
+        out = []
+        for asset in await self.assets():
+            out.append(
+                (asset.symbol, await addresses.deposit_address(self.redis, user_id, asset.symbol))
+            )
+        return out
+
+    async def deposit(self, deposit_id: str, address: str, asset: str, amount: int) -> Any:
+        return await accounts.deposit(self.redis, deposit_id, address, asset, amount)
+
+    async def request_withdrawal(
+        self, user_id: str, withdrawal_id: str, asset: str, amount: int, address: str
+    ) -> Any:
+        return await accounts.request_withdrawal(
+            self.redis, user_id, withdrawal_id, asset, amount, address
+        )
+
+    async def complete_withdrawal(self, withdrawal_id: str) -> Any:
+        return await accounts.complete_withdrawal(self.redis, withdrawal_id)
+
+    async def reject_withdrawal(self, withdrawal_id: str) -> Any:
+        return await accounts.reject_withdrawal(self.redis, withdrawal_id)
+
+    async def withdrawals(self, user_id: str) -> list[Any]:
+        return await accounts.withdrawals(self.redis, user_id)
+
+    async def transfer(
+        self, user_id: str, transfer_id: str, asset: str, amount: int, to_address: str
+    ) -> Any:
+        return await accounts.transfer(self.redis, user_id, transfer_id, asset, amount, to_address)
+
+    # -- pushes --------------------------------------------------------------------
+
+    def _publish(
+        self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]
+    ) -> None:
+        if not events:
+            return
+        task = asyncio.create_task(self._publish_now(market, events, known))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_now(
+        self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]
+    ) -> None:
+        others = sorted(
+            {ev["maker"] for ev in events if ev["e"] == "trade"}
+            | {ev["id"] for ev in events if ev["e"] == "done"} - set(known)
+        )
+        final = dict(known)
+        for order in await self._orders(market.id, others):
+            final[order.id] = order
+        pushes = order_pushes(market, events, final)
+        if not pushes:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for user, push in pushes:
+            pipe.publish(user_channel(user), orjson.dumps(push))
+        await pipe.execute()
+
+
+def hold_of(market: Market, req: OrderRequest) -> tuple[str, int]:
+    """The asset and amount an order reserves before it reaches the market."""
+    if req.side == "sell":
+        return market.base, req.amount
+    if req.type == "market":
+        return market.quote, req.quote_amount
+    return market.quote, notional(market, req.price, req.amount)
+
+
+def taker_fills(market: Market, order: Order, events: list[dict[str, Any]]) -> list[Fill]:
+    fee_asset = market.base if order.side == "buy" else market.quote
+    return [
+        Fill(
+            trade_id=ev["tid"],
+            price=ev["price"],
+            size=ev["size"],
+            quote=ev["quote"],
+            fee=ev["tfee"],
+            fee_asset=fee_asset,
+            maker_order_id=ev["maker"],
+            liquidity="taker",
+        )
+        for ev in events
+        if ev["e"] == "trade" and ev["taker"] == order.id
+    ]
+
+
+def trade_to_wire(market: Market, ev: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trade_id": ev["tid"],
+        "price": format_price(market, ev["price"]),
+        "size": format_size(market, ev["size"]),
+        "taker_side": ev["side"],
+        "maker_order_id": ev["maker"],
+        "taker_order_id": ev["taker"],
+        "seq": ev["seq"],
+        "ts": ev["ts"],
+    }

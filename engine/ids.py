@@ -1,0 +1,47 @@
+"""Globally unique, time-ordered order ids (63-bit snowflakes as decimal strings).
+
+41 bits of milliseconds since 2024-01-01, 10 bits of node id, 12 bits of sequence.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+
+EPOCH_MS = 1_704_067_200_000
+_NODE_BITS = 10
+_SEQ_BITS = 12
+
+
+class IdGenerator:
+    def __init__(self, node_id: int | None = None) -> None:
+        if node_id is None:
+            env = os.environ.get("HFTX_NODE_ID")
+            node_id = int(env) if env else random.getrandbits(_NODE_BITS)
+        self.node_id = node_id % (1 << _NODE_BITS)
+        self._last_ms = 0
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            now = time.time_ns() // 1_000_000 - EPOCH_MS
+            if now <= self._last_ms:
+                self._seq = (self._seq + 1) & ((1 << _SEQ_BITS) - 1)
+                if self._seq == 0:
+                    self._last_ms += 1  # borrow from the next millisecond
+                now = self._last_ms
+            else:
+                self._seq = 0
+                self._last_ms = now
+            value = (now << (_NODE_BITS + _SEQ_BITS)) | (self.node_id << _SEQ_BITS) | self._seq
+            return str(value)
+
+
+_default = IdGenerator()
+
+
+def new_order_id() -> str:
+    return _default.next()

@@ -1,0 +1,443 @@
+"""Drain benchmark, and the load generators the drain tests share.
+
+    python -m ops.bench.drain [--quick]
+
+Starts its own Valkey and PostgreSQL (loopback, temp dirs, PostgreSQL durable:
+fsync on), then
+
+1. throughput: for each batch size, preloads a backlog of synthetic market
+   stream entries (exactly the engine's format, docs/internals.md: one entry per
+   maker order, one per taker order filling it: accepted, trade, level, done x2),
+   runs ``python -m workers.drain`` as a subprocess and times how long it takes
+   to commit them all: trades/s, best batch size reported;
+2. lag: feeds entries at 5,000 trades/s for a while and samples, every 10 ms,
+   the newest trade id committed; a trade's lag is the first sample at which it
+   is committed minus the time it was XADDed (an upper bound, 10 ms grain).
+
+Prints a table; the last line is one JSON object with ``trades_per_s`` and
+``lag_p99_ms``. Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine import market as M
+from engine import registry
+from engine.types import EngineError, Market, OrderRequest
+
+LOAD_MARKET = Market(
+    id="DRN-USD",
+    base="DRN",
+    quote="USD",
+    base_scale=8,
+    quote_scale=8,
+    tick=1_000_000,
+    lot=1_000,
+    min_size=1_000,
+    max_notional=10**15,
+    maker_fee_bps=10,
+    taker_fee_bps=20,
+)
+
+
+# -- load through the real engine ----------------------------------------------------
+
+
+class EngineLoad:
+    """Random orders through the real matching engine (``engine.market``).
+
+    Mostly resting limits near the mid, crossing IOC/limit orders, market orders,
+    reduces and cancels, from a handful of users (self-trades included)."""
+
+    def __init__(
+        self,
+        redis: Any,
+        market: Market = LOAD_MARKET,
+        seed: int = 1,
+        prefix: str = "o",
+        users: int = 6,
+    ) -> None:
+        self.redis = redis
+        self.market = market
+        self.rng = random.Random(seed)
+        self.prefix = prefix
+        self.users = [f"lu{i}" for i in range(users)]
+        self.n = 0
+        self.open: dict[str, tuple[str, int]] = {}  # order id -> (user, amount)
+        self.calls = 0
+
+    async def setup(self) -> None:
+        await registry.create_asset(self.redis, self.market.base, self.market.base_scale)
+        await registry.create_asset(self.redis, self.market.quote, self.market.quote_scale)
+        await registry.create_market(self.redis, self.market, int(time.time() * 1000))
+
+    def _order(self) -> tuple[str, str, OrderRequest]:
+        rng, m = self.rng, self.market
+        self.n += 1
+        oid = f"{self.prefix}{self.n}"
+        user = rng.choice(self.users)
+        side = rng.choice(("buy", "sell"))
+        mid = 10_000 * m.tick
+        r = rng.random()
+        lots = rng.randint(1, 8) * m.lot
+        if r < 0.6:  # resting limit near the mid
+            off = rng.randint(1, 6) * m.tick
+            price = mid - off if side == "buy" else mid + off
+            req = OrderRequest(m.id, side, "limit", lots, price)  # type: ignore[arg-type]
+        elif r < 0.92:  # crossing limit, sometimes IOC
+            off = rng.randint(0, 8) * m.tick
+            price = mid + off if side == "buy" else mid - off
+            tif = "IOC" if rng.random() < 0.3 else "GTC"
+            req = OrderRequest(m.id, side, "limit", lots, price, tif)  # type: ignore[arg-type]
+        elif side == "sell":
+            req = OrderRequest(m.id, "sell", "market", lots)
+        else:
+            budget = (mid // m.tick) * (lots // m.lot) * m.mult
+            req = OrderRequest(m.id, "buy", "market", 0, quote_amount=budget)
+        return oid, user, req
+
+    async def step(self) -> None:
+        """One engine call."""
+        now = int(time.time() * 1000)
+        self.calls += 1
+        if self.open and self.rng.random() < 0.15:
+            oid = self.rng.choice(list(self.open))
+            user, amount = self.open.pop(oid)
+            try:
+                if self.rng.random() < 0.3 and amount > self.market.lot:
+                    out = await M.reduce(
+                        self.redis, self.market.id, oid, user, amount - self.market.lot, now
+                    )
+                    if out.status in ("NEW", "PARTIALLY_FILLED"):
+                        self.open[oid] = (user, amount - self.market.lot)
+                else:
+                    await M.cancel(self.redis, self.market.id, oid, user, now)
+            except EngineError:
+                pass  # filled, or reduced below its fill meanwhile
+            return
+        oid, user, req = self._order()
+        out = await M.place(self.redis, oid, user, req, now)
+        if out.status in ("NEW", "PARTIALLY_FILLED"):
+            self.open[oid] = (user, req.amount)
+        for ev in out.events:
+            if ev["e"] == "done":
+                self.open.pop(ev["id"], None)
+
+    async def run(self, calls: int, max_seconds: float = 60.0) -> int:
+        """Up to ``calls`` engine calls within ``max_seconds``; calls made."""
+        deadline = time.monotonic() + max_seconds
+        done = 0
+        while done < calls and time.monotonic() < deadline:
+            await self.step()
+            done += 1
+        return done
+
+
+async def emitted_trades(redis: Any, market_id: str) -> list[tuple[str, int]]:
+    """(market, trade id) of every trade in the market stream, in order."""
+    out: list[tuple[str, int]] = []
+    last = "-"
+    while True:
+        batch = await redis.xrange(f"{{m:{market_id}}}:ev", min=last, count=1000)
+        if last != "-":
+            batch = batch[1:]
+        if not batch:
+            return out
+        for entry_id, fields in batch:
+            for ev in orjson.loads(fields[b"e"] if b"e" in fields else fields["e"]):
+                if ev["e"] == "trade":
+                    out.append((market_id, ev["tid"]))
+            last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
+# -- synthetic entries in the engine's exact format ----------------------------------------
+
+
+class Synthetic:
+    """Market stream entries as the engine writes them, without running the engine:
+    per trade one maker entry (accepted + level) and one taker entry (accepted,
+    trade, level, done maker, done taker)."""
+
+    def __init__(self, market_id: str = "SYN-USD", seed: int = 1) -> None:
+        self.market = market_id
+        self.rng = random.Random(seed)
+        self.seq = 0
+        self.tid = 0
+        self.oid = 0
+
+    def _events(self, bodies: list[str], ts: int) -> dict[str, Any]:
+        first = self.seq + 1
+        items = []
+        for b in bodies:
+            self.seq += 1
+            items.append(f'{{"seq":{self.seq},"ts":{ts},{b}}}')
+        return {"f": first, "l": self.seq, "e": "[" + ",".join(items) + "]"}
+
+    def pair(self, ts: int) -> list[dict[str, Any]]:
+        """Two entries making one trade."""
+        rng = self.rng
+        price = 10_000_000_000 + rng.randint(-50, 50) * 1_000_000
+        size = rng.randint(1, 20) * 1_000
+        quote = price * size // 10**8
+        maker_side = rng.choice(("buy", "sell"))
+        taker_side = "sell" if maker_side == "buy" else "buy"
+        self.oid += 1
+        mk = f"{1_000_000_000 + self.oid}"
+        self.oid += 1
+        tk = f"{1_000_000_000 + self.oid}"
+        mu, tu = f"u{rng.randint(1, 500)}", f"u{rng.randint(1, 500)}"
+        maker = self._events(
+            [
+                f'"e":"accepted","id":"{mk}","u":"{mu}","cid":"","side":"{maker_side}",'
+                f'"type":"limit","tif":"GTC","po":0,"stp":"cancel_newest","price":{price},'
+                f'"amount":{size},"qb":0',
+                f'"e":"level","side":"{maker_side}","price":{price},"size":{size}',
+            ],
+            ts,
+        )
+        self.tid += 1
+        taker = self._events(
+            [
+                f'"e":"accepted","id":"{tk}","u":"{tu}","cid":"","side":"{taker_side}",'
+                f'"type":"limit","tif":"IOC","po":0,"stp":"cancel_newest","price":{price},'
+                f'"amount":{size},"qb":0',
+                f'"e":"trade","tid":{self.tid},"price":{price},"size":{size},"quote":{quote},'
+                f'"side":"{taker_side}","maker":"{mk}","taker":"{tk}","mu":"{mu}","tu":"{tu}",'
+                f'"mfee":{size // 1000},"tfee":{quote // 500}',
+                f'"e":"level","side":"{maker_side}","price":{price},"size":0',
+                f'"e":"done","id":"{mk}","u":"{mu}","side":"{maker_side}","reason":"FILLED",'
+                f'"msg":"","amount":{size},"filled":{size},"cost":{quote}',
+                f'"e":"done","id":"{tk}","u":"{tu}","side":"{taker_side}","reason":"FILLED",'
+                f'"msg":"","amount":{size},"filled":{size},"cost":{quote}',
+            ],
+            ts,
+        )
+        return [maker, taker]
+
+    @property
+    def stream(self) -> str:
+        return f"{{m:{self.market}}}:ev"
+
+
+async def preload(redis: Any, syn: Synthetic, trades: int, chunk: int = 2000) -> None:
+    """XADD entries for ``trades`` trades, pipelined."""
+    left = trades
+    while left > 0:
+        n = min(chunk, left)
+        pipe = redis.pipeline(transaction=False)
+        ts = int(time.time() * 1000)
+        for _ in range(n):
+            for fields in syn.pair(ts):
+                pipe.xadd(syn.stream, fields)
+        await pipe.execute()
+        left -= n
+
+
+# -- the benchmark -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _servers() -> Iterator[tuple[str, str]]:
+    from ops import embedded
+
+    with tempfile.TemporaryDirectory(prefix="hftx-bench-drain-") as tmp:
+        vk = embedded.start_valkey(Path(tmp) / "valkey")
+        try:
+            pg = embedded.start_postgres(Path(tmp) / "pg", durable=True)
+            try:
+                yield vk.url, pg.url
+            finally:
+                pg.stop()
+        finally:
+            vk.stop()
+
+
+def _drain_proc(redis_url: str, db_url: str, batch: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=db_url, HFTX_LOG_LEVEL="WARNING")
+    env.pop("HFTX_DRAIN_FAULT", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.drain", "--batch", str(batch)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def _fresh_db(server_url: str, name: str) -> str:
+    from ops.migrate import create_database, migrate
+
+    url = create_database(server_url, name)
+    migrate(url)
+    return url
+
+
+async def _count_trades(conn: Any, market: str) -> int:
+    cur = await conn.execute(
+        "SELECT coalesce(max(trade_id), 0) FROM trades WHERE market = %s", (market,)
+    )
+    row = await cur.fetchone()
+    return int(row[0])
+
+
+async def throughput(
+    redis: Any, redis_url: str, db_url: str, batch: int, trades: int, timeout: float
+) -> float:
+    """Trades/s the drain commits from a preloaded backlog of ``trades`` trades."""
+    import psycopg
+
+    syn = Synthetic(f"T{batch}-USD", seed=batch)
+    await redis.sadd("{g}:markets", syn.market)
+    await preload(redis, syn, trades)
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        proc = _drain_proc(redis_url, db_url, batch)
+        try:
+            start = None
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                n = await _count_trades(conn, syn.market)
+                if start is None and n > 0:
+                    start = (time.perf_counter(), n)
+                if n >= trades:
+                    break
+                await asyncio.sleep(0.005)
+            else:
+                raise TimeoutError(f"batch {batch}: drain did not finish in {timeout}s")
+            assert start is not None
+            t0, n0 = start
+            elapsed = time.perf_counter() - t0
+            return (trades - n0) / elapsed if elapsed > 0 else float("inf")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+async def lag_run(
+    redis: Any, redis_url: str, db_url: str, batch: int, rate: int, seconds: float
+) -> list[float]:
+    """Per-trade commit lag (ms) while feeding ``rate`` trades/s for ``seconds``."""
+    import psycopg
+
+    syn = Synthetic("LAG-USD", seed=99)
+    await redis.sadd("{g}:markets", syn.market)
+    added: list[float] = []  # time each trade id (index + 1) was XADDed
+    committed_at: list[float] = []
+    proc = _drain_proc(redis_url, db_url, batch)
+    stop = asyncio.Event()
+
+    async def sampler() -> None:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            while not stop.is_set() or len(committed_at) < len(added):
+                n = await _count_trades(conn, syn.market)
+                now = time.perf_counter()
+                while len(committed_at) < min(n, len(added)):
+                    committed_at.append(now)
+                if stop.is_set() and time.perf_counter() > stop_deadline:
+                    break
+                await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.sleep(1.0)  # drain up and its consumer group created
+        stop_deadline = float("inf")
+        task = asyncio.create_task(sampler())
+        tick = 0.01
+        per_tick = rate * tick
+        start = time.perf_counter()
+        owed = 0.0
+        end = start + seconds
+        while time.perf_counter() < end:
+            owed += per_tick
+            n = int(owed)
+            owed -= n
+            if n:
+                pipe = redis.pipeline(transaction=False)
+                ts = int(time.time() * 1000)
+                for _ in range(n):
+                    for fields in syn.pair(ts):
+                        pipe.xadd(syn.stream, fields)
+                await pipe.execute()
+                now = time.perf_counter()
+                added.extend([now] * n)
+            next_tick = start + (len(added) / rate) if rate else end
+            await asyncio.sleep(max(0.0, min(tick, next_tick - time.perf_counter())))
+        stop_deadline = time.perf_counter() + 30
+        stop.set()
+        await task
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return [(c - a) * 1000 for a, c in zip(added, committed_at, strict=False)]
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+async def main_async(quick: bool) -> dict[str, Any]:
+    import redis.asyncio as aredis
+
+    batches = [250, 1000, 4000] if quick else [100, 250, 1000, 2000, 4000, 8000]
+    trades = 60_000 if quick else 200_000
+    lag_seconds = 15.0 if quick else 60.0
+    rows = []
+    with _servers() as (redis_url, pg_url):
+        redis = aredis.Redis.from_url(redis_url)
+        try:
+            for b in batches:
+                db = await _fresh_db(pg_url, f"bench_{b}")
+                tps = await throughput(redis, redis_url, db, b, trades, timeout=120)
+                rows.append((b, tps))
+                print(f"batch {b:>6}  {tps:>10,.0f} trades/s", flush=True)
+            best_batch, best = max(rows, key=lambda r: r[1])
+            db = await _fresh_db(pg_url, "bench_lag")
+            lags = await lag_run(redis, redis_url, db, best_batch, 5_000, lag_seconds)
+        finally:
+            await redis.aclose()
+    result = {
+        "trades_per_s": round(best),
+        "best_batch": best_batch,
+        "backlog_trades": trades,
+        "entries_per_trade": 2,
+        "lag_rate_trades_per_s": 5_000,
+        "lag_seconds": lag_seconds,
+        "lag_samples": len(lags),
+        "lag_p50_ms": round(_pct(lags, 50), 1),
+        "lag_p99_ms": round(_pct(lags, 99), 1),
+        "lag_max_ms": round(max(lags), 1) if lags else None,
+    }
+    print(
+        f"lag at 5,000 trades/s over {lag_seconds:.0f}s (batch {best_batch}): "
+        f"p50 {result['lag_p50_ms']} ms, p99 {result['lag_p99_ms']} ms, "
+        f"max {result['lag_max_ms']} ms"
+    )
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m ops.bench.drain")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer batch sizes, smaller backlog (< 90 s)"
+    )
+    args = p.parse_args()
+    result = asyncio.run(main_async(args.quick))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

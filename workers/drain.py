@@ -1,0 +1,690 @@
+"""The drain: market and account streams -> PostgreSQL, exactly once, off the hot path.
+
+    python -m workers.drain [--batch N] [--metrics-port P]
+
+Consumer group ``drain`` on every ``{m:X}:ev`` and ``{u:U}:ev``. A batch of
+entries becomes rows (:mod:`workers.rows`), written in ONE transaction with
+COPY into temp tables + ``INSERT ... ON CONFLICT DO NOTHING`` on engine-assigned
+keys; candles are updated from the trades that insert actually added; then
+COMMIT, then XACK. A crash anywhere re-delivers; nothing is written twice.
+
+Entries of a consumer idle for ``claim_idle_ms`` are claimed (dead consumers).
+An entry whose processing failed ``max_failures`` times (bad data, or a row the
+database rejects, isolated by bisecting the batch), or that was delivered
+``max_deliveries`` times (it kills its consumer), is parked in
+``<stream>:dead`` and counted. Streams are trimmed below what every consumer
+group acknowledged. With PostgreSQL down the drain retries with exponential
+backoff (reading stops, so Redis keeps the backlog) and exposes its lag.
+
+Fault injection for tests: ``HFTX_DRAIN_FAULT=after_commit:0.2,before_commit:0.1``
+SIGKILLs the process at that point with that probability per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from prometheus_client import Counter, Gauge, Histogram
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from workers import candles, streams
+from workers.rows import (
+    DEPOSIT_COLUMNS,
+    LEDGER_COLUMNS,
+    MARKET_COLUMNS,
+    MARKET_EVENT_COLUMNS,
+    ORDER_COLUMNS,
+    TRADE_COLUMNS,
+    TRANSFER_COLUMNS,
+    WITHDRAWAL_COLUMNS,
+    PoisonEntry,
+    Rows,
+    account_entry_rows,
+    market_entry_rows,
+    stream_owner,
+)
+from workers.streams import Entry
+
+log = logging.getLogger("hftx.drain")
+
+ENTRIES = Counter("hftx_drain_entries_total", "Stream entries committed to PostgreSQL", ["kind"])
+TRADES = Counter("hftx_drain_trades_total", "Trades newly inserted")
+DEAD = Counter("hftx_drain_dead_letters_total", "Entries parked in a dead-letter stream")
+FAILURES = Counter("hftx_drain_entry_failures_total", "Failed attempts to process an entry")
+DB_ERRORS = Counter("hftx_drain_db_errors_total", "Transient PostgreSQL errors (retried)")
+LAG_ENTRIES = Gauge("hftx_drain_lag_entries", "Stream entries not yet committed")
+LAG_SECONDS = Gauge("hftx_drain_lag_seconds", "Age of the oldest entry not yet committed")
+BATCH_SECONDS = Histogram("hftx_drain_batch_seconds", "Write + ack time of one batch")
+
+
+def consumer_name() -> str:
+    """Unique per process (host, pid, random suffix)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(24):06x}"
+
+
+@dataclass(slots=True)
+class DrainConfig:
+    group: str = "drain"
+    consumer: str = field(default_factory=consumer_name)
+    count: int = 1000  # XREADGROUP COUNT per stream
+    block_ms: int = 100
+    claim_idle_ms: int = 5000
+    max_failures: int = 3
+    max_deliveries: int = 50
+    refresh_s: float = 5.0
+    maintain_s: float = 1.0
+    trim_s: float = 10.0
+    trim_keep_ms: int = 600_000  # always keep entries younger than this
+    trim_require: tuple[str, ...] = ("drain",)  # trim only if these groups exist
+    backoff_min_s: float = 0.05
+    backoff_max_s: float = 5.0
+    queue_batches: int = 2
+
+
+# -- fault injection ------------------------------------------------------------------
+
+
+def _parse_faults(spec: str | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in (spec or "").split(","):
+        if ":" in part:
+            point, _, prob = part.partition(":")
+            out[point.strip()] = float(prob)
+    return out
+
+
+_FAULTS = _parse_faults(os.environ.get("HFTX_DRAIN_FAULT"))
+
+
+def fault(point: str) -> None:
+    """SIGKILL this process at ``point`` with the configured probability."""
+    p = _FAULTS.get(point)
+    if p and random.random() < p:
+        sys.stderr.write(f"hftx-drain-fault {point}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- rows -> PostgreSQL ------------------------------------------------------------------
+
+
+def entry_rows(entry: Entry) -> Rows:
+    """Rows of one stream entry; PoisonEntry if it cannot be converted."""
+    kind, owner = stream_owner(entry.stream)
+    if kind == "m":
+        return market_entry_rows(owner, entry.fields)
+    if kind == "u":
+        return account_entry_rows(owner, entry.id, entry.fields)
+    raise PoisonEntry(f"no converter for stream {entry.stream}")
+
+
+_TEMP_TABLES = {
+    "_d_trades": ("trades", TRADE_COLUMNS),
+    "_d_orders": ("orders", ORDER_COLUMNS),
+    "_d_market_events": ("market_events", MARKET_EVENT_COLUMNS),
+    "_d_ledger": ("ledger_entries", LEDGER_COLUMNS),
+}
+
+_ORDERS_UPSERT = (
+    "INSERT INTO orders AS o ({cols}) SELECT {cols} FROM _d_orders ORDER BY id "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = COALESCE(o.{c}, EXCLUDED.{c})"
+        for c in (
+            "type",
+            "tif",
+            "post_only",
+            "stp",
+            "client_order_id",
+            "price",
+            "quote_amount",
+            "created_ts",
+        )
+    )
+    + ", "
+    + ", ".join(
+        f"{c} = CASE WHEN EXCLUDED.seq > o.seq THEN COALESCE(EXCLUDED.{c}, o.{c}) "
+        f"ELSE COALESCE(o.{c}, EXCLUDED.{c}) END"
+        for c in ("filled", "cost", "status", "reason", "updated_ts")
+    )
+    + ", amount = CASE WHEN EXCLUDED.amount_seq > COALESCE(o.amount_seq, -1) "
+    "THEN EXCLUDED.amount ELSE o.amount END"
+    ", amount_seq = GREATEST(o.amount_seq, EXCLUDED.amount_seq)"
+    ", seq = GREATEST(o.seq, EXCLUDED.seq)"
+).format(cols=", ".join(ORDER_COLUMNS))
+
+_MARKETS_UPSERT = (
+    "INSERT INTO markets AS m ({cols}) VALUES ({ph}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in MARKET_COLUMNS[1:])
+    + " WHERE m.seq < EXCLUDED.seq"
+).format(cols=", ".join(MARKET_COLUMNS), ph=", ".join(["%s"] * len(MARKET_COLUMNS)))
+
+
+_TRADE_COLS = ", ".join(TRADE_COLUMNS)
+_LEDGER_COLS = ", ".join(LEDGER_COLUMNS)
+_EVENT_COLS = ", ".join(MARKET_EVENT_COLUMNS)
+
+
+def _values(cols: tuple[str, ...]) -> str:
+    return f"({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+
+
+_DEPOSITS_INSERT = f"INSERT INTO deposits {_values(DEPOSIT_COLUMNS)} ON CONFLICT DO NOTHING"
+_WITHDRAWALS_UPSERT = (
+    f"INSERT INTO withdrawals AS w {_values(WITHDRAWAL_COLUMNS)} ON CONFLICT (id) DO UPDATE SET "
+    "status = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.status ELSE w.status END, "
+    "address = COALESCE(w.address, EXCLUDED.address), "
+    "created_ts = LEAST(w.created_ts, EXCLUDED.created_ts), "
+    "updated_ts = GREATEST(w.updated_ts, EXCLUDED.updated_ts)"
+)
+_TRANSFERS_UPSERT = (
+    f"INSERT INTO transfers AS t {_values(TRANSFER_COLUMNS)} ON CONFLICT (id) DO UPDATE SET "
+    "to_user = COALESCE(t.to_user, EXCLUDED.to_user), ts = LEAST(t.ts, EXCLUDED.ts), "
+    "credited_ts = COALESCE(t.credited_ts, EXCLUDED.credited_ts)"
+)
+
+
+async def prepare_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Session temp tables used as COPY targets (emptied at every commit)."""
+    for temp, (table, cols) in _TEMP_TABLES.items():
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {temp} ON COMMIT DELETE ROWS AS "
+            f"SELECT {', '.join(cols)} FROM {table} WITH NO DATA"
+        )
+        await conn.execute(f"ALTER TABLE {temp} SET (autovacuum_enabled = false)")
+    await conn.commit()
+
+
+async def _copy(
+    cur: psycopg.AsyncCursor[Any], table: str, cols: tuple[str, ...], rows: Any
+) -> None:
+    async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+        for row in rows:
+            await cp.write_row(row)
+
+
+async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
+    """Write ``rows`` in the current transaction; the number of trades newly inserted."""
+    new_trades = 0
+    async with conn.cursor() as cur:
+        if rows.trades:
+            trades = sorted(rows.trades, key=lambda t: (t[0], t[1]))
+            await _copy(cur, "_d_trades", TRADE_COLUMNS, trades)
+            await cur.execute(
+                f"INSERT INTO trades ({_TRADE_COLS}) SELECT {_TRADE_COLS} FROM _d_trades "
+                "ORDER BY market, trade_id "
+                "ON CONFLICT DO NOTHING RETURNING market, trade_id"
+            )
+            inserted = await cur.fetchall()
+            new_trades = len(inserted)
+            if new_trades == len(trades):
+                fresh = trades
+            else:
+                keys = {(m, t) for m, t in inserted}
+                fresh = [t for t in trades if (t[0], t[1]) in keys]
+            await candles.upsert(
+                conn, candles.aggregate((t[0], t[1], t[2], t[3], t[4], t[13]) for t in fresh)
+            )
+        if rows.orders:
+            await _copy(
+                cur, "_d_orders", ORDER_COLUMNS, (o.as_tuple() for o in rows.orders.values())
+            )
+            await cur.execute(_ORDERS_UPSERT)
+        for market in sorted(rows.markets.values()):
+            await cur.execute(_MARKETS_UPSERT, market)
+        if rows.market_events:
+            await _copy(cur, "_d_market_events", MARKET_EVENT_COLUMNS, rows.market_events)
+            await cur.execute(
+                f"INSERT INTO market_events ({_EVENT_COLS}) SELECT {_EVENT_COLS} "
+                "FROM _d_market_events ORDER BY market, first_seq ON CONFLICT DO NOTHING"
+            )
+        if rows.ledger:
+            await _copy(cur, "_d_ledger", LEDGER_COLUMNS, rows.ledger)
+            await cur.execute(
+                f"INSERT INTO ledger_entries ({_LEDGER_COLS}) SELECT {_LEDGER_COLS} FROM _d_ledger "
+                "ORDER BY user_id, entry_ms, entry_seq, idx, leg ON CONFLICT DO NOTHING"
+            )
+        if rows.deposits:
+            deposits = sorted(rows.deposits, key=lambda r: str(r[0]))
+            await cur.executemany(_DEPOSITS_INSERT, deposits)
+        if rows.withdrawals:
+            await cur.executemany(_WITHDRAWALS_UPSERT, _by_id_in_order(rows.withdrawals, 6))
+        if rows.transfers:
+            await cur.executemany(_TRANSFERS_UPSERT, _by_id_in_order(rows.transfers, 5))
+    return new_trades
+
+
+def _by_id_in_order(rows: list[tuple[Any, ...]], ts_col: int) -> list[tuple[Any, ...]]:
+    """Sorted by id (lock order), events of one id by time (upserts applied in order)."""
+    return sorted(rows, key=lambda r: (r[0], r[ts_col]))
+
+
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+
+
+def _entry_specific(exc: BaseException) -> bool:
+    """A database error caused by the data of some entry (not by the database state)."""
+    return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+
+
+# -- the worker ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Item:
+    entry: Entry
+    rows: Rows
+
+
+class Drain:
+    """One drain consumer. ``run()`` until ``stop`` is set; ``catch_up()`` for tests."""
+
+    def __init__(
+        self,
+        redis: Any,
+        database_url: str,
+        config: DrainConfig | None = None,
+        on_commit: Callable[[list[Entry]], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.database_url = database_url
+        self.cfg = config or DrainConfig()
+        self.on_commit = on_commit
+        self.streams: list[str] = []
+        self._known: set[str] = set()
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._inflight: dict[tuple[str, str], Entry] = {}
+        self._next_refresh = 0.0
+        self._next_maintain = 0.0
+        self._next_trim = 0.0
+        self.committed = 0  # entries committed by this instance
+        self.parked = 0
+
+    # -- connections ------------------------------------------------------------
+
+    async def _db(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            conn = await psycopg.AsyncConnection.connect(self.database_url, connect_timeout=5)
+            try:
+                await prepare_connection(conn)
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _drop_db(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        self._conn = None
+
+    async def close(self) -> None:
+        await self._drop_db()
+
+    # -- streams ----------------------------------------------------------------
+
+    async def refresh(self, force: bool = False) -> None:
+        """Discover streams and create the consumer group on new ones."""
+        now = time.monotonic()
+        if not force and now < self._next_refresh:
+            return
+        self._next_refresh = now + self.cfg.refresh_s
+        found = await streams.discover(self.redis)
+        for s in found:
+            if s not in self._known:
+                await streams.ensure_group(self.redis, s, self.cfg.group)
+                self._known.add(s)
+        self.streams = sorted(self._known)
+
+    async def read(self, block: bool = True) -> list[Entry]:
+        """New entries of our streams (waiting up to ``block_ms`` if ``block``)."""
+        wait_ms = self.cfg.block_ms if block else None
+        if not self.streams:
+            if wait_ms:
+                await asyncio.sleep(wait_ms / 1000)
+            return []
+        got = await streams.read_group(
+            self.redis, self.cfg.group, self.cfg.consumer, self.streams, self.cfg.count, wait_ms
+        )
+        if not got and wait_ms and streams.is_cluster(self.redis):
+            await asyncio.sleep(min(wait_ms, 50) / 1000)
+        return got
+
+    # -- processing ----------------------------------------------------------------
+
+    def convert(self, entries: list[Entry]) -> tuple[list[_Item], list[tuple[Entry, str]]]:
+        """Rows per entry, and the entries that could not be converted."""
+        good: list[_Item] = []
+        bad: list[tuple[Entry, str]] = []
+        for e in entries:
+            try:
+                good.append(_Item(e, entry_rows(e)))
+            except (PoisonEntry, ValueError, TypeError, KeyError) as exc:
+                bad.append((e, f"{type(exc).__name__}: {exc}"))
+        return good, bad
+
+    async def handle(self, entries: list[Entry]) -> int:
+        """Convert, write, commit and ack ``entries``; the number committed."""
+        for e in entries:
+            self._inflight[(e.stream, e.id)] = e
+        try:
+            good, bad = self.convert(entries)
+            for e, reason in bad:
+                await self._failed(e, reason)
+            return await self._write_isolating(good)
+        finally:
+            for e in entries:
+                self._inflight.pop((e.stream, e.id), None)
+
+    async def _failed(self, entry: Entry, reason: str) -> None:
+        FAILURES.inc()
+        n = await streams.record_failure(self.redis, entry.stream, entry.id)
+        log.warning("entry %s %s failed (%d): %s", entry.stream, entry.id, n, reason)
+        if n >= self.cfg.max_failures:
+            await self._park(entry.stream, entry.id, reason)
+
+    async def _park(self, stream: str, entry_id: str, reason: str) -> None:
+        await streams.park(self.redis, stream, self.cfg.group, entry_id, reason)
+        DEAD.inc()
+        self.parked += 1
+        log.error(
+            "parked %s %s in %s: %s", stream, entry_id, streams.dead_letter_key(stream), reason
+        )
+
+    async def _write_isolating(self, items: list[_Item]) -> int:
+        """Write ``items``; on a data error split the batch to find the culprit entries."""
+        if not items:
+            return 0
+        try:
+            return await self._write(items)
+        except psycopg.Error as exc:
+            if not _entry_specific(exc):
+                raise
+            if len(items) == 1:
+                await self._failed(items[0].entry, f"{type(exc).__name__}: {exc}")
+                return 0
+            mid = len(items) // 2
+            return await self._write_isolating(items[:mid]) + await self._write_isolating(
+                items[mid:]
+            )
+
+    async def _write(self, items: list[_Item]) -> int:
+        """One transaction for ``items`` with retries on transient errors; then XACK."""
+        rows = Rows()
+        for it in items:
+            rows.extend(it.rows)
+        attempt = 0
+        started = time.perf_counter()
+        while True:
+            try:
+                conn = await self._db()
+                async with conn.transaction():
+                    new_trades = await write_rows(conn, rows)
+                    fault("before_commit")
+                break
+            except psycopg.Error as exc:
+                if _entry_specific(exc):
+                    raise
+                await self._backoff(attempt, exc)
+                attempt += 1
+            except OSError as exc:
+                await self._backoff(attempt, exc)
+                attempt += 1
+        fault("after_commit")
+        entries = [it.entry for it in items]
+        await self._redis_retry(lambda: streams.ack(self.redis, self.cfg.group, entries))
+        fault("after_ack")
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        TRADES.inc(new_trades)
+        for it in items:
+            ENTRIES.labels(it.entry.stream[1]).inc()
+        self.committed += len(items)
+        if self.on_commit is not None:
+            res = self.on_commit(entries)
+            if asyncio.iscoroutine(res):
+                await res
+        return len(items)
+
+    async def _backoff(self, attempt: int, exc: BaseException) -> None:
+        DB_ERRORS.inc()
+        await self._drop_db()
+        delay = min(self.cfg.backoff_max_s, self.cfg.backoff_min_s * 2**attempt)
+        delay *= 0.5 + random.random() / 2
+        log.warning("database unavailable (%s), retrying in %.2fs", exc.__class__.__name__, delay)
+        # keep our pending entries from being claimed by other consumers meanwhile
+        with contextlib.suppress(Exception):
+            await self._touch_inflight()
+        await asyncio.sleep(delay)
+
+    async def _touch_inflight(self) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for stream, entry_id in list(self._inflight):
+            by_stream.setdefault(stream, []).append(entry_id)
+        for stream, ids in by_stream.items():
+            await streams.touch(self.redis, stream, self.cfg.group, self.cfg.consumer, ids)
+
+    async def _redis_retry(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await fn()
+            except _REDIS_DOWN as exc:
+                delay = min(self.cfg.backoff_max_s, self.cfg.backoff_min_s * 2**attempt)
+                log.warning("redis unavailable (%s), retrying in %.2fs", exc, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    # -- maintenance: claims, dead letters, lag, trim ---------------------------------
+
+    async def maintain(self, force: bool = False) -> int:
+        """Claim idle pending entries (dead consumers, earlier failures) and process
+        them, park poison ones, update the lag gauges, trim. Entries processed."""
+        now = time.monotonic()
+        if not force and now < self._next_maintain:
+            return 0
+        self._next_maintain = now + self.cfg.maintain_s
+        done = 0
+        total_lag = 0
+        oldest_ms: int | None = None
+        for stream in self.streams:
+            infos = [
+                g for g in await streams.groups(self.redis, stream) if g.name == self.cfg.group
+            ]
+            if not infos:
+                continue
+            g = infos[0]
+            total_lag += g.pending + (g.lag or 0)
+            if g.pending:
+                done += await self._claim_stream(stream)
+            if g.pending or g.lag:
+                _, oldest = await streams.lag(self.redis, stream, self.cfg.group)
+                if oldest is not None and (oldest_ms is None or oldest < oldest_ms):
+                    oldest_ms = oldest
+        LAG_ENTRIES.set(total_lag)
+        LAG_SECONDS.set(max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0.0)
+        if force or now >= self._next_trim:
+            self._next_trim = now + self.cfg.trim_s
+            for stream in self.streams:
+                await streams.trim(self.redis, stream, self.cfg.trim_require, self.cfg.trim_keep_ms)
+        return done
+
+    async def _claim_stream(self, stream: str) -> int:
+        idle = self.cfg.claim_idle_ms
+        pend = await streams.pending_idle(self.redis, stream, self.cfg.group, idle, self.cfg.count)
+        pend = [p for p in pend if (stream, p.id) not in self._inflight]
+        if not pend:
+            return 0
+        fails = await streams.failures(self.redis, stream, [p.id for p in pend])
+        claim_ids = []
+        for p, n in zip(pend, fails, strict=True):
+            if n >= self.cfg.max_failures:
+                await self._park(stream, p.id, f"failed {n} times")
+            elif p.deliveries >= self.cfg.max_deliveries:
+                await self._park(stream, p.id, f"delivered {p.deliveries} times")
+            else:
+                claim_ids.append(p.id)
+        claimed = await streams.claim(
+            self.redis, stream, self.cfg.group, self.cfg.consumer, idle, claim_ids
+        )
+        if not claimed:
+            return 0
+        n = await self.handle(claimed)
+        retried = [e.id for e in claimed]
+        await streams.clear_failures(self.redis, stream, retried)
+        return n
+
+    # -- loops ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Process until ``stop`` is set (then finish the batches already read)."""
+        stop = stop or asyncio.Event()
+        queue: asyncio.Queue[list[Entry] | None] = asyncio.Queue(self.cfg.queue_batches)
+
+        async def reader() -> None:
+            try:
+                while not stop.is_set():
+                    await self._redis_retry(self.refresh)
+                    entries = await self._redis_retry(self.read)
+                    if entries:
+                        for e in entries:
+                            self._inflight[(e.stream, e.id)] = e
+                        await queue.put(entries)
+                    else:
+                        await queue.put([])
+            finally:
+                await queue.put(None)
+
+        task = asyncio.create_task(reader())
+        try:
+            while True:
+                entries = await queue.get()
+                if entries is None:
+                    break
+                if entries:
+                    await self.handle(entries)
+                await self._redis_retry(self.maintain)
+        finally:
+            stop.set()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.close()
+
+    async def catch_up(self, timeout_s: float = 60.0, idle_rounds: int = 2) -> int:
+        """Process everything currently in the streams, including entries pending
+        for dead consumers once idle; return entries committed. For tests,
+        benchmarks and ``restore``."""
+        deadline = time.monotonic() + timeout_s
+        total = 0
+        quiet = 0
+        while quiet < idle_rounds:
+            if time.monotonic() > deadline:
+                raise TimeoutError("drain did not catch up")
+            await self.refresh(force=True)
+            entries = await self.read(block=False)
+            n = await self.handle(entries) if entries else 0
+            n += await self.maintain(force=True)
+            total += n
+            if n == 0 and not entries and await self._settled():
+                quiet += 1
+            else:
+                quiet = 0
+            if n == 0 and not entries:
+                await asyncio.sleep(0.05)
+        return total
+
+    async def _settled(self) -> bool:
+        for stream in self.streams:
+            for g in await streams.groups(self.redis, stream):
+                if g.name == self.cfg.group and (g.pending or g.lag):
+                    return False
+        return True
+
+
+# -- command line -----------------------------------------------------------------------
+
+
+def _settings() -> tuple[str, str]:
+    try:
+        from ops.settings import get_settings
+
+        s = get_settings()
+        return str(s.redis_url), str(s.database_url)
+    except ImportError:
+        return os.environ["REDIS_URL"], os.environ["DATABASE_URL"]
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from redis.asyncio import Redis
+
+    redis_url, database_url = _settings()
+    redis: Any = Redis.from_url(redis_url)
+    cfg = DrainConfig(
+        count=args.batch,
+        claim_idle_ms=args.claim_idle_ms,
+        trim_keep_ms=args.trim_keep_ms,
+        trim_require=tuple(x for x in args.trim_require.split(",") if x),
+    )
+    if args.consumer:
+        cfg.consumer = args.consumer
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port)
+    drain = Drain(redis, database_url, cfg)
+    log.info("drain %s starting", cfg.consumer)
+    try:
+        await drain.run(stop)
+    finally:
+        await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m workers.drain", description=__doc__.split("\n")[0])
+    env = os.environ.get
+    p.add_argument("--batch", type=int, default=int(env("HFTX_DRAIN_BATCH", "1000")))
+    p.add_argument(
+        "--claim-idle-ms", type=int, default=int(env("HFTX_DRAIN_CLAIM_IDLE_MS", "5000"))
+    )
+    p.add_argument(
+        "--trim-keep-ms", type=int, default=int(env("HFTX_DRAIN_TRIM_KEEP_MS", "600000"))
+    )
+    p.add_argument("--trim-require", default=env("HFTX_DRAIN_TRIM_REQUIRE", "drain"))
+    p.add_argument("--consumer", default=env("HFTX_DRAIN_CONSUMER", ""))
+    p.add_argument("--metrics-port", type=int, default=int(env("HFTX_DRAIN_METRICS_PORT", "0")))
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=env("HFTX_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    main()

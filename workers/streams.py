@@ -1,0 +1,332 @@
+"""Redis stream consumer-group helpers shared by stream workers.
+
+Works on a single Redis and on Redis Cluster: every command touches one stream
+(one hash tag), except the multi-stream XREADGROUP used on a single node.
+Entries are returned as :class:`Entry` with ``str`` stream and id and the raw
+field mapping (bytes keys/values unless the client decodes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+MARKETS_SET = "{g}:markets"
+ACCOUNTS_SET = "{g}:accounts"
+
+
+@dataclass(slots=True)
+class Entry:
+    stream: str
+    id: str
+    fields: dict[Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    name: str
+    pending: int
+    last_delivered: str
+    lag: int | None  # entries not yet delivered to the group (None: unknown)
+
+
+def text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def id_str(ms: int, seq: int = 0) -> str:
+    return f"{ms}-{seq}"
+
+
+def dead_letter_key(stream: str) -> str:
+    """Dead letters of ``stream`` (same hash tag, so same cluster slot)."""
+    return stream + ":dead"
+
+
+def failures_key(stream: str) -> str:
+    """Hash entry id -> failed processing attempts, same hash tag as ``stream``."""
+    return stream + ":fail"
+
+
+def market_stream(market_id: str) -> str:
+    return f"{{m:{market_id}}}:ev"
+
+
+def account_stream(user_id: str) -> str:
+    return f"{{u:{user_id}}}:ev"
+
+
+def is_cluster(redis: Any) -> bool:
+    return hasattr(redis, "get_primaries")
+
+
+def primaries(redis: Any) -> list[Any]:
+    if not is_cluster(redis):
+        return [redis]
+    return [redis.get_redis_connection(node) for node in redis.get_primaries()]
+
+
+# -- discovery -----------------------------------------------------------------
+
+
+async def discover(redis: Any, *, scan_accounts: bool = True) -> list[str]:
+    """Market streams of ``{g}:markets`` and account streams of ``{g}:accounts``.
+
+    Without an accounts registry (``{g}:accounts`` absent) account streams are
+    found by SCAN of ``{u:*}:ev`` on every primary when ``scan_accounts``.
+    """
+    markets = [market_stream(text(m)) for m in await redis.smembers(MARKETS_SET)]
+    users = [text(u) for u in await redis.smembers(ACCOUNTS_SET)]
+    streams = set(markets) | {account_stream(u) for u in users}
+    if not users and scan_accounts:
+        for node in primaries(redis):
+            async for key in node.scan_iter(match="{u:*}:ev", count=1000, _type="stream"):
+                streams.add(text(key))
+    return sorted(streams)
+
+
+async def ensure_group(redis: Any, stream: str, group: str, start: str = "0") -> bool:
+    """Create ``group`` on ``stream`` (and the stream) if missing; True if created."""
+    try:
+        await redis.xgroup_create(stream, group, id=start, mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" in str(exc):
+            return False
+        raise
+    return True
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+def _entries(reply: Any) -> list[Entry]:
+    out: list[Entry] = []
+    if not reply:
+        return out
+    items = reply.items() if isinstance(reply, dict) else reply
+    for stream, messages in items:
+        name = text(stream)
+        if isinstance(messages, list) and messages and isinstance(messages[0], list):
+            messages = messages[0]  # RESP3 shape
+        for entry_id, fields in messages:
+            if fields is not None:
+                out.append(Entry(name, text(entry_id), fields))
+    return out
+
+
+async def read_group(
+    redis: Any,
+    group: str,
+    consumer: str,
+    streams: list[str],
+    count: int,
+    block_ms: int | None,
+) -> list[Entry]:
+    """New entries (``>``) of ``streams`` for ``consumer``, up to ``count`` per stream.
+
+    Blocks up to ``block_ms`` on a single node; on a cluster reads each stream
+    without blocking (one slot per command) and the caller paces.
+    """
+    if not streams:
+        return []
+    if not is_cluster(redis):
+        reply = await redis.xreadgroup(
+            group, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms
+        )
+        return _entries(reply)
+    pipe = redis.pipeline()
+    for s in streams:
+        pipe.xreadgroup(group, consumer, {s: ">"}, count=count)
+    out: list[Entry] = []
+    for reply in await pipe.execute():
+        out += _entries(reply)
+    return out
+
+
+# -- pending entries, claims, dead letters --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
+
+
+async def pending_idle(
+    redis: Any, stream: str, group: str, idle_ms: int, count: int = 100
+) -> list[Pending]:
+    """Pending entries of ``group`` idle for at least ``idle_ms`` (oldest first)."""
+    rows = await redis.xpending_range(stream, group, "-", "+", count, idle=idle_ms)
+    return [
+        Pending(
+            text(r["message_id"]),
+            text(r["consumer"]),
+            int(r["time_since_delivered"]),
+            int(r["times_delivered"]),
+        )
+        for r in rows
+    ]
+
+
+async def claim(
+    redis: Any, stream: str, group: str, consumer: str, idle_ms: int, ids: list[str]
+) -> list[Entry]:
+    """XCLAIM ``ids`` still idle for ``idle_ms``; entries deleted meanwhile are dropped."""
+    if not ids:
+        return []
+    reply = await redis.xclaim(stream, group, consumer, idle_ms, ids)
+    return [Entry(stream, text(i), f) for i, f in reply if f is not None]
+
+
+async def touch(redis: Any, stream: str, group: str, consumer: str, ids: list[str]) -> None:
+    """Reset the idle time of our own pending ``ids`` (no delivery count change),
+    so that other consumers do not claim entries we are still working on."""
+    if ids:
+        await redis.xclaim(stream, group, consumer, 0, ids, justid=True)
+
+
+async def ack(redis: Any, group: str, entries: Iterable[Entry]) -> int:
+    """XACK ``entries`` (one command per stream, pipelined)."""
+    by_stream: dict[str, list[str]] = {}
+    for e in entries:
+        by_stream.setdefault(e.stream, []).append(e.id)
+    if not by_stream:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for stream, ids in by_stream.items():
+        pipe.xack(stream, group, *ids)
+    return sum(int(n) for n in await pipe.execute())
+
+
+async def record_failure(redis: Any, stream: str, entry_id: str) -> int:
+    """Count a failed processing attempt of an entry; the new count."""
+    return int(await redis.hincrby(failures_key(stream), entry_id, 1))
+
+
+async def failures(redis: Any, stream: str, ids: list[str]) -> list[int]:
+    if not ids:
+        return []
+    values = await redis.hmget(failures_key(stream), ids)
+    return [int(v) if v is not None else 0 for v in values]
+
+
+async def clear_failures(redis: Any, stream: str, ids: list[str]) -> None:
+    if ids:
+        await redis.hdel(failures_key(stream), *ids)
+
+
+async def park(redis: Any, stream: str, group: str, entry_id: str, reason: str) -> bool:
+    """Move an entry to the dead-letter stream and acknowledge it.
+
+    The dead-letter entry repeats the original fields plus ``_id`` (original id)
+    and ``_reason``. XADD comes before XACK: a crash in between may park an entry
+    twice, never lose it. Returns False if the entry no longer exists (only acked).
+    """
+    found = await redis.xrange(stream, entry_id, entry_id)
+    if found:
+        fields = dict(found[0][1])
+        fields["_id"] = entry_id
+        fields["_reason"] = reason[:500]
+        await redis.xadd(dead_letter_key(stream), fields)
+    await redis.xack(stream, group, entry_id)
+    await redis.hdel(failures_key(stream), entry_id)
+    return bool(found)
+
+
+# -- group state, lag, trimming ------------------------------------------------------
+
+
+async def groups(redis: Any, stream: str) -> list[GroupInfo]:
+    try:
+        rows = await redis.xinfo_groups(stream)
+    except ResponseError:  # no such key
+        return []
+    out = []
+    for r in rows:
+        lag = r.get("lag")
+        out.append(
+            GroupInfo(
+                name=text(r["name"]),
+                pending=int(r["pending"]),
+                last_delivered=text(r["last-delivered-id"]),
+                lag=int(lag) if lag is not None else None,
+            )
+        )
+    return out
+
+
+async def oldest_pending(redis: Any, stream: str, group: str) -> str | None:
+    summary = await redis.xpending(stream, group)
+    if not summary or not summary.get("pending"):
+        return None
+    return text(summary["min"])
+
+
+def safe_trim_id(
+    infos: list[GroupInfo],
+    oldest_pending_ids: dict[str, str | None],
+    required: Iterable[str],
+    keep_after: str,
+) -> str | None:
+    """The MINID below which every entry is acknowledged by every group (pure).
+
+    ``oldest_pending_ids`` maps group -> its oldest pending id (None if none).
+    Entries at or after ``keep_after`` are always kept (retention for plain
+    XREAD readers). None when some required group is missing: trim nothing.
+    """
+    names = {g.name for g in infos}
+    if not infos or any(r not in names for r in required):
+        return None
+    bound = parse_id(keep_after)
+    for g in infos:
+        # a group has acknowledged everything before its oldest pending entry,
+        # and everything up to its last delivered entry when nothing is pending
+        p = oldest_pending_ids.get(g.name)
+        limit = parse_id(p) if p is not None else parse_id(g.last_delivered)
+        bound = min(bound, limit)
+    if bound <= (0, 0):
+        return None
+    return id_str(*bound)
+
+
+async def trim(redis: Any, stream: str, required: Iterable[str], keep_ms: int) -> int:
+    """XTRIM ``stream`` MINID to what every consumer group acknowledged; entries removed."""
+    infos = await groups(redis, stream)
+    pend = {
+        g.name: (await oldest_pending(redis, stream, g.name)) if g.pending else None for g in infos
+    }
+    keep_after = id_str(int(time.time() * 1000) - keep_ms)
+    minid = safe_trim_id(infos, pend, required, keep_after)
+    if minid is None:
+        return 0
+    return int(await redis.xtrim(stream, minid=minid, approximate=False))
+
+
+async def lag(redis: Any, stream: str, group: str) -> tuple[int, int | None]:
+    """(entries not yet acknowledged by ``group``, ms id-time of the oldest of them)."""
+    infos = [g for g in await groups(redis, stream) if g.name == group]
+    if not infos:
+        n = int(await redis.xlen(stream))
+        first = await redis.xrange(stream, count=1) if n else []
+        return n, parse_id(text(first[0][0]))[0] if first else None
+    g = infos[0]
+    count = g.pending + (g.lag or 0)
+    oldest: int | None = None
+    if g.pending:
+        p = await oldest_pending(redis, stream, group)
+        oldest = parse_id(p)[0] if p else None
+    if oldest is None and g.lag:
+        after = await redis.xrange(stream, min="(" + g.last_delivered, count=1)
+        oldest = parse_id(text(after[0][0]))[0] if after else None
+    return count, oldest

@@ -286,7 +286,7 @@ local function apply_ops(keys, argv, allowed)
   if not ok or type(ops) ~= 'table' then return fail('INVALID_PARAM', 'ops must be a JSON array') end
   local cur_s = redis.call('HGET', keys[3], src)
   local cur = cur_s and parse_pos(cur_s) or {-1, -1}
-  local last, last_s = cur, nil
+  local prev, last_s = {-1, -1}, nil
   local v = new_view(keys)
   local applied = 0
   for i = 1, #ops do
@@ -294,12 +294,13 @@ local function apply_ops(keys, argv, allowed)
     if type(op) ~= 'table' or not allowed[op[1]] then return fail('INVALID_PARAM', 'bad op ' .. i) end
     local p = parse_pos(op[2])
     if not p then return fail('INVALID_PARAM', 'bad op position') end
-    if pos_after(last, p) then return fail('INVALID_PARAM', 'ops out of order') end
+    if pos_after(prev, p) then return fail('INVALID_PARAM', 'ops out of order') end
+    prev = p
     if pos_after(p, cur) then
       local err = apply_op(v, op, market)
       if err then return fail('INTERNAL', err) end
       applied = applied + 1
-      last, last_s = p, op[2]
+      last_s = op[2]
     end
   end
   for _, field in ipairs(v.fields) do

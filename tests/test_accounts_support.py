@@ -135,8 +135,11 @@ class SyntheticMarket:
 
     def _done(self, o: Order, reason: str) -> dict[str, Any]:
         o.open = False
-        return self._ev({"e": "done", "id": o.id, "u": o.user, "side": o.side, "reason": reason,
-                         "msg": "", "amount": o.amount, "filled": o.filled, "cost": o.cost})  # fmt: skip
+        return self._order_ev("done", o, reason=reason, msg="", filled=o.filled, cost=o.cost)
+
+    def _order_ev(self, kind: str, o: Order, **extra: Any) -> dict[str, Any]:
+        base = {"e": kind, "id": o.id, "u": o.user, "side": o.side, "amount": o.amount}
+        return self._ev({**base, **extra})
 
     async def _append(self, events: list[dict[str, Any]]) -> None:
         first = events[0]["seq"]
@@ -146,36 +149,30 @@ class SyntheticMarket:
         await self.redis.hset(keys.market_cfg(self.m.id), "seq", self.seq)
 
     async def rest(self, o: Order) -> None:
-        await self._append([self._ev({"e": "accepted", "id": o.id, "u": o.user, "side": o.side,
-                                      "type": "limit", "price": o.price, "amount": o.amount})])  # fmt: skip
+        await self._append([self._order_ev("accepted", o, type="limit", price=o.price)])
 
     async def take(self, taker: Order, maker: Order, size: int) -> None:
         """``taker`` crosses ``maker`` for ``size`` at the maker's price; the taker is done
         (IOC-like: its remainder expires) and the maker too when filled."""
         quote = self.notional(maker.price, size)
         self.tid += 1
-        buyer_gets_fee = lambda bps, x: -(-x * bps // 10_000)  # noqa: E731
-        if taker.side == "buy":
-            tfee, mfee = (
-                buyer_gets_fee(self.m.taker_fee_bps, size),
-                buyer_gets_fee(self.m.maker_fee_bps, quote),
-            )
-        else:
-            tfee, mfee = (
-                buyer_gets_fee(self.m.taker_fee_bps, quote),
-                buyer_gets_fee(self.m.maker_fee_bps, size),
-            )
+        # each side pays its fee in the asset it receives, rounded up
+        base_fee, quote_fee = (size, quote) if taker.side == "buy" else (quote, size)
+        tfee = -(-base_fee * self.m.taker_fee_bps // 10_000)
+        mfee = -(-quote_fee * self.m.maker_fee_bps // 10_000)
         for o in (taker, maker):
             o.filled += size
             o.cost += quote
+        trade = {
+            "e": "trade", "tid": self.tid, "price": maker.price, "size": size, "quote": quote,
+            "side": taker.side, "maker": maker.id, "taker": taker.id, "mu": maker.user,
+            "tu": taker.user, "mfee": mfee, "tfee": tfee,
+        }  # fmt: skip
         events = [
-            self._ev({"e": "accepted", "id": taker.id, "u": taker.user, "side": taker.side,
-                      "type": "limit", "price": taker.price, "amount": taker.amount}),
-            self._ev({"e": "trade", "tid": self.tid, "price": maker.price, "size": size, "quote": quote,
-                      "side": taker.side, "maker": maker.id, "taker": taker.id, "mu": maker.user,
-                      "tu": taker.user, "mfee": mfee, "tfee": tfee}),
+            self._order_ev("accepted", taker, type="limit", price=taker.price),
+            self._ev(trade),
             self._done(taker, "FILLED" if taker.filled == taker.amount else "EXPIRED"),
-        ]  # fmt: skip
+        ]
         if maker.filled == maker.amount:
             events.append(self._done(maker, "FILLED"))
         await self._append(events)
@@ -185,5 +182,4 @@ class SyntheticMarket:
 
     async def reduce(self, o: Order, new_amount: int) -> None:
         o.amount = new_amount
-        await self._append([self._ev({"e": "reduced", "id": o.id, "u": o.user, "side": o.side,
-                                      "amount": new_amount, "filled": o.filled, "price": o.price})])  # fmt: skip
+        await self._append([self._order_ev("reduced", o, filled=o.filled, price=o.price)])

@@ -1,0 +1,375 @@
+"""Settler: applies market stream entries and transfer outboxes to accounts, exactly once.
+
+``python -m workers.settler`` runs it. For every market stream ``{m:X}:ev`` (markets
+from ``{g}:markets``) it reads entries in order, turns each into the operations of
+every account concerned (maker, taker, the fee account) and applies them with one
+``acct_settle`` call per account per batch, pipelined. For every payer in the
+``{g}:outbox`` index it reads ``{u:P}:ev`` and credits ``transfer_out`` entries to the
+payees (``acct_credit``). Then it publishes private ``balances`` pushes on
+``hftx:u:<user>``.
+
+Several instances may run: each stream is processed by the holder of its lease
+(``<tag>:stl:lease``, renewed while working); the read position is ``<tag>:stl`` in
+the stream's own hash tag. Per-account cursors make any re-application a no-op, so
+a crash anywhere resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.exceptions import ResponseError
+
+from engine import accounts, keys, registry
+from engine import market as market_calls
+from engine.settlement import (
+    FEES_USER,
+    CreditOp,
+    MarketAssets,
+    SettleOp,
+    balance_push,
+    ops_for_entry,
+)
+from engine.types import Balance, EngineError
+
+log = logging.getLogger("hftx.settler")
+
+PUSH_CHANNEL = "hftx:u:{}"
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _entry_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def _field(fields: dict[Any, Any], name: str) -> Any:
+    value = fields.get(name)
+    if value is None:
+        value = fields.get(name.encode())
+    return value
+
+
+@dataclass(slots=True)
+class Stats:
+    """What a pass did: stream entries applied, account calls, lag per entry (ms)."""
+
+    entries: int = 0
+    calls: int = 0
+    lags_ms: list[float] = field(default_factory=list)
+
+    def add(self, other: Stats) -> None:
+        self.entries += other.entries
+        self.calls += other.calls
+        self.lags_ms.extend(other.lags_ms)
+
+
+@dataclass(slots=True)
+class _Stream:
+    """Local state of one stream: lease and read position."""
+
+    key: str
+    pos: str | None = None  # None: read from Redis when the lease is (re)taken
+    leased_until: float = 0.0  # monotonic time until which our lease is known good
+
+
+class Settler:
+    """One settler instance. Drive it with :meth:`run`, or :meth:`settle_once` in tests."""
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        instance: str | None = None,
+        batch: int = 500,
+        lease_ms: int = 5000,
+        refresh_s: float = 2.0,
+        publish: bool = True,
+    ) -> None:
+        self.redis = redis
+        self.instance = instance or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.refresh_s = refresh_s
+        self.publish = publish
+        self.recent_lags_ms: deque[float] = deque(maxlen=100_000)
+        self._streams: dict[str, _Stream] = {}
+        self._markets: dict[str, MarketAssets] = {}
+        self._market_ids: list[str] = []
+        self._scales: dict[str, int] = {}
+        self._refreshed = 0.0
+
+    # -- discovery -------------------------------------------------------------------
+
+    async def refresh(self, force: bool = False) -> list[str]:
+        """Market ids and asset scales, re-read every ``refresh_s``."""
+        if force or time.monotonic() - self._refreshed > self.refresh_s:
+            self._market_ids = await registry.market_ids(self.redis)
+            self._scales = await registry.assets(self.redis)
+            self._refreshed = time.monotonic()
+        return self._market_ids
+
+    async def _market(self, market_id: str) -> MarketAssets | None:
+        m = self._markets.get(market_id)
+        if m is None:
+            cfg = await market_calls.read_config(self.redis, market_id)
+            if cfg is None:
+                return None
+            m = MarketAssets(market_id, cfg["base"], cfg["quote"], int(cfg["bscale"]))
+            self._markets[market_id] = m
+        return m
+
+    # -- leases ----------------------------------------------------------------------
+
+    def _stream(self, key: str) -> _Stream:
+        s = self._streams.get(key)
+        if s is None:
+            s = self._streams[key] = _Stream(key)
+        return s
+
+    async def _lease(self, s: _Stream) -> bool:
+        """Take or renew the stream's lease (renewed when a third of it has passed)."""
+        now = time.monotonic()
+        if s.leased_until - now > self.lease_ms * 2 / 3000:
+            return True
+        tag = s.key[: s.key.rindex(":")]
+        got = await self.redis.fcall(
+            "acct_lease", 1, tag + ":stl:lease", self.instance, self.lease_ms
+        )
+        if not got:
+            s.leased_until = 0.0
+            s.pos = None
+            return False
+        if s.leased_until < now:  # newly taken: another instance may have moved on
+            s.pos = None
+        s.leased_until = now + self.lease_ms / 1000
+        return True
+
+    async def release_leases(self) -> None:
+        for s in self._streams.values():
+            if s.leased_until > time.monotonic():
+                tag = s.key[: s.key.rindex(":")]
+                await self.redis.fcall("acct_lease", 1, tag + ":stl:lease", self.instance, 0)
+                s.leased_until = 0.0
+
+    async def _read(self, s: _Stream, block_ms: int | None) -> list[tuple[str, dict[Any, Any]]]:
+        tag = s.key[: s.key.rindex(":")]
+        if s.pos is None:
+            s.pos = _text(await self.redis.get(tag + ":stl") or b"0-0")
+        reply = await self.redis.xread({s.key: s.pos}, count=self.batch, block=block_ms)
+        if not reply:
+            return []
+        if isinstance(reply, dict):  # RESP3
+            entries = next(iter(reply.values()))[0] if reply else []
+        else:
+            entries = reply[0][1]
+        return [(_text(i), f) for i, f in entries]
+
+    async def _advance(self, s: _Stream, pos: str, pushes: Iterable[tuple[str, str]]) -> None:
+        tag = s.key[: s.key.rindex(":")]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(tag + ":stl", pos)
+        if self.publish:
+            for channel, message in pushes:
+                pipe.publish(channel, message)
+        await pipe.execute()
+        s.pos = pos
+
+    # -- market streams --------------------------------------------------------------
+
+    async def market_step(self, market_id: str, block_ms: int | None = None) -> Stats:
+        """Apply up to ``batch`` new entries of one market stream (if we hold its lease)."""
+        stats = Stats()
+        s = self._stream(keys.market_stream(market_id))
+        if not await self._lease(s):
+            return stats
+        m = await self._market(market_id)
+        if m is None:
+            return stats
+        entries = await self._read(s, block_ms)
+        if not entries:
+            return stats
+        per_user: dict[str, list[SettleOp]] = {}
+        for _, fields in entries:
+            events = orjson.loads(_field(fields, "e"))
+            for user, ops in ops_for_entry(m, int(_field(fields, "l")), events).items():
+                per_user.setdefault(user, []).extend(ops)
+        calls = [accounts.settle_call(u, market_id, ops) for u, ops in per_user.items()]
+        balances = await self._apply(calls, list(per_user), s.key)
+        if balances is None:
+            return stats
+        done_ms = time.time() * 1000
+        await self._advance(s, entries[-1][0], self._pushes(balances))
+        stats.entries = len(entries)
+        stats.calls = len(calls)
+        stats.lags_ms = [done_ms - _entry_ms(i) for i, _ in entries]
+        self.recent_lags_ms.extend(stats.lags_ms)
+        return stats
+
+    async def _apply(
+        self, calls: list[tuple[str, list[Any]]], users: list[str], source: str
+    ) -> dict[str, list[Balance]] | None:
+        """Run account calls in one pipeline; None (nothing advanced) if any failed."""
+        if not calls:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for fn, args in calls:
+            pipe.fcall(fn, *args)
+        replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, list[Balance]] = {}
+        failed = False
+        for user, reply in zip(users, replies, strict=True):
+            try:
+                out[user] = accounts.parse_applied(reply).balances
+            except (EngineError, ResponseError) as exc:
+                failed = True
+                log.error("settling %s for %s failed: %s", source, user, exc)
+        return None if failed else out
+
+    def _pushes(self, balances: dict[str, list[Balance]]) -> list[tuple[str, str]]:
+        out = []
+        for user, rows in balances.items():
+            for b in rows:
+                scale = self._scales.get(b.asset, 8)
+                out.append(
+                    (PUSH_CHANNEL.format(user), orjson.dumps(balance_push(b, scale)).decode())
+                )
+        return out
+
+    # -- transfer outboxes -----------------------------------------------------------
+
+    async def outbox_step(self, payer: str, score: float) -> Stats:
+        """Credit the payees of ``payer``'s new transfers; drop the payer from the index
+        when caught up (unless it was bumped since ``score`` was read)."""
+        stats = Stats()
+        s = self._stream(accounts.account_stream_key(payer))
+        if not await self._lease(s):
+            return stats
+        entries = await self._read(s, None)
+        per_payee: dict[str, list[CreditOp]] = {}
+        for entry_id, fields in entries:
+            for ev in orjson.loads(_field(fields, "e")):
+                if ev.get("e") == "transfer_out":
+                    op = CreditOp(
+                        entry_id, int(ev["ts"]), payer, ev["id"], ev["asset"], int(ev["amount"])
+                    )
+                    per_payee.setdefault(ev["to"], []).append(op)
+        calls = [accounts.credit_call(p, payer, ops) for p, ops in per_payee.items()]
+        balances = await self._apply(calls, list(per_payee), s.key)
+        if balances is None:
+            return stats
+        if entries:
+            done_ms = time.time() * 1000
+            await self._advance(s, entries[-1][0], self._pushes(balances))
+            stats.entries = len(entries)
+            stats.calls = len(calls)
+            stats.lags_ms = [done_ms - _entry_ms(i) for i, _ in entries]
+        if len(entries) < self.batch:
+            await accounts.index_done(self.redis, "outbox", payer, score)
+        return stats
+
+    async def outboxes_once(self) -> Stats:
+        stats = Stats()
+        pending = await accounts.index_members(self.redis, "outbox")
+        for result in await asyncio.gather(*(self.outbox_step(u, sc) for u, sc in pending)):
+            stats.add(result)
+        return stats
+
+    # -- driving ---------------------------------------------------------------------
+
+    async def settle_once(self) -> Stats:
+        """One pass: up to ``batch`` entries of every stream this instance can lease."""
+        markets = await self.refresh()
+        stats = Stats()
+        results = await asyncio.gather(*(self.market_step(m) for m in markets))
+        for result in results:
+            stats.add(result)
+        stats.add(await self.outboxes_once())
+        return stats
+
+    async def drain(self, max_passes: int = 100_000) -> Stats:
+        """Pass until a pass applies nothing (tests, benchmarks, shutdown)."""
+        total = Stats()
+        for _ in range(max_passes):
+            stats = await self.settle_once()
+            total.add(stats)
+            if stats.entries == 0:
+                break
+        return total
+
+    async def _market_loop(self, market_id: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                stats = await self.market_step(market_id, block_ms=100)
+                if (
+                    stats.entries == 0
+                    and self._stream(keys.market_stream(market_id)).leased_until == 0
+                ):
+                    await asyncio.sleep(self.lease_ms / 5000)  # someone else holds it
+            except Exception:
+                log.exception("market %s", market_id)
+                await asyncio.sleep(0.5)
+
+    async def _outbox_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                stats = await self.outboxes_once()
+                if stats.entries == 0:
+                    await asyncio.sleep(0.01)
+            except Exception:
+                log.exception("outboxes")
+                await asyncio.sleep(0.5)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set: one task per market stream plus the outboxes."""
+        stop = stop or asyncio.Event()
+        await self.redis.sadd(accounts.ACCOUNTS_KEY, FEES_USER)
+        tasks: dict[str, asyncio.Task[None]] = {}
+        outbox = asyncio.create_task(self._outbox_loop(stop))
+        try:
+            while not stop.is_set():
+                for m in await self.refresh(force=True):
+                    if m not in tasks:
+                        tasks[m] = asyncio.create_task(self._market_loop(m, stop))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.refresh_s)
+        finally:
+            stop.set()
+            await asyncio.gather(outbox, *tasks.values(), return_exceptions=True)
+            await self.release_leases()
+
+
+async def main() -> None:
+    import signal
+
+    from engine.functions import ensure_loaded
+    from workers import connect
+
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"))
+    redis = await connect()
+    await ensure_loaded(redis)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("settler started")
+    try:
+        await Settler(redis).run(stop)
+    finally:
+        await redis.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -159,6 +159,16 @@ async def holds(redis: Any, user: str) -> list[HoldRecord]:
     return sorted(out, key=lambda h: h.order_id)
 
 
+async def client_order(redis: Any, user: str, client_order_id: str) -> tuple[str, str] | None:
+    """``(market, order_id)`` of the user's order with that client order id (24 h)."""
+    _check_id(client_order_id, "client_order_id")
+    value = await redis.get(account_keys(user)[0][:-3] + "c:" + client_order_id)
+    if value is None:
+        return None
+    market, _, order_id = _text(value).partition("|")
+    return market, order_id
+
+
 # -- settlement --------------------------------------------------------------------
 
 
@@ -317,6 +327,25 @@ async def reject_withdrawal(
 ) -> WithdrawalResult:
     """Refuse the withdrawal: its amount goes back to available (idempotent)."""
     return await _finish_withdrawal(redis, "acct_withdraw_reject", withdrawal_id, user, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    id: str
+    asset: str
+    amount: int
+    address: str
+    state: WithdrawalState
+    ts: int
+
+
+async def withdrawals(redis: Any, user: str) -> list[Withdrawal]:
+    """The user's withdrawals, oldest first."""
+    out = []
+    async for field, value in redis.hscan_iter(account_keys(user)[4], match="w:*", count=1000):
+        state, asset, amount, address, ts = _text(value).split("|")
+        out.append(Withdrawal(_text(field)[2:], asset, int(amount), address, state, int(ts)))  # type: ignore[arg-type]
+    return sorted(out, key=lambda w: (w.ts, w.id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,3 +230,15 @@ async def test_unknown_user_id_is_refused(r: Any) -> None:
     with pytest.raises(EngineError) as info:
         await accounts.balances(r, "bad user}")
     assert info.value.code == "INVALID_PARAM"
+
+
+async def test_client_order_lookup_and_withdrawal_listing(r: Any) -> None:
+    await fund(r, "alice", "USD", 10 * COIN)
+    await accounts.hold(r, "alice", "o1", "BTC-USD", "USD", COIN, client_order_id="c-1")
+    assert await accounts.client_order(r, "alice", "c-1") == ("BTC-USD", "o1")
+    assert await accounts.client_order(r, "alice", "c-2") is None
+    await accounts.request_withdrawal(r, "alice", "w1", "USD", COIN, "ext1", now=5)
+    await accounts.request_withdrawal(r, "alice", "w2", "USD", 2 * COIN, "ext2", now=6)
+    await accounts.reject_withdrawal(r, "w2")
+    listed = [(w.id, w.amount, w.address, w.state) for w in await accounts.withdrawals(r, "alice")]
+    assert listed == [("w1", COIN, "ext1", "requested"), ("w2", 2 * COIN, "ext2", "rejected")]

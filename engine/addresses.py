@@ -68,8 +68,8 @@ def bech32_encode(hrp: str, payload: bytes) -> str:
     return hrp + "1" + "".join(_CHARSET[d] for d in data)
 
 
-def bech32_decode(s: str) -> tuple[str, bytes] | None:
-    """``(hrp, payload)`` of a valid bech32 string, or None (bad checksum, mixed case...)."""
+def bech32_decode_words(s: str) -> tuple[str, list[int]] | None:
+    """``(hrp, 5-bit words)`` of a string with a valid BIP-173 checksum, else None."""
     if not 8 <= len(s) <= 90 or (s.lower() != s and s.upper() != s):
         return None
     if any(ord(c) < 33 or ord(c) > 126 for c in s):
@@ -84,10 +84,16 @@ def bech32_decode(s: str) -> tuple[str, bytes] | None:
     data = [_CHARSET.index(c) for c in rest]
     if _polymod(_hrp_expand(hrp) + data) != 1:
         return None
-    payload = _convertbits(data[:-6], 5, 8, False)
-    if payload is None:
+    return hrp, data[:-6]
+
+
+def bech32_decode(s: str) -> tuple[str, bytes] | None:
+    """``(hrp, payload)`` of a valid bech32 string, or None (bad checksum, mixed case...)."""
+    decoded = bech32_decode_words(s)
+    if decoded is None:
         return None
-    return hrp, bytes(payload)
+    payload = _convertbits(decoded[1], 5, 8, False)
+    return None if payload is None else (decoded[0], bytes(payload))
 
 
 def is_valid(address: str) -> bool:

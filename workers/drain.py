@@ -309,6 +309,7 @@ class Drain:
         self._known: set[str] = set()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._inflight: dict[tuple[str, str], Entry] = {}
+        self._retried: set[tuple[str, str]] = set()
         self._next_refresh = 0.0
         self._next_maintain = 0.0
         self._next_trim = 0.0
@@ -450,6 +451,9 @@ class Drain:
         entries = [it.entry for it in items]
         await self._redis_retry(lambda: streams.ack(self.redis, self.cfg.group, entries))
         fault("after_ack")
+        cleared = [e for e in entries if (e.stream, e.id) in self._retried]
+        for e in cleared:  # an earlier attempt failed: forget its failure count
+            await streams.clear_failures(self.redis, e.stream, [e.id])
         BATCH_SECONDS.observe(time.perf_counter() - started)
         TRADES.inc(new_trades)
         for it in items:
@@ -544,10 +548,12 @@ class Drain:
         )
         if not claimed:
             return 0
-        n = await self.handle(claimed)
-        retried = [e.id for e in claimed]
-        await streams.clear_failures(self.redis, stream, retried)
-        return n
+        keys = {(e.stream, e.id) for e in claimed}
+        self._retried |= keys
+        try:
+            return await self.handle(claimed)
+        finally:
+            self._retried -= keys
 
     # -- loops ------------------------------------------------------------------------
 

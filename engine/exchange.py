@@ -51,7 +51,10 @@ class Exchange:
         self.redis = redis
         self._markets: dict[str, Market] = {}
         self._markets_at = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._outbox: asyncio.Queue[tuple[Market, list[dict[str, Any]], dict[str, Order]]] = (
+            asyncio.Queue()
+        )
+        self._publisher: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(cls, redis: Any) -> Exchange:
@@ -62,8 +65,8 @@ class Exchange:
 
     async def close(self) -> None:
         """Wait for pushes still being published."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._publisher is not None:
+            await asyncio.gather(self._publisher, return_exceptions=True)
 
     # -- registry ------------------------------------------------------------------
 
@@ -330,15 +333,26 @@ class Exchange:
     def _publish(
         self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]
     ) -> None:
+        """Queue the pushes of one call; one task publishes them in call order."""
         if not events:
             return
-        task = asyncio.create_task(self._publish_now(market, events, known))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._outbox.put_nowait((market, events, known))
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_loop())
 
-    async def _publish_now(
+    async def _publish_loop(self) -> None:
+        while not self._outbox.empty():
+            batch = [self._outbox.get_nowait() for _ in range(min(self._outbox.qsize(), 256))]
+            pipe = self.redis.pipeline(transaction=False)
+            for market, events, known in batch:
+                for user, push in await self._pushes(market, events, known):
+                    pipe.publish(user_channel(user), orjson.dumps(push))
+            if len(pipe):
+                await pipe.execute()
+
+    async def _pushes(
         self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]
-    ) -> None:
+    ) -> list[tuple[str, dict[str, Any]]]:
         others = sorted(
             {ev["maker"] for ev in events if ev["e"] == "trade"}
             | {ev["id"] for ev in events if ev["e"] == "done"} - set(known)
@@ -346,13 +360,7 @@ class Exchange:
         final = dict(known)
         for order in await self._orders(market.id, others):
             final[order.id] = order
-        pushes = order_pushes(market, events, final)
-        if not pushes:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for user, push in pushes:
-            pipe.publish(user_channel(user), orjson.dumps(push))
-        await pipe.execute()
+        return order_pushes(market, events, final)
 
 
 def hold_of(market: Market, req: OrderRequest) -> tuple[str, int]:

@@ -1,0 +1,183 @@
+"""The engine facade end to end: hold + place, settlement, cancels, pushes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from engine import addresses
+from engine.exchange import Exchange, user_channel
+from engine.seed import seed_defaults
+from engine.types import EngineError, OrderRequest
+from engine.units import parse_amount, parse_price, parse_size
+from workers.settler import Settler
+
+BTC = 10**8
+
+
+@pytest.fixture
+async def ex(redis):
+    await seed_defaults(redis)
+    exchange = await Exchange.connect(redis)
+    for user, asset, amount in [("alice", "BTC", 2 * BTC), ("bob", "USD", 100_000 * BTC)]:
+        address = await addresses.deposit_address(redis, user, asset)
+        await exchange.deposit(f"dep-{user}", address, asset, amount)
+    yield exchange
+    await exchange.close()
+
+
+async def order(
+    ex: Exchange, side: str, amount: str, price: str | None = None, **kw
+) -> OrderRequest:
+    m = await ex.market("BTC-USD")
+    return OrderRequest(
+        "BTC-USD",
+        side,  # type: ignore[arg-type]
+        "limit" if price else "market",
+        parse_size(m, amount) if amount else 0,
+        parse_price(m, price) if price else 0,
+        **kw,
+    )
+
+
+async def balances(ex: Exchange, user: str) -> dict[str, tuple[int, int]]:
+    return {b.asset: (b.available, b.held) for b in await ex.balances(user)}
+
+
+async def settle(ex: Exchange) -> None:
+    await Settler(ex.redis, publish=False).drain()
+
+
+async def test_trade_moves_money_exactly(ex):
+    await ex.place_order("alice", await order(ex, "sell", "0.5", "30000.10"))
+    result = await ex.place_order("bob", await order(ex, "buy", "0.2", "30001.00"))
+    assert result.order.status == "FILLED"
+    [fill] = result.fills
+    assert (fill.price, fill.size, fill.fee_asset) == (3_000_010_000_000, 20_000_000, "BTC")
+    await settle(ex)
+    quote = 600_002_000_000  # 0.2 x 30000.10 USD in units
+    maker_fee = -(-quote * 10 // 10_000)
+    taker_fee = -(-20_000_000 * 20 // 10_000)
+    assert await balances(ex, "alice") == {
+        "BTC": (150_000_000, 30_000_000),
+        "USD": (quote - maker_fee, 0),
+    }
+    # bob paid the maker's price: the price improvement was released with the hold
+    assert await balances(ex, "bob") == {
+        "BTC": (20_000_000 - taker_fee, 0),
+        "USD": (100_000 * BTC - quote, 0),
+    }
+    assert await balances(ex, "fees") == {"BTC": (taker_fee, 0), "USD": (maker_fee, 0)}
+
+
+async def test_insufficient_funds_changes_nothing(ex):
+    before = await balances(ex, "bob")
+    with pytest.raises(EngineError) as err:
+        await ex.place_order("bob", await order(ex, "buy", "10", "30000.00"))
+    assert err.value.code == "INSUFFICIENT_FUNDS"
+    assert await balances(ex, "bob") == before
+    assert (await ex.book("BTC-USD", 10)).bids == []
+
+
+async def test_engine_refusal_releases_the_hold(ex):
+    await ex.set_market_status("BTC-USD", "HALT")
+    before = await balances(ex, "bob")
+    with pytest.raises(EngineError) as err:
+        await ex.place_order("bob", await order(ex, "buy", "0.1", "30000.00"))
+    assert err.value.code == "MARKET_NOT_TRADING"
+    assert await balances(ex, "bob") == before
+
+
+async def test_post_only_rejection_is_an_error_and_releases(ex):
+    await ex.place_order("alice", await order(ex, "sell", "0.5", "30000.00"))
+    with pytest.raises(EngineError) as err:
+        await ex.place_order("bob", await order(ex, "buy", "0.1", "30000.00", post_only=True))
+    assert err.value.code == "POST_ONLY_WOULD_TAKE"
+    await settle(ex)
+    assert (await balances(ex, "bob"))["USD"] == (100_000 * BTC, 0)
+
+
+async def test_duplicate_client_order_id_returns_the_existing_order(ex):
+    first = await ex.place_order(
+        "bob", await order(ex, "buy", "0.1", "29000.00", client_order_id="my-1")
+    )
+    again = await ex.place_order(
+        "bob", await order(ex, "buy", "0.3", "28000.00", client_order_id="my-1")
+    )
+    assert (
+        again.duplicate
+        and again.order.id == first.order.id
+        and again.order.amount == first.order.amount
+    )
+    assert len(await ex.open_orders("bob")) == 1
+
+
+async def test_cancel_by_id_and_client_id_and_all(ex):
+    a = await ex.place_order("bob", await order(ex, "buy", "0.1", "29000.00"))
+    await ex.place_order("bob", await order(ex, "buy", "0.1", "29001.00", client_order_id="c-2"))
+    await ex.place_order("bob", await order(ex, "buy", "0.1", "29002.00"))
+    assert (await ex.cancel_order("bob", order_id=a.order.id)).status == "CANCELED"
+    assert (await ex.cancel_order("bob", client_order_id="c-2")).status == "CANCELED"
+    assert len(await ex.open_orders("bob")) == 1
+    assert [o.status for o in await ex.cancel_all("bob")] == ["CANCELED"]
+    await settle(ex)
+    assert await balances(ex, "bob") == {"USD": (100_000 * BTC, 0)}
+
+
+async def test_another_users_order_looks_unknown(ex):
+    mine = await ex.place_order("alice", await order(ex, "sell", "0.1", "31000.00"))
+    for call in (
+        lambda: ex.cancel_order("bob", order_id=mine.order.id),
+        lambda: ex.get_order("bob", mine.order.id),
+        lambda: ex.get_order("bob", "12345"),
+    ):
+        with pytest.raises(EngineError) as err:
+            await call()
+        assert err.value.code == "UNKNOWN_ORDER"
+    assert (await ex.get_order("alice", mine.order.id)).status == "NEW"
+
+
+async def test_market_buy_by_amount_gets_a_budget(ex):
+    await ex.place_order("alice", await order(ex, "sell", "0.1", "30000.00"))
+    await ex.place_order("alice", await order(ex, "sell", "0.1", "30010.00"))
+    result = await ex.place_order("bob", await order(ex, "buy", "0.15"))
+    assert result.order.status == "FILLED" and result.order.filled == 15_000_000
+    assert [f.price for f in result.fills] == [3_000_000_000_000, 3_001_000_000_000]
+    await settle(ex)
+    usd = (await balances(ex, "bob"))["USD"]
+    m = await ex.market("BTC-USD")
+    spent = parse_amount(8, "3000") + parse_amount(8, "1500.5")
+    assert usd == (100_000 * BTC - spent, 0) and m.quote == "USD"
+
+
+async def test_orders_pushes_reach_only_their_owner(ex):
+    pubsub = ex.redis.pubsub()
+    await pubsub.subscribe(user_channel("alice"), user_channel("bob"))
+    await ex.place_order("alice", await order(ex, "sell", "0.5", "30000.00"))
+    await ex.place_order("bob", await order(ex, "buy", "0.2", "30000.00"))
+    await ex.close()
+    got: dict[str, list[tuple[str, str]]] = {"alice": [], "bob": []}
+    deadline = asyncio.get_running_loop().time() + 2
+    while len(got["alice"]) + len(got["bob"]) < 4 and asyncio.get_running_loop().time() < deadline:
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if msg is None:
+            continue
+        push = orjson.loads(msg["data"])
+        got[msg["channel"].decode().rsplit(":", 1)[1]].append(
+            (push["exec_type"], push["order"]["status"])
+        )
+    await pubsub.aclose()
+    assert got["alice"] == [("NEW", "NEW"), ("TRADE", "PARTIALLY_FILLED")]
+    assert got["bob"] == [("NEW", "NEW"), ("TRADE", "FILLED")]
+
+
+async def test_recent_trades_newest_first(ex):
+    await ex.place_order("alice", await order(ex, "sell", "0.5", "30000.00"))
+    for _ in range(3):
+        await ex.place_order("bob", await order(ex, "buy", "0.1", "30000.00"))
+        await asyncio.sleep(0)
+    trades = await ex.recent_trades("BTC-USD", 2)
+    assert [t["trade_id"] for t in trades] == [3, 2]
+    assert trades[0]["price"] == "30000.00" and trades[0]["size"] == "0.10000"

@@ -100,7 +100,11 @@ async def test_trim_keeps_everything_not_acknowledged_by_every_group(redis_real,
     await feed(redis_real, syn, 10)  # 20 entries
     await streams.ensure_group(redis_real, syn.stream, "drain")
     await streams.ensure_group(redis_real, syn.stream, "settler")
-    drain = Drain(redis_real, db_url, cfg(trim_keep_ms=0, trim_require=("drain", "settler")))
+    drain = Drain(
+        redis_real,
+        db_url,
+        cfg(trim_keep_ms=0, trim_require=("drain", "settler"), trim_positions=()),
+    )
     await drain.catch_up(timeout_s=30)
     # drain acked all 20; the settler group has read 8 and acknowledged 5
     got = await redis_real.xreadgroup("settler", "s1", {syn.stream: ">"}, count=8)
@@ -116,12 +120,21 @@ async def test_trim_keeps_everything_not_acknowledged_by_every_group(redis_real,
     # without the settler group nothing is trimmed at all
     assert await streams.trim(redis_real, syn.stream, ("drain", "nobody"), keep_ms=0) == 0
     # the drain resumes: the 10 unread entries land, nothing is lost
-    again = Drain(redis_real, db_url, cfg(trim_keep_ms=0, trim_require=("drain", "settler")))
+    again = Drain(
+        redis_real,
+        db_url,
+        cfg(trim_keep_ms=0, trim_require=("drain", "settler"), trim_positions=()),
+    )
     await again.catch_up(timeout_s=30)
     await again.close()
     assert await count(db_url, "SELECT count(*) FROM trades") == 15
-    # retention: entries younger than keep_ms stay even when acknowledged
+    # a group-less reader's position (the settler's {m:X}:stl) bounds the trim as well
     await redis_real.xack(syn.stream, "settler", *ids[5:8])
+    assert await streams.trim(redis_real, syn.stream, ("drain",), 0, (":stl",)) == 0  # unset
+    await redis_real.set("{m:TRM-USD}:stl", ids[6])
+    assert await streams.trim(redis_real, syn.stream, ("drain",), 0, (":stl",)) == 1
+    assert (await redis_real.xrange(syn.stream, count=1))[0][0] == ids[6]
+    # retention: entries younger than keep_ms stay even when acknowledged
     assert await streams.trim(redis_real, syn.stream, ("drain", "settler"), keep_ms=60_000) == 0
 
 

@@ -91,6 +91,7 @@ class DrainConfig:
     trim_s: float = 10.0
     trim_keep_ms: int = 600_000  # always keep entries younger than this
     trim_require: tuple[str, ...] = ("drain",)  # trim only if these groups exist
+    trim_positions: tuple[str, ...] = (":stl",)  # group-less readers' positions (settler)
     backoff_min_s: float = 0.05
     backoff_max_s: float = 5.0
     queue_batches: int = 2
@@ -525,7 +526,13 @@ class Drain:
         if force or now >= self._next_trim:
             self._next_trim = now + self.cfg.trim_s
             for stream in self.streams:
-                await streams.trim(self.redis, stream, self.cfg.trim_require, self.cfg.trim_keep_ms)
+                await streams.trim(
+                    self.redis,
+                    stream,
+                    self.cfg.trim_require,
+                    self.cfg.trim_keep_ms,
+                    self.cfg.trim_positions,
+                )
         return done
 
     async def _claim_stream(self, stream: str) -> int:
@@ -647,6 +654,7 @@ async def _main(args: argparse.Namespace) -> None:
         claim_idle_ms=args.claim_idle_ms,
         trim_keep_ms=args.trim_keep_ms,
         trim_require=tuple(x for x in args.trim_require.split(",") if x),
+        trim_positions=tuple(x for x in args.trim_positions.split(",") if x),
     )
     if args.consumer:
         cfg.consumer = args.consumer
@@ -677,6 +685,7 @@ def main(argv: list[str] | None = None) -> None:
         "--trim-keep-ms", type=int, default=int(env("HFTX_DRAIN_TRIM_KEEP_MS", "600000"))
     )
     p.add_argument("--trim-require", default=env("HFTX_DRAIN_TRIM_REQUIRE", "drain"))
+    p.add_argument("--trim-positions", default=env("HFTX_DRAIN_TRIM_POSITIONS", ":stl"))
     p.add_argument("--consumer", default=env("HFTX_DRAIN_CONSUMER", ""))
     p.add_argument("--metrics-port", type=int, default=int(env("HFTX_DRAIN_METRICS_PORT", "0")))
     args = p.parse_args(argv)

@@ -300,14 +300,37 @@ def safe_trim_id(
     return id_str(*bound)
 
 
-async def trim(redis: Any, stream: str, required: Iterable[str], keep_ms: int) -> int:
-    """XTRIM ``stream`` MINID to what every consumer group acknowledged; entries removed."""
+def tag_of(stream: str) -> str:
+    """``{m:X}:ev`` -> ``{m:X}``."""
+    return stream[: stream.index("}") + 1]
+
+
+async def trim(
+    redis: Any,
+    stream: str,
+    required: Iterable[str],
+    keep_ms: int,
+    positions: Iterable[str] = (),
+) -> int:
+    """XTRIM ``stream`` MINID to what every consumer group acknowledged; entries removed.
+
+    ``positions`` are key suffixes (e.g. ``:stl``, the settler's read position
+    ``{m:X}:stl``) of string keys in the stream's hash tag holding the last entry id
+    a group-less reader processed; they bound the trim too, and a missing one
+    means "not started": nothing is trimmed.
+    """
     infos = await groups(redis, stream)
-    pend = {
-        g.name: (await oldest_pending(redis, stream, g.name)) if g.pending else None for g in infos
-    }
-    keep_after = id_str(int(time.time() * 1000) - keep_ms)
-    minid = safe_trim_id(infos, pend, required, keep_after)
+    pend = {}
+    for g in infos:
+        pend[g.name] = await oldest_pending(redis, stream, g.name) if g.pending else None
+    bound = id_str(int(time.time() * 1000) - keep_ms)
+    for suffix in positions:
+        pos = await redis.get(tag_of(stream) + suffix)
+        if pos is None:
+            return 0
+        if parse_id(text(pos)) < parse_id(bound):
+            bound = text(pos)
+    minid = safe_trim_id(infos, pend, required, bound)
     if minid is None:
         return 0
     return int(await redis.xtrim(stream, minid=minid, approximate=False))

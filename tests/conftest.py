@@ -58,9 +58,7 @@ async def _cluster_client(urls: list[str]) -> RedisCluster:
     client = RedisCluster.from_url(urls[0], decode_responses=False)
     await client.initialize()
     await client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    for node in client.get_primaries():  # the library lives on every primary
-        async with aredis.Redis(host=node.host, port=int(node.port)) as direct:
-            await functions.ensure_loaded(direct)
+    await functions.ensure_loaded(client)  # on every primary
     return client
 
 

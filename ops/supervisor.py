@@ -1,0 +1,198 @@
+"""Run the whole exchange on one machine: ``python -m ops.supervisor [--demo] [NAME ...]``.
+
+1. starts the embedded Valkey / PostgreSQL when ``REDIS_URL`` / ``DATABASE_URL`` are
+   unset (``ops.embedded``) and exports their URLs to every child;
+2. runs the ``release`` entry of the Procfile once, to completion (a failure stops
+   everything);
+3. runs the other Procfile entries with honcho's ``Manager`` (prefixed, coloured
+   output). When any of them exits, all the others are stopped and the supervisor
+   exits with its code: nothing is restarted behind your back. SIGINT / SIGTERM
+   stop the children (SIGTERM to each process group, SIGKILL after 5 s);
+4. stops the embedded servers last.
+
+An entry whose Python module does not exist (yet) is skipped with a log line.
+``NAME ...`` limits the run to those entries (``release`` always runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops.embedded import EmbeddedServices
+from ops.settings import Settings, get_settings
+
+log = logging.getLogger("hftx.supervisor")
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCFILE = ROOT / "Procfile"
+RELEASE = "release"
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    command: str
+
+
+def parse_procfile(text: str) -> list[Entry]:
+    """``name: command`` lines; blank lines and ``#`` comments ignored; names unique."""
+    entries: list[Entry] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        name, command = name.strip(), command.strip()
+        if not sep or not name or not command or not name.replace("_", "").isalnum():
+            raise ValueError(f"Procfile line {number}: expected 'name: command', got {raw!r}")
+        if any(e.name == name for e in entries):
+            raise ValueError(f"Procfile line {number}: duplicate process name {name!r}")
+        entries.append(Entry(name, command))
+    return entries
+
+
+def command_module(command: str) -> str | None:
+    """The Python module a Procfile command runs, if it is one we can tell.
+
+    ``python -m pkg.mod ...`` -> ``pkg.mod``;
+    ``arq [options] pkg.mod.WorkerSettings`` -> ``pkg.mod``.
+    """
+    argv = shlex.split(command)
+    if not argv:
+        return None
+    program = Path(argv[0]).name
+    if program.startswith("python") and "-m" in argv[1:-1]:
+        return argv[argv.index("-m") + 1]
+    if program == "arq":
+        targets = [a for a in argv[1:] if _DOTTED.fullmatch(a)]
+        if targets:
+            return targets[-1].rsplit(".", 1)[0]
+    return None
+
+
+def runnable_module(module: str) -> bool:
+    """Whether ``module`` exists; a package also needs a ``__main__`` to run with -m."""
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None:
+            return False
+        if spec.submodule_search_locations is not None:
+            return importlib.util.find_spec(f"{module}.__main__") is not None
+        return True
+    except (ImportError, ValueError) as exc:
+        log.warning("cannot resolve module %s: %s", module, exc)
+        return False
+
+
+def split_available(entries: Sequence[Entry]) -> list[Entry]:
+    """The entries whose module exists; each missing one is logged and skipped."""
+    available: list[Entry] = []
+    for entry in entries:
+        module = command_module(entry.command)
+        if module is not None and not runnable_module(module):
+            log.warning(
+                "skipping %s: module %s does not exist yet (%s)", entry.name, module, entry.command
+            )
+            continue
+        available.append(entry)
+    return available
+
+
+def child_env(settings: Settings, services: EmbeddedServices, *, demo: bool) -> dict[str, str]:
+    """The environment of every child: ours, the service URLs, the venv first on PATH."""
+    env = dict(os.environ)
+    env.update(services.env)
+    env["PORT"] = str(settings.port)
+    env["PYTHONUNBUFFERED"] = "1"
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")]) if env.get("PATH") else bin_dir
+    if demo:
+        env["HFTX_DEMO"] = "1"
+    return env
+
+
+def run_release(entry: Entry, env: dict[str, str]) -> int:
+    log.info("release: %s", entry.command)
+    return subprocess.run(entry.command, shell=True, env=env, cwd=ROOT).returncode
+
+
+def run_processes(entries: Sequence[Entry], env: dict[str, str]) -> int:
+    """Run ``entries`` until one exits or we are signalled; their exit code."""
+    from honcho.manager import Manager
+
+    manager = Manager()
+    for entry in entries:
+        manager.add_process(entry.name, entry.command, env=env, cwd=str(ROOT))
+    manager.loop()
+    return int(manager.returncode or 0)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.supervisor", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--demo", action="store_true", help="demo mode (sets HFTX_DEMO=1)")
+    parser.add_argument("--procfile", type=Path, default=PROCFILE)
+    parser.add_argument(
+        "names", nargs="*", help="only these Procfile entries (release always runs)"
+    )
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    if args.demo:
+        settings.demo = True
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s supervisor %(levelname)s %(message)s"
+    )
+    entries = parse_procfile(args.procfile.read_text())
+    unknown = set(args.names) - {e.name for e in entries}
+    if unknown:
+        parser.error(f"not in {args.procfile}: {', '.join(sorted(unknown))}")
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
+    with EmbeddedServices(settings) as services:
+        env = child_env(settings, services, demo=args.demo)
+        available = split_available(entries)
+        release = [e for e in available if e.name == RELEASE]
+        if release:
+            code = run_release(release[0], env)
+            if code != 0:
+                log.error("release failed (exit code %d); stopping", code)
+                return code
+        else:
+            log.warning("no runnable release entry: Lua library, migrations and seed not applied")
+        processes = [
+            e for e in available if e.name != RELEASE and (not args.names or e.name in args.names)
+        ]
+        if not processes:
+            log.warning("no long-running process to start; embedded services up until Ctrl-C")
+            for name, value in services.env.items():
+                log.info("%s=%s", name, value)
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.pause()
+            return 0
+        log.info(
+            "web on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
+        )
+        return run_processes(processes, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Market maker: quotes both sides around a reference price and re-quotes on fills.
+
+``await run_market_maker(client, "BTC-USD")`` with a logged-in client, or
+``python -m client.bots.market_maker --url ... --market BTC-USD``.
+
+Each cycle it reads its base position (balance change since start), picks the
+reference (the book's mid, or a configured price moved by a small random walk),
+computes the wanted quotes (:mod:`client.bots.quotes`), then cancels and places the
+difference as post-only limit orders tagged with a ``client_order_id`` prefix. A fill
+on the private ``orders`` channel triggers an early cycle. Orders go out at most
+``max_orders_per_second``; on exit its quotes are cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from fractions import Fraction
+
+from client.amounts import to_fraction
+from client.bots.quotes import (
+    Quote,
+    QuoteParams,
+    build_quotes,
+    plan_requote,
+    random_walk,
+    reference_from_book,
+)
+from client.codec import Json
+from client.errors import HftxError
+from client.exchange import HftxClient
+from client.markets import MarketSpec
+from client.ratelimit import RateLimiter
+from client.session import add_connection_args, open_client
+from client.subscriptions import BookSubscription
+
+log = logging.getLogger(__name__)
+
+QUIET_ERRORS = frozenset({"POST_ONLY_WOULD_TAKE", "UNKNOWN_ORDER"})
+
+
+async def run_market_maker(
+    client: HftxClient,
+    market: str,
+    *,
+    params: QuoteParams | None = None,
+    reference: str | None = None,
+    walk_ticks: int = 2,
+    interval: float = 2.0,
+    max_orders_per_second: float = 5.0,
+    tag: str = "mm",
+    stop: asyncio.Event | None = None,
+    rng: random.Random | None = None,
+) -> None:
+    """Quote ``market`` until ``stop`` is set or the task is cancelled.
+
+    ``reference`` None quotes around the mid of the live book; a price string quotes
+    around it and moves it by up to ``walk_ticks`` ticks per cycle. ``tag`` prefixes
+    the client order ids: open orders with that prefix are treated as this bot's
+    quotes (also those left over from an earlier run).
+    """
+    params = params or QuoteParams()
+    stop = stop or asyncio.Event()
+    rng = rng or random.Random()
+    spec = MarketSpec.from_market(await client.fetch_market(market))
+    params.check(spec)
+    bot = _Quoter(client, spec, params, tag, RateLimiter(max_orders_per_second, burst=2))
+
+    await client.connect()
+    filled = asyncio.Event()
+
+    async def on_order(push: Json) -> None:
+        if push.get("market") == market and push.get("exec_type") in ("TRADE", "EXPIRED"):
+            filled.set()
+
+    orders = await client.subscribe_orders(callback=on_order)
+    book = None if reference is not None else await client.subscribe_book(market, depth=10)
+    ref_ticks = None if reference is None else spec.price.steps(reference, "down")
+    start = await bot.base_total()
+    log.info("market maker on %s: %s, start %s %s", market, params, start, spec.base)
+    try:
+        while not stop.is_set():
+            if ref_ticks is not None:
+                ref_ticks = random_walk(ref_ticks, walk_ticks, rng)
+                ref: Fraction | None = spec.price.step * ref_ticks
+            else:
+                assert book is not None
+                ref = await _book_reference(client, book)
+            try:
+                position = await bot.base_total() - start
+                await bot.requote(ref, position)
+            except HftxError as exc:
+                log.warning("requote failed: %s", exc)
+            filled.clear()
+            await _wait_any((filled, stop), interval)
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await bot.cancel_all()
+        await orders.close()
+        if book is not None:
+            await book.close()
+
+
+async def _book_reference(client: HftxClient, sub: BookSubscription) -> Fraction | None:
+    """Mid of the live book, else the last trade price, else None."""
+    with contextlib.suppress(TimeoutError):
+        book = await sub.wait_ready(5)
+        bid, ask = book.best_bid(), book.best_ask()
+        ref = reference_from_book(bid[0] if bid else None, ask[0] if ask else None)
+        if ref is not None:
+            return ref
+    last = (await client.fetch_ticker(sub.book.market)).get("last")
+    return to_fraction(last) if last else None
+
+
+async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+class _Quoter:
+    """The I/O half of the market maker: reads state, cancels and places orders."""
+
+    def __init__(
+        self,
+        client: HftxClient,
+        spec: MarketSpec,
+        params: QuoteParams,
+        tag: str,
+        limiter: RateLimiter,
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.params = params
+        self.prefix = f"{tag}-"
+        self.limiter = limiter
+
+    async def base_total(self) -> Fraction:
+        row = (await self.client.fetch_balance()).get(self.spec.base)
+        return to_fraction(row["total"]) if row else Fraction(0)
+
+    async def own_orders(self) -> list[Json]:
+        return [
+            order
+            for order in await self.client.fetch_open_orders(self.spec.id)
+            if str(order.get("client_order_id") or "").startswith(self.prefix)
+        ]
+
+    async def requote(self, reference: Fraction | None, position: Fraction) -> None:
+        desired: list[Quote] = []
+        if reference is None:
+            log.info("no reference price for %s yet: not quoting", self.spec.id)
+        else:
+            desired = build_quotes(self.spec, self.params, reference, position)
+        to_cancel, to_place = plan_requote(await self.own_orders(), desired)
+        for order_id in to_cancel:
+            await self._cancel(order_id)
+        for quote in to_place:
+            await self._place(quote)
+
+    async def cancel_all(self) -> None:
+        for order in await self.own_orders():
+            await self._cancel(str(order["id"]))
+
+    async def _cancel(self, order_id: str) -> None:
+        await self.limiter.acquire()
+        try:
+            if self.client.connected:
+                await self.client.ws_cancel_order(order_id)
+            else:
+                await self.client.cancel_order(order_id)
+        except HftxError as exc:
+            _log_error("cancel", order_id, exc)
+
+    async def _place(self, quote: Quote) -> None:
+        await self.limiter.acquire()
+        create = self.client.ws_create_order if self.client.connected else self.client.create_order
+        try:
+            await create(
+                self.spec.id, quote.side, "limit", quote.size, quote.price,
+                time_in_force="GTC", post_only=True,
+                client_order_id=self.prefix + uuid.uuid4().hex[:24],
+            )  # fmt: skip
+        except HftxError as exc:
+            _log_error("place", f"{quote.side} {quote.size} @ {quote.price}", exc)
+
+
+def _log_error(action: str, what: str, exc: HftxError) -> None:
+    level = logging.DEBUG if exc.code in QUIET_ERRORS else logging.WARNING
+    log.log(level, "%s %s: %s", action, what, exc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m client.bots.market_maker", description=__doc__.split("\n\n")[0]
+    )
+    add_connection_args(parser)
+    parser.add_argument("--market", required=True, help="market id, e.g. BTC-USD")
+    parser.add_argument("--levels", type=int, default=3, help="levels per side")
+    parser.add_argument("--spread-bps", type=int, default=10, help="first level distance")
+    parser.add_argument("--step-bps", type=int, default=10, help="extra distance per level")
+    parser.add_argument("--size", default="0.01", help="base size per level")
+    parser.add_argument("--max-inventory", default="1", help="|base position| limit")
+    parser.add_argument("--reference", help="fixed reference price (default: book mid)")
+    parser.add_argument("--walk-ticks", type=int, default=2, help="random walk per cycle")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
+    parser.add_argument("--rate", type=float, default=5.0, help="max orders per second")
+    parser.add_argument("--tag", default="mm", help="client_order_id prefix")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    params = QuoteParams(
+        levels=args.levels,
+        spread_bps=args.spread_bps,
+        step_bps=args.step_bps,
+        size=args.size,
+        max_inventory=args.max_inventory,
+    )
+
+    async def run() -> None:
+        client = await open_client(args)
+        async with client:
+            await run_market_maker(
+                client, args.market, params=params, reference=args.reference,
+                walk_ticks=args.walk_ticks, interval=args.interval,
+                max_orders_per_second=args.rate, tag=args.tag,
+            )  # fmt: skip
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

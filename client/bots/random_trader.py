@@ -1,0 +1,152 @@
+"""Random trader: small market and limit orders at a bounded rate.
+
+``await run_random_trader(client, "BTC-USD")`` with a logged-in client, or
+``python -m client.bots.random_trader --url ... --market BTC-USD``.
+
+The reference is the mid of the book (``GET /markets/{id}/book``), else the last
+trade, else ``reference``. Resting limit orders are capped at ``max_open``: the
+oldest are cancelled first. Everything it left open is cancelled on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+
+from client.amounts import to_fraction
+from client.bots.flow import FlowParams, random_order
+from client.bots.quotes import reference_from_book
+from client.errors import HftxError
+from client.exchange import HftxClient
+from client.markets import MarketSpec
+from client.ratelimit import RateLimiter
+from client.session import add_connection_args, open_client
+
+log = logging.getLogger(__name__)
+
+
+async def run_random_trader(
+    client: HftxClient,
+    market: str,
+    *,
+    orders_per_second: float = 1.0,
+    params: FlowParams | None = None,
+    max_open: int = 10,
+    reference: str | None = None,
+    tag: str = "rt",
+    stop: asyncio.Event | None = None,
+    rng: random.Random | None = None,
+) -> None:
+    """Trade randomly on ``market`` until ``stop`` is set or the task is cancelled."""
+    params = params or FlowParams()
+    params.check()
+    stop = stop or asyncio.Event()
+    rng = rng or random.Random()
+    spec = MarketSpec.from_market(await client.fetch_market(market))
+    limiter = RateLimiter(orders_per_second)
+    prefix = f"{tag}-"
+    try:
+        while not stop.is_set():
+            await limiter.acquire()
+            # Jitter so that several traders do not fire in step.
+            await asyncio.sleep(rng.uniform(0, 0.5 / orders_per_second))
+            try:
+                ref = await _reference_ticks(client, spec, reference)
+                if ref is None:
+                    log.info("no reference price for %s yet", market)
+                    continue
+                intent = random_order(rng, spec, ref, params)
+                order = await client.create_order(
+                    market, intent.side, intent.type, intent.amount, intent.price,
+                    client_order_id=prefix + uuid.uuid4().hex[:24],
+                )  # fmt: skip
+                log.info(
+                    "%s %s %s @ %s -> %s filled %s",
+                    intent.type, intent.side, intent.amount, intent.price or "market",
+                    order.get("status"), order.get("filled"),
+                )  # fmt: skip
+                await _trim_open_orders(client, market, prefix, max_open, limiter)
+            except HftxError as exc:
+                log.warning("order failed: %s", exc)
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await _trim_open_orders(client, market, prefix, 0, None)
+
+
+async def _reference_ticks(
+    client: HftxClient, spec: MarketSpec, reference: str | None
+) -> int | None:
+    book = await client.fetch_order_book(spec.id, depth=1)
+    bids, asks = book.get("bids") or [], book.get("asks") or []
+    ref = reference_from_book(bids[0][0] if bids else None, asks[0][0] if asks else None)
+    if ref is None:
+        last = (await client.fetch_ticker(spec.id)).get("last") or reference
+        ref = to_fraction(last) if last else None
+    return None if ref is None else max(1, spec.price.steps(ref, "down"))
+
+
+async def _trim_open_orders(
+    client: HftxClient, market: str, prefix: str, keep: int, limiter: RateLimiter | None
+) -> None:
+    """Cancel this bot's oldest resting orders beyond ``keep``."""
+    own = [
+        order
+        for order in await client.fetch_open_orders(market)
+        if str(order.get("client_order_id") or "").startswith(prefix)
+    ]
+    own.sort(key=lambda order: (order.get("created_ts") or 0, str(order["id"])))
+    for order in own[: max(0, len(own) - keep)]:
+        if limiter is not None:
+            await limiter.acquire()
+        try:
+            await client.cancel_order(str(order["id"]))
+        except HftxError as exc:
+            log.debug("cancel %s: %s", order["id"], exc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m client.bots.random_trader", description=__doc__.split("\n\n")[0]
+    )
+    add_connection_args(parser)
+    parser.add_argument("--market", required=True, help="market id, e.g. BTC-USD")
+    parser.add_argument("--rate", type=float, default=1.0, help="max orders per second")
+    parser.add_argument("--max-size-multiple", type=int, default=5, help="x market min size")
+    parser.add_argument("--market-pct", type=int, default=30, help="%% of market orders")
+    parser.add_argument("--max-offset-ticks", type=int, default=20, help="limit price range")
+    parser.add_argument("--max-open", type=int, default=10, help="resting orders kept")
+    parser.add_argument("--reference", help="price to use while the book is empty")
+    parser.add_argument("--tag", default="rt", help="client_order_id prefix")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    params = FlowParams(
+        max_size_multiple=args.max_size_multiple,
+        market_pct=args.market_pct,
+        max_offset_ticks=args.max_offset_ticks,
+    )
+
+    async def run() -> None:
+        client = await open_client(args)
+        async with client:
+            await run_random_trader(
+                client, args.market, orders_per_second=args.rate, params=params,
+                max_open=args.max_open, reference=args.reference, tag=args.tag,
+                rng=random.Random(args.seed),
+            )  # fmt: skip
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Command-line connection options shared by the CLI and the bots."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from client.errors import HftxError
+from client.exchange import DEFAULT_URL, HftxClient
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    """``--url``, ``--email``, ``--password`` (defaults: ``HFTX_URL``, ``HFTX_EMAIL``,
+    ``HFTX_PASSWORD``) and ``--signup``."""
+    parser.add_argument(
+        "--url", default=os.environ.get("HFTX_URL", DEFAULT_URL), help="exchange base URL"
+    )
+    parser.add_argument("--email", default=os.environ.get("HFTX_EMAIL"), help="or HFTX_EMAIL")
+    parser.add_argument(
+        "--password", default=os.environ.get("HFTX_PASSWORD"), help="or HFTX_PASSWORD"
+    )
+    parser.add_argument(
+        "--signup", action="store_true", help="create the account first if it does not exist"
+    )
+
+
+async def open_client(args: argparse.Namespace, *, login: bool = True) -> HftxClient:
+    """A client for ``args.url``, logged in when ``login`` (credentials required)."""
+    client = HftxClient(args.url)
+    if not login:
+        return client
+    try:
+        if not args.email or not args.password:
+            raise HftxError("UNAUTHORIZED", "give --email/--password or HFTX_EMAIL/HFTX_PASSWORD")
+        if args.signup:
+            try:
+                await client.signup(args.email, args.password)
+            except HftxError as exc:
+                if exc.status >= 500:
+                    raise  # otherwise most likely: the account exists already
+        await client.login(args.email, args.password)
+    except BaseException:
+        await client.close()
+        raise
+    return client

@@ -31,7 +31,9 @@ async def open_client(args: argparse.Namespace, *, login: bool = True) -> HftxCl
         return client
     try:
         if not args.email or not args.password:
-            raise HftxError("UNAUTHORIZED", "give --email/--password or HFTX_EMAIL/HFTX_PASSWORD")
+            raise HftxError(
+                "UNAUTHORIZED", "give --email/--password or HFTX_EMAIL/HFTX_PASSWORD", 401
+            )
         if args.signup:
             try:
                 await client.signup(args.email, args.password)

@@ -1,0 +1,189 @@
+"""Command line: ``python -m client [--url URL] [--email E --password P] COMMAND``.
+
+Credentials also come from ``HFTX_EMAIL`` / ``HFTX_PASSWORD`` (and the URL from
+``HFTX_URL``). Errors print as ``error: CODE (status): message`` with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable
+
+from client.codec import Json
+from client.errors import HftxError
+from client.exchange import HftxClient
+from client.session import add_connection_args, open_client
+from client.tables import fills_table, ladder, order_line, table
+
+Command = Callable[[HftxClient, argparse.Namespace], Awaitable[None]]
+PUBLIC = {"markets", "book", "signup"}
+
+
+async def cmd_markets(client: HftxClient, args: argparse.Namespace) -> None:
+    rows = [
+        [m.get("id"), m.get("status"), m.get("price_increment"), m.get("size_increment"),
+         m.get("min_size"), m.get("maker_fee_bps"), m.get("taker_fee_bps")]
+        for m in await client.fetch_markets()
+    ]  # fmt: skip
+    print(table(["market", "status", "tick", "lot", "min size", "maker bps", "taker bps"], rows))
+
+
+async def cmd_signup(client: HftxClient, args: argparse.Namespace) -> None:
+    if not args.email or not args.password:
+        raise HftxError("INVALID_PARAM", "signup needs --email and --password", 400)
+    result = await client.signup(args.email, args.password)
+    print(f"signed up {args.email}: user id {result.get('user_id')}")
+
+
+async def cmd_place(client: HftxClient, args: argparse.Namespace) -> None:
+    order_type = args.type or ("limit" if args.price is not None else "market")
+    order = await client.create_order(
+        args.market, args.side, order_type, args.amount, args.price,
+        time_in_force=args.tif, post_only=args.post_only, client_order_id=args.client_order_id,
+        stp=args.stp, quote_amount=args.quote_amount,
+    )  # fmt: skip
+    print(order_line(order))
+    if order.get("fills"):
+        print(fills_table(order["fills"]))
+
+
+async def cmd_cancel(client: HftxClient, args: argparse.Namespace) -> None:
+    if args.all:
+        result = await client.cancel_all_orders(args.market)
+        print(f"cancel all{' on ' + args.market if args.market else ''}: {result}")
+    elif args.order_id:
+        print(order_line(await client.cancel_order(args.order_id)))
+    else:
+        raise HftxError("INVALID_PARAM", "give an ORDER_ID or --all", 400)
+
+
+async def cmd_book(client: HftxClient, args: argparse.Namespace) -> None:
+    if not args.watch:
+        book = await client.fetch_order_book(args.market, depth=args.depth)
+        bids = [(str(level[0]), str(level[1])) for level in book.get("bids") or []]
+        asks = [(str(level[0]), str(level[1])) for level in book.get("asks") or []]
+        print(ladder(bids, asks, f"{args.market} seq {book.get('seq')}"))
+        return
+    changed = asyncio.Event()
+
+    async def on_book(push: Json) -> None:
+        changed.set()
+
+    sub = await client.subscribe_book(args.market, depth=max(args.depth, 10), callback=on_book)
+    while True:
+        await changed.wait()
+        changed.clear()
+        view = sub.book
+        title = f"{args.market} seq {view.seq} checksum {view.checksum()} (Ctrl-C to stop)"
+        print("\x1b[2J\x1b[H" + ladder(view.bids(args.depth), view.asks(args.depth), title))
+        await asyncio.sleep(0.1)  # redraw at most ~10 times per second
+
+
+async def cmd_balances(client: HftxClient, args: argparse.Namespace) -> None:
+    balances = await client.fetch_balance()
+    rows = [[b["asset"], b.get("free"), b.get("locked"), b.get("total")] for b in balances.values()]
+    print(table(["asset", "free", "locked", "total"], rows, right=(1, 2, 3)))
+
+
+async def cmd_address(client: HftxClient, args: argparse.Namespace) -> None:
+    rows = [
+        [a.get("asset"), a.get("address")]
+        for a in await client.fetch_deposit_addresses()
+        if args.asset is None or a.get("asset") == args.asset.upper()
+    ]
+    print(table(["asset", "deposit address"], rows))
+
+
+async def cmd_transfer(client: HftxClient, args: argparse.Namespace) -> None:
+    result = await client.transfer(
+        args.asset.upper(), args.amount, args.to_address, transfer_id=args.id
+    )
+    print(f"transferred {args.amount} {args.asset.upper()} to {args.to_address}: {result}")
+
+
+async def cmd_orders(client: HftxClient, args: argparse.Namespace) -> None:
+    orders = await client.fetch_open_orders(args.market)
+    rows = [
+        [o.get("id"), o.get("market"), o.get("side"), o.get("type"), o.get("price"),
+         o.get("amount"), o.get("filled"), o.get("status"), o.get("client_order_id")]
+        for o in orders
+    ]  # fmt: skip
+    headers = ["id", "market", "side", "type", "price", "amount", "filled", "status", "client id"]
+    print(table(headers, rows, right=(4, 5, 6)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m client", description="hftx command line")
+    add_connection_args(parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Command, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("markets", cmd_markets, "list markets")
+    command("signup", cmd_signup, "create an account with --email/--password")
+
+    place = command("place", cmd_place, "place an order (limit if PRICE is given)")
+    place.add_argument("side", choices=["buy", "sell"])
+    place.add_argument("market", help="e.g. BTC-USD")
+    place.add_argument("amount", nargs="?", help="base size (omit with --quote-amount)")
+    place.add_argument("price", nargs="?", help="limit price")
+    place.add_argument("--type", choices=["limit", "market"])
+    place.add_argument("--tif", choices=["GTC", "IOC", "FOK"], help="time in force")
+    place.add_argument("--post-only", action="store_true")
+    place.add_argument("--client-order-id")
+    place.add_argument("--stp", choices=["cancel_newest", "cancel_oldest", "cancel_both"])
+    place.add_argument("--quote-amount", help="quote to spend (market buys)")
+
+    cancel = command("cancel", cmd_cancel, "cancel an order, or all with --all")
+    cancel.add_argument("order_id", nargs="?")
+    cancel.add_argument("--all", action="store_true", help="cancel all open orders")
+    cancel.add_argument("--market", help="with --all: only this market")
+
+    book = command("book", cmd_book, "show the order book")
+    book.add_argument("market")
+    book.add_argument("--depth", type=int, default=10)
+    book.add_argument("--watch", action="store_true", help="live over the WebSocket")
+
+    command("balances", cmd_balances, "show balances")
+
+    address = command("address", cmd_address, "show deposit addresses")
+    address.add_argument("asset", nargs="?")
+
+    transfer = command("transfer", cmd_transfer, "send to another user's deposit address")
+    transfer.add_argument("asset")
+    transfer.add_argument("amount")
+    transfer.add_argument("to_address")
+    transfer.add_argument("--id", help="transfer id (idempotency key; generated if omitted)")
+
+    orders = command("orders", cmd_orders, "list open orders")
+    orders.add_argument("--market")
+    return parser
+
+
+async def run(args: argparse.Namespace) -> None:
+    client = await open_client(args, login=args.command not in PUBLIC)
+    async with client:
+        await args.handler(client, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        asyncio.run(run(args))
+    except HftxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

@@ -80,6 +80,16 @@ class EngineLoad:
         self.n = 0
         self.open: dict[str, tuple[str, int]] = {}  # order id -> (user, amount)
         self.calls = 0
+        self.trades: list[tuple[str, int]] = []  # (market, trade id) emitted, in order
+        self.final: dict[str, str] = {}  # order id -> final status emitted
+
+    def _record(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            if ev["e"] == "trade":
+                self.trades.append((self.market.id, ev["tid"]))
+            elif ev["e"] == "done":
+                self.final[ev["id"]] = ev["reason"]
+                self.open.pop(ev["id"], None)
 
     async def setup(self) -> None:
         await registry.create_asset(self.redis, self.market.base, self.market.base_scale)
@@ -126,7 +136,8 @@ class EngineLoad:
                     if out.status in ("NEW", "PARTIALLY_FILLED"):
                         self.open[oid] = (user, amount - self.market.lot)
                 else:
-                    await M.cancel(self.redis, self.market.id, oid, user, now)
+                    out = await M.cancel(self.redis, self.market.id, oid, user, now)
+                self._record(out.events)
             except EngineError:
                 pass  # filled, or reduced below its fill meanwhile
             return
@@ -134,9 +145,7 @@ class EngineLoad:
         out = await M.place(self.redis, oid, user, req, now)
         if out.status in ("NEW", "PARTIALLY_FILLED"):
             self.open[oid] = (user, req.amount)
-        for ev in out.events:
-            if ev["e"] == "done":
-                self.open.pop(ev["id"], None)
+        self._record(out.events)
 
     async def run(self, calls: int, max_seconds: float = 60.0) -> int:
         """Up to ``calls`` engine calls within ``max_seconds``; calls made."""

@@ -16,7 +16,7 @@ from client.codec import Json
 from client.errors import HftxError
 from client.exchange import HftxClient
 from client.session import add_connection_args, open_client
-from client.tables import fills_table, ladder, order_line, table
+from client.tables import fields_line, fills_table, ladder, order_line, table
 
 Command = Callable[[HftxClient, argparse.Namespace], Awaitable[None]]
 PUBLIC = {"markets", "book", "signup"}
@@ -53,7 +53,10 @@ async def cmd_place(client: HftxClient, args: argparse.Namespace) -> None:
 async def cmd_cancel(client: HftxClient, args: argparse.Namespace) -> None:
     if args.all:
         result = await client.cancel_all_orders(args.market)
-        print(f"cancel all{' on ' + args.market if args.market else ''}: {result}")
+        canceled = result if isinstance(result, list) else []
+        print(f"canceled {len(canceled)} order(s){' on ' + args.market if args.market else ''}")
+        for order in canceled:
+            print(order_line(order))
     elif args.order_id:
         print(order_line(await client.cancel_order(args.order_id)))
     else:
@@ -101,7 +104,8 @@ async def cmd_transfer(client: HftxClient, args: argparse.Namespace) -> None:
     result = await client.transfer(
         args.asset.upper(), args.amount, args.to_address, transfer_id=args.id
     )
-    print(f"transferred {args.amount} {args.asset.upper()} to {args.to_address}: {result}")
+    print(f"transferred {args.amount} {args.asset.upper()} to {args.to_address}")
+    print(fields_line(result))
 
 
 async def cmd_orders(client: HftxClient, args: argparse.Namespace) -> None:
@@ -167,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace) -> None:
-    client = await open_client(args, login=args.command not in PUBLIC)
+    # The WebSocket wants an ``auth`` first: ``book --watch`` logs in when it can.
+    watch = getattr(args, "watch", False) and bool(args.email and args.password)
+    client = await open_client(args, login=args.command not in PUBLIC or watch)
     async with client:
         await args.handler(client, args)
 

@@ -14,11 +14,24 @@ class HftxError(Exception):
     request is unknown: query by ``client_order_id`` before retrying an order.
     """
 
-    def __init__(self, code: str, message: str = "", status: int = 0) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        status: int = 0,
+        *,
+        details: dict[str, Any] | None = None,
+        result: Any = None,
+    ) -> None:
         super().__init__(code, message, status)
         self.code = code
         self.message = message
         self.status = status
+        self.details = details or {}
+        """The whole error object as received (it may carry extra fields)."""
+        self.result = result
+        """A ``result`` sent along with the error, e.g. the existing order of a
+        ``DUPLICATE_CLIENT_ORDER_ID``."""
 
     def __str__(self) -> str:
         return f"{self.code} ({self.status}): {self.message}" if self.message else self.code
@@ -42,12 +55,15 @@ _DEFAULT_CODES = {
 def error_from_body(status: int, body: Any) -> HftxError:
     """Build an :class:`HftxError` from an error answer.
 
-    Accepts ``{"error": {"code", "message"}}`` (the WebSocket shape) and a flat
-    ``{"code", "message"}``; anything else falls back to a code derived from the status.
+    Accepts ``{"error": {"code", "message", ...}}`` (optionally with a ``result``) and
+    a flat ``{"code", "message"}``; anything else falls back to a code derived from
+    the status.
     """
     detail = body.get("error", body) if isinstance(body, dict) else None
+    result = body.get("result") if isinstance(body, dict) else None
     if isinstance(detail, dict) and isinstance(detail.get("code"), str):
-        return HftxError(detail["code"], str(detail.get("message", "")), status)
+        message = str(detail.get("message", ""))
+        return HftxError(detail["code"], message, status, details=detail, result=result)
     fallback = _DEFAULT_CODES.get(status, "INTERNAL" if status >= 500 else "INVALID_PARAM")
     message = detail if isinstance(detail, str) else (str(body) if body else "")
     return HftxError(fallback, message, status)

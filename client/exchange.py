@@ -75,6 +75,7 @@ class HftxClient:
         timeout: float = 10.0,
         ws_endpoint: str | None = None,
         backoff: Backoff | None = None,
+        heartbeats: bool = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -89,6 +90,8 @@ class HftxClient:
         )
         self.heartbeats: dict[str, Json] = {}
         """Last ``heartbeat`` push per market (``seq``, ``last_trade_id``, ``ts``)."""
+        self._want_heartbeats = heartbeats
+        self._heartbeat_markets: set[str] = set()
         self._subs: dict[Key, Subscription] = {}
         self._backoff = backoff
         self._credentials: tuple[str, str] | None = None
@@ -394,7 +397,18 @@ class HftxClient:
                 del self._subs[sub.key]
                 sub.end()
                 raise
+        market = sub.market
+        if self._want_heartbeats and market is not None and market not in self._heartbeat_markets:
+            self._heartbeat_markets.add(market)
+            await self._subscribe_heartbeats([market])
         return sub
+
+    async def _subscribe_heartbeats(self, markets: list[str]) -> None:
+        """Ask for ``heartbeat`` pushes of the markets we follow (best effort)."""
+        try:
+            await self.ws_request("subscribe", {"channel": "heartbeat", "markets": markets})
+        except HftxError as exc:
+            log.debug("heartbeat subscription for %s: %s", markets, exc)
 
     async def resubscribe(self, sub: Subscription) -> None:
         """Subscribe again to get a fresh snapshot (used by book resyncs)."""
@@ -437,6 +451,8 @@ class HftxClient:
         for sub, result in zip(subs, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("hftx: resubscribing %r failed: %s", sub, result)
+        if self._heartbeat_markets:
+            await self._subscribe_heartbeats(sorted(self._heartbeat_markets))
 
     async def _ws_token(self, refresh: bool) -> str | None:
         expiry = self._token_expiry

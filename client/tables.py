@@ -52,3 +52,10 @@ def fills_table(fills: Sequence[Mapping[str, Any]]) -> str:
         for f in fills
     ]  # fmt: skip
     return table(["trade", "price", "size", "fee", "asset", "liquidity"], rows, right=(1, 2, 3))
+
+
+def fields_line(result: Any) -> str:
+    """``key=value`` pairs of a result object (anything else as is)."""
+    if isinstance(result, Mapping):
+        return " ".join(f"{key}={value}" for key, value in result.items())
+    return str(result)

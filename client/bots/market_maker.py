@@ -162,6 +162,12 @@ class _Quoter:
         else:
             desired = build_quotes(self.spec, self.params, reference, position)
         to_cancel, to_place = plan_requote(await self.own_orders(), desired)
+        if to_cancel or to_place:
+            log.info(
+                "%s ref %s position %s: cancel %d, place %s",
+                self.spec.id, None if reference is None else self.spec.price.align(reference),
+                position, len(to_cancel), [f"{q.side} {q.size}@{q.price}" for q in to_place],
+            )  # fmt: skip
         for order_id in to_cancel:
             await self._cancel(order_id)
         for quote in to_place:
@@ -221,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     params = QuoteParams(
         levels=args.levels,
         spread_bps=args.spread_bps,

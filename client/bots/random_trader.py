@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     params = FlowParams(
         max_size_multiple=args.max_size_multiple,
         market_pct=args.market_pct,

@@ -293,12 +293,17 @@ async def request_withdrawal(
         raise EngineError("INVALID_PARAM", "an hftx address: use a transfer")
     if not re.fullmatch(r"[A-Za-z0-9]{1,100}", address or ""):
         raise EngineError("INVALID_PARAM", "bad address")
-    await redis.hsetnx(WITHDRAWALS_KEY, withdrawal_id, user)
-    owner = await redis.hget(WITHDRAWALS_KEY, withdrawal_id)
-    if _text(owner) != user:
+    # index first (admins act by id); a refused request gives the id back
+    claimed = await redis.hsetnx(WITHDRAWALS_KEY, withdrawal_id, user)
+    if not claimed and _text(await redis.hget(WITHDRAWALS_KEY, withdrawal_id)) != user:
         raise EngineError("INVALID_PARAM", "withdrawal id already in use")
-    reply = await _call(redis, "acct_withdraw_request", keys, withdrawal_id, asset, amount,
-                        address, now or now_ms())  # fmt: skip
+    try:
+        reply = await _call(redis, "acct_withdraw_request", keys, withdrawal_id, asset, amount,
+                            address, now or now_ms())  # fmt: skip
+    except EngineError:
+        if claimed and not await redis.hexists(keys[4], "w:" + withdrawal_id):
+            await redis.hdel(WITHDRAWALS_KEY, withdrawal_id)
+        raise
     return _withdrawal_result(user, reply)
 
 

@@ -499,30 +499,16 @@ class Drain:
 
     async def maintain(self, force: bool = False) -> int:
         """Claim idle pending entries (dead consumers, earlier failures) and process
-        them, park poison ones, update the lag gauges, trim. Entries processed."""
+        them, park poison ones, trim. Entries processed."""
         now = time.monotonic()
         if not force and now < self._next_maintain:
             return 0
         self._next_maintain = now + self.cfg.maintain_s
         done = 0
-        total_lag = 0
-        oldest_ms: int | None = None
-        for stream in self.streams:
-            infos = [
-                g for g in await streams.groups(self.redis, stream) if g.name == self.cfg.group
-            ]
-            if not infos:
-                continue
-            g = infos[0]
-            total_lag += g.pending + (g.lag or 0)
-            if g.pending:
+        infos = await streams.groups_many(self.redis, self.streams)
+        for stream, gs in infos.items():
+            if any(g.name == self.cfg.group and g.pending for g in gs):
                 done += await self._claim_stream(stream)
-            if g.pending or g.lag:
-                _, oldest = await streams.lag(self.redis, stream, self.cfg.group)
-                if oldest is not None and (oldest_ms is None or oldest < oldest_ms):
-                    oldest_ms = oldest
-        LAG_ENTRIES.set(total_lag)
-        LAG_SECONDS.set(max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0.0)
         if force or now >= self._next_trim:
             self._next_trim = now + self.cfg.trim_s
             for stream in self.streams:
@@ -534,6 +520,24 @@ class Drain:
                     self.cfg.trim_positions,
                 )
         return done
+
+    async def update_lag(self) -> tuple[int, float]:
+        """Set the lag gauges: entries not yet committed, age (s) of the oldest one."""
+        total = 0
+        oldest_ms: int | None = None
+        infos = await streams.groups_many(self.redis, self.streams)
+        for stream, gs in infos.items():
+            for g in gs:
+                if g.name != self.cfg.group or not (g.pending or g.lag):
+                    continue
+                total += g.pending + (g.lag or 0)
+                _, oldest = await streams.lag(self.redis, stream, self.cfg.group)
+                if oldest is not None and (oldest_ms is None or oldest < oldest_ms):
+                    oldest_ms = oldest
+        age = max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0.0
+        LAG_ENTRIES.set(total)
+        LAG_SECONDS.set(age)
+        return total, age
 
     async def _claim_stream(self, stream: str) -> int:
         idle = self.cfg.claim_idle_ms
@@ -583,7 +587,14 @@ class Drain:
             finally:
                 await queue.put(None)
 
+        async def monitor() -> None:  # Redis only: keeps reporting while PostgreSQL is down
+            while not stop.is_set():
+                with contextlib.suppress(*_REDIS_DOWN):
+                    await self.update_lag()
+                await asyncio.sleep(self.cfg.maintain_s)
+
         task = asyncio.create_task(reader())
+        lag_task = asyncio.create_task(monitor())
         try:
             while True:
                 entries = await queue.get()
@@ -594,10 +605,11 @@ class Drain:
                 await self._redis_retry(self.maintain)
         finally:
             stop.set()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for t in (task, lag_task):
+                if not t.done():
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
             await self.close()
 
     async def catch_up(self, timeout_s: float = 60.0, idle_rounds: int = 2) -> int:
@@ -624,11 +636,10 @@ class Drain:
         return total
 
     async def _settled(self) -> bool:
-        for stream in self.streams:
-            for g in await streams.groups(self.redis, stream):
-                if g.name == self.cfg.group and (g.pending or g.lag):
-                    return False
-        return True
+        infos = await streams.groups_many(self.redis, self.streams)
+        return not any(
+            g.name == self.cfg.group and (g.pending or g.lag) for gs in infos.values() for g in gs
+        )
 
 
 # -- command line -----------------------------------------------------------------------

@@ -252,6 +252,24 @@ async def groups(redis: Any, stream: str) -> list[GroupInfo]:
         rows = await redis.xinfo_groups(stream)
     except ResponseError:  # no such key
         return []
+    return _group_infos(rows)
+
+
+async def groups_many(redis: Any, stream_keys: list[str]) -> dict[str, list[GroupInfo]]:
+    """XINFO GROUPS of many streams in one pipeline (missing streams: no groups)."""
+    if not stream_keys:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for s in stream_keys:
+        pipe.xinfo_groups(s)
+    replies = await pipe.execute(raise_on_error=False)
+    return {
+        s: [] if isinstance(r, Exception) else _group_infos(r)
+        for s, r in zip(stream_keys, replies, strict=True)
+    }
+
+
+def _group_infos(rows: Any) -> list[GroupInfo]:
     out = []
     for r in rows:
         lag = r.get("lag")

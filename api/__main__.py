@@ -1,0 +1,77 @@
+"""``python -m api``: one web node (uvicorn + uvloop + httptools).
+
+On SIGTERM/SIGINT every socket first gets a ``status/shutdown`` push and a 1012
+close, then uvicorn's own graceful shutdown runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import uvicorn
+
+from api.app import create_app
+from api.limits import Limits
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, draining the WebSocket clients before it closes them."""
+
+    app_node: Any = None
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self.app_node is not None:
+            for server in self.servers:
+                server.close()
+            try:
+                await self.app_node.drain()
+            except Exception:
+                logging.getLogger("hftx.app").exception("drain failed")
+        await super().shutdown(sockets=sockets)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ops.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--demo", action="store_true", help="demo mode (faucet, demo users, bots)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.demo:
+        settings.demo = True
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    limits = Limits.from_env()
+    app = create_app(settings, limits)
+    config = uvicorn.Config(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=limits.ws_max_frame,
+        ws_max_queue=32,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        log_level=settings.log_level.lower(),
+        server_header=False,
+        proxy_headers=False,
+    )
+    server = Server(config)
+    server.app_node = app.state.node
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The Starlette application of a web node: ``create_app(settings)``.
+
+Routes: ``/api/v1`` (``api.routes.TABLE``), ``/ws``, ``/healthz``, ``/readyz``,
+``/metrics``, and the static UI (``web/``) at ``/``. The lifespan builds the
+:class:`~api.node.Node` (Redis, the engine facade, the lazy PostgreSQL pool, the
+market-data feeds and private pushes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import jsonio
+from api.errors import ApiError
+from api.limits import Limits
+from api.node import Node
+from api.routes import TABLE
+from api.routing import starlette_routes
+from api.ws import WebSocketEndpoint
+
+log = logging.getLogger("hftx.app")
+
+API_PREFIX = "/api/v1"
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+UI_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
+    b"base-uri 'none'; form-action 'self'"
+)
+
+
+class SecurityHeaders:
+    """Adds security headers to every HTTP response (raw ASGI: no per-request cost)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_api = scope["path"].startswith("/api/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                if is_api:
+                    headers.append((b"cache-control", b"no-store"))
+                else:
+                    headers.append((b"content-security-policy", UI_CSP))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def healthz(request: Request) -> Response:
+    return jsonio.JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    from engine.functions import library_source, loaded_version
+
+    node: Node = request.app.state.node
+    checks: dict[str, bool] = {"redis": False, "functions": False, "postgres": False}
+    try:
+        await node.redis.ping()
+        checks["redis"] = True
+        checks["functions"] = await loaded_version(node.redis) == library_source()[0]
+    except Exception as exc:
+        log.warning("readyz: redis check failed: %r", exc)
+    checks["postgres"] = await node.db.ping()
+    ready = all(checks.values()) and not node.closing
+    return jsonio.JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    )
+
+
+async def metrics(request: Request) -> Response:
+    node: Node = request.app.state.node
+    return Response(node.metrics.render(), media_type=node.metrics.content_type)
+
+
+async def api_not_found(request: Request) -> Response:
+    return jsonio.error_response(ApiError("NOT_FOUND", "no such route"))
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return jsonio.error_response(ApiError("METHOD_NOT_ALLOWED", "method not allowed"))
+    if exc.status_code == 404:
+        return jsonio.error_response(ApiError("NOT_FOUND", "no such route"))
+    code = {400: "INVALID_PARAM", 401: "UNAUTHORIZED", 403: "FORBIDDEN"}.get(
+        exc.status_code, "INTERNAL"
+    )
+    return jsonio.error_response(ApiError(code, "request refused"))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    return jsonio.error_response(ApiError("INTERNAL", "internal error"))
+
+
+def create_app(settings: Any = None, limits: Limits | None = None) -> Starlette:
+    if settings is None:
+        from ops.settings import get_settings
+
+        settings = get_settings()
+    node = Node(settings, limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        hooks = getattr(app.state, "startup_hooks", [])
+        for hook in hooks:
+            await hook(node)
+        try:
+            yield
+        finally:
+            await node.drain()
+            await node.stop()
+
+    routes: list[Any] = [
+        *starlette_routes(TABLE, API_PREFIX),
+        Route(
+            API_PREFIX + "/{rest:path}",
+            api_not_found,
+            methods=["GET", "POST", "DELETE", "PUT", "PATCH"],
+        ),
+        WebSocketRoute("/ws", WebSocketEndpoint()),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+    if WEB_DIR.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.node = node
+    app.state.startup_hooks = []
+    if getattr(settings, "demo", False):
+        from ops.demo import start as start_demo
+
+        app.state.startup_hooks.append(start_demo)
+    app.add_middleware(SecurityHeaders)
+    return app

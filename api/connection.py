@@ -1,0 +1,146 @@
+"""One WebSocket connection: identity, subscriptions and a bounded outbound queue.
+
+``push`` never blocks and never awaits: it appends to the queue that the writer
+task drains. A consumer that lets the queue grow past its limit is closed with
+4408 (slow consumer) instead of being waited on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from api.tokens import Principal
+
+log = logging.getLogger("hftx.ws")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CLOSE_NORMAL = 1000
+CLOSE_TOO_BIG = 1009
+CLOSE_RESTART = 1012
+CLOSE_AUTH = 4401
+CLOSE_SLOW = 4408
+CLOSE_FLOOD = 4429
+
+_ids = itertools.count(1)
+
+
+class Connection:
+    def __init__(
+        self,
+        send: Send,
+        max_msgs: int,
+        max_bytes: int,
+        on_closed: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        self._send = send
+        self.max_msgs = max_msgs
+        self.max_bytes = max_bytes
+        self.queue: deque[str] = deque()
+        self.queued_bytes = 0
+        self._wake = asyncio.Event()
+        self.closed = False
+        self.close_code: int | None = None
+        self.principal: Principal | None = None
+        # private channel -> market filter (None: every market)
+        self.private: dict[str, frozenset[str] | None] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._on_closed = on_closed
+        self.expiry: asyncio.TimerHandle | None = None
+
+    def __hash__(self) -> int:
+        return self.id
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    @property
+    def user_id(self) -> str | None:
+        return self.principal.user_id if self.principal else None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer:{self.id}")
+
+    def push(self, text: str) -> None:
+        """Queue ``text`` for the socket; drop the connection if it cannot keep up."""
+        if self.closed:
+            return
+        if len(self.queue) >= self.max_msgs or self.queued_bytes + len(text) > self.max_bytes:
+            self.close_soon(CLOSE_SLOW, "slow consumer")
+            return
+        self.queue.append(text)
+        self.queued_bytes += len(text)
+        if len(self.queue) == 1:
+            self._wake.set()
+
+    async def _write_loop(self) -> None:
+        queue = self.queue
+        send = self._send
+        try:
+            while True:
+                if not queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                text = queue.popleft()
+                self.queued_bytes -= len(text)
+                await send({"type": "websocket.send", "text": text})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the peer went away
+            log.debug("ws %d: send failed: %r", self.id, exc)
+            self.closed = True
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until the queue is empty (or ``timeout``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.queue and not self.closed and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    def close_soon(self, code: int, reason: str = "") -> None:
+        """Close without waiting: drop what is queued, send the close frame."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self.queue.clear()
+        self.queued_bytes = 0
+        self._closer = asyncio.create_task(self._close(code, reason))
+
+    async def close_after_flush(self, code: int, reason: str = "", timeout: float = 1.0) -> None:
+        """Send what is queued (an error answer, a shutdown push), then close."""
+        if self.closed:
+            return
+        await self.flush(timeout)
+        self.close_soon(code, reason)
+        if self._closer is not None:
+            with contextlib.suppress(Exception):
+                await self._closer
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._writer
+        with contextlib.suppress(Exception):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def finish(self) -> None:
+        """The socket is gone: stop the writer, forget subscriptions."""
+        self.closed = True
+        if self.expiry is not None:
+            self.expiry.cancel()
+        if self._writer is not None and self._closer is None:
+            self._writer.cancel()
+        if self._on_closed is not None:
+            callback, self._on_closed = self._on_closed, None
+            callback(self)

@@ -1,0 +1,314 @@
+"""WebSocket methods (PROTOCOL.md "WebSocket /ws"): the method table and dispatch.
+
+Each method declares its policy: ``open`` (allowed before ``auth``: only ``auth``
+itself) or ``user``. Handlers get ``(node, conn, params)`` and return the
+``result``; a :class:`Deferred` result also carries work to run right after the
+answer is queued (subscription snapshots, so they follow the answer and no update
+can slip in between).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from redis.exceptions import RedisError
+
+from api import auth, service
+from api import schemas as S
+from api.connection import CLOSE_AUTH, CLOSE_FLOOD, CLOSE_TOO_BIG, Connection
+from api.errors import ApiError, from_engine, internal, unavailable
+from api.jsonio import MAX_DEPTH, depth_of
+from api.ratelimit import FloodMeter
+from engine.types import EngineError
+
+if TYPE_CHECKING:
+    from api.node import Node
+
+log = logging.getLogger("hftx.ws")
+
+Policy = Literal["open", "user"]
+Handler = Callable[["Node", Connection, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    name: str
+    policy: Policy
+    handler: Handler
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    result: Any
+    after: Callable[[], None]
+
+
+def _user(conn: Connection) -> str:
+    assert conn.principal is not None
+    return conn.principal.user_id
+
+
+# -- methods -----------------------------------------------------------------------
+
+
+async def m_ping(node: Node, conn: Connection, params: Any) -> Any:
+    S.parse(S.Empty, params)
+    return {"ts": service.now_ms()}
+
+
+async def m_auth(node: Node, conn: Connection, params: Any) -> Any:
+    p = S.parse(S.AuthParams, params)
+    principal = await auth.authenticate(node, p.token)
+    previous = conn.principal
+    if previous is not None and previous.user_id != principal.user_id:
+        raise ApiError("FORBIDDEN", "a socket stays with the user it authenticated as")
+    if previous is None and node.hub.count(principal.user_id) >= node.limits.ws_conns_per_user:
+        raise ApiError("RATE_LIMITED", "too many connections for this user")
+    conn.principal = principal
+    if previous is None:
+        await node.hub.add(conn)
+    if conn.expiry is not None:
+        conn.expiry.cancel()
+    delay = max(0.0, principal.exp - time.time())
+    conn.expiry = asyncio.get_running_loop().call_later(
+        delay, conn.close_soon, CLOSE_AUTH, "token expired"
+    )
+    return {"user_id": principal.user_id, "role": principal.role, "expires_at": principal.exp}
+
+
+async def m_subscribe(node: Node, conn: Connection, params: Any) -> Any:
+    p = S.parse(S.Subscribe, params)
+    if p.channel in S.PRIVATE_CHANNELS:
+        if p.depth is not None:
+            raise ApiError("INVALID_PARAM", "depth is only for the book channel")
+        only = frozenset(p.markets) if p.markets else None
+        conn.private[p.channel] = only
+        result: dict[str, Any] = {"channel": p.channel}
+        if only is not None:
+            result["markets"] = sorted(only)
+        return result
+    if not p.markets:
+        raise ApiError("INVALID_PARAM", "markets is required (a non-empty list)")
+    if p.depth is not None and p.channel != "book":
+        raise ApiError("INVALID_PARAM", "depth is only for the book channel")
+    depth = p.depth or S.DEFAULT_BOOK_DEPTH
+    markets = list(dict.fromkeys(p.markets))
+    feeds = [await node.marketdata.feed(m) for m in markets]
+    channel = p.channel
+
+    def after() -> None:
+        for feed in feeds:
+            if conn.closed:
+                return
+            if channel == "book":
+                conn.push(feed.subscribe_book(conn, depth))
+            elif channel == "trades":
+                feed.trades.add(conn)
+            elif channel == "ticker":
+                feed.tickers.add(conn)
+                conn.push(service_ticker(feed))
+            else:
+                feed.heartbeats.add(conn)
+
+    result = {"channel": channel, "markets": markets}
+    if channel == "book":
+        result["depth"] = depth
+    return Deferred(result, after)
+
+
+def service_ticker(feed: Any) -> str:
+    return orjson.dumps(feed.ticker()).decode()
+
+
+async def m_unsubscribe(node: Node, conn: Connection, params: Any) -> Any:
+    p = S.parse(S.Subscribe, params)
+    if p.channel in S.PRIVATE_CHANNELS:
+        conn.private.pop(p.channel, None)
+        return {"channel": p.channel}
+    if not p.markets:
+        raise ApiError("INVALID_PARAM", "markets is required (a non-empty list)")
+    for market_id in p.markets:
+        feed = node.marketdata.feeds.get(market_id)
+        if feed is None:
+            continue
+        if p.channel == "book":
+            feed.unsubscribe_book(conn)
+        elif p.channel == "trades":
+            feed.trades.discard(conn)
+        elif p.channel == "ticker":
+            feed.tickers.discard(conn)
+        else:
+            feed.heartbeats.discard(conn)
+    return {"channel": p.channel, "markets": list(p.markets)}
+
+
+async def m_place(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.place_order(node, _user(conn), params)
+
+
+async def m_cancel(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.cancel_order(node, _user(conn), params)
+
+
+async def m_cancel_all(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.cancel_all(node, _user(conn), params)
+
+
+async def m_open_orders(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.open_orders(node, _user(conn), params)
+
+
+async def m_get_order(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.get_order(node, _user(conn), params)
+
+
+async def m_balances(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.balances(node, _user(conn), params)
+
+
+async def m_addresses(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.addresses(node, _user(conn), params)
+
+
+async def m_transfer(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.transfer(node, _user(conn), params)
+
+
+async def m_withdraw(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.request_withdrawal(node, _user(conn), params)
+
+
+async def m_withdrawals(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.withdrawals(node, _user(conn), params)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("auth", "open", m_auth),
+        Method("ping", "user", m_ping),
+        Method("subscribe", "user", m_subscribe),
+        Method("unsubscribe", "user", m_unsubscribe),
+        Method("order.place", "user", m_place),
+        Method("order.cancel", "user", m_cancel),
+        Method("order.cancel_all", "user", m_cancel_all),
+        Method("orders.open", "user", m_open_orders),
+        Method("order.get", "user", m_get_order),
+        Method("balances.get", "user", m_balances),
+        Method("addresses.get", "user", m_addresses),
+        Method("transfers.create", "user", m_transfer),
+        Method("withdrawals.create", "user", m_withdraw),
+        Method("withdrawals.get", "user", m_withdrawals),
+    )
+}
+
+_ENVELOPE = frozenset(("id", "method", "params"))
+
+
+def _answer(req_id: Any, status: int, body: dict[str, Any]) -> str:
+    return orjson.dumps({"id": req_id, "status": status, **body}).decode()
+
+
+def error_answer(req_id: Any, err: ApiError) -> str:
+    body: dict[str, Any] = {"error": err.body()}
+    if err.code == "DUPLICATE_CLIENT_ORDER_ID" and "order" in err.extra:
+        body["result"] = err.extra["order"]
+    return _answer(req_id, err.status, body)
+
+
+def _valid_id(value: Any) -> bool:
+    if type(value) is int:
+        return -(2**63) <= value < 2**63
+    return isinstance(value, str) and 0 < len(value) <= 36
+
+
+class Session:
+    """Per-connection request state: rate limiting, flood detection, dispatch."""
+
+    def __init__(self, node: Node, conn: Connection, ip: str) -> None:
+        self.node = node
+        self.conn = conn
+        self.ip = ip
+        self.flood = FloodMeter(node.limits.flood_refusals)
+
+    def refuse(self, req_id: Any, err: ApiError) -> None:
+        self.conn.push(error_answer(req_id, err))
+        if err.code == "RATE_LIMITED" and self.flood.refused():
+            self.conn.close_soon(CLOSE_FLOOD, "flooding")
+
+    async def handle(self, text: str) -> None:
+        conn, node = self.conn, self.node
+        if conn.closed:
+            return
+        if len(text) > node.limits.ws_max_frame:
+            conn.close_soon(CLOSE_TOO_BIG, "frame too large")
+            return
+        key = conn.user_id
+        allowed = (
+            node.user_limiter.allow(key) if key is not None else node.ip_limiter.allow(self.ip)
+        )
+        if not allowed:
+            self.refuse(None, ApiError("RATE_LIMITED", "too many requests"))
+            return
+        req_id: Any = None
+        started = time.perf_counter()
+        name = "?"
+        try:
+            try:
+                request = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                raise ApiError("INVALID_PARAM", "frame is not valid JSON") from None
+            if not isinstance(request, dict):
+                raise ApiError("INVALID_PARAM", "a request is a JSON object")
+            req_id = request.get("id")
+            if not _valid_id(req_id):
+                req_id = None
+                raise ApiError("INVALID_PARAM", "id must be an integer or a string of 1..36 chars")
+            if not _ENVELOPE.issuperset(request):
+                raise ApiError("INVALID_PARAM", "a request has only id, method and params")
+            name = request.get("method")  # type: ignore[assignment]
+            method = METHODS.get(name) if isinstance(name, str) else None
+            if conn.principal is None and (method is None or method.policy != "open"):
+                conn.push(error_answer(req_id, ApiError("UNAUTHORIZED", "send auth first")))
+                await conn.close_after_flush(CLOSE_AUTH, "auth required")
+                return
+            if method is None:
+                name = "?"
+                raise ApiError("INVALID_PARAM", "unknown method")
+            params = request.get("params")
+            if isinstance(params, dict | list) and depth_of(params) > MAX_DEPTH - 1:
+                raise ApiError("INVALID_PARAM", "params nested too deeply")
+            result = await method.handler(node, conn, params)
+        except ApiError as err:
+            node.metrics.ws_request(name, err.status, time.perf_counter() - started)
+            if err.code == "UNAUTHORIZED" and name == "auth":
+                conn.push(error_answer(req_id, err))
+                await conn.close_after_flush(CLOSE_AUTH, "auth failed")
+                return
+            conn.push(error_answer(req_id, err))
+            return
+        except EngineError as exc:
+            refusal = from_engine(exc)
+            node.metrics.ws_request(name, refusal.status, time.perf_counter() - started)
+            conn.push(error_answer(req_id, refusal))
+            return
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("ws %s: redis error: %r", name, exc)
+            conn.push(error_answer(req_id, unavailable()))
+            return
+        except Exception:
+            log.exception("ws %s failed", name)
+            conn.push(error_answer(req_id, internal()))
+            return
+        node.metrics.ws_request(name, 200, time.perf_counter() - started)
+        if isinstance(result, Deferred):
+            conn.push(_answer(req_id, 200, {"result": result.result}))
+            result.after()
+        else:
+            conn.push(_answer(req_id, 200, {"result": result}))

@@ -1,0 +1,145 @@
+"""Everything one web node holds: clients, caches, limiters, sockets, feeds.
+
+Created by the app's lifespan (``api.app``); handlers reach it as
+``request.app.state.node`` / ``scope["app"].state.node``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from api import auth
+from api.connection import CLOSE_RESTART, Connection
+from api.db import Database
+from api.errors import ApiError
+from api.limits import Limits
+from api.marketdata import MarketData
+from api.metrics import Metrics
+from api.private import PrivateHub
+from api.ratelimit import Limiter, LoginThrottle
+from api.tokens import Tokens
+from api.users import User, Users
+
+log = logging.getLogger("hftx.node")
+
+SignupHook = Callable[[User], Awaitable[None]]
+
+
+async def connect_redis(url: str) -> Any:
+    """A client for ``url`` (a cluster client on a cluster); waits for Redis to be up."""
+    from workers import connect
+
+    delay = 0.2
+    while True:
+        try:
+            return await connect(url)
+        except (OSError, ConnectionError) as exc:
+            log.warning("redis not reachable (%r), retrying", exc)
+        except Exception as exc:
+            if "connect" not in repr(exc).lower():
+                raise
+            log.warning("redis not reachable (%r), retrying", exc)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+class Node:
+    def __init__(self, settings: Any, limits: Limits | None = None) -> None:
+        self.settings = settings
+        self.limits = limits or Limits.from_env()
+        self.tokens = Tokens(settings.jwt_secret)
+        self.allowed_origins: list[str] = list(getattr(settings, "allowed_origins", []) or [])
+        self.metrics = Metrics()
+        self.user_limiter = Limiter(self.limits.user_rate, self.limits.user_burst)
+        self.ip_limiter = Limiter(self.limits.ip_rate, self.limits.ip_burst)
+        self.signup_limiter = Limiter(self.limits.signup_rate, self.limits.signup_burst)
+        self.connections: set[Connection] = set()
+        self.cache: dict[str, Any] = {}
+        self.signup_hooks: list[SignupHook] = []
+        self.closing = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self.redis: Any = None
+        self.ex: Any = None
+        self.db = Database(settings.database_url)
+        self.users = Users(self.db)
+
+    async def start(self) -> None:
+        from engine.exchange import Exchange
+
+        self.redis = await connect_redis(self.settings.redis_url)
+        self.ex = await Exchange.connect(self.redis)
+        self.versions = auth.TokenVersions(self.redis, self.users)
+        self.login_throttle = LoginThrottle(self.redis)
+        self.hub = PrivateHub(self.settings.redis_url, self._revoked)
+        await self.hub.start()
+        self.marketdata = MarketData(self.ex, self.redis)
+        await self.marketdata.start()
+        await self.db.open()
+        email = getattr(self.settings, "admin_email", None)
+        password = getattr(self.settings, "admin_password", None)
+        if email and password:
+            self.spawn(self._bootstrap_admin(email, password))
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _revoked(self, user_id: str, version: int) -> None:
+        self.versions.learn(user_id, version)
+
+    async def _bootstrap_admin(self, email: str, password: str) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await auth.ensure_admin(self, email, password)
+                log.info("admin account %s ready", email)
+                return
+            except ApiError as exc:
+                if exc.code != "UNAVAILABLE":
+                    log.error("cannot create the admin account: %s", exc.message)
+                    return
+            except Exception as exc:
+                log.warning("admin bootstrap failed (%r), retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Graceful shutdown: a ``status/shutdown`` push, then close 1012, on every socket."""
+        self.closing = True
+        text = orjson.dumps({"channel": "status", "type": "shutdown"}).decode()
+        conns = list(self.connections)
+        for conn in conns:
+            conn.push(text)
+        if conns:
+            await asyncio.wait(
+                [
+                    asyncio.ensure_future(c.close_after_flush(CLOSE_RESTART, "server restart"))
+                    for c in conns
+                ],
+                timeout=timeout,
+            )
+
+    async def stop(self) -> None:
+        self.closing = True
+        for task in list(self._background):
+            task.cancel()
+        for closer in (
+            getattr(self, "marketdata", None) and self.marketdata.stop,
+            getattr(self, "hub", None) and self.hub.stop,
+            self.ex and self.ex.close,
+            self.db.close,
+        ):
+            if closer:
+                with contextlib.suppress(Exception):
+                    await closer()
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()

@@ -1,0 +1,151 @@
+"""Private pushes: Redis pub/sub ``hftx:u:<user>`` -> that user's sockets on this node.
+
+The settler and the engine facade PUBLISH ready-made PROTOCOL.md pushes (``orders``,
+``balances``, ``notifications``). The node SUBSCRIBEs to a user's channel when the
+user's first socket authenticates and UNSUBSCRIBEs after the last one closes, and
+forwards each message verbatim to the sockets subscribed to its channel. The
+``hftx:auth`` channel announces token revocations (``<user>:<version>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aredis
+
+from api.auth import AUTH_CHANNEL
+from api.connection import CLOSE_AUTH, Connection
+
+log = logging.getLogger("hftx.private")
+
+PREFIX = "hftx:u:"
+
+
+def user_channel(user_id: str) -> str:
+    return PREFIX + user_id
+
+
+class PrivateHub:
+    def __init__(self, redis_url: str, on_revoked: Callable[[str, int], None]) -> None:
+        self._client = aredis.Redis.from_url(redis_url, socket_keepalive=True)
+        self._pubsub = self._client.pubsub()
+        self._on_revoked = on_revoked
+        self.conns: dict[str, set[Connection]] = {}
+        self._subscribed: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.messages = 0
+
+    async def start(self) -> None:
+        await self._pubsub.subscribe(AUTH_CHANNEL)
+        self._task = asyncio.create_task(self._run(), name="private-pushes")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
+
+    async def add(self, conn: Connection) -> None:
+        user = conn.user_id
+        assert user is not None
+        self.conns.setdefault(user, set()).add(conn)
+        await self._sync(user)
+
+    async def remove(self, conn: Connection, user: str | None) -> None:
+        if user is None:
+            return
+        conns = self.conns.get(user)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.conns[user]
+        await self._sync(user)
+
+    def count(self, user: str) -> int:
+        return len(self.conns.get(user, ()))
+
+    async def _sync(self, user: str) -> None:
+        """Make the subscription to ``user``'s channel match whether it has sockets."""
+        async with self._lock:
+            want = user in self.conns
+            have = user in self._subscribed
+            channel = user_channel(user)
+            if want and not have:
+                done = self._confirm[channel] = asyncio.get_running_loop().create_future()
+                await self._pubsub.subscribe(channel)
+                self._subscribed.add(user)
+                try:
+                    await asyncio.wait_for(done, timeout=2.0)
+                except TimeoutError:
+                    log.warning("no SUBSCRIBE confirmation for %s", channel)
+                finally:
+                    self._confirm.pop(channel, None)
+            elif have and not want:
+                self._subscribed.discard(user)
+                with contextlib.suppress(Exception):
+                    await self._pubsub.unsubscribe(channel)
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("pub/sub connection lost: %r", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if message is None:
+                continue
+            try:
+                self._dispatch(message)
+            except Exception:
+                log.exception("bad private push")
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if kind == "subscribe":
+            done = self._confirm.get(channel or "")
+            if done is not None and not done.done():
+                done.set_result(None)
+            return
+        if kind != "message" or not isinstance(channel, str):
+            return
+        data = message["data"]
+        if channel == AUTH_CHANNEL:
+            user, _, version = (data.decode() if isinstance(data, bytes) else data).partition(":")
+            self._on_revoked(user, int(version))
+            for conn in list(self.conns.get(user, ())):
+                if conn.principal is not None and conn.principal.token_version < int(version):
+                    conn.close_soon(CLOSE_AUTH, "token revoked")
+            return
+        conns = self.conns.get(channel[len(PREFIX) :])
+        if not conns:
+            return
+        self.messages += 1
+        push = orjson.loads(data)
+        kind_of = push.get("channel")
+        market = push.get("market")
+        text = data.decode() if isinstance(data, bytes) else data
+        for conn in conns:
+            if kind_of in conn.private:
+                markets = conn.private[kind_of]
+                if markets is None or market is None or market in markets:
+                    conn.push(text)

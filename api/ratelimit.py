@@ -1,0 +1,118 @@
+"""Request rate limits: in-memory token buckets per key, and login throttling.
+
+Buckets live in the node's memory (a user's budget is per web node); login
+failures are counted in Redis so that every node sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from api.errors import ApiError
+
+
+class TokenBucket:
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+
+class Limiter:
+    """One token bucket per key (user id or client IP)."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self.sweep(now)
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
+
+    def sweep(self, now: float) -> None:
+        """Forget full buckets (idle long enough to have refilled)."""
+        full = self.burst / self.rate if self.rate else 0.0
+        for key in [k for k, b in self._buckets.items() if now - b.stamp >= full]:
+            del self._buckets[key]
+        if len(self._buckets) >= self.max_keys:
+            self._buckets.clear()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class FloodMeter:
+    """Counts refusals of one connection; ``flooding`` once over ``limit`` per window."""
+
+    __slots__ = ("count", "limit", "start", "window")
+
+    def __init__(self, limit: int, window: float = 1.0) -> None:
+        self.limit = limit
+        self.window = window
+        self.count = 0
+        self.start = 0.0
+
+    def refused(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if now - self.start > self.window:
+            self.start = now
+            self.count = 0
+        self.count += 1
+        return self.count > self.limit
+
+
+class LoginThrottle:
+    """Failed logins per (e-mail, IP) and per IP, counted in Redis for a window."""
+
+    def __init__(
+        self, redis: Any, per_email: int = 5, per_ip: int = 50, window_s: int = 900
+    ) -> None:
+        self.redis = redis
+        self.per_email = per_email
+        self.per_ip = per_ip
+        self.window_s = window_s
+
+    @staticmethod
+    def _keys(email: str, ip: str) -> tuple[str, str]:
+        digest = hashlib.sha256(f"{email}|{ip}".encode()).hexdigest()[:32]
+        # One hash tag: both keys live in one slot on a cluster (MGET, one pipeline).
+        return f"{{login}}:f:{digest}", f"{{login}}:ip:{ip}"
+
+    async def check(self, email: str, ip: str) -> None:
+        pair, by_ip = self._keys(email, ip)
+        failures_pair, failures_ip = await self.redis.mget(pair, by_ip)
+        if int(failures_pair or 0) >= self.per_email or int(failures_ip or 0) >= self.per_ip:
+            raise ApiError("RATE_LIMITED", "too many failed logins, try again later")
+
+    async def failed(self, email: str, ip: str) -> None:
+        pair, by_ip = self._keys(email, ip)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(pair)
+            pipe.expire(pair, self.window_s, nx=True)
+            pipe.incr(by_ip)
+            pipe.expire(by_ip, self.window_s, nx=True)
+            await pipe.execute()
+
+    async def succeeded(self, email: str, ip: str) -> None:
+        pair, _ = self._keys(email, ip)
+        await self.redis.delete(pair)

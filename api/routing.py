@@ -1,0 +1,156 @@
+"""The HTTP route table: every route declares its policy (public, user, admin).
+
+:class:`ApiRoute` is one row; :func:`starlette_routes` turns the table into
+Starlette routes whose endpoint authenticates and authorises per the policy
+before the handler runs, applies the rate limits and maps every failure to the
+PROTOCOL.md error body. A route without a policy cannot be declared.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api import jsonio
+from api.auth import client_ip, http_principal
+from api.errors import ApiError, from_engine, internal, unavailable
+from api.tokens import Principal
+from engine.types import EngineError
+
+if TYPE_CHECKING:
+    from api.node import Node
+
+log = logging.getLogger("hftx.http")
+
+Policy = Literal["public", "user", "admin"]
+POLICIES = ("public", "user", "admin")
+_UINT = re.compile(r"^[0-9]{1,9}$")
+
+
+@dataclass(slots=True)
+class Call:
+    """What a handler gets: the request, the node and the authenticated caller."""
+
+    request: Request
+    node: Node
+    principal: Principal | None
+
+    @property
+    def user_id(self) -> str:
+        assert self.principal is not None
+        return self.principal.user_id
+
+    def path(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    async def json(self) -> Any:
+        """The body as a JSON object ({} when empty), within the size and depth limits."""
+        limit = self.node.limits.http_max_body
+        length = self.request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise ApiError("PAYLOAD_TOO_LARGE", f"body larger than {limit} bytes")
+        body = bytearray()
+        async for chunk in self.request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError("PAYLOAD_TOO_LARGE", f"body larger than {limit} bytes")
+        if not body.strip():
+            return {}
+        return jsonio.loads_object(bytes(body))
+
+    def query(self, *allowed: str) -> dict[str, str]:
+        params = self.request.query_params
+        for key in params:
+            if key not in allowed:
+                raise ApiError("INVALID_PARAM", f"unknown query parameter {key[:40]}")
+        if len(params.multi_items()) != len(params):
+            raise ApiError("INVALID_PARAM", "repeated query parameter")
+        return dict(params)
+
+    def int_query(self, query: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
+        raw = query.get(name)
+        if raw is None:
+            return default
+        if not _UINT.match(raw) or not lo <= int(raw) <= hi:
+            raise ApiError("INVALID_PARAM", f"{name} must be an integer {lo}..{hi}")
+        return int(raw)
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoute:
+    method: str
+    path: str
+    policy: Policy
+    handler: Handler
+    status: int = 200
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"{self.method} {self.path}: policy must be one of {POLICIES}")
+
+
+def error_response(err: ApiError) -> Response:
+    headers = {}
+    if err.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="hftx"'
+    elif err.status == 429:
+        headers["Retry-After"] = "1"
+    return jsonio.error_response(err, headers)
+
+
+def endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+    label = f"{route.method} {route.path}"
+
+    async def run(request: Request) -> Response:
+        node: Node = request.app.state.node
+        started = time.perf_counter()
+        try:
+            principal = None
+            if route.policy == "public":
+                allowed = node.ip_limiter.allow(client_ip(request))
+            else:
+                principal = await http_principal(node, request)
+                if route.policy == "admin" and principal.role != "admin":
+                    raise ApiError("FORBIDDEN", "admin only")
+                allowed = node.user_limiter.allow(principal.user_id)
+            if not allowed:
+                raise ApiError("RATE_LIMITED", "too many requests")
+            result = await route.handler(Call(request, node, principal))
+            response = (
+                result
+                if isinstance(result, Response)
+                else jsonio.JSONResponse(result, route.status)
+            )
+        except ApiError as err:
+            response = error_response(err)
+        except EngineError as exc:
+            response = error_response(from_engine(exc))
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("%s: redis unavailable: %r", label, exc)
+            response = error_response(unavailable())
+        except Exception:
+            log.exception("%s failed", label)
+            response = error_response(internal())
+        node.metrics.http_request(label, response.status_code, time.perf_counter() - started)
+        return response
+
+    return run
+
+
+def starlette_routes(table: list[ApiRoute], prefix: str = "") -> list[Route]:
+    return [
+        Route(prefix + r.path, endpoint(r), methods=[r.method], name=f"{r.method} {r.path}")
+        for r in table
+    ]

@@ -1,0 +1,103 @@
+"""The ``/ws`` endpoint (raw ASGI): handshake checks, the read loop, cleanup.
+
+The Origin header, when present, must be the node's own origin or in the
+allowlist (browsers always send it; non-browser clients usually do not and are
+allowed). Frames are handled one after another per connection, so a client's
+requests take effect in the order it sent them; answers and pushes share the
+connection's bounded outbound queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+
+from api.connection import CLOSE_AUTH, Connection
+from api.errors import ApiError
+from api.gateway import Session, error_answer
+
+if TYPE_CHECKING:
+    from api.node import Node
+
+log = logging.getLogger("hftx.ws")
+
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """No Origin (non-browser client), the node's own origin, or an allowlisted one."""
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    allow = {a.strip().rstrip("/").lower() for a in allowed}
+    if "*" in allow or origin in allow:
+        return True
+    netloc = urlsplit(origin).netloc
+    return bool(host) and netloc == (host or "").strip().lower()
+
+
+class WebSocketEndpoint:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        node: Node = scope["app"].state.node
+        headers = Headers(scope=scope)
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if not origin_allowed(headers.get("origin"), headers.get("host"), node.allowed_origins):
+            node.metrics.ws_rejected("origin")
+            await send({"type": "websocket.close", "code": CLOSE_POLICY})
+            return
+        if node.closing or len(node.connections) >= node.limits.ws_conns_total:
+            node.metrics.ws_rejected("capacity")
+            await send({"type": "websocket.close", "code": CLOSE_TRY_LATER})
+            return
+        await send({"type": "websocket.accept"})
+        client = scope.get("client")
+        ip = client[0] if client else "unknown"
+        conn = Connection(send, node.limits.ws_queue_msgs, node.limits.ws_queue_bytes)
+        session = Session(node, conn, ip)
+        node.connections.add(conn)
+        node.metrics.ws_open(1)
+        conn.start()
+        timer = asyncio.get_running_loop().call_later(
+            node.limits.ws_auth_timeout, _auth_deadline, conn
+        )
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    if text is None:  # a binary frame: accepted when it is UTF-8 JSON
+                        try:
+                            text = (message.get("bytes") or b"").decode()
+                        except UnicodeDecodeError:
+                            conn.push(error_answer(None, ApiError("INVALID_PARAM", "not UTF-8")))
+                            continue
+                    await session.handle(text)
+                elif kind == "websocket.disconnect":
+                    break
+        except Exception as exc:  # the transport failed under us
+            log.debug("ws %d: %r", conn.id, exc)
+        finally:
+            timer.cancel()
+            user = conn.user_id
+            conn.finish()
+            node.connections.discard(conn)
+            node.marketdata.remove(conn)
+            node.metrics.ws_open(-1)
+            try:
+                await node.hub.remove(conn, user)
+            except Exception as exc:
+                log.warning("unsubscribe failed: %r", exc)
+
+
+def _auth_deadline(conn: Connection) -> None:
+    if conn.principal is None and not conn.closed:
+        conn.push(error_answer(None, ApiError("UNAUTHORIZED", "auth not received in time")))
+        asyncio.get_running_loop().create_task(conn.close_after_flush(CLOSE_AUTH, "auth timeout"))

@@ -66,6 +66,11 @@ class HftxClient:
         async for _ in book:
             print(book.book.best_bid(), book.book.best_ask())
     ```
+
+    ``timeout`` bounds each HTTP request and WebSocket request; ``ws_endpoint``
+    overrides the WebSocket URL (default: ``base_url`` with ``ws``/``wss`` and ``/ws``);
+    ``backoff`` shapes reconnect delays; ``heartbeats`` asks for the ``heartbeat``
+    channel of every market subscribed to (recorded in :attr:`heartbeats`).
     """
 
     def __init__(

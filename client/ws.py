@@ -72,6 +72,7 @@ class WsConnection:
         self._ws: ClientConnection | None = None
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
         self._closing = False
         self._last_rx = 0.0
         self._opened = 0
@@ -88,9 +89,12 @@ class WsConnection:
     async def start(self) -> None:
         """Connect and authenticate; raises if the first attempt fails."""
         if self._runner is not None:
+            if self._first is not None and not self._first.done():
+                await asyncio.shield(self._first)  # a concurrent start() is connecting
             return
         self._closing = False
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._first = first
         self._runner = asyncio.create_task(self._run(first), name=f"hftx-ws {self.url}")
         try:
             await first

@@ -1,0 +1,202 @@
+// hftx trading page: wires the pure modules (js/*.js) to the views (js/ui/*.js).
+
+import { Account } from "./js/account.js";
+import { Http } from "./js/api.js";
+import { Backoff } from "./js/backoff.js";
+import { normalize } from "./js/decimal.js";
+import { MarketFeed } from "./js/market_feed.js";
+import { Session } from "./js/session.js";
+import { WsClient } from "./js/ws.js";
+import { mountAuth } from "./js/ui/auth.js";
+import { mountBalances } from "./js/ui/balances.js";
+import { mountChart } from "./js/ui/chart.js";
+import { mountConnection } from "./js/ui/connection.js";
+import { $ } from "./js/ui/dom.js";
+import { mountFills } from "./js/ui/fills.js";
+import { mountMarkets } from "./js/ui/markets.js";
+import { mountOpenOrders } from "./js/ui/open_orders.js";
+import { mountOrderBook } from "./js/ui/orderbook.js";
+import { mountOrderForm } from "./js/ui/order_form.js";
+import { mountTabs } from "./js/ui/tabs.js";
+import { mountTicker } from "./js/ui/ticker.js";
+import { createToaster } from "./js/ui/toast.js";
+import { mountTrades } from "./js/ui/trades.js";
+import { mountWallet } from "./js/ui/wallet.js";
+
+const PRIVATE_SUBS = [{ channel: "orders" }, { channel: "balances" }, { channel: "notifications" }];
+const EXPIRED = "Your session expired — please log in again.";
+
+const session = new Session();
+const http = new Http({ getToken: () => session.token, onUnauthorized: () => session.end(EXPIRED) });
+const ws = new WsClient({ getToken: () => session.token });
+const feed = new MarketFeed(ws, http);
+const account = new Account();
+const toast = createToaster($("#toasts"));
+
+let markets = [];
+let current = null;
+const getMarket = () => current;
+const getMarketById = (id) => markets.find((m) => m.id === id) || null;
+
+// --- trading calls: WebSocket when authenticated, HTTP otherwise -------------
+const placeOrder = (params) => (ws.authed ? ws.request("order.place", params) : http.placeOrder(params));
+const cancelOrder = (o) => (ws.authed ? ws.request("order.cancel", { order_id: o.id }) : http.cancelOrder(o.id));
+const cancelAll = (market) =>
+  ws.authed ? ws.request("order.cancel_all", market ? { market } : {}) : http.cancelAll(market);
+
+// --- views -------------------------------------------------------------------
+mountConnection({ dot: $("#conn-dot"), label: $("#conn-label"), banner: $("#banner") }, ws);
+const auth = mountAuth({ userArea: $("#user-area"), dialog: $("#auth-dialog") }, { http, session, toast });
+const marketsUi = mountMarkets({ select: $("#market-select"), badge: $("#market-status") }, { onSelect: selectMarket });
+const ticker = mountTicker($("#ticker"), feed, getMarket);
+const chart = mountChart($("#chart"), { http, feed, ws, getMarket });
+const orderForm = mountOrderForm($("#entry"), {
+  getMarket,
+  feed,
+  account,
+  session,
+  placeOrder,
+  onLoginNeeded: () => auth.open("login"),
+});
+const book = mountOrderBook($("#book"), feed, {
+  getMarket,
+  getOwnPrices: () => {
+    const own = { buy: new Set(), sell: new Set() };
+    if (current) for (const o of account.openOrders(current.id)) if (o.price) own[o.side]?.add(normalize(o.price));
+    return own;
+  },
+  onPick: (price, ev) => orderForm.pickPrice(price, ev),
+});
+mountTrades($("#trades"), feed, getMarket);
+const accountRoot = $("#account");
+const wallet = mountWallet(accountRoot, { http, account, toast });
+const openOrders = mountOpenOrders(accountRoot, { account, getMarket, getMarketById, cancelOrder, cancelAll, toast });
+mountFills(accountRoot, { account, getMarketById });
+mountBalances(accountRoot, { account });
+mountTabs(accountRoot, (tab) => tab === "wallet" && session.loggedIn && !wallet.loaded && wallet.load());
+
+// --- market selection ----------------------------------------------------------
+function selectMarket(m) {
+  if (!m) return;
+  const changed = !current || current.id !== m.id;
+  current = m;
+  marketsUi.showStatus(m);
+  if (!changed) return orderForm.refresh();
+  try {
+    localStorage.setItem("hftx.market", m.id);
+  } catch {
+    /* storage disabled */
+  }
+  if (location.hash !== `#${m.id}`) history.replaceState(null, "", `#${m.id}`);
+  ticker.reset();
+  feed.setMarket(m);
+  chart.setMarket(m);
+  orderForm.setMarket(m);
+  openOrders.render();
+  book.render();
+}
+
+const marketsBackoff = new Backoff({ base: 1000, max: 15000 });
+let marketsLoading = false;
+let marketsRetry = null;
+async function loadMarkets() {
+  if (marketsLoading) return;
+  marketsLoading = true;
+  clearTimeout(marketsRetry);
+  try {
+    const list = await http.markets();
+    marketsBackoff.reset();
+    markets = list;
+    if (!list.length) {
+      toast("The exchange lists no market yet.", "warn");
+      return;
+    }
+    const wanted =
+      (current && current.id) || decodeURIComponent(location.hash.slice(1)) || localStorage.getItem("hftx.market");
+    marketsUi.setMarkets(list, wanted);
+    selectMarket(getMarketById(wanted) || list[0]);
+    if (current) selectMarket(getMarketById(current.id)); // refresh status of the current market
+  } catch (e) {
+    const delay = marketsBackoff.next();
+    if (!markets.length) toast(`Could not load markets (${e}); retrying in ${Math.ceil(delay / 1000)}s`, "error");
+    marketsRetry = setTimeout(loadMarkets, delay);
+  } finally {
+    marketsLoading = false;
+  }
+}
+
+window.addEventListener("hashchange", () => selectMarket(getMarketById(decodeURIComponent(location.hash.slice(1)))));
+
+// --- account / session ---------------------------------------------------------
+function loadAccount() {
+  account.load(http).catch((e) => {
+    if (e.code !== "UNAUTHORIZED") toast(String(e), "error", { title: "Could not load account" });
+  });
+}
+
+let expiryTimer = null;
+function armExpiry() {
+  clearTimeout(expiryTimer);
+  const ms = session.msUntilExpiry();
+  if (Number.isFinite(ms)) expiryTimer = setTimeout(() => session.end(EXPIRED), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+}
+
+function onSessionChange(loggedIn) {
+  accountRoot.classList.toggle("signed-out", !loggedIn);
+  accountRoot.querySelector(".signed-out-note").hidden = loggedIn;
+  if (loggedIn) {
+    for (const s of PRIVATE_SUBS) ws.subscribe(s);
+    ws.login();
+    loadAccount();
+    wallet.load();
+  } else {
+    for (const s of PRIVATE_SUBS) ws.unsubscribe(s);
+    ws.logout();
+    account.clear();
+    wallet.clear();
+  }
+  armExpiry();
+  orderForm.refresh();
+  book.render();
+}
+session.onChange(onSessionChange);
+
+ws.on("push", (m) => account.onPush(m));
+ws.on("ready", ({ authed }) => {
+  if (authed) loadAccount(); // private pushes may have been missed while offline
+  loadMarkets();
+});
+ws.on("auth_expired", () => session.end(EXPIRED));
+const subErrors = new Set();
+ws.on("sub_error", (params, e) => {
+  const key = `${params.channel}:${e.code}`;
+  if (subErrors.has(key)) return;
+  subErrors.add(key);
+  toast(`${params.channel}: ${e}`, "warn", { title: "Subscription refused" });
+});
+feed.on("resync", (reason) => console.info(`book resync: ${reason}`));
+account.on("orders", book.render);
+account.on("balances", () => orderForm.refresh());
+account.on("notification", (n) => toast(n.message || n.kind, "info", { title: n.kind || "Notification" }));
+account.on("fill", (f) => {
+  const m = getMarketById(f.market);
+  const verb = f.side === "sell" ? "Sold" : "Bought";
+  toast(`${verb} ${f.size} ${m ? m.base : ""} @ ${f.price}`, f.side === "sell" ? "sell" : "buy", { title: `Fill · ${f.market}` });
+});
+account.on("order_event", (exec, o) => {
+  if (exec === "REJECTED" || (exec === "EXPIRED" && o.time_in_force !== "FOK")) {
+    toast(`${o.side || ""} ${o.market || ""} order ${o.id} ${exec.toLowerCase()}`, "warn");
+  }
+});
+
+// --- start ---------------------------------------------------------------------
+if (session.loggedIn) {
+  for (const s of PRIVATE_SUBS) ws.subscribe(s);
+  loadAccount();
+}
+accountRoot.classList.toggle("signed-out", !session.loggedIn);
+accountRoot.querySelector(".signed-out-note").hidden = session.loggedIn;
+armExpiry();
+orderForm.refresh();
+loadMarkets();
+ws.start();

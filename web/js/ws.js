@@ -1,0 +1,281 @@
+// WebSocket client for /ws (PROTOCOL.md): request/response by id, typed pushes,
+// `auth` as the first request, subscriptions replayed after every reconnect,
+// reconnect with backoff, `status`/`shutdown` handling and a liveness check.
+//
+// Events: "state" (state: connecting|open|closed, detail), "ready" ({authed}),
+// "push" (msg), "auth_expired" (err), "shutdown" (msg), "sub_error" (params, err).
+
+import { Backoff } from "./backoff.js";
+import { Emitter } from "./emitter.js";
+import { ApiError, errorFromBody } from "./errors.js";
+
+export const PRIVATE_CHANNELS = new Set(["orders", "balances", "notifications"]);
+
+const REQUEST_TIMEOUT_MS = 10000;
+const IDLE_PING_MS = 10000; // ping when nothing was received for this long
+const DEAD_MS = 25000; // reconnect when nothing was received for this long
+const STABLE_MS = 5000; // an open connection this old resets the backoff
+
+export const CLOSE_REASONS = {
+  1009: "frame too large",
+  1012: "server restart",
+  4401: "authentication expired or invalid",
+  4408: "slow consumer",
+  4429: "flooding",
+};
+
+/** Stable key of a subscription: channel + sorted markets. */
+export function subKey(params) {
+  const markets = params.markets ? [...params.markets].sort().join(",") : "";
+  return `${params.channel}|${markets}`;
+}
+
+export function defaultWsUrl(loc = globalThis.location) {
+  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/ws`;
+}
+
+export class WsClient extends Emitter {
+  constructor({ url, getToken = () => null, WebSocketImpl = globalThis.WebSocket, backoff } = {}) {
+    super();
+    this.url = url || defaultWsUrl();
+    this.getToken = getToken;
+    this.WebSocketImpl = WebSocketImpl;
+    this.backoff = backoff || new Backoff({ base: 500, max: 30000 });
+    this.subs = new Map(); // key -> params
+    this.pending = new Map(); // id -> {resolve, reject, timer}
+    this.nextId = 1;
+    this.ws = null;
+    this.state = "closed";
+    this.authed = false;
+    this.running = false;
+    this.generation = 0;
+    this.lastRx = 0;
+    this.reconnectTimer = null;
+    this.stableTimer = null;
+    this.liveness = null;
+    this.shutdownTimer = null;
+  }
+
+  start() {
+    if (this.running) return;
+    this.running = true;
+    this.connect();
+    this.liveness = setInterval(() => this.checkLiveness(), 2000);
+  }
+
+  stop() {
+    this.running = false;
+    clearInterval(this.liveness);
+    clearTimeout(this.reconnectTimer);
+    if (this.ws) this.ws.close(1000, "bye");
+  }
+
+  get ready() {
+    return this.state === "open";
+  }
+
+  setState(state, detail = {}) {
+    this.state = state;
+    this.emit("state", state, detail);
+  }
+
+  connect() {
+    clearTimeout(this.reconnectTimer);
+    const gen = ++this.generation;
+    this.authed = false;
+    this.setState("connecting", { attempt: this.backoff.attempt });
+    let ws;
+    try {
+      ws = new this.WebSocketImpl(this.url);
+    } catch (e) {
+      this.scheduleReconnect({ code: 0, reason: String(e) });
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => gen === this.generation && this.onOpen(gen);
+    ws.onmessage = (ev) => gen === this.generation && this.onMessage(ev.data);
+    ws.onclose = (ev) => gen === this.generation && this.onClose(ev);
+    ws.onerror = () => {}; // a close event always follows
+  }
+
+  async onOpen(gen) {
+    this.lastRx = Date.now();
+    clearTimeout(this.stableTimer);
+    this.stableTimer = setTimeout(() => this.backoff.reset(), STABLE_MS);
+    this.setState("open");
+    await this.authenticate(gen);
+    if (gen !== this.generation) return;
+    for (const params of this.subs.values()) this.sendSubscribe(params);
+    this.emit("ready", { authed: this.authed });
+  }
+
+  async authenticate(gen) {
+    this.authed = false;
+    const token = this.getToken();
+    if (!token) return false;
+    try {
+      await this.request("auth", { token });
+      if (gen === this.generation) this.authed = true;
+    } catch (e) {
+      if (e.status === 401 || e.code === "UNAUTHORIZED") this.emit("auth_expired", e);
+    }
+    return this.authed;
+  }
+
+  /** After login on a live socket: authenticate and subscribe private channels. */
+  async login() {
+    if (!this.ready) return;
+    const gen = this.generation;
+    if (await this.authenticate(gen)) {
+      for (const params of this.subs.values()) if (PRIVATE_CHANNELS.has(params.channel)) this.sendSubscribe(params);
+      this.emit("ready", { authed: true });
+    }
+  }
+
+  /** After logout: a fresh unauthenticated connection drops every private stream. */
+  logout() {
+    this.authed = false;
+    if (this.ws && this.state !== "closed") {
+      this.generation++; // ignore the old socket's events
+      this.rejectAll(new ApiError("DISCONNECTED", "Logged out", 0));
+      this.ws.close(1000, "logout");
+      this.connect();
+    }
+  }
+
+  onMessage(data) {
+    this.lastRx = Date.now();
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!msg || typeof msg !== "object") return;
+    if (msg.id !== undefined && msg.id !== null && this.pending.has(msg.id)) {
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      clearTimeout(p.timer);
+      if (msg.status === undefined || (msg.status >= 200 && msg.status < 300)) p.resolve(msg.result);
+      else p.reject(errorFromBody(msg, msg.status));
+      return;
+    }
+    if (msg.channel === "status") {
+      if (msg.type === "shutdown") this.onShutdown(msg);
+      this.emit("push", msg);
+      return;
+    }
+    if (msg.channel) this.emit("push", msg);
+  }
+
+  onShutdown(msg) {
+    this.emit("shutdown", msg);
+    // The node closes with 1012; if it does not within 3 s, leave it ourselves.
+    const gen = this.generation;
+    clearTimeout(this.shutdownTimer);
+    this.shutdownTimer = setTimeout(() => {
+      if (gen === this.generation && this.ws) this.ws.close(4000, "node shutting down");
+      if (gen === this.generation) this.onClose({ code: 1012, reason: "shutdown" });
+    }, 3000);
+  }
+
+  onClose(ev) {
+    this.generation++; // the socket is gone: ignore anything else from it
+    clearTimeout(this.stableTimer);
+    clearTimeout(this.shutdownTimer);
+    this.authed = false;
+    this.ws = null;
+    this.rejectAll(new ApiError("DISCONNECTED", `Connection closed (${ev.code || "no code"})`, 0));
+    if (ev.code === 4401) this.emit("auth_expired", new ApiError("UNAUTHORIZED", CLOSE_REASONS[4401], 401));
+    this.scheduleReconnect(ev);
+  }
+
+  scheduleReconnect(ev) {
+    if (!this.running) {
+      this.setState("closed", { code: ev.code, reason: ev.reason });
+      return;
+    }
+    let delay = this.backoff.next();
+    if (ev.code === 1012) delay = Math.min(delay, 250 + Math.round(Math.random() * 750));
+    if (ev.code === 4429) delay = Math.max(delay, 5000);
+    this.setState("closed", { code: ev.code, reason: ev.reason || CLOSE_REASONS[ev.code] || "", retryIn: delay });
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  checkLiveness() {
+    if (this.state !== "open" || !this.ws) return;
+    const idle = Date.now() - this.lastRx;
+    if (idle > DEAD_MS) {
+      const ws = this.ws;
+      this.onClose({ code: 4000, reason: "no data from server" });
+      try {
+        ws.close(4000, "dead");
+      } catch {
+        /* already closing */
+      }
+    } else if (idle > IDLE_PING_MS) {
+      this.request("ping", {}).catch(() => {});
+    }
+  }
+
+  rejectAll(err) {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+  }
+
+  /** Send a request; resolves with `result`, rejects with ApiError. */
+  request(method, params = {}, { timeout = REQUEST_TIMEOUT_MS } = {}) {
+    if (!this.ws || this.state !== "open") {
+      return Promise.reject(new ApiError("DISCONNECTED", "Not connected", 0));
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new ApiError("TIMEOUT", `${method} timed out`, 0));
+      }, timeout);
+      this.pending.set(id, { resolve, reject, timer });
+      try {
+        this.ws.send(JSON.stringify({ id, method, params }));
+      } catch (e) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(new ApiError("DISCONNECTED", String(e), 0));
+      }
+    });
+  }
+
+  sendSubscribe(params) {
+    if (!this.ready) return;
+    if (PRIVATE_CHANNELS.has(params.channel) && !this.authed) return;
+    this.request("subscribe", params).catch((e) => {
+      if (e.code !== "DISCONNECTED") this.emit("sub_error", params, e);
+    });
+  }
+
+  /** Remember a subscription (replayed on reconnect) and send it now if possible. */
+  subscribe(params) {
+    this.subs.set(subKey(params), params);
+    this.sendSubscribe(params);
+  }
+
+  unsubscribe(params) {
+    const key = subKey(params);
+    if (!this.subs.has(key)) return;
+    this.subs.delete(key);
+    if (this.ready) this.request("unsubscribe", params).catch(() => {});
+  }
+
+  /** Fresh snapshot after a gap or checksum mismatch: unsubscribe then subscribe. */
+  resubscribe(params) {
+    this.subs.set(subKey(params), params);
+    if (!this.ready) return;
+    this.request("unsubscribe", params)
+      .catch(() => {})
+      .finally(() => this.sendSubscribe(params));
+  }
+}

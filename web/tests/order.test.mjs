@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { orderOfPush, Account } from "../js/account.js";
+import { Backoff } from "../js/backoff.js";
+import { addTrade, normalizeCandles } from "../js/candles.js";
+import { buildOrder, CLIENT_ORDER_ID_RE, feeEstimate, newClientOrderId } from "../js/order.js";
+import { subKey } from "../js/ws.js";
+
+const BTC = {
+  id: "BTC-USD",
+  base: "BTC",
+  quote: "USD",
+  price_increment: "0.01",
+  size_increment: "0.00001",
+  min_size: "0.0001",
+  taker_fee_bps: 20,
+};
+
+test("limit order params are strings with the validated values", () => {
+  const r = buildOrder(BTC, { side: "buy", type: "limit", tif: "GTC", price: "30000.10", amount: "0.0150" }, "cid-1");
+  assert.deepEqual(r, {
+    ok: true,
+    params: {
+      market: "BTC-USD",
+      side: "buy",
+      type: "limit",
+      client_order_id: "cid-1",
+      amount: "0.015",
+      price: "30000.1",
+      time_in_force: "GTC",
+      post_only: false,
+    },
+  });
+  for (const v of Object.values(r.params)) assert.notEqual(typeof v, "number");
+});
+
+test("precision, minimum and post-only rules", () => {
+  assert.equal(buildOrder(BTC, { side: "buy", type: "limit", price: "30000.105", amount: "1" }).field, "price");
+  assert.equal(buildOrder(BTC, { side: "buy", type: "limit", price: "1", amount: "0.000011" }).field, "amount");
+  assert.equal(buildOrder(BTC, { side: "buy", type: "limit", price: "1", amount: "0.00005" }).field, "amount");
+  assert.equal(buildOrder(BTC, { side: "buy", type: "limit", price: "abc", amount: "1" }).field, "price");
+  assert.equal(buildOrder(BTC, { side: "sell", type: "limit", price: "1", amount: "1", tif: "IOC", postOnly: true }).field, "tif");
+  const po = buildOrder(BTC, { side: "sell", type: "limit", price: "1", amount: "1", tif: "GTC", postOnly: true });
+  assert.equal(po.params.post_only, true);
+  const comma = buildOrder(BTC, { side: "sell", type: "limit", price: "1,5", amount: "1" });
+  assert.equal(comma.params.price, "1.5");
+});
+
+test("market orders: no price/tif, buy by quote amount", () => {
+  const m = buildOrder(BTC, { side: "sell", type: "market", amount: "0.5", price: "123" }, "c");
+  assert.deepEqual(m.params, { market: "BTC-USD", side: "sell", type: "market", client_order_id: "c", amount: "0.5" });
+  const q = buildOrder(BTC, { side: "buy", type: "market", byQuote: true, quoteAmount: "250.00" }, "c");
+  assert.deepEqual(q.params, { market: "BTC-USD", side: "buy", type: "market", client_order_id: "c", quote_amount: "250" });
+  // by-quote only applies to market buys
+  assert.equal(buildOrder(BTC, { side: "sell", type: "market", byQuote: true, quoteAmount: "5" }).field, "amount");
+});
+
+test("client order ids match the protocol pattern", () => {
+  for (let i = 0; i < 50; i++) assert.match(newClientOrderId(), CLIENT_ORDER_ID_RE);
+});
+
+test("fee estimate rounds up", () => {
+  assert.equal(feeEstimate("0.015", 20, 8), "0.00003000");
+  assert.equal(feeEstimate("0.00000001", 20, 8), "0.00000001");
+  assert.equal(feeEstimate("450.0015", 10, 2), "0.46");
+});
+
+test("orders push: nested or flat order object", () => {
+  assert.equal(orderOfPush({ channel: "orders", order: { id: "1" } }).id, "1");
+  const flat = orderOfPush({ channel: "orders", exec_type: "NEW", id: "2", type: "limit", status: "NEW" });
+  assert.equal(flat.id, "2");
+  assert.equal(flat.type, "limit");
+});
+
+test("account: open orders follow pushes, final states stick, fills dedupe", () => {
+  const a = new Account();
+  a.onPush({ channel: "orders", exec_type: "NEW", order: { id: "1", market: "BTC-USD", side: "buy", status: "NEW", updated_ts: 1 } });
+  assert.equal(a.orders.size, 1);
+  const trade = {
+    channel: "orders",
+    exec_type: "TRADE",
+    order: { id: "1", market: "BTC-USD", side: "buy", status: "FILLED", updated_ts: 2 },
+    trade_id: 7,
+    last_price: "100.00",
+    last_size: "1.0",
+    liquidity: "maker",
+    fee: "0.001",
+    fee_asset: "BTC",
+  };
+  a.onPush(trade);
+  a.onPush(trade);
+  assert.equal(a.orders.size, 0);
+  assert.equal(a.fills.length, 1);
+  assert.equal(a.fills[0].price, "100.00");
+  // a late NEW does not resurrect a finished order
+  a.onPush({ channel: "orders", exec_type: "NEW", order: { id: "1", status: "NEW", updated_ts: 1 } });
+  assert.equal(a.orders.size, 0);
+  a.onPush({ channel: "balances", asset: "BTC", free: "1", locked: "0", total: "1" });
+  assert.equal(a.balance("BTC").free, "1");
+});
+
+test("candles: arrays or objects, live trades fold into the last bucket", () => {
+  const c = normalizeCandles([{ ts: 120000, open: "1", high: "3", low: "1", close: "2", volume: "5" }, [60000, "1", "1", "1", "1", "0"]]);
+  assert.deepEqual(c.map((x) => x.ts), [60000, 120000]);
+  addTrade(c, "1m", 150000, "4", "1");
+  assert.equal(c[1].h, 4);
+  assert.equal(c[1].v, 6);
+  addTrade(c, "1m", 185000, "2", "1");
+  assert.equal(c.length, 3);
+  assert.equal(c[2].o, 2);
+});
+
+test("backoff grows, is capped and resets", () => {
+  const b = new Backoff({ base: 500, max: 4000, random: () => 1 });
+  assert.deepEqual([b.next(), b.next(), b.next(), b.next(), b.next()], [500, 1000, 2000, 4000, 4000]);
+  b.reset();
+  assert.equal(b.next(), 500);
+});
+
+test("subscription keys ignore market order", () => {
+  assert.equal(subKey({ channel: "book", markets: ["B", "A"] }), subKey({ channel: "book", markets: ["A", "B"] }));
+  assert.notEqual(subKey({ channel: "book", markets: ["A"] }), subKey({ channel: "trades", markets: ["A"] }));
+});

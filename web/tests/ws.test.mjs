@@ -1,0 +1,172 @@
+// WsClient and MarketFeed against fakes: auth first, replay on reconnect,
+// request/response matching, 4401, resubscribe on gap / checksum mismatch.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { Backoff } from "../js/backoff.js";
+import { Emitter } from "../js/emitter.js";
+import { MarketFeed } from "../js/market_feed.js";
+import { WsClient } from "../js/ws.js";
+
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+function fakeSocketClass(log) {
+  return class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.sent = [];
+      log.sockets.push(this);
+      setTimeout(() => this.onopen && this.onopen(), 0);
+    }
+    send(data) {
+      const msg = JSON.parse(data);
+      this.sent.push(msg);
+      // answer like a server: auth ok unless token "bad"; everything else ok
+      setTimeout(() => {
+        if (msg.method === "auth" && msg.params.token === "bad") {
+          this.onmessage({ data: JSON.stringify({ id: msg.id, status: 401, error: { code: "UNAUTHORIZED", message: "bad token" } }) });
+        } else {
+          this.onmessage({ data: JSON.stringify({ id: msg.id, status: 200, result: {} }) });
+        }
+      }, 0);
+    }
+    push(obj) {
+      this.onmessage({ data: JSON.stringify(obj) });
+    }
+    close(code = 1000) {
+      setTimeout(() => this.onclose && this.onclose({ code }), 0);
+    }
+  };
+}
+
+function client(token, log) {
+  return new WsClient({
+    url: "ws://test/ws",
+    getToken: () => token,
+    WebSocketImpl: fakeSocketClass(log),
+    backoff: new Backoff({ base: 1, max: 2, random: () => 0 }),
+  });
+}
+
+test("auth is the first request, then subscriptions; replayed after reconnect", async () => {
+  const log = { sockets: [] };
+  const ws = client("tok", log);
+  ws.subscribe({ channel: "book", markets: ["BTC-USD"], depth: 50 });
+  ws.subscribe({ channel: "orders" });
+  const readies = [];
+  ws.on("ready", (r) => readies.push(r));
+  ws.start();
+  await tick(20);
+  const first = log.sockets[0].sent;
+  assert.equal(first[0].method, "auth");
+  assert.deepEqual(first[0].params, { token: "tok" });
+  assert.deepEqual(
+    first.slice(1).map((m) => [m.method, m.params.channel]),
+    [
+      ["subscribe", "book"],
+      ["subscribe", "orders"],
+    ],
+  );
+  assert.deepEqual(readies, [{ authed: true }]);
+  // server restarts the node
+  log.sockets[0].push({ channel: "status", type: "shutdown" });
+  log.sockets[0].close(1012);
+  await tick(30);
+  assert.equal(log.sockets.length, 2);
+  const second = log.sockets[1].sent;
+  assert.equal(second[0].method, "auth");
+  assert.equal(second.filter((m) => m.method === "subscribe").length, 2);
+  ws.stop();
+});
+
+test("invalid token: auth_expired, public subscriptions only", async () => {
+  const log = { sockets: [] };
+  const ws = client("bad", log);
+  ws.subscribe({ channel: "ticker", markets: ["BTC-USD"] });
+  ws.subscribe({ channel: "balances" });
+  let expired = 0;
+  ws.on("auth_expired", () => expired++);
+  ws.start();
+  await tick(20);
+  const sent = log.sockets[0].sent;
+  assert.equal(expired, 1);
+  assert.deepEqual(
+    sent.filter((m) => m.method === "subscribe").map((m) => m.params.channel),
+    ["ticker"],
+  );
+  ws.stop();
+});
+
+test("close 4401 reports auth_expired; pending requests are rejected", async () => {
+  const log = { sockets: [] };
+  const ws = client(null, log);
+  let expired = 0;
+  ws.on("auth_expired", () => expired++);
+  ws.start();
+  await tick(10);
+  const sock = log.sockets[0];
+  sock.send = function (data) {
+    this.sent.push(JSON.parse(data)); // never answers
+  };
+  const p = ws.request("order.place", { market: "BTC-USD" });
+  sock.close(4401);
+  await assert.rejects(p, (e) => e.code === "DISCONNECTED" && e.outcomeUnknown);
+  assert.equal(expired, 1);
+  ws.stop();
+});
+
+test("error responses carry code and message", async () => {
+  const log = { sockets: [] };
+  const ws = client(null, log);
+  ws.start();
+  await tick(10);
+  const sock = log.sockets[0];
+  sock.send = function (data) {
+    const msg = JSON.parse(data);
+    setTimeout(() => this.push({ id: msg.id, status: 400, error: { code: "BAD_PRECISION", message: "price tick" } }), 0);
+  };
+  await assert.rejects(ws.request("order.place", {}), (e) => e.code === "BAD_PRECISION" && e.status === 400 && !e.outcomeUnknown);
+  ws.stop();
+});
+
+class FakeWs extends Emitter {
+  constructor() {
+    super();
+    this.calls = [];
+  }
+  subscribe(p) {
+    this.calls.push(["subscribe", p]);
+  }
+  unsubscribe(p) {
+    this.calls.push(["unsubscribe", p]);
+  }
+  resubscribe(p) {
+    this.calls.push(["resubscribe", p]);
+  }
+}
+
+const fakeHttp = { trades: async () => [], ticker: async () => ({}) };
+
+test("MarketFeed resubscribes the book on a gap and on a checksum mismatch", async () => {
+  const ws = new FakeWs();
+  const feed = new MarketFeed(ws, fakeHttp);
+  feed.setMarket({ id: "BTC-USD" });
+  assert.deepEqual(
+    ws.calls.map(([k, p]) => `${k}:${p.channel}`),
+    ["subscribe:book", "subscribe:trades", "subscribe:ticker"],
+  );
+  assert.equal(ws.calls[0][1].depth, 50);
+  ws.emit("push", { channel: "book", type: "snapshot", market: "BTC-USD", seq: 5, bids: [["1.00", "1"]], asks: [] });
+  assert.equal(feed.book.seq, 5);
+  ws.emit("push", { channel: "book", type: "update", market: "BTC-USD", first_seq: 7, seq: 7, bids: [], asks: [] });
+  await tick(5);
+  assert.deepEqual(ws.calls.at(-1)[0], "resubscribe");
+  assert.equal(feed.book.synced, false);
+  ws.emit("push", { channel: "book", type: "snapshot", market: "BTC-USD", seq: 9, bids: [["1.00", "1"]], asks: [] });
+  ws.emit("push", { channel: "book", type: "update", market: "BTC-USD", first_seq: 10, seq: 10, bids: [], asks: [], checksum: 42 });
+  await tick(5);
+  assert.equal(ws.calls.filter(([k]) => k === "resubscribe").length, 2);
+  // other markets' pushes are ignored
+  ws.emit("push", { channel: "book", type: "snapshot", market: "ETH-USD", seq: 1, bids: [], asks: [] });
+  assert.equal(feed.book.synced, false);
+});

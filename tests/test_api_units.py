@@ -1,0 +1,289 @@
+"""Pure parts of the web node: L2 diffs and fan-out, schemas, JSON limits, limiters."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from api import jsonio
+from api import schemas as S
+from api.errors import ApiError
+from api.l2 import Formatter, L2Book, side_diff
+from api.marketdata import MarketFeed, VolumeWindow
+from api.ratelimit import FloodMeter, Limiter, TokenBucket
+from api.users import normalize_email
+from api.ws import origin_allowed
+from client.book import BookStatus, LocalBook
+from engine.types import Market
+
+MARKET = Market(
+    id="BTC-USD",
+    base="BTC",
+    quote="USD",
+    base_scale=8,
+    quote_scale=8,
+    tick=1_000_000,  # 0.01
+    lot=1_000,  # 0.00001
+    min_size=1_000,
+    max_notional=2**53 - 1,
+    maker_fee_bps=10,
+    taker_fee_bps=20,
+)
+
+
+class Sink:
+    """A subscriber collecting pushes (as parsed JSON)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def push(self, text: str) -> None:
+        self.messages.append(orjson.loads(text))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+def px(dollars: int) -> int:
+    """Whole dollars -> price units (USD scale 8)."""
+    return dollars * 10**8
+
+
+def level(side: str, price: int, size: int, seq: int) -> dict[str, Any]:
+    return {"e": "level", "seq": seq, "ts": 1, "side": side, "price": price, "size": size}
+
+
+def random_entries(rng: random.Random, start_seq: int, count: int) -> list[tuple[int, int, list]]:
+    """Stream entries of random level changes around 100.00 (some with none)."""
+    seq = start_seq
+    entries = []
+    for _ in range(count):
+        events = []
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 6])):
+            seq += 1
+            side = rng.choice(["buy", "sell"])
+            ticks = 9950 + rng.randint(-60, 50) if side == "buy" else 10050 + rng.randint(-50, 60)
+            size = rng.choice([0, 0, 1, 2, 5, 100]) * MARKET.lot
+            events.append(level(side, ticks * MARKET.tick, size, seq))
+        if not events:  # an entry that changed no level (e.g. an accepted IOC that missed)
+            seq += 1
+            events.append({"e": "accepted", "seq": seq, "ts": 1})
+        entries.append((events[0]["seq"], seq, events))
+    return entries
+
+
+def wire(book: L2Book, depth: int) -> tuple[list[list[str]], list[list[str]]]:
+    return book.view(depth)
+
+
+# -- L2 book -----------------------------------------------------------------------
+
+
+def test_formatter_uses_the_market_grid() -> None:
+    fmt = Formatter(MARKET)
+    assert fmt.price(30000 * 10**8 + 10**6) == "30000.01"
+    assert fmt.size(1_000) == "0.00001"
+    assert fmt.size(0) == "0"
+
+
+def test_side_diff_reports_entering_and_leaving_levels() -> None:
+    book = L2Book(MARKET)
+    for p in (100, 99, 98, 97):
+        book.bids.set(p, 1)
+    old = book.bids.top(2)
+    book.bids.set(100, 0)  # best removed: 98 enters a depth-2 view
+    diff = side_diff(book.bids, old, book.bids.top(2), {100})
+    assert sorted(diff) == [(98, 1), (100, 0)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fanout_keeps_subscribers_of_every_depth_in_sync(seed: int) -> None:
+    rng = random.Random(seed)
+    feed = MarketFeed(MARKET)
+    feed.load(0, [], [])
+    subs: dict[int, tuple[Sink, LocalBook]] = {}
+    entries = random_entries(rng, 0, 400)
+    joins = {0: [1, 50], 40: [5], 120: [10], 200: [3, 25]}
+    for i, (first, last, events) in enumerate(entries):
+        for depth in joins.get(i, []):
+            sink = Sink()
+            subs[depth] = (sink, LocalBook("BTC-USD"))
+            sink.push(feed.subscribe_book(sink, depth))
+        feed.apply(first, last, events)
+        for depth, (sink, local) in subs.items():
+            for message in sink.messages:
+                assert local.apply(message) is BookStatus.APPLIED, (depth, message)
+            sink.messages.clear()
+            bids, asks = wire(feed.book, depth)
+            assert [list(x) for x in local.bids()] == bids
+            assert [list(x) for x in local.asks()] == asks
+    assert set(subs) == {1, 3, 5, 10, 25, 50}
+
+
+def test_updates_have_no_gaps_even_when_entries_change_nothing_visible() -> None:
+    feed = MarketFeed(MARKET)
+    feed.load(0, [], [])
+    sink = Sink()
+    sink.push(feed.subscribe_book(sink, 1))
+    feed.apply(1, 1, [level("buy", px(100), MARKET.lot, 1)])
+    feed.apply(2, 2, [level("buy", px(99), MARKET.lot, 2)])  # below depth 1
+    feed.apply(3, 3, [{"e": "accepted", "seq": 3, "ts": 1}])
+    feed.apply(4, 4, [level("buy", px(101), MARKET.lot, 4)])
+    kinds = [(m["type"], m.get("first_seq"), m["seq"]) for m in sink.messages]
+    assert kinds == [("snapshot", None, 0), ("update", 1, 1), ("update", 2, 4)]
+    assert sink.messages[-1]["bids"] == [["101.00", "0.00001"], ["100.00", "0"]]
+
+
+def test_gap_in_the_stream_asks_for_a_reload_and_the_reload_diffs() -> None:
+    feed = MarketFeed(MARKET)
+    feed.load(0, [], [])
+    sink = Sink()
+    local = LocalBook()
+    sink.push(feed.subscribe_book(sink, 10))
+    feed.apply(1, 1, [level("sell", px(105), MARKET.lot, 1)])
+    feed.apply_entry({b"f": b"5", b"l": b"6", b"e": b"[]"})
+    assert feed.needs_reload
+    feed.load(6, [(px(100), 3 * MARKET.lot)], [(px(104), MARKET.lot)])
+    for message in sink.messages:
+        assert local.apply(message) is BookStatus.APPLIED
+    assert local.seq == 6
+    assert local.bids() == [("100.00", "0.00003")]
+    assert local.asks() == [("104.00", "0.00001")]
+
+
+def test_truncated_load_reloads_when_a_side_runs_short() -> None:
+    feed = MarketFeed(MARKET)
+    asks = [(px(100 + i), MARKET.lot) for i in range(3)]
+    feed.load(1, [], asks, truncated=(False, True))
+    sink = Sink()
+    feed.subscribe_book(sink, 3)
+    assert not feed.needs_reload
+    feed.apply(2, 2, [level("sell", px(100), 0, 2)])
+    assert feed.needs_reload
+
+
+def test_trades_ticker_and_heartbeat_pushes() -> None:
+    feed = MarketFeed(MARKET)
+    feed.load(0, [(px(99), MARKET.lot)], [])
+    trades, ticker = Sink(), Sink()
+    feed.trades.add(trades)
+    trade = {
+        "e": "trade", "seq": 1, "ts": 1_700_000_000_000, "tid": 7, "price": px(99),
+        "size": MARKET.lot, "quote": 0, "side": "sell", "maker": "11", "taker": "12",
+        "mu": "a", "tu": "b", "mfee": 0, "tfee": 0,
+    }  # fmt: skip
+    feed.apply(1, 2, [trade, level("buy", px(99), 0, 2)])
+    assert trades.messages == [
+        {
+            "channel": "trades", "type": "trade", "market": "BTC-USD", "trade_id": 7,
+            "price": "99.00", "size": "0.00001", "taker_side": "sell",
+            "maker_order_id": "11", "taker_order_id": "12", "seq": 1, "ts": 1_700_000_000_000,
+        }
+    ]  # fmt: skip
+    feed.tickers.add(ticker)
+    t = feed.ticker()
+    assert (t["best_bid"], t["best_ask"], t["last"], t["seq"]) == (None, None, "99.00", 2)
+    hb = orjson.loads(feed.heartbeat())
+    assert (hb["channel"], hb["seq"], hb["last_trade_id"]) == ("heartbeat", 2, 7)
+    # a replayed trade (same id) is not pushed twice
+    feed.apply(3, 3, [{**trade, "seq": 3}])
+    assert len(trades.messages) == 1
+
+
+def test_volume_window_forgets_old_buckets() -> None:
+    window = VolumeWindow(span_ms=10_000, bucket_ms=1_000)
+    window.add(1_000, 5)
+    window.add(5_500, 7)
+    assert window.total(6_000) == 12
+    assert window.total(12_000) == 7
+
+
+# -- schemas and JSON ----------------------------------------------------------------
+
+GOOD_ORDER = {"market": "BTC-USD", "side": "buy", "type": "limit", "amount": "1", "price": "2"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"amount": 1.5}, "amount must be a string"),
+        ({"amount": 1}, "amount must be a string"),
+        ({"price": None, "side": "hold"}, "side"),
+        ({"post_only": "true"}, "post_only"),
+        ({"client_order_id": "bad id!"}, "client_order_id has an invalid format"),
+        ({"extra": 1}, "unknown field extra"),
+        ({"market": ["BTC-USD"]}, "market must be a string"),
+    ],
+)
+def test_order_schema_refuses_bad_fields(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ApiError) as info:
+        S.parse(S.PlaceOrder, {**GOOD_ORDER, **change})
+    assert info.value.code == "INVALID_PARAM"
+    assert message in info.value.message
+
+
+def test_order_schema_requires_fields_and_an_object() -> None:
+    for bad in ({"market": "BTC-USD"}, [], "x", 3):
+        with pytest.raises(ApiError):
+            S.parse(S.PlaceOrder, bad)
+
+
+@pytest.mark.parametrize("text", [b"NaN", b"[1e400]", b'{"a": Infinity}', b"{", b"\xff"])
+def test_json_refuses_non_finite_and_malformed(text: bytes) -> None:
+    with pytest.raises(ApiError) as info:
+        jsonio.loads(text)
+    assert info.value.code == "INVALID_PARAM"
+
+
+def test_json_depth_limit() -> None:
+    deep: Any = 1
+    for _ in range(jsonio.MAX_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(ApiError):
+        jsonio.loads(orjson.dumps(deep))
+    assert jsonio.depth_of({"a": [{"b": 1}]}) == 3
+
+
+# -- limits, origins, e-mails ------------------------------------------------------
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate=10, burst=2, now=0.0)
+    assert bucket.take(0.0) and bucket.take(0.0) and not bucket.take(0.0)
+    assert bucket.take(0.1)
+    limiter = Limiter(1, 1, max_keys=2)
+    assert limiter.allow("a", 0.0) and not limiter.allow("a", 0.5)
+    limiter.allow("b", 0.5)
+    limiter.allow("c", 5.0)  # sweeps refilled buckets
+    assert len(limiter) <= 2
+
+
+def test_flood_meter() -> None:
+    meter = FloodMeter(limit=2, window=1.0)
+    assert not meter.refused(0.0) and not meter.refused(0.1)
+    assert meter.refused(0.2)
+    assert not meter.refused(2.0)
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed", "ok"),
+    [
+        (None, "x:1", [], True),
+        ("http://x:1", "x:1", [], True),
+        ("http://evil.example", "x:1", [], False),
+        ("https://app.example", "x:1", ["https://app.example/"], True),
+        ("null", "x:1", [], False),
+    ],
+)
+def test_origin_allowlist(origin: str | None, host: str, allowed: list[str], ok: bool) -> None:
+    assert origin_allowed(origin, host, allowed) is ok
+
+
+def test_email_normalisation() -> None:
+    assert normalize_email("  Alice.B+x@Example.COM ") == "alice.b+x@example.com"
+    for bad in ("a", "a@b", "a@@b.com", "a b@c.com", ".a@b.com", "a@-b.com", "a@b.c0m"):
+        with pytest.raises(ApiError):
+            normalize_email(bad)

@@ -1,6 +1,8 @@
 """Settler: applies market stream entries and transfer outboxes to accounts, exactly once.
 
-``python -m workers.settler`` runs it. For every market stream ``{m:X}:ev`` (markets
+``python -m workers.settler`` runs it (``REDIS_URL``; ``HFTX_SETTLER_INSTANCE`` names the
+instance -- a restarted instance with the same name takes its leases back at once --
+and ``HFTX_SETTLER_LEASE_MS`` sets the lease time). For every market stream ``{m:X}:ev`` (markets
 from ``{g}:markets``) it reads entries in order, turns each into the operations of
 every account concerned (maker, taker, the fee account) and applies them with one
 ``acct_settle`` call per account per batch, pipelined. For every payer in the
@@ -366,7 +368,12 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("settler started")
     try:
-        await Settler(redis).run(stop)
+        settler = Settler(
+            redis,
+            instance=os.environ.get("HFTX_SETTLER_INSTANCE") or None,
+            lease_ms=int(os.environ.get("HFTX_SETTLER_LEASE_MS", "5000")),
+        )
+        await settler.run(stop)
     finally:
         await redis.aclose()
 

@@ -243,7 +243,7 @@ async def deposit(
     keys = account_keys(owner.user)
     await redis.sadd(ACCOUNTS_KEY, owner.user)
     kind, available = await _call(redis, "acct_deposit", keys, deposit_id, asset, amount,
-                                  now or now_ms())  # fmt: skip
+                                  now or now_ms(), address.lower())  # fmt: skip
     return DepositResult(owner.user, _text(kind) == "replay", int(available))
 
 

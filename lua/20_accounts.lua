@@ -363,7 +363,7 @@ end
 
 -- acct_deposit: credit an on-chain deposit (idempotent by deposit id).
 -- KEYS  bal holds cur ev ops
--- ARGV  deposit_id, asset, amount, now_ms
+-- ARGV  deposit_id, asset, amount, now_ms, address ('' if unknown; kept in the ledger)
 -- Returns {'new'|'replay', available after}.
 -- Errors (nothing written): INVALID_PARAM (also: id reused with other asset/amount).
 local function acct_deposit(keys, argv)
@@ -374,6 +374,8 @@ local function acct_deposit(keys, argv)
   if not valid_asset(asset) then return fail('INVALID_PARAM', 'bad asset') end
   if not amount then return fail('INVALID_PARAM', 'amount must be a positive integer') end
   if not now then return fail('INVALID_PARAM', 'bad timestamp') end
+  local address = argv[5] or ''
+  if address ~= '' and not valid_address(address) then return fail('INVALID_PARAM', 'bad address') end
   local rec = redis.call('HGET', keys[5], 'd:' .. id)
   if rec then
     local f = split(rec)
@@ -384,8 +386,9 @@ local function acct_deposit(keys, argv)
   end
   local after = redis.call('HINCRBY', keys[1], asset .. ':a', amount)
   redis.call('HSET', keys[5], 'd:' .. id, string.format('%s|%s|%s', asset, fmt(amount), fmt(now)))
-  append_ledger(keys[4], {string.format('{"e":"deposit","ts":%s,"id":"%s","asset":"%s","amount":%s}',
-    fmt(now), id, asset, fmt(amount))})
+  append_ledger(keys[4], {string.format(
+    '{"e":"deposit","ts":%s,"id":"%s","asset":"%s","amount":%s,"address":"%s"}',
+    fmt(now), id, asset, fmt(amount), address)})
   return {'new', fmt(after)}
 end
 

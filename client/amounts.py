@@ -50,6 +50,19 @@ def format_scaled(units: int, decimals: int) -> str:
     return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
 
 
+def fraction_str(value: Fraction, max_decimals: int = 18) -> str:
+    """An exact fraction as a plain decimal string (for logs and display).
+
+    Exact when the value has at most ``max_decimals`` decimals, else rounded down.
+    """
+    for decimals in range(max_decimals + 1):
+        scaled = value * 10**decimals
+        if scaled.denominator == 1:
+            return format_scaled(scaled.numerator, decimals)
+    scaled = value * 10**max_decimals
+    return format_scaled(scaled.numerator // scaled.denominator, max_decimals)
+
+
 @dataclass(frozen=True)
 class Grid:
     """A market increment such as ``"0.01"``: converts amounts to and from integer steps.

@@ -101,6 +101,7 @@ class HftxClient:
         self._backoff = backoff
         self._credentials: tuple[str, str] | None = None
         self._token_expiry: float | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -118,6 +119,9 @@ class HftxClient:
         for sub in list(self._subs.values()):
             sub.end()
         self._subs.clear()
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
         await self.ws.close()
         await self.http.aclose()
 
@@ -144,6 +148,8 @@ class HftxClient:
         self._credentials = (email, password)
         expires_in = result.get("expires_in")
         self._token_expiry = time.monotonic() + int(expires_in) if expires_in else None
+        if self._refresher is None and self.ws.connected:
+            self._refresher = asyncio.create_task(self._refresh_token())
         return result
 
     async def _relogin(self) -> bool:
@@ -299,6 +305,23 @@ class HftxClient:
     async def connect(self) -> None:
         """Open the WebSocket (authenticated if logged in). Idempotent."""
         await self.ws.start()
+        if self._refresher is None and self._credentials is not None:
+            self._refresher = asyncio.create_task(self._refresh_token())
+
+    async def _refresh_token(self) -> None:
+        """Log in again shortly before the token expires and re-authenticate the open
+        socket with the new token, so that subscriptions are not interrupted."""
+        while self._token_expiry is not None:
+            await asyncio.sleep(
+                max(1.0, self._token_expiry - TOKEN_REFRESH_MARGIN - time.monotonic())
+            )
+            try:
+                await self._relogin()
+                if self.connected and self.token is not None:
+                    await self.ws_request("auth", {"token": self.token})
+            except HftxError as exc:
+                log.warning("hftx: token refresh failed: %s", exc)
+                await asyncio.sleep(5)
 
     @property
     def connected(self) -> bool:

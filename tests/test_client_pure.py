@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
+from client.amounts import fraction_str
 from client.backoff import Backoff
 from client.bots.flow import FlowParams, random_order
 from client.codec import dumps, loads
@@ -81,6 +83,13 @@ def test_error_from_body() -> None:
     unknown = error_from_body(502, "Bad Gateway")
     assert unknown.code == "INTERNAL" and unknown.outcome_unknown
     assert str(unknown) == "INTERNAL (502): Bad Gateway"
+
+
+def test_fraction_str() -> None:
+    assert fraction_str(Fraction(999, 2500000)) == "0.0003996"
+    assert fraction_str(Fraction(-3, 2)) == "-1.5"
+    assert fraction_str(Fraction(20)) == "20"
+    assert fraction_str(Fraction(1, 3), max_decimals=4) == "0.3333"
 
 
 def test_rate_limiter_reserves_in_order() -> None:

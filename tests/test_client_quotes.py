@@ -17,6 +17,7 @@ from client.bots.quotes import (
     plan_requote,
     random_walk,
     reference_from_book,
+    requote_tolerance,
 )
 from client.markets import MarketSpec
 
@@ -136,6 +137,26 @@ def test_plan_requote_duplicates() -> None:
     desired = [Quote("buy", "1.00", "1"), Quote("buy", "1.00", "1")]
     open_orders = [{"id": "7", "side": "buy", "price": "1", "amount": "1", "remaining": "1"}]
     assert plan_requote(open_orders, desired) == ([], [desired[1]])
+
+
+def test_plan_requote_tolerance_avoids_churn() -> None:
+    open_orders = [
+        {"id": "a", "side": "buy", "price": "99.88", "amount": "1", "remaining": "1"},
+        {"id": "b", "side": "buy", "price": "99.92", "amount": "1", "remaining": "1"},
+        {"id": "c", "side": "sell", "price": "100.12", "amount": "1", "remaining": "0.5"},
+    ]
+    desired = [Quote("buy", "99.91", "1"), Quote("sell", "100.11", "1")]
+    cancel, place = plan_requote(open_orders, desired, Fraction(2, 100))
+    assert cancel == ["a", "c"]  # "b" is the closest bid; "c" is partially filled
+    assert place == [Quote("sell", "100.11", "1")]
+    assert plan_requote(open_orders, desired) == (["a", "b", "c"], desired)
+
+
+def test_requote_tolerance() -> None:
+    params = QuoteParams(requote_bps=2)
+    assert requote_tolerance(Fraction(30000), params) == 6
+    with pytest.raises(ValueError):
+        QuoteParams(requote_bps=-1).check(market())
 
 
 def test_grid_formats_with_increment_decimals() -> None:

@@ -21,7 +21,7 @@ import random
 import uuid
 from fractions import Fraction
 
-from client.amounts import to_fraction
+from client.amounts import fraction_str, to_fraction
 from client.bots.quotes import (
     Quote,
     QuoteParams,
@@ -29,6 +29,7 @@ from client.bots.quotes import (
     plan_requote,
     random_walk,
     reference_from_book,
+    requote_tolerance,
 )
 from client.codec import Json
 from client.errors import HftxError
@@ -81,7 +82,7 @@ async def run_market_maker(
     book = None if reference is not None else await client.subscribe_book(market, depth=10)
     ref_ticks = None if reference is None else spec.price.steps(reference, "down")
     start = await bot.base_total()
-    log.info("market maker on %s: %s, start %s %s", market, params, start, spec.base)
+    log.info("market maker on %s: %s, start %s %s", market, params, fraction_str(start), spec.base)
     try:
         while not stop.is_set():
             if ref_ticks is not None:
@@ -157,16 +158,19 @@ class _Quoter:
 
     async def requote(self, reference: Fraction | None, position: Fraction) -> None:
         desired: list[Quote] = []
+        tolerance = Fraction(0)
         if reference is None:
             log.info("no reference price for %s yet: not quoting", self.spec.id)
         else:
             desired = build_quotes(self.spec, self.params, reference, position)
-        to_cancel, to_place = plan_requote(await self.own_orders(), desired)
+            tolerance = requote_tolerance(reference, self.params)
+        to_cancel, to_place = plan_requote(await self.own_orders(), desired, tolerance)
         if to_cancel or to_place:
+            shown = "-" if reference is None else self.spec.price.align(reference)
+            placed = [f"{q.side} {q.size}@{q.price}" for q in to_place]
             log.info(
                 "%s ref %s position %s: cancel %d, place %s",
-                self.spec.id, None if reference is None else self.spec.price.align(reference),
-                position, len(to_cancel), [f"{q.side} {q.size}@{q.price}" for q in to_place],
+                self.spec.id, shown, fraction_str(position), len(to_cancel), placed,
             )  # fmt: skip
         for order_id in to_cancel:
             await self._cancel(order_id)
@@ -216,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step-bps", type=int, default=10, help="extra distance per level")
     parser.add_argument("--size", default="0.01", help="base size per level")
     parser.add_argument("--max-inventory", default="1", help="|base position| limit")
+    parser.add_argument("--requote-bps", type=int, default=2, help="keep quotes this close")
     parser.add_argument("--reference", help="fixed reference price (default: book mid)")
     parser.add_argument("--walk-ticks", type=int, default=2, help="random walk per cycle")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
@@ -234,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         step_bps=args.step_bps,
         size=args.size,
         max_inventory=args.max_inventory,
+        requote_bps=args.requote_bps,
     )
 
     async def run() -> None:

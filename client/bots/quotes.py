@@ -7,7 +7,6 @@ quote is exactly on the grid; the reference price is an exact fraction.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -35,7 +34,8 @@ class QuoteParams:
     Level ``i`` (from 0) sits ``spread_bps + i * step_bps`` basis points away from
     the reference on each side, at least one tick further out than level ``i - 1``.
     ``max_inventory`` bounds the base position: a side is quoted only as far as a full
-    fill of it would keep ``|position| <= max_inventory``.
+    fill of it would keep ``|position| <= max_inventory``. A resting quote within
+    ``requote_bps`` of its target price is left alone (see :func:`plan_requote`).
     """
 
     levels: int = 3
@@ -43,11 +43,12 @@ class QuoteParams:
     step_bps: int = 10
     size: str = "0.01"
     max_inventory: str = "1"
+    requote_bps: int = 2
 
     def check(self, market: MarketSpec) -> None:
         """Raise ValueError if these parameters cannot produce valid orders."""
-        if self.levels < 0 or self.spread_bps < 0 or self.step_bps < 0:
-            raise ValueError("levels, spread_bps and step_bps must be >= 0")
+        if min(self.levels, self.spread_bps, self.step_bps, self.requote_bps) < 0:
+            raise ValueError("levels, spread_bps, step_bps and requote_bps must be >= 0")
         if self.spread_bps + self.levels * self.step_bps >= BPS:
             raise ValueError("quotes would reach a zero or negative price")
         lots = market.size.steps(self.size)  # raises if not on the size grid
@@ -63,6 +64,11 @@ def reference_from_book(best_bid: str | None, best_ask: str | None) -> Fraction 
         return (to_fraction(best_bid) + to_fraction(best_ask)) / 2
     side = best_bid if best_bid is not None else best_ask
     return None if side is None else to_fraction(side)
+
+
+def requote_tolerance(reference: Fraction, params: QuoteParams) -> Fraction:
+    """Price distance within which a resting quote is kept."""
+    return reference * params.requote_bps / BPS
 
 
 def random_walk(ticks: int, max_step: int, rng: random.Random) -> int:
@@ -118,30 +124,36 @@ def _floor(value: Fraction) -> int:
     return value.numerator // value.denominator
 
 
-def _key(side: str, price: str, size: str) -> tuple[str, Fraction, Fraction]:
-    return side, to_fraction(price), to_fraction(size)
-
-
 def plan_requote(
-    open_orders: Iterable[Mapping[str, Any]], desired: Iterable[Quote]
+    open_orders: Iterable[Mapping[str, Any]],
+    desired: Iterable[Quote],
+    tolerance: Fraction = Fraction(0),
 ) -> tuple[list[str], list[Quote]]:
     """What to cancel (order ids) and what to place to turn open orders into ``desired``.
 
-    An open order is kept only if it matches a desired quote on side, price and
-    remaining size, so partially filled quotes are replaced by full ones.
+    An open order is kept for a desired quote of the same side and remaining size
+    whose price is at most ``tolerance`` away (the closest one wins), so small moves of
+    the reference cause no churn while partially filled quotes are replaced.
     """
-    wanted = Counter(_key(q.side, q.price, q.size) for q in desired)
-    to_cancel: list[str] = []
-    for order in open_orders:
-        key = _key(order["side"], order["price"], order.get("remaining") or order["amount"])
-        if wanted[key] > 0:
-            wanted[key] -= 1
-        else:
-            to_cancel.append(str(order["id"]))
+    unmatched = [
+        (str(o["id"]), o["side"], to_fraction(o["price"]), to_fraction(_remaining(o)))
+        for o in open_orders
+    ]
     to_place: list[Quote] = []
     for quote in desired:
-        key = _key(quote.side, quote.price, quote.size)
-        if wanted[key] > 0:
-            wanted[key] -= 1
+        price, size = to_fraction(quote.price), to_fraction(quote.size)
+        candidates = [
+            (abs(o_price - price), index)
+            for index, (_, o_side, o_price, o_size) in enumerate(unmatched)
+            if o_side == quote.side and o_size == size and abs(o_price - price) <= tolerance
+        ]
+        if candidates:
+            del unmatched[min(candidates)[1]]
+        else:
             to_place.append(quote)
-    return to_cancel, to_place
+    return [order_id for order_id, *_ in unmatched], to_place
+
+
+def _remaining(order: Mapping[str, Any]) -> str:
+    remaining = order.get("remaining")
+    return str(order["amount"] if remaining is None else remaining)

@@ -37,11 +37,16 @@ async def run_random_trader(
     params: FlowParams | None = None,
     max_open: int = 10,
     reference: str | None = None,
+    stp: str = "cancel_oldest",
     tag: str = "rt",
     stop: asyncio.Event | None = None,
     rng: random.Random | None = None,
 ) -> None:
-    """Trade randomly on ``market`` until ``stop`` is set or the task is cancelled."""
+    """Trade randomly on ``market`` until ``stop`` is set or the task is cancelled.
+
+    ``stp`` defaults to ``cancel_oldest`` so that an order reaching the trader's own
+    resting orders cancels those and keeps matching against everyone else.
+    """
     params = params or FlowParams()
     params.check()
     stop = stop or asyncio.Event()
@@ -62,7 +67,7 @@ async def run_random_trader(
                 intent = random_order(rng, spec, ref, params)
                 order = await client.create_order(
                     market, intent.side, intent.type, intent.amount, intent.price,
-                    client_order_id=prefix + uuid.uuid4().hex[:24],
+                    client_order_id=prefix + uuid.uuid4().hex[:24], stp=stp,
                 )  # fmt: skip
                 log.info(
                     "%s %s %s @ %s -> %s filled %s",

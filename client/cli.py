@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run(args))
     except HftxError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc.result, dict) and "id" in exc.result:
+            print(order_line(exc.result), file=sys.stderr)  # e.g. the existing order
         return 1
     except KeyboardInterrupt:
         return 130

@@ -30,8 +30,8 @@ class HftxError(Exception):
         self.details = details or {}
         """The whole error object as received (it may carry extra fields)."""
         self.result = result
-        """A ``result`` sent along with the error, e.g. the existing order of a
-        ``DUPLICATE_CLIENT_ORDER_ID``."""
+        """An object sent along with the error (``result``, or ``order`` inside the
+        error), e.g. the existing order of a ``DUPLICATE_CLIENT_ORDER_ID``."""
 
     def __str__(self) -> str:
         return f"{self.code} ({self.status}): {self.message}" if self.message else self.code
@@ -55,13 +55,16 @@ _DEFAULT_CODES = {
 def error_from_body(status: int, body: Any) -> HftxError:
     """Build an :class:`HftxError` from an error answer.
 
-    Accepts ``{"error": {"code", "message", ...}}`` (optionally with a ``result``) and
+    Accepts ``{"error": {"code", "message", ...}}`` (optionally with a ``result``, or
+    an ``order`` inside the error) and
     a flat ``{"code", "message"}``; anything else falls back to a code derived from
     the status.
     """
     detail = body.get("error", body) if isinstance(body, dict) else None
     result = body.get("result") if isinstance(body, dict) else None
     if isinstance(detail, dict) and isinstance(detail.get("code"), str):
+        if result is None and isinstance(detail.get("order"), dict):
+            result = detail["order"]
         message = str(detail.get("message", ""))
         return HftxError(detail["code"], message, status, details=detail, result=result)
     fallback = _DEFAULT_CODES.get(status, "INTERNAL" if status >= 500 else "INVALID_PARAM")

@@ -106,3 +106,6 @@ def test_duplicate_error_carries_existing_order() -> None:
     assert error.code == "DUPLICATE_CLIENT_ORDER_ID"
     assert error.result == {"id": "42", "status": "NEW"}
     assert error.details["message"] == "dup"
+    http_body = {"error": {"code": "DUPLICATE_CLIENT_ORDER_ID", "message": "dup",
+                           "order": {"id": "42"}}}  # fmt: skip
+    assert error_from_body(409, http_body).result == {"id": "42"}

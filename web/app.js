@@ -128,10 +128,17 @@ async function loadMarkets() {
 window.addEventListener("hashchange", () => selectMarket(getMarketById(decodeURIComponent(location.hash.slice(1)))));
 
 // --- account / session ---------------------------------------------------------
+let lastAccountError = "";
 function loadAccount() {
-  account.load(http).catch((e) => {
-    if (e.code !== "UNAUTHORIZED") toast(String(e), "error", { title: "Could not load account" });
-  });
+  account.load(http).then(
+    () => (lastAccountError = ""),
+    (e) => {
+      // one toast per distinct error, not one per reconnect
+      if (e.code === "UNAUTHORIZED" || String(e) === lastAccountError) return;
+      lastAccountError = String(e);
+      toast(String(e), "error", { title: "Could not load account" });
+    },
+  );
 }
 
 let expiryTimer = null;
@@ -145,13 +152,11 @@ function onSessionChange(loggedIn) {
   accountRoot.classList.toggle("signed-out", !loggedIn);
   accountRoot.querySelector(".signed-out-note").hidden = loggedIn;
   if (loggedIn) {
-    for (const s of PRIVATE_SUBS) ws.subscribe(s);
-    ws.login();
+    ws.start(); // authenticates, then replays market + private subscriptions
     loadAccount();
     wallet.load();
   } else {
-    for (const s of PRIVATE_SUBS) ws.unsubscribe(s);
-    ws.logout();
+    ws.stop(); // public data falls back to HTTP polling
     account.clear();
     wallet.clear();
   }
@@ -162,8 +167,8 @@ function onSessionChange(loggedIn) {
 session.onChange(onSessionChange);
 
 ws.on("push", (m) => account.onPush(m));
-ws.on("ready", ({ authed }) => {
-  if (authed) loadAccount(); // private pushes may have been missed while offline
+ws.on("ready", () => {
+  loadAccount(); // private pushes may have been missed while offline
   loadMarkets();
 });
 ws.on("auth_expired", () => session.end(EXPIRED));
@@ -190,13 +195,6 @@ account.on("order_event", (exec, o) => {
 });
 
 // --- start ---------------------------------------------------------------------
-if (session.loggedIn) {
-  for (const s of PRIVATE_SUBS) ws.subscribe(s);
-  loadAccount();
-}
-accountRoot.classList.toggle("signed-out", !session.loggedIn);
-accountRoot.querySelector(".signed-out-note").hidden = session.loggedIn;
-armExpiry();
-orderForm.refresh();
+for (const s of PRIVATE_SUBS) ws.subscribe(s); // sent only once authenticated
 loadMarkets();
-ws.start();
+onSessionChange(session.loggedIn);

@@ -70,7 +70,7 @@ MARKETS = [
         "mid": "148.500",
     },
 ]
-OPTS = argparse.Namespace(gap_every=0, bad_crc_every=0)
+OPTS = argparse.Namespace(gap_every=0, bad_crc_every=0, no_candles=False)
 
 
 def now_ms() -> int:
@@ -388,7 +388,7 @@ class Hub:
             o["status"] = "EXPIRED"
             o["fills"] = []
             return o
-        await self.publish({"channel": "orders", "exec_type": "NEW", **o}, uid)
+        await self.publish(order_push("NEW", o), uid)
         left, cost, fills = amount, Decimal(0), []
         budget = quote_amount
         for x in crosses:
@@ -438,9 +438,7 @@ class Hub:
             self.settle(u, m, side, take, x, fee)
             await self.publish(
                 {
-                    "channel": "orders",
-                    "exec_type": "TRADE",
-                    **o,
+                    **order_push("TRADE", o),
                     "trade_id": t["trade_id"],
                     "last_price": fill["price"],
                     "last_size": fill["size"],
@@ -471,12 +469,7 @@ class Hub:
         await self.push_balances(uid)
         if o["status"] not in ("NEW", "PARTIALLY_FILLED"):
             await self.publish(
-                {
-                    "channel": "orders",
-                    "exec_type": "EXPIRED" if o["status"] == "EXPIRED" else "TRADE",
-                    **o,
-                },
-                uid,
+                order_push("EXPIRED" if o["status"] == "EXPIRED" else "TRADE", o), uid
             )
         await self.publish(m.ticker())
         return {**o, "fills": fills}
@@ -537,9 +530,20 @@ class Hub:
         )
         self.lock(u, m, o["side"], rem, price, -1)
         o.update(status="CANCELED", updated_ts=now_ms())
-        await self.publish({"channel": "orders", "exec_type": "CANCELED", **o}, uid)
+        await self.publish(order_push("CANCELED", o), uid)
         await self.push_balances(uid)
         return o
+
+
+def order_push(exec_type: str, o: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "channel": "orders",
+        "type": "update",
+        "market": o["market"],
+        "exec_type": exec_type,
+        "order": dict(o),
+        "ts": now_ms(),
+    }
 
 
 class ApiErr(Exception):
@@ -564,6 +568,7 @@ class Conn:
         self.ws = ws
         self.uid: str | None = None
         self.subs: set[tuple[str, str]] = set()
+        self.after: list[dict[str, Any]] = []  # pushes sent right after the answer
 
     async def deliver(self, msg: dict[str, Any], uid: str | None) -> None:
         ch = msg["channel"]
@@ -577,6 +582,8 @@ class Conn:
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         method, params = req.get("method"), req.get("params") or {}
+        if method != "auth" and not self.uid:
+            raise ApiErr(401, "UNAUTHORIZED", "send auth first")
         if method == "ping":
             return {}
         if method == "auth":
@@ -595,9 +602,7 @@ class Conn:
                 if method == "subscribe":
                     self.subs.add(k)
                     if ch == "book" and k[1] in HUB.markets:
-                        await self.ws.send_text(
-                            json.dumps(HUB.markets[k[1]].snapshot(params.get("depth", 50)))
-                        )
+                        self.after.append(HUB.markets[k[1]].snapshot(params.get("depth", 50)))
                 else:
                     self.subs.discard(k)
             return {}
@@ -613,29 +618,45 @@ class Conn:
                 for o in HUB.user(self.uid)["orders"].values()
                 if not params.get("market") or o["market"] == params["market"]
             ]
-            return {"canceled": len([await HUB.cancel(self.uid, i) for i in ids])}
+            return [await HUB.cancel(self.uid, i) for i in ids]
         if method == "balances.get":
             return {"balances": HUB.balances(self.uid)}
         raise ApiErr(400, "INVALID_PARAM", f"unknown method {method}")
 
 
 async def ws_endpoint(ws: WebSocket) -> None:
+    """Like api/gateway.py: only ``auth`` before auth, 4401 on refusal or after 10 s."""
     await ws.accept()
     conn = Conn(ws)
     HUB.conns.add(conn)
+
+    async def deadline() -> None:
+        await asyncio.sleep(10)
+        if conn.uid is None:
+            await ws.close(4401)
+
+    timer = asyncio.create_task(deadline())
     try:
         while True:
             req = json.loads(await ws.receive_text())
             try:
                 res = await conn.handle(req)
                 await ws.send_text(json.dumps({"id": req.get("id"), "status": 200, "result": res}))
+                for push in conn.after:
+                    await ws.send_text(json.dumps(push))
+                conn.after.clear()
             except ApiErr as e:
-                await ws.send_text(
-                    json.dumps({"id": req.get("id"), "status": e.status, **e.body()})
-                )
+                body = {"id": req.get("id"), "status": e.status, "error": e.body()["error"]}
+                if e.order:
+                    body["result"] = e.order
+                await ws.send_text(json.dumps(body))
+                if e.code == "UNAUTHORIZED":
+                    await ws.close(4401)
+                    return
     except WebSocketDisconnect:
         pass
     finally:
+        timer.cancel()
         HUB.conns.discard(conn)
 
 
@@ -684,6 +705,8 @@ async def api(request: Request) -> JSONResponse:
             if parts[2] == "ticker":
                 return JSONResponse(m.ticker())
             if parts[2] == "candles":
+                if OPTS.no_candles:
+                    raise ApiErr(503, "UNAVAILABLE", "candles are not available yet")
                 return JSONResponse(m.candles[-limit:])
             if parts[2] == "book":
                 return JSONResponse(m.snapshot(int(request.query_params.get("depth", 50))))
@@ -706,7 +729,7 @@ async def api(request: Request) -> JSONResponse:
         if path == "orders" and method == "DELETE":
             mk = request.query_params.get("market")
             ids = [o["id"] for o in HUB.user(uid)["orders"].values() if not mk or o["market"] == mk]
-            return JSONResponse({"canceled": len([await HUB.cancel(uid, i) for i in ids])})
+            return JSONResponse([await HUB.cancel(uid, i) for i in ids])
         if parts[0] == "orders" and method == "DELETE":
             return JSONResponse(await HUB.cancel(uid, parts[1]))
         if path == "transfers":
@@ -767,5 +790,6 @@ if __name__ == "__main__":
     ap.add_argument(
         "--bad-crc-every", type=int, default=0, help="send a wrong checksum every N updates"
     )
+    ap.add_argument("--no-candles", action="store_true", help="answer candles with UNAVAILABLE")
     OPTS = ap.parse_args()
     uvicorn.run(app, host="127.0.0.1", port=OPTS.port, log_level="warning")

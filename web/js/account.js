@@ -49,12 +49,17 @@ export class Account extends Emitter {
     this.closed = new Set();
     this.fills = [];
     this.fillKeys = new Set();
+    this.fillsError = null;
     this.emit("balances");
     this.emit("orders");
     this.emit("fills");
   }
 
-  /** Seed everything from HTTP; failures of one part do not block the others. */
+  /**
+   * Seed everything from HTTP; failures of one part do not block the others.
+   * Throws if balances or open orders failed; a fill-history failure is only
+   * recorded in `fillsError` (fills still arrive live on the `orders` channel).
+   */
   async load(http) {
     const [bal, orders, fills] = await Promise.allSettled([http.balances(), http.openOrders(), http.fills()]);
     if (bal.status === "fulfilled") {
@@ -67,11 +72,10 @@ export class Account extends Emitter {
       for (const o of orders.value) if (isOpenStatus(o.status) && !this.closed.has(o.id)) this.orders.set(o.id, o);
       this.emit("orders");
     }
-    if (fills.status === "fulfilled") {
-      for (const f of fills.value) this.addFill(normalizeFill(f), false);
-      this.emit("fills");
-    }
-    const failed = [bal, orders, fills].find((r) => r.status === "rejected");
+    this.fillsError = fills.status === "rejected" ? fills.reason : null;
+    if (fills.status === "fulfilled") for (const f of fills.value) this.addFill(normalizeFill(f), false);
+    this.emit("fills");
+    const failed = [bal, orders].find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
   }
 

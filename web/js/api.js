@@ -105,6 +105,10 @@ export class Http {
     return asList(await this.get(`/markets/${encodeURIComponent(market)}/trades`, { query: { limit } }), "trades");
   }
 
+  book(market, depth = 50) {
+    return this.get(`/markets/${encodeURIComponent(market)}/book`, { query: { depth } });
+  }
+
   ticker(market) {
     return this.get(`/markets/${encodeURIComponent(market)}/ticker`);
   }

@@ -59,6 +59,14 @@ export function addTrade(candles, interval, ts, price, size) {
   return candles;
 }
 
+/** Candles built from trades ({ts, price, size}, any order), for when no candle history is served. */
+export function candlesFromTrades(trades, interval) {
+  const sorted = [...trades].filter((t) => t.ts).sort((a, b) => a.ts - b.ts || a.trade_id - b.trade_id);
+  const out = [];
+  for (const t of sorted) addTrade(out, interval, t.ts, t.price, t.size);
+  return out;
+}
+
 /** "Nice" axis ticks between lo and hi, about `count` of them. */
 export function niceTicks(lo, hi, count = 5) {
   if (!(hi > lo)) return [lo];

@@ -1,5 +1,7 @@
 // Public market data for the selected market: book (synced by book.js rules),
-// trades, ticker, heartbeat. Subscribes over WS, seeds trades/ticker over HTTP.
+// trades, ticker, heartbeat. Live over the WebSocket once it is authenticated;
+// until then (logged out, reconnecting) the book, ticker and trades are polled
+// over HTTP so the page never freezes on stale data.
 //
 // Events: "book" (), "trades" (list, newTrades), "ticker" (ticker), "resync" (reason),
 // "trade" (trade) for each live trade.
@@ -11,6 +13,7 @@ export const BOOK_DEPTH = 50;
 const MAX_TRADES = 100;
 const RESYNC_WINDOW_MS = 10000;
 const RESYNC_BURST = 3;
+const POLL_MS = 2000;
 
 export function normalizeTrade(t) {
   return {
@@ -38,14 +41,55 @@ export class MarketFeed extends Emitter {
     this.resyncTimer = null;
     this.tradeRefetchAt = 0;
     this.stats = { resyncs: 0, lastReason: "" };
+    this.live = false; // true while the authenticated WebSocket feeds us
+    this.pollTimer = null;
+    this.polls = 0;
     ws.on("push", (m) => this.onPush(m));
     ws.on("state", (s) => {
-      if (s !== "open") {
-        this.stale = true;
+      if (s === "open") return;
+      this.live = false;
+      this.stale = s !== "idle";
+      this.emit("book");
+      this.schedulePoll(s === "idle" ? 0 : POLL_MS);
+    });
+    ws.on("ready", () => {
+      this.live = true;
+      clearTimeout(this.pollTimer);
+      if (this.market) this.refreshTrades();
+    });
+  }
+
+  // --- HTTP polling while the WebSocket is not live --------------------------
+  schedulePoll(delay = POLL_MS) {
+    clearTimeout(this.pollTimer);
+    if (this.live || !this.market) return;
+    this.pollTimer = setTimeout(() => this.poll(), delay);
+  }
+
+  async poll() {
+    const market = this.market;
+    if (this.live || !market) return;
+    const n = this.polls++;
+    try {
+      const [snap, ticker] = await Promise.all([
+        this.http.book(market.id, BOOK_DEPTH),
+        this.http.ticker(market.id).catch(() => null),
+      ]);
+      if (this.live || this.market !== market) return;
+      if (snap) {
+        const r = this.book.applySnapshot({ ...snap, type: "snapshot" });
+        this.stale = r !== Result.APPLIED;
+        if (r === Result.CHECKSUM) this.stats.lastReason = "HTTP snapshot checksum mismatch";
         this.emit("book");
       }
-    });
-    ws.on("ready", () => this.market && this.refreshTrades());
+      if (ticker) this.setTicker(ticker);
+      if (n % 2 === 0) this.refreshTrades();
+    } catch {
+      this.stale = true;
+      this.emit("book");
+    } finally {
+      if (this.market === market) this.schedulePoll();
+    }
   }
 
   subParams(channel) {
@@ -56,7 +100,9 @@ export class MarketFeed extends Emitter {
 
   setMarket(market) {
     if (this.market && market && this.market.id === market.id) return;
-    if (this.market) for (const ch of ["book", "trades", "ticker"]) this.ws.unsubscribe(this.subParams(ch));
+    if (this.market) {
+      for (const ch of ["book", "trades", "ticker", "heartbeat"]) this.ws.unsubscribe(this.subParams(ch));
+    }
     clearTimeout(this.resyncTimer);
     this.market = market;
     this.book = new OrderBook(market.id);
@@ -67,14 +113,18 @@ export class MarketFeed extends Emitter {
     this.emit("book");
     this.emit("trades", this.trades, []);
     this.emit("ticker", null);
-    for (const ch of ["book", "trades", "ticker"]) this.ws.subscribe(this.subParams(ch));
+    for (const ch of ["book", "trades", "ticker", "heartbeat"]) this.ws.subscribe(this.subParams(ch));
     this.refreshTrades();
-    this.http
-      .ticker(market.id)
-      .then((t) => {
-        if (this.market === market && t && !this.ticker) this.setTicker(t);
-      })
-      .catch(() => {});
+    if (this.live) {
+      this.http
+        .ticker(market.id)
+        .then((t) => {
+          if (this.market === market && t && !this.ticker) this.setTicker(t);
+        })
+        .catch(() => {});
+    } else {
+      this.schedulePoll(0);
+    }
   }
 
   refreshTrades() {

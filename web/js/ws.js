@@ -1,15 +1,16 @@
 // WebSocket client for /ws (PROTOCOL.md): request/response by id, typed pushes,
 // `auth` as the first request, subscriptions replayed after every reconnect,
 // reconnect with backoff, `status`/`shutdown` handling and a liveness check.
+// The server accepts nothing but `auth` from an unauthenticated socket (it closes
+// with 4401), so the client runs only while there is a token: start() after
+// login, stop() at logout; public data is polled over HTTP meanwhile.
 //
-// Events: "state" (state: connecting|open|closed, detail), "ready" ({authed}),
+// Events: "state" (state: idle|connecting|open|closed, detail), "ready" ({authed}),
 // "push" (msg), "auth_expired" (err), "shutdown" (msg), "sub_error" (params, err).
 
 import { Backoff } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { ApiError, errorFromBody } from "./errors.js";
-
-export const PRIVATE_CHANNELS = new Set(["orders", "balances", "notifications"]);
 
 const REQUEST_TIMEOUT_MS = 10000;
 const IDLE_PING_MS = 10000; // ping when nothing was received for this long
@@ -45,7 +46,7 @@ export class WsClient extends Emitter {
     this.pending = new Map(); // id -> {resolve, reject, timer}
     this.nextId = 1;
     this.ws = null;
-    this.state = "closed";
+    this.state = "idle";
     this.authed = false;
     this.running = false;
     this.generation = 0;
@@ -56,18 +57,37 @@ export class WsClient extends Emitter {
     this.shutdownTimer = null;
   }
 
+  /** Connect (if there is a token) and keep reconnecting until stop(). */
   start() {
-    if (this.running) return;
+    if (this.running || !this.getToken()) return;
     this.running = true;
+    this.backoff.reset();
     this.connect();
+    clearInterval(this.liveness);
     this.liveness = setInterval(() => this.checkLiveness(), 2000);
   }
 
+  /** Close for good (logout); subscriptions are kept for the next start(). */
   stop() {
+    if (!this.running && !this.ws) return;
     this.running = false;
     clearInterval(this.liveness);
     clearTimeout(this.reconnectTimer);
-    if (this.ws) this.ws.close(1000, "bye");
+    clearTimeout(this.stableTimer);
+    clearTimeout(this.shutdownTimer);
+    this.generation++; // ignore whatever the old socket still says
+    this.authed = false;
+    this.rejectAll(new ApiError("DISCONNECTED", "Connection closed", 0));
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      try {
+        ws.close(1000, "bye");
+      } catch {
+        /* already closed */
+      }
+    }
+    this.setState("idle");
   }
 
   get ready() {
@@ -103,10 +123,18 @@ export class WsClient extends Emitter {
     clearTimeout(this.stableTimer);
     this.stableTimer = setTimeout(() => this.backoff.reset(), STABLE_MS);
     this.setState("open");
-    await this.authenticate(gen);
+    const ok = await this.authenticate(gen);
     if (gen !== this.generation) return;
+    if (!ok) {
+      // 401: auth_expired was emitted and the server closes with 4401. Anything
+      // else (rate limited, timeout): drop this socket and retry with backoff.
+      const ws = this.ws;
+      this.onClose({ code: 4000, reason: "authentication failed" });
+      if (ws) ws.close(4000, "auth failed");
+      return;
+    }
     for (const params of this.subs.values()) this.sendSubscribe(params);
-    this.emit("ready", { authed: this.authed });
+    this.emit("ready", { authed: true });
   }
 
   async authenticate(gen) {
@@ -117,30 +145,12 @@ export class WsClient extends Emitter {
       await this.request("auth", { token });
       if (gen === this.generation) this.authed = true;
     } catch (e) {
-      if (e.status === 401 || e.code === "UNAUTHORIZED") this.emit("auth_expired", e);
+      if (gen === this.generation && (e.status === 401 || e.code === "UNAUTHORIZED")) {
+        this.stop();
+        this.emit("auth_expired", e);
+      }
     }
     return this.authed;
-  }
-
-  /** After login on a live socket: authenticate and subscribe private channels. */
-  async login() {
-    if (!this.ready) return;
-    const gen = this.generation;
-    if (await this.authenticate(gen)) {
-      for (const params of this.subs.values()) if (PRIVATE_CHANNELS.has(params.channel)) this.sendSubscribe(params);
-      this.emit("ready", { authed: true });
-    }
-  }
-
-  /** After logout: a fresh unauthenticated connection drops every private stream. */
-  logout() {
-    this.authed = false;
-    if (this.ws && this.state !== "closed") {
-      this.generation++; // ignore the old socket's events
-      this.rejectAll(new ApiError("DISCONNECTED", "Logged out", 0));
-      this.ws.close(1000, "logout");
-      this.connect();
-    }
   }
 
   onMessage(data) {
@@ -186,13 +196,22 @@ export class WsClient extends Emitter {
     this.authed = false;
     this.ws = null;
     this.rejectAll(new ApiError("DISCONNECTED", `Connection closed (${ev.code || "no code"})`, 0));
-    if (ev.code === 4401) this.emit("auth_expired", new ApiError("UNAUTHORIZED", CLOSE_REASONS[4401], 401));
+    if (ev.code === 4401) {
+      // The token is no good any more: reconnecting with it would fail the same way.
+      this.running = false;
+      clearInterval(this.liveness);
+      this.setState("closed", { code: ev.code, reason: CLOSE_REASONS[4401] });
+      this.emit("auth_expired", new ApiError("UNAUTHORIZED", CLOSE_REASONS[4401], 401));
+      return;
+    }
     this.scheduleReconnect(ev);
   }
 
   scheduleReconnect(ev) {
-    if (!this.running) {
-      this.setState("closed", { code: ev.code, reason: ev.reason });
+    if (!this.running || !this.getToken()) {
+      this.running = false;
+      clearInterval(this.liveness);
+      this.setState("idle");
       return;
     }
     let delay = this.backoff.next();
@@ -214,7 +233,7 @@ export class WsClient extends Emitter {
       } catch {
         /* already closing */
       }
-    } else if (idle > IDLE_PING_MS) {
+    } else if (idle > IDLE_PING_MS && this.authed) {
       this.request("ping", {}).catch(() => {});
     }
   }
@@ -250,8 +269,7 @@ export class WsClient extends Emitter {
   }
 
   sendSubscribe(params) {
-    if (!this.ready) return;
-    if (PRIVATE_CHANNELS.has(params.channel) && !this.authed) return;
+    if (!this.ready || !this.authed) return; // replayed by onOpen after auth
     this.request("subscribe", params).catch((e) => {
       if (e.code !== "DISCONNECTED") this.emit("sub_error", params, e);
     });
@@ -267,13 +285,13 @@ export class WsClient extends Emitter {
     const key = subKey(params);
     if (!this.subs.has(key)) return;
     this.subs.delete(key);
-    if (this.ready) this.request("unsubscribe", params).catch(() => {});
+    if (this.ready && this.authed) this.request("unsubscribe", params).catch(() => {});
   }
 
   /** Fresh snapshot after a gap or checksum mismatch: unsubscribe then subscribe. */
   resubscribe(params) {
     this.subs.set(subKey(params), params);
-    if (!this.ready) return;
+    if (!this.ready || !this.authed) return;
     this.request("unsubscribe", params)
       .catch(() => {})
       .finally(() => this.sendSubscribe(params));

@@ -79,7 +79,17 @@ test("auth is the first request, then subscriptions; replayed after reconnect", 
   ws.stop();
 });
 
-test("invalid token: auth_expired, public subscriptions only", async () => {
+test("no token: the client does not connect (the server wants auth first)", async () => {
+  const log = { sockets: [] };
+  const ws = client(null, log);
+  ws.subscribe({ channel: "ticker", markets: ["BTC-USD"] });
+  ws.start();
+  await tick(10);
+  assert.equal(log.sockets.length, 0);
+  assert.equal(ws.state, "idle");
+});
+
+test("invalid token: auth_expired, nothing subscribed, no reconnect loop", async () => {
   const log = { sockets: [] };
   const ws = client("bad", log);
   ws.subscribe({ channel: "ticker", markets: ["BTC-USD"] });
@@ -87,19 +97,16 @@ test("invalid token: auth_expired, public subscriptions only", async () => {
   let expired = 0;
   ws.on("auth_expired", () => expired++);
   ws.start();
-  await tick(20);
-  const sent = log.sockets[0].sent;
+  await tick(30);
   assert.equal(expired, 1);
-  assert.deepEqual(
-    sent.filter((m) => m.method === "subscribe").map((m) => m.params.channel),
-    ["ticker"],
-  );
-  ws.stop();
+  assert.equal(log.sockets.length, 1);
+  assert.deepEqual(log.sockets[0].sent.map((m) => m.method), ["auth"]);
+  assert.equal(ws.state, "idle");
 });
 
-test("close 4401 reports auth_expired; pending requests are rejected", async () => {
+test("close 4401 reports auth_expired, rejects pending requests, does not reconnect", async () => {
   const log = { sockets: [] };
-  const ws = client(null, log);
+  const ws = client("tok", log);
   let expired = 0;
   ws.on("auth_expired", () => expired++);
   ws.start();
@@ -111,13 +118,32 @@ test("close 4401 reports auth_expired; pending requests are rejected", async () 
   const p = ws.request("order.place", { market: "BTC-USD" });
   sock.close(4401);
   await assert.rejects(p, (e) => e.code === "DISCONNECTED" && e.outcomeUnknown);
+  await tick(20);
   assert.equal(expired, 1);
+  assert.equal(log.sockets.length, 1);
+  ws.stop();
+});
+
+test("stop() closes for good; start() again re-authenticates and replays", async () => {
+  const log = { sockets: [] };
+  const ws = client("tok", log);
+  ws.subscribe({ channel: "orders" });
+  ws.start();
+  await tick(10);
+  ws.stop();
+  await tick(20);
+  assert.equal(log.sockets.length, 1);
+  assert.equal(ws.state, "idle");
+  ws.start();
+  await tick(20);
+  assert.equal(log.sockets.length, 2);
+  assert.deepEqual(log.sockets[1].sent.map((m) => m.method), ["auth", "subscribe"]);
   ws.stop();
 });
 
 test("error responses carry code and message", async () => {
   const log = { sockets: [] };
-  const ws = client(null, log);
+  const ws = client("tok", log);
   ws.start();
   await tick(10);
   const sock = log.sockets[0];
@@ -145,15 +171,17 @@ class FakeWs extends Emitter {
   }
 }
 
-const fakeHttp = { trades: async () => [], ticker: async () => ({}) };
+const SNAP = { market: "BTC-USD", seq: 3, bids: [["1.00", "2"]], asks: [["1.10", "1"]] };
+const fakeHttp = { trades: async () => [], ticker: async () => ({ last: "1.05" }), book: async () => SNAP };
 
 test("MarketFeed resubscribes the book on a gap and on a checksum mismatch", async () => {
   const ws = new FakeWs();
   const feed = new MarketFeed(ws, fakeHttp);
+  ws.emit("ready", { authed: true });
   feed.setMarket({ id: "BTC-USD" });
   assert.deepEqual(
     ws.calls.map(([k, p]) => `${k}:${p.channel}`),
-    ["subscribe:book", "subscribe:trades", "subscribe:ticker"],
+    ["subscribe:book", "subscribe:trades", "subscribe:ticker", "subscribe:heartbeat"],
   );
   assert.equal(ws.calls[0][1].depth, 50);
   ws.emit("push", { channel: "book", type: "snapshot", market: "BTC-USD", seq: 5, bids: [["1.00", "1"]], asks: [] });
@@ -169,4 +197,22 @@ test("MarketFeed resubscribes the book on a gap and on a checksum mismatch", asy
   // other markets' pushes are ignored
   ws.emit("push", { channel: "book", type: "snapshot", market: "ETH-USD", seq: 1, bids: [], asks: [] });
   assert.equal(feed.book.synced, false);
+});
+
+test("MarketFeed polls HTTP while the socket is not live, and stops once it is", async () => {
+  const ws = new FakeWs();
+  let polls = 0;
+  const http = { ...fakeHttp, book: async () => (polls++, SNAP) };
+  const feed = new MarketFeed(ws, http);
+  feed.setMarket({ id: "BTC-USD" });
+  await tick(20);
+  assert.equal(polls, 1);
+  assert.equal(feed.book.seq, 3);
+  assert.deepEqual(feed.book.bestBid(), ["1.00", "2"]);
+  assert.equal(feed.ticker.last, "1.05");
+  assert.equal(feed.stale, false);
+  ws.emit("ready", { authed: true }); // live: the poll timer is cleared
+  await tick(20);
+  assert.equal(feed.live, true);
+  assert.equal(feed.pollTimer === null || polls === 1, true);
 });

@@ -2,9 +2,10 @@
 // time axis, last-price line, crosshair readout. Seeds from GET candles, then
 // folds live trades into the current candle and reloads periodically.
 
-import { addTrade, INTERVAL_MS, niceTicks, normalizeCandles } from "../candles.js";
+import { addTrade, candlesFromTrades, INTERVAL_MS, niceTicks, normalizeCandles } from "../candles.js";
 import { incrementDecimals } from "../decimal.js";
 import { pad2 } from "../format.js";
+import { normalizeTrade } from "../market_feed.js";
 
 const COLORS = {
   up: "#1fbf75",
@@ -19,6 +20,7 @@ const AXIS_W = 68;
 const TIME_H = 20;
 const RELOAD_MS = 30000;
 const LIMIT = 150;
+const FALLBACK_TRADES = 1000;
 
 function css(name, fallback) {
   const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -36,6 +38,7 @@ export function mountChart(root, { http, feed, ws, getMarket }) {
   let hover = null; // {x, y}
   let loadToken = 0;
   let reloadTimer = null;
+  let source = "";
   const font = `11px ${css("--mono", "ui-monospace, monospace")}`;
 
   const setMsg = (text) => {
@@ -47,15 +50,27 @@ export function mountChart(root, { http, feed, ws, getMarket }) {
     const market = getMarket();
     if (!market) return;
     const token = ++loadToken;
+    let list = [];
+    let error = null;
     try {
-      const list = await http.candles(market.id, interval, LIMIT);
-      if (token !== loadToken) return;
-      candles = normalizeCandles(list);
-      setMsg(candles.length ? "" : "No trades yet");
+      list = normalizeCandles(await http.candles(market.id, interval, LIMIT));
+      source = "";
     } catch (e) {
-      if (token !== loadToken) return;
-      if (!candles.length) setMsg(`Chart unavailable: ${e}`);
+      error = e;
     }
+    if (!list.length) {
+      // No candle history served (yet): build it from the recent trades.
+      try {
+        const trades = await http.trades(market.id, FALLBACK_TRADES);
+        list = candlesFromTrades(trades.map(normalizeTrade), interval);
+        source = list.length ? "from recent trades" : "";
+      } catch {
+        /* keep the first error */
+      }
+    }
+    if (token !== loadToken) return;
+    if (list.length || !candles.length) candles = list;
+    setMsg(candles.length ? "" : error ? `Chart unavailable: ${error}` : "No trades yet");
     draw();
   }
 
@@ -88,7 +103,8 @@ export function mountChart(root, { http, feed, ws, getMarket }) {
     const plotH = hgt - TIME_H;
     const volH = plotH * 0.2;
     const priceH = plotH - volH - 8;
-    const slot = 8;
+    // candle width: 6..14 px, wider while there is little history
+    const slot = Math.max(6, Math.min(14, Math.floor(plotW / Math.max(1, candles.length))));
     const n = Math.max(1, Math.floor(plotW / slot));
     const shown = candles.slice(-n);
     if (!shown.length) {
@@ -208,7 +224,8 @@ export function mountChart(root, { http, feed, ws, getMarket }) {
     info.textContent =
       `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${fmtTime(focus.ts)}  ` +
       `O ${focus.o.toFixed(decimals)}  H ${focus.h.toFixed(decimals)}  L ${focus.l.toFixed(decimals)}  ` +
-      `C ${focus.c.toFixed(decimals)}  V ${+focus.v.toFixed(6)}`;
+      `C ${focus.c.toFixed(decimals)}  V ${+focus.v.toFixed(6)}` +
+      (source ? `  · ${source}` : "");
   }
 
   let drawQueued = false;

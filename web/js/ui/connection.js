@@ -14,8 +14,12 @@ export function mountConnection({ dot, label, banner }, ws) {
   ws.on("state", (state, detail) => {
     clearInterval(countdown);
     dot.className = `conn-dot conn-${state}`;
-    if (state === "open") {
-      label.textContent = "Live";
+    if (state === "idle") {
+      label.textContent = "Delayed (HTTP)";
+      dot.title = "Public data is polled over HTTP; log in for the live WebSocket feed";
+      setBanner("");
+    } else if (state === "open") {
+      label.textContent = "Connected";
       setBanner("");
     } else if (state === "connecting") {
       label.textContent = "Connecting…";
@@ -34,8 +38,8 @@ export function mountConnection({ dot, label, banner }, ws) {
     }
   });
 
-  ws.on("ready", ({ authed }) => {
-    label.textContent = authed ? "Live · signed in" : "Live";
+  ws.on("ready", () => {
+    label.textContent = "Live";
   });
 
   ws.on("shutdown", () => {

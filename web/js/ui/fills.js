@@ -9,6 +9,9 @@ export function mountFills(root, { account, getMarketById }) {
   const empty = pane.querySelector(".empty");
   const render = () => {
     empty.hidden = account.fills.length > 0;
+    empty.textContent = account.fillsError
+      ? `Fill history unavailable (${account.fillsError}); new fills appear live.`
+      : "No fills yet";
     tbody.replaceChildren(
       ...account.fills.slice(0, 100).map((f) => {
         const m = getMarketById(f.market);

@@ -175,6 +175,9 @@ export function mountOrderForm(root, { getMarket, feed, account, session, placeO
     }
     if (st === "EXPIRED" && order.time_in_force === "FOK") lines.push(h("div.result-note", "FOK could not fill in full: nothing executed."));
     else if (st === "EXPIRED") lines.push(h("div.result-note", "Unfilled remainder expired."));
+    else if (st === "CANCELED" && order.filled && !isZero(order.filled)) {
+      lines.push(h("div.result-note", "Unfilled remainder canceled (no more liquidity in range)."));
+    }
     for (const f of fills.slice(0, 8)) {
       lines.push(
         h(

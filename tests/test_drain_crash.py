@@ -43,6 +43,21 @@ async def fetch(url: str, sql: str) -> list[tuple]:
         return await (await conn.execute(sql)).fetchall()
 
 
+async def reading(redis, stream: str, seen: set[str], proc: subprocess.Popen) -> None:
+    """Wait until the new drain process has joined the consumer group (it reads)."""
+    for _ in range(2000):
+        try:
+            names = {c["name"].decode() for c in await redis.xinfo_consumers(stream, "drain")}
+        except Exception:  # group not created yet
+            names = set()
+        if names - seen:
+            seen |= names
+            return
+        assert proc.poll() is None, "drain exited at start"
+        await asyncio.sleep(0.01)
+    raise AssertionError("drain did not start reading within 20 s")
+
+
 async def crash_loop(redis, valkey_url, db_url, tmp_path: Path, kills: int, seed: int) -> None:
     rng = random.Random(seed)
     load = EngineLoad(redis, seed=seed, prefix=f"c{seed}-")
@@ -66,6 +81,8 @@ async def crash_loop(redis, valkey_url, db_url, tmp_path: Path, kills: int, seed
         HFTX_DRAIN_TRIM_POSITIONS="",
     )
     fault_kills = external_kills = 0
+    stream = f"{{m:{load.market.id}}}:ev"
+    seen: set[str] = set()
     try:
         for i in range(kills):
             env = dict(base_env)
@@ -85,8 +102,11 @@ async def crash_loop(redis, valkey_url, db_url, tmp_path: Path, kills: int, seed
                     stdout=subprocess.DEVNULL,
                     stderr=err,
                 )
-            deadline = asyncio.get_running_loop().time() + rng.uniform(0.6, 1.4)
-            while proc.poll() is None and asyncio.get_running_loop().time() < deadline:
+            await reading(redis, stream, seen, proc)
+            clock = asyncio.get_running_loop().time
+            # fault runs die by themselves soon after they start committing
+            deadline = clock() + (15.0 if "HFTX_DRAIN_FAULT" in env else rng.uniform(0.05, 0.8))
+            while proc.poll() is None and clock() < deadline:
                 await asyncio.sleep(0.01)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
@@ -125,7 +145,6 @@ async def crash_loop(redis, valkey_url, db_url, tmp_path: Path, kills: int, seed
     seqs = await fetch(db_url, "SELECT first_seq, last_seq FROM market_events ORDER BY first_seq")
     assert seqs[0][0] == 1
     assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(seqs))
-    stream = f"{{m:{load.market.id}}}:ev"
     group = next(g for g in await streams.groups(redis, stream) if g.name == "drain")
     assert group.pending == 0 and group.lag == 0
     assert await redis.xlen(streams.dead_letter_key(stream)) == 0

@@ -49,6 +49,7 @@ from workers.rows import (
     MARKET_COLUMNS,
     MARKET_EVENT_COLUMNS,
     ORDER_COLUMNS,
+    ORDER_CREATED,
     TRADE_COLUMNS,
     TRANSFER_COLUMNS,
     WITHDRAWAL_COLUMNS,
@@ -124,14 +125,50 @@ def fault(point: str) -> None:
 # -- rows -> PostgreSQL ------------------------------------------------------------------
 
 
-def entry_rows(entry: Entry) -> Rows:
-    """Rows of one stream entry; PoisonEntry if it cannot be converted."""
+def entry_rows(entry: Entry, into: Rows | None = None) -> Rows:
+    """Rows of one stream entry (added to ``into``); PoisonEntry if it cannot be converted."""
     kind, owner = stream_owner(entry.stream)
     if kind == "m":
-        return market_entry_rows(owner, entry.fields)
+        return market_entry_rows(owner, entry.fields, into)
     if kind == "u":
-        return account_entry_rows(owner, entry.id, entry.fields)
+        return account_entry_rows(owner, entry.id, entry.fields, into)
     raise PoisonEntry(f"no converter for stream {entry.stream}")
+
+
+_BAD_ENTRY = (PoisonEntry, ValueError, TypeError, KeyError)
+
+
+@dataclass(slots=True)
+class Converted:
+    """A batch turned into rows: the convertible entries, their rows, the others."""
+
+    good: list[Entry]
+    rows: Rows
+    bad: list[tuple[Entry, str]]
+
+
+def convert(entries: list[Entry]) -> Converted:
+    """Rows of a batch. Fast path into one accumulator; if some entry is bad, once
+    more entry by entry to set the bad ones apart."""
+    rows = Rows()
+    try:
+        for e in entries:
+            entry_rows(e, rows)
+        return Converted(entries, rows, [])
+    except _BAD_ENTRY:
+        pass
+    good: list[Entry] = []
+    bad: list[tuple[Entry, str]] = []
+    rows = Rows()
+    for e in entries:
+        try:
+            one = entry_rows(e)
+        except _BAD_ENTRY as exc:
+            bad.append((e, f"{type(exc).__name__}: {exc}"))
+            continue
+        good.append(e)
+        rows.extend(one)
+    return Converted(good, rows, bad)
 
 
 _TEMP_TABLES = {
@@ -219,47 +256,78 @@ async def _copy(
             await cp.write_row(row)
 
 
+async def _copy_new(
+    conn: psycopg.AsyncConnection[Any],
+    cur: psycopg.AsyncCursor[Any],
+    table: str,
+    cols: tuple[str, ...],
+    rows: Any,
+) -> bool:
+    """COPY ``rows`` straight into ``table`` in a savepoint: the fast path when none
+    of them exists yet. False (nothing written) if some row is already there."""
+    try:
+        async with conn.transaction():
+            await _copy(cur, table, cols, rows)
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
+
+
 async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
-    """Write ``rows`` in the current transaction; the number of trades newly inserted."""
+    """Write ``rows`` in the current transaction; the number of trades newly inserted.
+
+    Insert-only tables take the COPY fast path and fall back, on a re-delivered
+    row, to COPY into a temp table + INSERT ... ON CONFLICT DO NOTHING. Rows are
+    sorted by key so that concurrent drains lock in the same order."""
     new_trades = 0
     async with conn.cursor() as cur:
         if rows.trades:
             trades = sorted(rows.trades, key=lambda t: (t[0], t[1]))
-            await _copy(cur, "_d_trades", TRADE_COLUMNS, trades)
-            await cur.execute(
-                f"INSERT INTO trades ({_TRADE_COLS}) SELECT {_TRADE_COLS} FROM _d_trades "
-                "ORDER BY market, trade_id "
-                "ON CONFLICT DO NOTHING RETURNING market, trade_id"
-            )
-            inserted = await cur.fetchall()
-            new_trades = len(inserted)
-            if new_trades == len(trades):
+            if await _copy_new(conn, cur, "trades", TRADE_COLUMNS, trades):
                 fresh = trades
             else:
-                keys = {(m, t) for m, t in inserted}
+                await _copy(cur, "_d_trades", TRADE_COLUMNS, trades)
+                await cur.execute(
+                    f"INSERT INTO trades ({_TRADE_COLS}) SELECT {_TRADE_COLS} FROM _d_trades "
+                    "ORDER BY market, trade_id ON CONFLICT DO NOTHING RETURNING market, trade_id"
+                )
+                keys = {(m, t) for m, t in await cur.fetchall()}
                 fresh = [t for t in trades if (t[0], t[1]) in keys]
+            new_trades = len(fresh)
             await candles.upsert(
                 conn, candles.aggregate((t[0], t[1], t[2], t[3], t[4], t[13]) for t in fresh)
             )
         if rows.orders:
-            await _copy(
-                cur, "_d_orders", ORDER_COLUMNS, (o.as_tuple() for o in rows.orders.values())
+            # orders accepted in this batch are new (unless re-delivered): fast path;
+            # the others (done/reduced of older orders) are merged into their rows
+            new = sorted(
+                (o for o in rows.orders.values() if o[ORDER_CREATED] is not None), key=_first
             )
-            await cur.execute(_ORDERS_UPSERT)
+            old = [o for o in rows.orders.values() if o[ORDER_CREATED] is None]
+            if new and not await _copy_new(conn, cur, "orders", ORDER_COLUMNS, new):
+                old += new
+            if old:
+                await _copy(cur, "_d_orders", ORDER_COLUMNS, old)
+                await cur.execute(_ORDERS_UPSERT)
         for market in sorted(rows.markets.values()):
             await cur.execute(_MARKETS_UPSERT, market)
         if rows.market_events:
-            await _copy(cur, "_d_market_events", MARKET_EVENT_COLUMNS, rows.market_events)
-            await cur.execute(
-                f"INSERT INTO market_events ({_EVENT_COLS}) SELECT {_EVENT_COLS} "
-                "FROM _d_market_events ORDER BY market, first_seq ON CONFLICT DO NOTHING"
-            )
+            events = sorted(rows.market_events, key=lambda r: (r[0], r[1]))
+            if not await _copy_new(conn, cur, "market_events", MARKET_EVENT_COLUMNS, events):
+                await _copy(cur, "_d_market_events", MARKET_EVENT_COLUMNS, events)
+                await cur.execute(
+                    f"INSERT INTO market_events ({_EVENT_COLS}) SELECT {_EVENT_COLS} "
+                    "FROM _d_market_events ORDER BY market, first_seq ON CONFLICT DO NOTHING"
+                )
         if rows.ledger:
-            await _copy(cur, "_d_ledger", LEDGER_COLUMNS, rows.ledger)
-            await cur.execute(
-                f"INSERT INTO ledger_entries ({_LEDGER_COLS}) SELECT {_LEDGER_COLS} FROM _d_ledger "
-                "ORDER BY user_id, entry_ms, entry_seq, idx, leg ON CONFLICT DO NOTHING"
-            )
+            ledger = sorted(rows.ledger, key=lambda r: r[:5])
+            if not await _copy_new(conn, cur, "ledger_entries", LEDGER_COLUMNS, ledger):
+                await _copy(cur, "_d_ledger", LEDGER_COLUMNS, ledger)
+                await cur.execute(
+                    f"INSERT INTO ledger_entries ({_LEDGER_COLS}) SELECT {_LEDGER_COLS} "
+                    "FROM _d_ledger ORDER BY user_id, entry_ms, entry_seq, idx, leg "
+                    "ON CONFLICT DO NOTHING"
+                )
         if rows.deposits:
             deposits = sorted(rows.deposits, key=lambda r: str(r[0]))
             await cur.executemany(_DEPOSITS_INSERT, deposits)
@@ -268,6 +336,10 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
         if rows.transfers:
             await cur.executemany(_TRANSFERS_UPSERT, _by_id_in_order(rows.transfers, 5))
     return new_trades
+
+
+def _first(row: list[Any]) -> Any:
+    return row[0]
 
 
 def _by_id_in_order(rows: list[tuple[Any, ...]], ts_col: int) -> list[tuple[Any, ...]]:
@@ -284,12 +356,6 @@ def _entry_specific(exc: BaseException) -> bool:
 
 
 # -- the worker ----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Item:
-    entry: Entry
-    rows: Rows
 
 
 class Drain:
@@ -370,26 +436,15 @@ class Drain:
 
     # -- processing ----------------------------------------------------------------
 
-    def convert(self, entries: list[Entry]) -> tuple[list[_Item], list[tuple[Entry, str]]]:
-        """Rows per entry, and the entries that could not be converted."""
-        good: list[_Item] = []
-        bad: list[tuple[Entry, str]] = []
-        for e in entries:
-            try:
-                good.append(_Item(e, entry_rows(e)))
-            except (PoisonEntry, ValueError, TypeError, KeyError) as exc:
-                bad.append((e, f"{type(exc).__name__}: {exc}"))
-        return good, bad
-
-    async def handle(self, entries: list[Entry]) -> int:
-        """Convert, write, commit and ack ``entries``; the number committed."""
+    async def handle(self, entries: list[Entry], converted: Converted | None = None) -> int:
+        """Convert (unless done), write, commit and ack ``entries``; the number committed."""
         for e in entries:
             self._inflight[(e.stream, e.id)] = e
         try:
-            good, bad = self.convert(entries)
-            for e, reason in bad:
+            c = converted if converted is not None else convert(entries)
+            for e, reason in c.bad:
                 await self._failed(e, reason)
-            return await self._write_isolating(good)
+            return await self._write_isolating(c.good, c.rows)
         finally:
             for e in entries:
                 self._inflight.pop((e.stream, e.id), None)
@@ -409,28 +464,25 @@ class Drain:
             "parked %s %s in %s: %s", stream, entry_id, streams.dead_letter_key(stream), reason
         )
 
-    async def _write_isolating(self, items: list[_Item]) -> int:
-        """Write ``items``; on a data error split the batch to find the culprit entries."""
-        if not items:
+    async def _write_isolating(self, entries: list[Entry], rows: Rows | None = None) -> int:
+        """Write ``entries``; on a data error split the batch to find the culprits."""
+        if not entries:
             return 0
         try:
-            return await self._write(items)
+            return await self._write(entries, rows if rows is not None else convert(entries).rows)
         except psycopg.Error as exc:
             if not _entry_specific(exc):
                 raise
-            if len(items) == 1:
-                await self._failed(items[0].entry, f"{type(exc).__name__}: {exc}")
+            if len(entries) == 1:
+                await self._failed(entries[0], f"{type(exc).__name__}: {exc}")
                 return 0
-            mid = len(items) // 2
-            return await self._write_isolating(items[:mid]) + await self._write_isolating(
-                items[mid:]
+            mid = len(entries) // 2
+            return await self._write_isolating(entries[:mid]) + await self._write_isolating(
+                entries[mid:]
             )
 
-    async def _write(self, items: list[_Item]) -> int:
-        """One transaction for ``items`` with retries on transient errors; then XACK."""
-        rows = Rows()
-        for it in items:
-            rows.extend(it.rows)
+    async def _write(self, entries: list[Entry], rows: Rows) -> int:
+        """One transaction for ``entries`` with retries on transient errors; then XACK."""
         attempt = 0
         started = time.perf_counter()
         while True:
@@ -449,7 +501,6 @@ class Drain:
                 await self._backoff(attempt, exc)
                 attempt += 1
         fault("after_commit")
-        entries = [it.entry for it in items]
         await self._redis_retry(lambda: streams.ack(self.redis, self.cfg.group, entries))
         fault("after_ack")
         cleared = [e for e in entries if (e.stream, e.id) in self._retried]
@@ -457,14 +508,14 @@ class Drain:
             await streams.clear_failures(self.redis, e.stream, [e.id])
         BATCH_SECONDS.observe(time.perf_counter() - started)
         TRADES.inc(new_trades)
-        for it in items:
-            ENTRIES.labels(it.entry.stream[1]).inc()
-        self.committed += len(items)
+        for e in entries:
+            ENTRIES.labels(e.stream[1]).inc()
+        self.committed += len(entries)
         if self.on_commit is not None:
             res = self.on_commit(entries)
             if asyncio.iscoroutine(res):
                 await res
-        return len(items)
+        return len(entries)
 
     async def _backoff(self, attempt: int, exc: BaseException) -> None:
         DB_ERRORS.inc()
@@ -571,19 +622,17 @@ class Drain:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Process until ``stop`` is set (then finish the batches already read)."""
         stop = stop or asyncio.Event()
-        queue: asyncio.Queue[list[Entry] | None] = asyncio.Queue(self.cfg.queue_batches)
+        queue: asyncio.Queue[tuple[list[Entry], Converted] | None]
+        queue = asyncio.Queue(self.cfg.queue_batches)
 
-        async def reader() -> None:
+        async def reader() -> None:  # reads and converts while the writer waits on PostgreSQL
             try:
                 while not stop.is_set():
                     await self._redis_retry(self.refresh)
                     entries = await self._redis_retry(self.read)
-                    if entries:
-                        for e in entries:
-                            self._inflight[(e.stream, e.id)] = e
-                        await queue.put(entries)
-                    else:
-                        await queue.put([])
+                    for e in entries:
+                        self._inflight[(e.stream, e.id)] = e
+                    await queue.put((entries, convert(entries)))
             finally:
                 await queue.put(None)
 
@@ -597,11 +646,11 @@ class Drain:
         lag_task = asyncio.create_task(monitor())
         try:
             while True:
-                entries = await queue.get()
-                if entries is None:
+                item = await queue.get()
+                if item is None:
                     break
-                if entries:
-                    await self.handle(entries)
+                if item[0]:
+                    await self.handle(*item)
                 await self._redis_retry(self.maintain)
         finally:
             stop.set()

@@ -12,7 +12,7 @@ attempts instead of blocking the stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -64,74 +64,51 @@ class PoisonEntry(ValueError):
     """A stream entry that cannot be turned into rows."""
 
 
-@dataclass(slots=True)
-class OrderRow:
-    """What the events of a batch say about one order; None = not said.
-
-    Identity columns never change. State columns (``STATE``) follow the event
-    with the highest ``seq``; ``amount`` follows the highest ``amount_seq``.
-    """
-
-    id: str
-    user_id: str
-    market: str
-    side: str
-    seq: int
-    type: str | None = None
-    tif: str | None = None
-    post_only: bool | None = None
-    stp: str | None = None
-    client_order_id: str | None = None
-    price: int | None = None
-    quote_amount: int | None = None
-    created_ts: int | None = None
-    amount: int | None = None
-    amount_seq: int | None = None
-    filled: int | None = None
-    cost: int | None = None
-    status: str | None = None
-    reason: str | None = None
-    updated_ts: int | None = None
-
-    STATE = ("filled", "cost", "status", "reason", "updated_ts")
-    IDENTITY = (
-        "user_id",
-        "market",
-        "side",
-        "type",
-        "tif",
-        "post_only",
-        "stp",
-        "client_order_id",
-        "price",
-        "quote_amount",
-        "created_ts",
-    )
-
-    def merge(self, other: OrderRow) -> OrderRow:
-        """Combine two views of the same order (commutative; mirrors the SQL upsert)."""
-        newer, older = (other, self) if other.seq > self.seq else (self, other)
-        out = OrderRow(
-            id=self.id, user_id=self.user_id, market=self.market, side=self.side, seq=newer.seq
-        )
-        for name in self.IDENTITY:
-            a = getattr(self, name)
-            setattr(out, name, a if a is not None else getattr(other, name))
-        for name in self.STATE:
-            n = getattr(newer, name)
-            setattr(out, name, n if n is not None else getattr(older, name))
-        a_seq, b_seq = self.amount_seq, other.amount_seq
-        if b_seq is not None and (a_seq is None or b_seq > a_seq):
-            out.amount, out.amount_seq = other.amount, b_seq
-        else:
-            out.amount, out.amount_seq = self.amount, a_seq
-        return out
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in ORDER_COLUMNS)
+# orders columns, in this order. An order row is a list in this order; None = not
+# said by the events seen. Identity columns (type .. created_ts) never change;
+# state columns (filled .. updated_ts) follow the event with the highest seq;
+# amount follows the highest amount_seq.
+ORDER_COLUMNS = (
+    "id",
+    "user_id",
+    "market",
+    "side",
+    "seq",
+    "type",
+    "tif",
+    "post_only",
+    "stp",
+    "client_order_id",
+    "price",
+    "quote_amount",
+    "created_ts",
+    "amount",
+    "amount_seq",
+    "filled",
+    "cost",
+    "status",
+    "reason",
+    "updated_ts",
+)
+OrderRow = list[Any]
+ORDER_CREATED = ORDER_COLUMNS.index("created_ts")  # set iff the batch saw `accepted`
+_SEQ, _AMOUNT, _AMOUNT_SEQ = 4, 13, 14
+_GAPS = (5, 6, 7, 8, 9, 10, 11, 12, 15, 16, 17, 18, 19)  # identity + state columns
 
 
-ORDER_COLUMNS = tuple(f.name for f in fields(OrderRow))
+def merge_order(a: OrderRow, b: OrderRow) -> OrderRow:
+    """Combine two views of the same order (commutative; mirrors the SQL upsert)."""
+    newer, older = (b, a) if b[_SEQ] > a[_SEQ] else (a, b)
+    out = newer.copy()
+    for i in _GAPS:
+        if out[i] is None:
+            out[i] = older[i]
+    sa, sb = a[_AMOUNT_SEQ], b[_AMOUNT_SEQ]
+    if sb is not None and (sa is None or sb > sa):
+        out[_AMOUNT], out[_AMOUNT_SEQ] = b[_AMOUNT], sb
+    else:
+        out[_AMOUNT], out[_AMOUNT_SEQ] = a[_AMOUNT], sa
+    return out
 
 
 @dataclass(slots=True)
@@ -140,7 +117,7 @@ class Rows:
 
     market_events: list[MarketEventRow] = field(default_factory=list)
     trades: list[TradeRow] = field(default_factory=list)
-    orders: dict[str, OrderRow] = field(default_factory=dict)
+    orders: dict[str, OrderRow] = field(default_factory=dict)  # by order id
     markets: dict[str, MarketRow] = field(default_factory=dict)
     ledger: list[tuple[Any, ...]] = field(default_factory=list)
     deposits: list[tuple[Any, ...]] = field(default_factory=list)
@@ -148,8 +125,8 @@ class Rows:
     transfers: list[tuple[Any, ...]] = field(default_factory=list)
 
     def add_order(self, row: OrderRow) -> None:
-        old = self.orders.get(row.id)
-        self.orders[row.id] = row if old is None else old.merge(row)
+        old = self.orders.get(row[0])
+        self.orders[row[0]] = row if old is None else merge_order(old, row)
 
     def add_market(self, row: MarketRow) -> None:
         old = self.markets.get(row[0])
@@ -214,128 +191,158 @@ def _field(fields_: dict[Any, Any], name: str) -> Any:
 # -- market entries -------------------------------------------------------------
 
 
-def market_entry_rows(market: str, entry: dict[Any, Any]) -> Rows:
-    """Rows of one ``{m:market}:ev`` entry (fields ``f``, ``l``, ``e``)."""
+def market_entry_rows(market: str, entry: dict[Any, Any], into: Rows | None = None) -> Rows:
+    """Rows of one ``{m:market}:ev`` entry (fields ``f``, ``l``, ``e``).
+
+    Structure (seqs, kinds, keys) is checked here; value types are checked by
+    PostgreSQL (a string in a BIGINT column fails the batch, which the drain then
+    bisects down to the entry). Rows are added to ``into`` if given (partially, if
+    the entry turns out to be poison)."""
+    rows = Rows() if into is None else into
     try:
         first = int(_field(entry, "f"))
         last = int(_field(entry, "l"))
         raw = _field(entry, "e")
         events = orjson.loads(raw)
-    except (ValueError, TypeError) as exc:
-        raise PoisonEntry(str(exc)) from None
-    if not isinstance(events, list) or not events or first < 1 or last != first + len(events) - 1:
-        raise PoisonEntry("events do not match f..l")
-    rows = Rows()
-    for i, ev in enumerate(events):
-        if not isinstance(ev, dict) or _int(ev, "seq") != first + i:
-            raise PoisonEntry(f"event {i} has no seq {first + i}")
-        _market_event(market, ev, rows)
+        if type(events) is not list or not events or first < 1 or last != first + len(events) - 1:
+            raise PoisonEntry("events do not match f..l")
+        seq = first
+        for ev in events:
+            if ev["seq"] != seq:
+                raise PoisonEntry(f"event without seq {seq}")
+            _market_event(market, ev, seq, rows)
+            seq += 1
+        ts = events[0]["ts"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise PoisonEntry(f"{type(exc).__name__}: {exc}") from None
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    rows.market_events.append((market, first, last, _int(events[0], "ts"), text))
+    rows.market_events.append((market, first, last, ts, text))
     return rows
 
 
-def _market_event(market: str, ev: dict[str, Any], rows: Rows) -> None:
-    kind = ev.get("e")
-    seq, ts = _int(ev, "seq"), _int(ev, "ts")
+def _market_event(market: str, ev: dict[str, Any], seq: int, rows: Rows) -> None:
+    kind = ev["e"]
     if kind == "trade":
         rows.trades.append(
             (
                 market,
-                _int(ev, "tid"),
-                _int(ev, "price"),
-                _int(ev, "size"),
-                _int(ev, "quote"),
-                _side(ev),
-                _str(ev, "maker"),
-                _str(ev, "taker"),
-                _str(ev, "mu"),
-                _str(ev, "tu"),
-                _int(ev, "mfee"),
-                _int(ev, "tfee"),
+                ev["tid"],
+                ev["price"],
+                ev["size"],
+                ev["quote"],
+                ev["side"],
+                ev["maker"],
+                ev["taker"],
+                ev["mu"],
+                ev["tu"],
+                ev["mfee"],
+                ev["tfee"],
                 seq,
-                ts,
-            )
-        )
-    elif kind == "accepted":
-        amount = _int(ev, "amount")
-        rows.add_order(
-            OrderRow(
-                id=_str(ev, "id"),
-                user_id=_str(ev, "u"),
-                market=market,
-                side=_side(ev),
-                seq=seq,
-                type=_str(ev, "type"),
-                tif=_str(ev, "tif"),
-                post_only=bool(_int(ev, "po")),
-                stp=ev.get("stp") if isinstance(ev.get("stp"), str) else None,
-                client_order_id=_str(ev, "cid") or None,
-                price=_int(ev, "price"),
-                quote_amount=_int(ev, "qb"),
-                created_ts=ts,
-                amount=amount,
-                amount_seq=seq,
-                filled=0,
-                cost=0,
-                status="NEW",
-                updated_ts=ts,
+                ev["ts"],
             )
         )
     elif kind == "done":
-        reason = _str(ev, "reason")
-        if reason not in FINAL_STATUSES:
-            raise PoisonEntry(f"bad done reason {reason!r}")
-        has_amount = "amount" in ev
+        if ev["reason"] not in FINAL_STATUSES:
+            raise PoisonEntry(f"bad done reason {ev['reason']!r}")
+        amount = ev.get("amount")
+        ts = ev["ts"]
+        # id user market side seq | type tif po stp cid price qb created | amount amount_seq
+        # | filled cost status reason updated
         rows.add_order(
-            OrderRow(
-                id=_str(ev, "id"),
-                user_id=_str(ev, "u"),
-                market=market,
-                side=_side(ev),
-                seq=seq,
-                amount=_int(ev, "amount") if has_amount else None,
-                amount_seq=seq if has_amount else None,
-                filled=_int(ev, "filled"),
-                cost=_int(ev, "cost"),
-                status=reason,
-                reason=_str(ev, "msg") or None,
-                updated_ts=ts,
-            )
+            [
+                ev["id"],
+                ev["u"],
+                market,
+                ev["side"],
+                seq,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                amount,
+                None if amount is None else seq,
+                ev["filled"],
+                ev["cost"],
+                ev["reason"],
+                ev["msg"] or None,
+                ts,
+            ]
+        )
+    elif kind == "accepted":
+        ts = ev["ts"]
+        rows.add_order(
+            [
+                ev["id"],
+                ev["u"],
+                market,
+                ev["side"],
+                seq,
+                ev["type"],
+                ev["tif"],
+                bool(ev["po"]),
+                ev.get("stp"),
+                ev["cid"] or None,
+                ev["price"],
+                ev["qb"],
+                ts,
+                ev["amount"],
+                seq,
+                0,
+                0,
+                "NEW",
+                None,
+                ts,
+            ]
         )
     elif kind == "reduced":
         rows.add_order(
-            OrderRow(
-                id=_str(ev, "id"),
-                user_id=_str(ev, "u"),
-                market=market,
-                side=_side(ev),
-                seq=seq,
-                amount=_int(ev, "amount"),
-                amount_seq=seq,
-                updated_ts=ts,
-            )
+            [
+                ev["id"],
+                ev["u"],
+                market,
+                ev["side"],
+                seq,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                ev["amount"],
+                seq,
+                None,
+                None,
+                None,
+                None,
+                ev["ts"],
+            ]
         )
     elif kind == "market":
         rows.add_market(
             (
                 market,
-                _str(ev, "base"),
-                _str(ev, "quote"),
-                _int(ev, "bscale"),
-                _int(ev, "tick"),
-                _int(ev, "lot"),
-                _int(ev, "min"),
-                _int(ev, "maxn"),
-                _int(ev, "mult"),
-                _int(ev, "mfee"),
-                _int(ev, "tfee"),
-                _str(ev, "status"),
+                ev["base"],
+                ev["quote"],
+                ev["bscale"],
+                ev["tick"],
+                ev["lot"],
+                ev["min"],
+                ev["maxn"],
+                ev["mult"],
+                ev["mfee"],
+                ev["tfee"],
+                ev["status"],
                 seq,
-                ts,
+                ev["ts"],
             )
         )
-    elif not isinstance(kind, str):
+    elif type(kind) is not str:
         raise PoisonEntry(f"event without kind: {ev!r}")
     # other kinds (level, future ones) live only in market_events
 
@@ -403,8 +410,11 @@ def ledger_legs(ev: dict[str, Any]) -> list[Leg]:
     raise PoisonEntry(f"unknown ledger event {kind!r}")
 
 
-def account_entry_rows(user: str, entry_id: str, entry: dict[Any, Any]) -> Rows:
-    """Rows of one ``{u:user}:ev`` entry (field ``e``: JSON array of ledger events)."""
+def account_entry_rows(
+    user: str, entry_id: str, entry: dict[Any, Any], into: Rows | None = None
+) -> Rows:
+    """Rows of one ``{u:user}:ev`` entry (field ``e``: JSON array of ledger events),
+    added to ``into`` if given."""
     try:
         ms, _, sq = entry_id.partition("-")
         entry_ms, entry_seq = int(ms), int(sq)
@@ -415,7 +425,7 @@ def account_entry_rows(user: str, entry_id: str, entry: dict[Any, Any]) -> Rows:
         events = [events]
     if not isinstance(events, list) or not events:
         raise PoisonEntry("e must be a non-empty JSON array")
-    rows = Rows()
+    rows = Rows() if into is None else into
     for idx, ev in enumerate(events):
         if not isinstance(ev, dict):
             raise PoisonEntry(f"event {idx} is not an object")

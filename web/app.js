@@ -6,6 +6,7 @@ import { Backoff } from "./js/backoff.js";
 import { normalize } from "./js/decimal.js";
 import { MarketFeed } from "./js/market_feed.js";
 import { Session } from "./js/session.js";
+import { keepSessionAlive } from "./js/session_keeper.js";
 import { WsClient } from "./js/ws.js";
 import { mountAuth } from "./js/ui/auth.js";
 import { mountBalances } from "./js/ui/balances.js";
@@ -141,13 +142,6 @@ function loadAccount() {
   );
 }
 
-let expiryTimer = null;
-function armExpiry() {
-  clearTimeout(expiryTimer);
-  const ms = session.msUntilExpiry();
-  if (Number.isFinite(ms)) expiryTimer = setTimeout(() => session.end(EXPIRED), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
-}
-
 function onSessionChange(loggedIn) {
   accountRoot.classList.toggle("signed-out", !loggedIn);
   accountRoot.querySelector(".signed-out-note").hidden = loggedIn;
@@ -160,11 +154,11 @@ function onSessionChange(loggedIn) {
     account.clear();
     wallet.clear();
   }
-  armExpiry();
   orderForm.refresh();
   book.render();
 }
 session.onChange(onSessionChange);
+keepSessionAlive({ session, http, ws, onExpired: () => session.end(EXPIRED) });
 
 ws.on("push", (m) => account.onPush(m));
 ws.on("ready", () => {

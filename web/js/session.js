@@ -39,6 +39,14 @@ export class Session {
     this.emit(null);
   }
 
+  /** Replace the token after a refresh (same user, no login/logout event). */
+  renew(login) {
+    if (!this.data || !login || !login.access_token) return;
+    const expiresAt = login.expires_in ? Date.now() + Number(login.expires_in) * 1000 : null;
+    this.data = { ...this.data, token: login.access_token, expiresAt };
+    this.storage.setItem(KEY, JSON.stringify(this.data));
+  }
+
   /** Forget the token; `reason` (string) tells the UI why, e.g. "session expired". */
   end(reason = null) {
     if (!this.data) return;

@@ -10,6 +10,16 @@ import { WsClient } from "../js/ws.js";
 
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
 
+/** Wait until `cond()` is true (polling), failing after `ms`; then settle a little. */
+async function until(cond, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`condition not met in ${ms} ms: ${cond}`);
+    await tick(5);
+  }
+  await tick(10);
+}
+
 function fakeSocketClass(log) {
   return class FakeSocket {
     constructor(url) {
@@ -56,7 +66,7 @@ test("auth is the first request, then subscriptions; replayed after reconnect", 
   const readies = [];
   ws.on("ready", (r) => readies.push(r));
   ws.start();
-  await tick(20);
+  await until(() => readies.length === 1);
   const first = log.sockets[0].sent;
   assert.equal(first[0].method, "auth");
   assert.deepEqual(first[0].params, { token: "tok" });
@@ -71,7 +81,7 @@ test("auth is the first request, then subscriptions; replayed after reconnect", 
   // server restarts the node
   log.sockets[0].push({ channel: "status", type: "shutdown" });
   log.sockets[0].close(1012);
-  await tick(30);
+  await until(() => readies.length === 2);
   assert.equal(log.sockets.length, 2);
   const second = log.sockets[1].sent;
   assert.equal(second[0].method, "auth");
@@ -97,6 +107,7 @@ test("invalid token: auth_expired, nothing subscribed, no reconnect loop", async
   let expired = 0;
   ws.on("auth_expired", () => expired++);
   ws.start();
+  await until(() => expired === 1);
   await tick(30);
   assert.equal(expired, 1);
   assert.equal(log.sockets.length, 1);
@@ -110,7 +121,7 @@ test("close 4401 reports auth_expired, rejects pending requests, does not reconn
   let expired = 0;
   ws.on("auth_expired", () => expired++);
   ws.start();
-  await tick(10);
+  await until(() => ws.authed);
   const sock = log.sockets[0];
   sock.send = function (data) {
     this.sent.push(JSON.parse(data)); // never answers
@@ -129,13 +140,13 @@ test("stop() closes for good; start() again re-authenticates and replays", async
   const ws = client("tok", log);
   ws.subscribe({ channel: "orders" });
   ws.start();
-  await tick(10);
+  await until(() => ws.authed);
   ws.stop();
   await tick(20);
   assert.equal(log.sockets.length, 1);
   assert.equal(ws.state, "idle");
   ws.start();
-  await tick(20);
+  await until(() => ws.authed && log.sockets[1].sent.length === 2);
   assert.equal(log.sockets.length, 2);
   assert.deepEqual(log.sockets[1].sent.map((m) => m.method), ["auth", "subscribe"]);
   ws.stop();
@@ -145,7 +156,7 @@ test("error responses carry code and message", async () => {
   const log = { sockets: [] };
   const ws = client("tok", log);
   ws.start();
-  await tick(10);
+  await until(() => ws.authed);
   const sock = log.sockets[0];
   sock.send = function (data) {
     const msg = JSON.parse(data);
@@ -187,12 +198,12 @@ test("MarketFeed resubscribes the book on a gap and on a checksum mismatch", asy
   ws.emit("push", { channel: "book", type: "snapshot", market: "BTC-USD", seq: 5, bids: [["1.00", "1"]], asks: [] });
   assert.equal(feed.book.seq, 5);
   ws.emit("push", { channel: "book", type: "update", market: "BTC-USD", first_seq: 7, seq: 7, bids: [], asks: [] });
-  await tick(5);
+  await until(() => ws.calls.length === 5);
   assert.deepEqual(ws.calls.at(-1)[0], "resubscribe");
   assert.equal(feed.book.synced, false);
   ws.emit("push", { channel: "book", type: "snapshot", market: "BTC-USD", seq: 9, bids: [["1.00", "1"]], asks: [] });
   ws.emit("push", { channel: "book", type: "update", market: "BTC-USD", first_seq: 10, seq: 10, bids: [], asks: [], checksum: 42 });
-  await tick(5);
+  await until(() => ws.calls.length === 6);
   assert.equal(ws.calls.filter(([k]) => k === "resubscribe").length, 2);
   // other markets' pushes are ignored
   ws.emit("push", { channel: "book", type: "snapshot", market: "ETH-USD", seq: 1, bids: [], asks: [] });
@@ -205,14 +216,14 @@ test("MarketFeed polls HTTP while the socket is not live, and stops once it is",
   const http = { ...fakeHttp, book: async () => (polls++, SNAP) };
   const feed = new MarketFeed(ws, http);
   feed.setMarket({ id: "BTC-USD" });
-  await tick(20);
+  await until(() => feed.ticker && feed.book.synced);
   assert.equal(polls, 1);
   assert.equal(feed.book.seq, 3);
   assert.deepEqual(feed.book.bestBid(), ["1.00", "2"]);
   assert.equal(feed.ticker.last, "1.05");
   assert.equal(feed.stale, false);
-  ws.emit("ready", { authed: true }); // live: the poll timer is cleared
-  await tick(20);
+  ws.emit("ready", { authed: true }); // live: no more polls
+  await tick(2500);
   assert.equal(feed.live, true);
-  assert.equal(feed.pollTimer === null || polls === 1, true);
+  assert.equal(polls, 1);
 });

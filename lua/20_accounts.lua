@@ -220,7 +220,7 @@ local function op_int(x, allow_zero)
 end
 
 -- Apply one settlement op to the view; returns an error string or nil.
-local function apply_op(v, op, src_market)
+local function apply_op(v, op, src_market, src_payer)
   local kind, ts = op[1], op_int(op[3], true)
   if not ts then return 'bad op timestamp' end
   ts = fmt(ts)
@@ -264,7 +264,7 @@ local function apply_op(v, op, src_market)
   elseif kind == 'c' then
     -- {'c', pos, ts, payer, transfer_id, asset, amount}
     local payer, tid, asset, amount = op[4], op[5], op[6], op_int(op[7], false)
-    if not valid_id(payer) or not valid_id(tid) or not valid_asset(asset) or not amount then
+    if payer ~= src_payer or not valid_id(tid) or not valid_asset(asset) or not amount then
       return 'bad credit op'
     end
     view_add(v, asset, 'a', amount)
@@ -279,7 +279,7 @@ end
 
 -- Shared body of acct_settle and acct_credit: apply the ops whose position is
 -- after the account's cursor for `src`, in order, exactly once.
-local function apply_ops(keys, argv, allowed)
+local function apply_ops(keys, argv, allowed, payer)
   local src, market = argv[1], argv[2]
   if type(src) ~= 'string' or #src == 0 or #src > 80 then return fail('INVALID_PARAM', 'bad source') end
   local ok, ops = pcall(cjson.decode, argv[3] or '')
@@ -297,7 +297,7 @@ local function apply_ops(keys, argv, allowed)
     if pos_after(prev, p) then return fail('INVALID_PARAM', 'ops out of order') end
     prev = p
     if pos_after(p, cur) then
-      local err = apply_op(v, op, market)
+      local err = apply_op(v, op, market, payer)
       if err then return fail('INTERNAL', err) end
       applied = applied + 1
       last_s = op[2]
@@ -345,7 +345,9 @@ end
 --   more than a hold holds or make a balance negative).
 local SETTLE_OPS = {t = true, f = true, d = true, r = true}
 local function acct_settle(keys, argv)
-  if not valid_market(argv[2]) then return fail('INVALID_PARAM', 'bad market') end
+  if not valid_market(argv[2]) or argv[1] ~= '{m:' .. argv[2] .. '}:ev' then
+    return fail('INVALID_PARAM', 'bad market or source')
+  end
   return apply_ops(keys, argv, SETTLE_OPS)
 end
 
@@ -355,10 +357,15 @@ end
 --         {'c', entry id, ts, payer, transfer_id, asset, amount}
 --       in stream order; entries at or below {u:U}:cur[source] are skipped.
 -- Returns as acct_settle.
--- Errors (nothing written): INVALID_PARAM.
+-- Errors (nothing written): INVALID_PARAM (malformed, source is the payee itself),
+--   INTERNAL (an op whose payer is not the source's owner).
 local CREDIT_OPS = {c = true}
 local function acct_credit(keys, argv)
-  return apply_ops(keys, argv, CREDIT_OPS)
+  local payer = string.match(argv[1] or '', '^{u:(.+)}:ev$')
+  if not payer or payer == acct_user(acct_prefix(keys[1])) then
+    return fail('INVALID_PARAM', 'bad source')
+  end
+  return apply_ops(keys, argv, CREDIT_OPS, payer)
 end
 
 -- acct_deposit: credit an on-chain deposit (idempotent by deposit id).

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import fakeredis
+import pytest
 import redis.asyncio as aredis
 
 from engine import accounts, addresses, registry
@@ -26,13 +27,19 @@ from workers.settler import Settler
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = [f"u{i}" for i in range(5)]
-STEPS = 600
-KILLS = 20
+MIN_STEPS = 300
+KILLS = 20  # the slow variant; the default run kills 5 times
 INSTANCE = "crashy"
 
 
-async def scenario(redis: Any, seed: int, pace: float = 0.0) -> None:
-    """Deterministic trading: funds are ample so no order depends on settlement timing."""
+async def scenario(
+    redis: Any, seed: int, *, steps: int | None = None, pace: float = 0.0, until: Any = None
+) -> int:
+    """Deterministic trading: funds are ample so no order depends on settlement timing.
+
+    Runs ``steps`` steps, or at least MIN_STEPS and until the ``until`` event is set;
+    returns the number of steps.
+    """
     rng = random.Random(seed)
     ex = Exchange(redis)
     await setup_assets(redis)
@@ -41,7 +48,9 @@ async def scenario(redis: Any, seed: int, pace: float = 0.0) -> None:
         await fund(redis, u, "USD", 10_000_000 * COIN)
         await fund(redis, u, "BTC", 1_000 * COIN)
     to = {u: await addresses.deposit_address(redis, u, "USD") for u in USERS}
-    for step in range(STEPS):
+    step = 0
+    while step < steps if steps is not None else (step < MIN_STEPS or not until.is_set()):
+        step += 1
         user = rng.choice(USERS)
         roll = rng.random()
         side = rng.choice(["buy", "sell"])
@@ -64,16 +73,17 @@ async def scenario(redis: Any, seed: int, pace: float = 0.0) -> None:
         if pace:
             await asyncio.sleep(pace)
     await ex.close()
+    return step
 
 
 async def final_balances(redis: Any) -> dict[str, list[Balance]]:
     return {u: await accounts.balances(redis, u) for u in [*USERS, FEES_USER]}
 
 
-async def reference(seed: int) -> dict[str, list[Balance]]:
+async def reference(seed: int, steps: int) -> dict[str, list[Balance]]:
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
     await ensure_loaded(redis)
-    await scenario(redis, seed)
+    await scenario(redis, seed, steps=steps)
     await Settler(redis, publish=False).drain()
     out = await final_balances(redis)
     await redis.aclose()
@@ -85,37 +95,49 @@ def start_settler(url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "workers.settler"], cwd=ROOT, env=env)
 
 
+@pytest.mark.parametrize("kills_wanted", [5, pytest.param(KILLS, marks=pytest.mark.slow)])
 async def test_settler_killed_at_random_moments_applies_everything_exactly_once(
-    redis_real: Any, valkey_url: str
+    redis_real: Any, valkey_url: str, kills_wanted: int
 ) -> None:
     seed = 7
     rng = random.Random(seed)
-    producer = asyncio.create_task(scenario(redis_real, seed, pace=0.015))
-    kills, busy_kills, last_pos = 0, 0, None
-    proc = start_settler(valkey_url)
+    enough = asyncio.Event()
+    producer = asyncio.create_task(scenario(redis_real, seed, pace=0.01, until=enough))
+    kills = busy_kills = 0
+    proc = None
     try:
-        while kills < KILLS or not producer.done():
-            await asyncio.sleep(rng.uniform(0.25, 0.75))
+        while not producer.done():
+            proc = start_settler(valkey_url)
+            # let it start and apply something, then kill it at a random moment
+            pos = await _pos(redis_real)
+            deadline = time.monotonic() + 10
+            while await _pos(redis_real) == pos and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(rng.uniform(0, 0.3))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
-            pos = await redis_real.get("{m:BTC-USD}:stl")
-            busy_kills += pos != last_pos  # it was settling when it died
-            last_pos = pos
-            proc = start_settler(valkey_url)
-        await producer
+            busy_kills += await _pos(redis_real) != pos
+            if busy_kills >= kills_wanted:
+                enough.set()
+        steps = await producer
+        proc = start_settler(valkey_url)
         deadline = time.monotonic() + 30
         while await _behind(redis_real) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
     await Settler(redis_real, instance=INSTANCE, publish=False).drain()  # whatever is left
-    assert kills >= KILLS and busy_kills >= KILLS // 2
-    assert await final_balances(redis_real) == await reference(seed)
+    assert busy_kills >= kills_wanted
+    assert await final_balances(redis_real) == await reference(seed, steps)
+
+
+async def _pos(redis: Any) -> Any:
+    return await redis.get("{m:BTC-USD}:stl")
 
 
 async def _behind(redis: Any) -> bool:

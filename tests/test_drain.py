@@ -128,6 +128,28 @@ async def test_account_entries_become_ledger_and_wallet_rows(redis_real, db_url)
     wd = {"e": "withdraw_done", "ts": 7, "id": "w1", "asset": "BTC", "amount": 10}
     await redis_real.xadd("{u:a1}:ev", {"e": orjson.dumps([w])})
     await redis_real.xadd("{u:a1}:ev", {"e": orjson.dumps([wd])})
+    # P2P (lua/30_p2p.lua): escrow for a sell offer, snapshots, a release to a2
+    offer = {
+        "e": "p2p_offer", "ts": 8, "id": "of1", "u": "a1", "side": "sell", "asset": "BTC",
+        "fiat": "EUR", "status": "OPEN", "price": 100, "min": 1, "max": 5, "amount": 5,
+        "locked": 0, "filled": 0, "window": 15, "cts": 8, "uts": 8, "v": 1, "methods": ["SEPA"],
+    }  # fmt: skip
+    esc = {"e": "escrow", "ts": 8, "id": "of1", "asset": "BTC", "amount": 5, "reason": "offer"}
+    await redis_real.xadd("{u:a1}:ev", {"e": orjson.dumps([esc, offer])})
+    trade = {
+        "e": "p2p_trade", "ts": 9, "id": "pt1", "offer": "of1", "oside": "sell", "seller": "a1",
+        "buyer": "a2", "asset": "BTC", "fiat": "EUR", "status": "RELEASED", "act": "release",
+        "dispute_by": "", "dispute_reason": "", "resolution": "", "resolved_by": "",
+        "price": 100, "amount": 2, "fiat_amount": 200, "window": 15, "cts": 9, "uts": 9,
+        "exp": 900009, "paid_ts": 9, "dispute_ts": 0, "v": 3, "methods": ["SEPA"],
+    }  # fmt: skip
+    older = {**trade, "status": "PENDING", "v": 1}
+    une = {"e": "unescrow", "ts": 9, "id": "pt1", "asset": "BTC", "amount": 2, "reason": "release"}
+    pay = {"e": "transfer_out", "ts": 9, "id": "p2p:pt1", "to": "a2", "asset": "BTC", "amount": 2}
+    msg = {"e": "p2p_msg", "n": 1, "trade": "pt1", "from": "a2", "role": "buyer", "ts": 9,
+           "body": "paid"}  # fmt: skip
+    await redis_real.xadd("{u:a1}:ev", {"e": orjson.dumps([trade, une, pay, msg])})
+    await redis_real.xadd("{u:a1}:ev", {"e": orjson.dumps([older])})  # stale snapshot
     drain = Drain(redis_real, db_url, cfg())
     await drain.catch_up()
     await drain.close()
@@ -141,13 +163,24 @@ async def test_account_entries_become_ledger_and_wallet_rows(redis_real, db_url)
     )
     assert bal == {
         ("a1", "USD"): (1000 - 300 - 100, 0),
-        ("a1", "BTC"): (49 - 10, 0),
+        ("a1", "BTC"): (49 - 10 - 5, 0),
         ("a2", "USD"): (100, 0),
     }
+    escrow = await rows(
+        db_url, "SELECT sum(escrow) FROM ledger_entries WHERE user_id = 'a1' AND asset = 'BTC'"
+    )
+    assert escrow == [(5 - 2,)]
+    assert await rows(db_url, "SELECT id, status, version, methods FROM p2p_trades") == [
+        ("pt1", "RELEASED", 3, ["SEPA"])
+    ]
+    assert await rows(db_url, "SELECT id, amount, window_min FROM p2p_offers") == [("of1", 5, 15)]
+    assert await rows(db_url, "SELECT trade_id, n, sender, body FROM p2p_messages") == [
+        ("pt1", 1, "a2", "paid")
+    ]
     assert await rows(db_url, "SELECT id, user_id, amount FROM deposits") == [("d1", "a1", 1000)]
     assert await rows(db_url, "SELECT id, status, address FROM withdrawals") == [
         ("w1", "COMPLETED", "x1")
     ]
-    assert await rows(db_url, "SELECT from_user, to_user, ts, credited_ts FROM transfers") == [
-        ("a1", "a2", 4, 5)
-    ]
+    assert await rows(
+        db_url, "SELECT id, from_user, to_user, ts, credited_ts FROM transfers ORDER BY id"
+    ) == [("p2p:pt1", "a1", "a2", 9, None), ("t1", "a1", "a2", 4, 5)]

@@ -50,6 +50,9 @@ from workers.rows import (
     MARKET_EVENT_COLUMNS,
     ORDER_COLUMNS,
     ORDER_CREATED,
+    P2P_MESSAGE_COLUMNS,
+    P2P_OFFER_COLUMNS,
+    P2P_TRADE_COLUMNS,
     TRADE_COLUMNS,
     TRANSFER_COLUMNS,
     WITHDRAWAL_COLUMNS,
@@ -230,6 +233,19 @@ _WITHDRAWALS_UPSERT = (
     "created_ts = LEAST(w.created_ts, EXCLUDED.created_ts), "
     "updated_ts = GREATEST(w.updated_ts, EXCLUDED.updated_ts)"
 )
+_P2P_OFFERS_UPSERT = (
+    f"INSERT INTO p2p_offers AS r {_values(P2P_OFFER_COLUMNS)} ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in P2P_OFFER_COLUMNS[1:])
+    + " WHERE r.version < EXCLUDED.version"
+)
+_P2P_TRADES_UPSERT = (
+    f"INSERT INTO p2p_trades AS r {_values(P2P_TRADE_COLUMNS)} ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in P2P_TRADE_COLUMNS[1:])
+    + " WHERE r.version < EXCLUDED.version"
+)
+_P2P_MESSAGES_INSERT = (
+    f"INSERT INTO p2p_messages {_values(P2P_MESSAGE_COLUMNS)} ON CONFLICT DO NOTHING"
+)
 _TRANSFERS_UPSERT = (
     f"INSERT INTO transfers AS t {_values(TRANSFER_COLUMNS)} ON CONFLICT (id) DO UPDATE SET "
     "to_user = COALESCE(t.to_user, EXCLUDED.to_user), ts = LEAST(t.ts, EXCLUDED.ts), "
@@ -335,7 +351,26 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
             await cur.executemany(_WITHDRAWALS_UPSERT, _by_id_in_order(rows.withdrawals, 6))
         if rows.transfers:
             await cur.executemany(_TRANSFERS_UPSERT, _by_id_in_order(rows.transfers, 5))
+        if rows.p2p_offers:
+            await cur.executemany(_P2P_OFFERS_UPSERT, _latest(rows.p2p_offers))
+        if rows.p2p_trades:
+            await cur.executemany(_P2P_TRADES_UPSERT, _latest(rows.p2p_trades))
+        if rows.p2p_messages:
+            await cur.executemany(_P2P_MESSAGES_INSERT, sorted(rows.p2p_messages, key=_key2))
     return new_trades
+
+
+def _latest(records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The newest version (last column) of each record id (first column), by id."""
+    best: dict[Any, tuple[Any, ...]] = {}
+    for r in records:
+        if r[0] not in best or r[-1] > best[r[0]][-1]:
+            best[r[0]] = r
+    return [best[k] for k in sorted(best)]
+
+
+def _key2(row: Any) -> Any:
+    return (row[0], row[1])
 
 
 def _first(row: list[Any]) -> Any:

@@ -123,6 +123,9 @@ class Rows:
     deposits: list[tuple[Any, ...]] = field(default_factory=list)
     withdrawals: list[tuple[Any, ...]] = field(default_factory=list)
     transfers: list[tuple[Any, ...]] = field(default_factory=list)
+    p2p_offers: list[tuple[Any, ...]] = field(default_factory=list)
+    p2p_trades: list[tuple[Any, ...]] = field(default_factory=list)
+    p2p_messages: list[tuple[Any, ...]] = field(default_factory=list)
 
     def add_order(self, row: OrderRow) -> None:
         old = self.orders.get(row[0])
@@ -144,6 +147,9 @@ class Rows:
         self.deposits += other.deposits
         self.withdrawals += other.withdrawals
         self.transfers += other.transfers
+        self.p2p_offers += other.p2p_offers
+        self.p2p_trades += other.p2p_trades
+        self.p2p_messages += other.p2p_messages
 
     def __len__(self) -> int:
         return (
@@ -155,6 +161,9 @@ class Rows:
             + len(self.deposits)
             + len(self.withdrawals)
             + len(self.transfers)
+            + len(self.p2p_offers)
+            + len(self.p2p_trades)
+            + len(self.p2p_messages)
         )
 
 
@@ -407,7 +416,49 @@ def ledger_legs(ev: dict[str, Any]) -> list[Leg]:
         return [(asset, 0, -amount, 0)]
     if kind == "transfer_out":
         return [(asset, -amount, 0, 0)]
+    if kind == "escrow":
+        return [(asset, -amount, 0, amount)]
+    if kind == "unescrow":
+        # a P2P release is unescrow + transfer_out (which takes it from available)
+        return [(asset, amount, 0, -amount)]
     raise PoisonEntry(f"unknown ledger event {kind!r}")
+
+
+RECORD_KINDS = frozenset({"p2p_offer", "p2p_trade", "p2p_msg"})  # no balance change
+
+P2P_OFFER_COLUMNS = (
+    "id", "user_id", "side", "asset", "fiat", "status", "price", "min_amount", "max_amount",
+    "amount", "locked", "filled", "window_min", "methods", "created_ts", "updated_ts", "version",
+)  # fmt: skip
+P2P_TRADE_COLUMNS = (
+    "id", "offer_id", "offer_side", "seller", "buyer", "asset", "fiat", "status", "last_action",
+    "price", "amount", "fiat_amount", "window_min", "methods", "expires_ts", "paid_ts",
+    "dispute_by", "dispute_reason", "dispute_ts", "resolution", "resolved_by", "created_ts",
+    "updated_ts", "version",
+)  # fmt: skip
+P2P_MESSAGE_COLUMNS = ("trade_id", "n", "sender", "role", "body", "ts")
+
+_OFFER_FIELDS = (
+    "id", "u", "side", "asset", "fiat", "status", "price", "min", "max", "amount", "locked",
+    "filled", "window", "methods", "cts", "uts", "v",
+)  # fmt: skip
+_TRADE_FIELDS = (
+    "id", "offer", "oside", "seller", "buyer", "asset", "fiat", "status", "act", "price",
+    "amount", "fiat_amount", "window", "methods", "exp", "paid_ts", "dispute_by",
+    "dispute_reason", "dispute_ts", "resolution", "resolved_by", "cts", "uts", "v",
+)  # fmt: skip
+
+
+def _record_row(ev: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
+    out = []
+    for name in names:
+        v = ev[name]
+        if name == "methods":
+            v = orjson.dumps(v).decode()
+        elif v == "":
+            v = None
+        out.append(v)
+    return tuple(out)
 
 
 def account_entry_rows(
@@ -433,6 +484,9 @@ def account_entry_rows(
         ref = ev.get("id") if isinstance(ev.get("id"), str) else None
         market = ev.get("market") if isinstance(ev.get("market"), str) else None
         tid = ev.get("tid") if type(ev.get("tid")) is int else None
+        if kind in RECORD_KINDS:
+            _p2p_record(kind, ev, rows)
+            continue
         raw = orjson.dumps(ev).decode()
         for leg, (asset, avail, held, escrow) in enumerate(ledger_legs(ev)):
             rows.ledger.append(
@@ -456,6 +510,20 @@ def account_entry_rows(
             )
         _account_record(user, kind, ts, ev, rows)
     return rows
+
+
+def _p2p_record(kind: str, ev: dict[str, Any], rows: Rows) -> None:
+    try:
+        if kind == "p2p_offer":
+            rows.p2p_offers.append(_record_row(ev, _OFFER_FIELDS))
+        elif kind == "p2p_trade":
+            rows.p2p_trades.append(_record_row(ev, _TRADE_FIELDS))
+        else:
+            rows.p2p_messages.append(
+                (ev["trade"], ev["n"], ev["from"], ev["role"], ev["body"], ev["ts"])
+            )
+    except KeyError as exc:
+        raise PoisonEntry(f"{kind} without {exc}") from None
 
 
 def _account_record(user: str, kind: str, ts: int, ev: dict[str, Any], rows: Rows) -> None:

@@ -53,6 +53,8 @@ class Ledger:
     users: list[str]
     deposited: dict[str, int] = field(default_factory=dict)
     _n: int = 0
+    _read: dict[str, str] = field(default_factory=dict)  # payer -> last entry read
+    _pending: list[tuple[str, str, str, int, str]] = field(default_factory=list)
 
     async def fund(self, user: str, asset: str, amount: int) -> None:
         self._n += 1
@@ -61,18 +63,26 @@ class Ledger:
         self.deposited[asset] = self.deposited.get(asset, 0) + amount
 
     async def in_flight(self) -> dict[str, int]:
-        """Per asset: transfers debited from a payer not yet applied by the payee."""
-        out: dict[str, int] = {}
+        """Per asset: transfers debited from a payer not yet applied by the payee
+        (streams are read incrementally across calls)."""
         for payer in self.users:
-            for entry_id, fields in await self.redis.xrange(accounts.account_stream_key(payer)):
+            stream = accounts.account_stream_key(payer)
+            start = "(" + self._read[payer] if payer in self._read else "-"
+            for entry_id, fields in await self.redis.xrange(stream, min=start):
+                self._read[payer] = _s(entry_id)
                 for ev in orjson.loads(fields[b"e"]):
-                    if ev["e"] != "transfer_out":
-                        continue
-                    cur = await self.redis.hget(
-                        accounts.account_keys(ev["to"])[2], accounts.account_stream_key(payer)
-                    )
-                    if cur is None or _pos(_s(cur)) < _pos(_s(entry_id)):
-                        out[ev["asset"]] = out.get(ev["asset"], 0) + ev["amount"]
+                    if ev["e"] == "transfer_out":
+                        self._pending.append(
+                            (stream, ev["to"], ev["asset"], ev["amount"], _s(entry_id))
+                        )
+        out: dict[str, int] = {}
+        still = []
+        for stream, payee, asset, amount, entry_id in self._pending:
+            cur = await self.redis.hget(accounts.account_keys(payee)[2], stream)
+            if cur is None or _pos(_s(cur)) < _pos(entry_id):
+                out[asset] = out.get(asset, 0) + amount
+                still.append((stream, payee, asset, amount, entry_id))
+        self._pending = still
         return out
 
     async def totals(self) -> dict[str, int]:

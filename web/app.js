@@ -107,9 +107,11 @@ async function loadMarkets() {
   try {
     const list = await http.markets();
     marketsBackoff.reset();
+    const hadMarkets = markets.length > 0;
     markets = list;
     if (!list.length) {
-      toast("The exchange lists no market yet.", "warn");
+      if (hadMarkets || !loadMarkets.warned) toast("The exchange lists no market yet.", "warn");
+      loadMarkets.warned = true;
       return;
     }
     const wanted =
@@ -191,4 +193,5 @@ account.on("order_event", (exec, o) => {
 // --- start ---------------------------------------------------------------------
 for (const s of PRIVATE_SUBS) ws.subscribe(s); // sent only once authenticated
 loadMarkets();
+setInterval(loadMarkets, 60000); // market status (TRADING / HALT / CANCEL_ONLY) changes
 onSessionChange(session.loggedIn);

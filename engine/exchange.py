@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 from engine import accounts, addresses, registry
 from engine import market as M
 from engine.ids import new_order_id
+from engine.pubsub import publish_many
 from engine.pushes import order_pushes
 from engine.types import (
     Asset,
@@ -343,12 +344,11 @@ class Exchange:
     async def _publish_loop(self) -> None:
         while not self._outbox.empty():
             batch = [self._outbox.get_nowait() for _ in range(min(self._outbox.qsize(), 256))]
-            pipe = self.redis.pipeline(transaction=False)
+            messages = []
             for market, events, known in batch:
                 for user, push in await self._pushes(market, events, known):
-                    pipe.publish(user_channel(user), orjson.dumps(push))
-            if len(pipe):
-                await pipe.execute()
+                    messages.append((user_channel(user), orjson.dumps(push)))
+            await publish_many(self.redis, messages)
 
     async def _pushes(
         self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]

@@ -34,6 +34,7 @@ from redis.exceptions import ResponseError
 
 from engine import accounts, keys, registry
 from engine import market as market_calls
+from engine.pubsub import publish_many
 from engine.settlement import (
     FEES_USER,
     CreditOp,
@@ -112,7 +113,6 @@ class Settler:
         self._market_ids: list[str] = []
         self._scales: dict[str, int] = {}
         self._refreshed = 0.0
-        self._cluster = hasattr(redis, "get_primaries")
 
     # -- discovery -------------------------------------------------------------------
 
@@ -182,19 +182,9 @@ class Settler:
 
     async def _advance(self, s: _Stream, pos: str, pushes: Iterable[tuple[str, str]]) -> None:
         tag = s.key[: s.key.rindex(":")]
-        if not self.publish:
-            await self.redis.set(tag + ":stl", pos)
-        elif self._cluster:  # a cluster pipeline refuses PUBLISH: send them side by side
-            await asyncio.gather(
-                self.redis.set(tag + ":stl", pos),
-                *(self.redis.publish(channel, message) for channel, message in pushes),
-            )
-        else:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(tag + ":stl", pos)
-            for channel, message in pushes:
-                pipe.publish(channel, message)
-            await pipe.execute()
+        await self.redis.set(tag + ":stl", pos)
+        if self.publish:
+            await publish_many(self.redis, pushes)
         s.pos = pos
 
     # -- market streams --------------------------------------------------------------

@@ -36,12 +36,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 
 from ops.settings import Settings, get_settings
 
 log = logging.getLogger("hftx.embedded")
+_S = TypeVar("_S")
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0
@@ -635,16 +637,18 @@ class EmbeddedServices:
             self._lock_data_dir(s.data_dir)
         try:
             if s.embedded_redis:
-                port = s.valkey_port if port_is_free(s.valkey_port) else None
-                if port is None:
-                    log.warning("port %d is taken; embedded valkey uses a free port", s.valkey_port)
-                self.valkey = start_valkey(s.data_dir / "valkey", port=port, persistent=True)
+                self.valkey = _on_preferred_port(
+                    "valkey",
+                    s.valkey_port,
+                    lambda port: start_valkey(s.data_dir / "valkey", port=port, persistent=True),
+                )
                 s.redis_url = self.valkey.url
             if s.embedded_database:
-                port = s.pg_port if port_is_free(s.pg_port) else None
-                if port is None:
-                    log.warning("port %d is taken; embedded postgres uses a free port", s.pg_port)
-                self.postgres = start_postgres(s.data_dir / "pg", port=port, durable=True)
+                self.postgres = _on_preferred_port(
+                    "postgres",
+                    s.pg_port,
+                    lambda port: start_postgres(s.data_dir / "pg", port=port, durable=True),
+                )
                 s.database_url = self.postgres.url
         except BaseException:
             self.stop()
@@ -709,6 +713,17 @@ class EmbeddedServices:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _on_preferred_port(name: str, port: int, start: Callable[[int | None], _S]) -> _S:
+    """``start(port)``, or ``start(None)`` (any free port) if ``port`` is taken."""
+    if port_is_free(port):
+        try:
+            return start(port)
+        except _PortInUse:
+            pass  # taken between the check and the bind
+    log.warning("port %d is taken; embedded %s uses a free port", port, name)
+    return start(None)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

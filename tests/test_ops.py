@@ -313,3 +313,17 @@ async def test_release_on_a_cluster(
     for url in valkey_cluster_urls:
         async with aredis.Redis.from_url(url) as node:
             assert await functions.loaded_version(node) == report.library_version
+
+
+def test_embedded_services_move_off_a_taken_port(clean_env: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        os.environ["HFTX_VALKEY_PORT"] = str(taken)
+        os.environ["DATABASE_URL"] = "postgresql://unused@127.0.0.1:1/x"
+        with embedded.EmbeddedServices(Settings()) as services:
+            assert services.valkey is not None and services.valkey.port != taken
+            assert os.environ["REDIS_URL"] == services.valkey.url
+            with sync_redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
+                assert client.ping()

@@ -6,7 +6,7 @@
 --                                 (lua/20_accounts.lua)
 --   {u:U}:p2p:o:<offer id>  hash  offer: id u side asset fiat price min max amount
 --                                 locked filled methods window status cts uts v,
---                                 plus r:<trade id> = amount|taker|ts per open trade
+--                                 plus r:<trade id> = amount|taker|price|ts per open trade
 --                                 of a BUY offer (its trades live in the sellers' shards)
 --   {u:U}:p2p:t:<trade id>  hash  trade: id offer oside seller buyer asset fiat price
 --                                 amount fiat_amount methods window status act cts uts
@@ -399,7 +399,8 @@ end
 --       now_ms, request_id
 -- Returns {'new'|'replay', trade flat fields}.
 -- Errors (nothing written): UNKNOWN_P2P, INVALID_PARAM (own offer, offer not OPEN,
---   price changed, amount outside the limits or above what is left).
+--   price changed, amount outside the limits or above what is left, a replay with
+--   another amount or price).
 local function p2p_take(keys, argv)
   local P = p2p.prefix(keys[1])
   local seller = p2p.owner(P)
@@ -416,7 +417,9 @@ local function p2p_take(keys, argv)
   if prev == false then return fail('INVALID_PARAM', 'request_id already used for another request') end
   local done = p2p.read(prev and (P .. 'p2p:t:' .. prev) or keys[4], P2P_TRADE_INT)
   if done and done.status ~= 'ABORTED' then
-    if done.buyer ~= taker then return fail('INVALID_PARAM', 'trade id already used') end
+    if done.buyer ~= taker or done.amount ~= amount or done.price ~= price then
+      return fail('INVALID_PARAM', 'request_id already used for another request')
+    end
     return {'replay', p2p.trade_flat(done)}
   end
   local o = p2p.read(keys[3], P2P_OFFER_INT)
@@ -445,7 +448,8 @@ end
 -- ARGV  trade_id, taker (seller), amount, price (as seen by the taker), now_ms, request_id
 -- Returns {'new'|'replay', trade id, offer flat fields}; on a replay the trade id is
 --   the one first reserved under that request id.
--- Errors (nothing written): UNKNOWN_P2P, INVALID_PARAM.
+-- Errors (nothing written): UNKNOWN_P2P, INVALID_PARAM (also: a replay whose amount or
+--   price differs from the reservation's).
 local function p2p_reserve(keys, argv)
   local P = p2p.prefix(keys[1])
   local tid, taker, rid = argv[1], argv[2], argv[6] or ''
@@ -458,15 +462,22 @@ local function p2p_reserve(keys, argv)
   if not o then return fail('UNKNOWN_P2P', 'unknown offer') end
   local prev = p2p.rq_target(P, taker, rid, 'take')
   if prev == false then return fail('INVALID_PARAM', 'request_id already used for another request') end
-  if prev then return {'replay', prev, p2p.offer_flat(o)} end
-  if redis.call('HEXISTS', keys[3], 'r:' .. tid) == 1 then return {'replay', tid, p2p.offer_flat(o)} end
+  local rec = redis.call('HGET', keys[3], 'r:' .. (prev or tid))
+  if rec then
+    local ra, rt, rp = string.match(rec, '^(%d+)|([^|]*)|(%d+)|')
+    if tonumber(ra) ~= amount or rt ~= taker or tonumber(rp) ~= price then
+      return fail('INVALID_PARAM', 'request_id already used for another request')
+    end
+  end
+  if prev or rec then return {'replay', prev or tid, p2p.offer_flat(o)} end
   if o.side ~= 'buy' then return fail('INVALID_PARAM', 'not a buy offer') end
   local err = p2p.check_take(o, taker, amount, price)
   if err then return err end
   -- validated: writes start here
   o.amount, o.locked, o.uts, o.v = o.amount - amount, o.locked + amount, now, o.v + 1
   p2p.write(keys[3], o, P2P_OFFER_INT, P2P_OFFER_STR, {'methods'})
-  redis.call('HSET', keys[3], 'r:' .. tid, string.format('%s|%s|%s', fmt(amount), taker, fmt(now)))
+  redis.call('HSET', keys[3], 'r:' .. tid, string.format('%s|%s|%s|%s', fmt(amount), taker, fmt(price),
+    fmt(now)))
   redis.call('ZADD', P .. 'p2p:tl', now, tid .. '|' .. taker)
   p2p.rq_set(P, taker, rid, 'take', tid)
   p2p.append(keys[2], {p2p.offer_event(o, now)})

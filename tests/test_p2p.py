@@ -412,6 +412,10 @@ async def test_request_ids_make_retries_change_nothing_twice(desk):
     b1 = await p2p.take_offer("carl", buy.id, COIN // 4, request_id="take-1")
     b2 = await p2p.take_offer("carl", buy.id, COIN // 4, request_id="take-1")
     assert b1 == b2 and (await p2p.get_offer(buy.id)).amount == 3 * COIN // 4
+    for other in (p2p.take_offer("carl", buy.id, COIN // 8, request_id="take-1"),
+                  p2p.take_offer("bea", o1.id, COIN // 8, request_id="take-1")):  # fmt: skip
+        await refused("INVALID_PARAM", other)  # same request id, other amount
+    assert (await p2p.get_offer(buy.id)).amount == 3 * COIN // 4
     assert await bal(r, "carl") == Balance("BTC", 3 * COIN // 4, 0, COIN // 4)
     await ledger.check(p2p)
 

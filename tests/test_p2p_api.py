@@ -1,0 +1,336 @@
+"""P2P over the real web node (``api.app.create_app``, real Valkey and PostgreSQL):
+HTTP ``/api/v1/p2p/...`` and ``/api/v1/notifications`` end to end with real users and
+tokens, every refusal as PROTOCOL.md error bodies, and the ``p2p.*`` WebSocket
+methods with their ``notifications`` pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aredis
+import uvicorn
+import websockets
+
+from api import auth
+from api.app import create_app
+from api.limits import Limits
+from engine.functions import ensure_loaded
+from engine.seed import seed_defaults
+from ops import migrate
+from ops.embedded import free_port
+from workers.settler import Settler
+
+PASSWORD = "p2p-test-password"
+ADMIN = "admin@p2p.hftx.dev"
+LIMITS = Limits(user_rate=1e6, user_burst=1e6, ip_rate=1e6, ip_burst=1e6, signup_rate=1e6,
+                signup_burst=1e6)  # fmt: skip
+
+
+def _settings(valkey_url: str, pg_url: str) -> Any:
+    name = f"hftx_p2p_{secrets.token_hex(4)}"
+    database_url = migrate.create_database(pg_url, name)
+    migrate.migrate(database_url)
+    return SimpleNamespace(
+        redis_url=valkey_url, database_url=database_url, jwt_secret=secrets.token_urlsafe(48),
+        allowed_origins=[], admin_email=None, admin_password=None, demo=False,
+        host="127.0.0.1", port=9001, log_level="INFO",
+    )  # fmt: skip
+
+
+async def _fresh_redis(url: str) -> None:
+    r = aredis.Redis.from_url(url)
+    await r.flushall()
+    await ensure_loaded(r)
+    await seed_defaults(r)
+    await r.aclose()
+
+
+@dataclass
+class User:
+    id: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Api:
+    def __init__(self, http: httpx.AsyncClient, node: Any, ws_url: str) -> None:
+        self.http = http
+        self.node = node
+        self.ws_url = ws_url
+        self.admin: User | None = None
+
+    async def user(self) -> User:
+        email = f"{uuid.uuid4().hex[:12]}@p2p.hftx.dev"
+        r = await self.http.post("/auth/signup", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 201, r.text
+        r = await self.http.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return User(str((await self.http.get("/me", headers=_h(r))).json()["user_id"]),
+                    r.json()["access_token"])  # fmt: skip
+
+    async def fund(self, user: User, asset: str, amount: str) -> None:
+        if self.admin is None:
+            await auth.ensure_admin(self.node, ADMIN, PASSWORD)
+            r = await self.http.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})
+            self.admin = User("admin", r.json()["access_token"])
+        addresses = (await self.http.get("/addresses", headers=user.auth)).json()
+        address = next(a["address"] for a in addresses if a["asset"] == asset)
+        r = await self.http.post(
+            "/admin/deposits", headers=self.admin.auth,
+            json={"deposit_id": uuid.uuid4().hex[:16], "address": address, "asset": asset,
+                  "amount": amount},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+
+    async def call(self, method: str, path: str, user: User | None, body: Any = None) -> Any:
+        r = await self.http.request(
+            method, path, headers=user.auth if user else {},
+            json=body if body is not None else None,
+        )  # fmt: skip
+        return r
+
+    async def ok(self, method: str, path: str, user: User | None, body: Any = None) -> Any:
+        r = await self.call(method, path, user, body)
+        assert r.status_code == 200, (method, path, r.status_code, r.text)
+        return r.json()
+
+    async def refused(
+        self, status: int, code: str, method: str, path: str, user: User | None, body: Any = None
+    ) -> str:
+        r = await self.call(method, path, user, body)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+        return str(r.json()["error"]["message"])
+
+    async def free(self, user: User, asset: str = "BTC") -> str:
+        rows = await self.ok("GET", "/balances", user)
+        return next((b["free"] for b in rows if b["asset"] == asset), "0")
+
+
+def _h(r: httpx.Response) -> dict[str, str]:
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@pytest.fixture
+async def api(valkey_url: str, pg_url: str) -> AsyncIterator[Api]:
+    """A web node served by uvicorn on a loopback port (real HTTP and WebSocket)."""
+    await _fresh_redis(valkey_url)
+    app = create_app(_settings(valkey_url, pg_url), LIMITS)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), task
+        await asyncio.sleep(0.01)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base + "/api/v1", timeout=20) as http:
+            yield Api(http, app.state.node, base.replace("http", "ws") + "/ws")
+    finally:
+        server.should_exit = True
+        await task
+
+
+OFFER = {
+    "side": "sell", "asset": "BTC", "fiat": "USD", "price": "30000.10", "amount": "1",
+    "min_amount": "0.01", "max_amount": "0.5", "payment_methods": ["SEPA", "Revolut"],
+    "payment_window": 15,
+}  # fmt: skip
+
+
+async def test_a_buyer_and_a_seller_complete_a_trade_over_http(api: Api) -> None:
+    seller, buyer = await api.user(), await api.user()
+    await api.fund(seller, "BTC", "2")
+    offer = await api.ok("POST", "/p2p/offers", seller, {**OFFER, "request_id": "o-1"})
+    assert (offer["status"], offer["amount"], offer["price"]) == ("OPEN", "1.00000000", "30000.10")
+    assert await api.ok("POST", "/p2p/offers", seller, {**OFFER, "request_id": "o-1"}) == offer
+    listed = await api.ok("GET", "/p2p/offers?side=sell&asset=BTC&fiat=USD", None)  # public
+    assert [o["id"] for o in listed] == [offer["id"]]
+    assert (await api.ok("GET", f"/p2p/offers/{offer['id']}", None))["owner"] == seller.id
+    rows = await api.ok("GET", "/balances", seller)
+    assert [(b["free"], b["locked"]) for b in rows if b["asset"] == "BTC"] == [
+        ("1.00000000", "1.00000000")
+    ]
+
+    trade = await api.ok("POST", f"/p2p/offers/{offer['id']}/take", buyer,
+                         {"amount": "0.25", "price": "30000.10"})  # fmt: skip
+    assert (trade["status"], trade["amount"], trade["fiat_amount"]) == (
+        "PENDING", "0.25000000", "7500.03"
+    )  # fmt: skip
+    assert (trade["seller"], trade["buyer"]) == (seller.id, buyer.id)
+    path = f"/p2p/trades/{trade['id']}"
+    assert await api.node.redis.exists(f"arq:job:p2p-expire:{trade['id']}")  # expiry scheduled
+    msg = await api.ok("POST", path + "/messages", buyer, {"body": "sending now"})
+    assert (msg["n"], msg["from"], msg["role"]) == (1, buyer.id, "buyer")
+    assert (await api.ok("POST", path + "/paid", buyer, {}))["status"] == "PAID"
+    done = await api.ok("POST", path + "/release", seller, {"request_id": "rel-1"})
+    assert done["status"] == "RELEASED"
+    assert await api.ok("POST", path + "/release", seller, {"request_id": "rel-1"}) == done
+    await Settler(api.node.redis, publish=False).drain()
+    assert await api.free(buyer) == "0.25000000"
+    assert await api.free(seller) == "1.00000000"
+    assert [t["id"] for t in await api.ok("GET", "/p2p/trades", buyer)] == [trade["id"]]
+    assert (await api.ok("GET", path, seller))["status"] == "RELEASED"
+    assert [m["body"] for m in await api.ok("GET", path + "/messages", seller)] == ["sending now"]
+    kinds = [n["kind"] for n in await api.ok("GET", "/notifications?limit=10", buyer)]
+    assert kinds == ["p2p.trade_released", "p2p.trade_paid", "p2p.trade_opened"]
+    closed = await api.ok("POST", f"/p2p/offers/{offer['id']}/close", seller, {})
+    assert (closed["status"], closed["filled"]) == ("CLOSED", "0.25000000")
+    assert await api.free(seller) == "1.75000000"
+
+
+async def test_every_refusal_is_a_protocol_error(api: Api) -> None:
+    seller, buyer, other = await api.user(), await api.user(), await api.user()
+    await api.fund(seller, "BTC", "1")
+    await api.refused(401, "UNAUTHORIZED", "POST", "/p2p/offers", None, OFFER)
+    await api.refused(400, "INSUFFICIENT_FUNDS", "POST", "/p2p/offers", seller,
+                      {**OFFER, "amount": "5"})  # fmt: skip
+    await api.refused(400, "BAD_PRECISION", "POST", "/p2p/offers", seller,
+                      {**OFFER, "price": "30000.001"})  # fmt: skip
+    await api.refused(400, "INVALID_PARAM", "POST", "/p2p/offers", seller, {**OFFER, "amount": 1.0})
+    await api.refused(400, "INVALID_PARAM", "POST", "/p2p/offers", seller, {**OFFER, "x": 1})
+    await api.refused(400, "INVALID_PARAM", "POST", "/p2p/offers", seller,
+                      {**OFFER, "min_amount": "0.6"})  # fmt: skip
+    offer = await api.ok("POST", "/p2p/offers", seller, OFFER)
+    take = f"/p2p/offers/{offer['id']}/take"
+    await api.refused(400, "INVALID_PARAM", "POST", take, seller, {"amount": "0.1"})  # own offer
+    await api.refused(400, "INVALID_PARAM", "POST", take, buyer, {"amount": "0.001"})  # < min
+    await api.refused(400, "INVALID_PARAM", "POST", take, buyer, {"amount": "0.6"})  # > max
+    await api.refused(400, "INVALID_PARAM", "POST", take, buyer, {"amount": "0.1", "price": "1"})
+    await api.refused(404, "UNKNOWN_P2P", "POST", "/p2p/offers/123/take", buyer, {"amount": "1"})
+    await api.refused(404, "UNKNOWN_P2P", "GET", "/p2p/offers/abc", None)
+    await api.refused(404, "UNKNOWN_P2P", "PATCH", f"/p2p/offers/{offer['id']}", buyer,
+                      {"amount": "0.1"})  # fmt: skip
+    trade = await api.ok("POST", take, buyer, {"amount": "0.1"})
+    path = f"/p2p/trades/{trade['id']}"
+    await api.refused(403, "FORBIDDEN", "POST", path + "/paid", seller, {})
+    await api.refused(403, "FORBIDDEN", "POST", path + "/release", buyer, {})
+    await api.refused(403, "FORBIDDEN", "POST", path + "/cancel", seller, {})
+    await api.refused(404, "UNKNOWN_P2P", "GET", path, other)
+    await api.refused(404, "UNKNOWN_P2P", "POST", path + "/paid", other, {})
+    await api.refused(404, "UNKNOWN_P2P", "GET", path + "/messages", other)
+    await api.refused(400, "INVALID_PARAM", "POST", path + "/dispute", buyer, {"reason": "early"})
+    await api.refused(403, "FORBIDDEN", "POST", f"/p2p/admin/trades/{trade['id']}/resolve",
+                      buyer, {"resolution": "refund"})  # fmt: skip
+    await api.refused(403, "FORBIDDEN", "GET", "/p2p/admin/disputes", buyer)
+    assert (await api.ok("POST", path + "/cancel", buyer, {}))["status"] == "CANCELLED"
+    await api.refused(400, "INVALID_PARAM", "POST", path + "/paid", buyer, {})
+    await api.refused(400, "INVALID_PARAM", "POST", path + "/release", seller, {})
+    await api.refused(400, "INVALID_PARAM", "POST", path + "/messages", buyer, {"body": "hi"})
+    assert (await api.ok("GET", f"/p2p/offers/{offer['id']}", None))["amount"] == "1.00000000"
+
+
+async def test_disputes_reach_the_admin_who_resolves_them(api: Api) -> None:
+    seller, buyer = await api.user(), await api.user()
+    await api.fund(seller, "BTC", "1")
+    await api.fund(buyer, "BTC", "0.1")  # makes the admin account too
+    assert api.admin is not None
+    offer = await api.ok("POST", "/p2p/offers", seller, OFFER)
+    trade = await api.ok("POST", f"/p2p/offers/{offer['id']}/take", buyer, {"amount": "0.5"})
+    path = f"/p2p/trades/{trade['id']}"
+    await api.ok("POST", path + "/paid", buyer, {})
+    await api.ok("POST", path + "/messages", seller, {"body": "nothing arrived"})
+    await api.refused(403, "FORBIDDEN", "GET", path + "/messages", api.admin)  # not disputed yet
+    disputed = await api.ok("POST", path + "/dispute", buyer, {"reason": "I paid, see receipt"})
+    assert disputed["dispute"]["by"] == buyer.id
+    assert [t["id"] for t in await api.ok("GET", "/p2p/admin/disputes", api.admin)] == [trade["id"]]
+    thread = await api.ok("GET", path + "/messages", api.admin)
+    assert [m["body"] for m in thread] == ["nothing arrived"]
+    assert (await api.ok("GET", path, api.admin))["status"] == "DISPUTED"
+    resolved = await api.ok("POST", f"/p2p/admin/trades/{trade['id']}/resolve", api.admin,
+                            {"resolution": "refund"})  # fmt: skip
+    assert (resolved["status"], resolved["resolution"]) == ("REFUNDED", "refund")
+    await Settler(api.node.redis, publish=False).drain()
+    assert await api.free(buyer) == "0.10000000"
+    assert (await api.ok("GET", f"/p2p/offers/{offer['id']}", None))["amount"] == "1.00000000"
+    seller_notes = await api.ok("GET", "/notifications", seller)
+    assert seller_notes[0]["kind"] == "p2p.dispute_resolved"
+
+
+# -- WebSocket ---------------------------------------------------------------------------
+
+
+class Socket:
+    """One authenticated WebSocket with request ids and a push backlog."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.n = 0
+        self.pushes: list[dict[str, Any]] = []
+
+    async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.n += 1
+        await self.ws.send(orjson.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            msg = orjson.loads(await asyncio.wait_for(self.ws.recv(), 10))
+            if msg.get("id") == self.n:
+                return msg  # type: ignore[no-any-return]
+            self.pushes.append(msg)
+
+    async def ok(self, method: str, params: dict[str, Any]) -> Any:
+        msg = await self.rpc(method, params)
+        assert msg["status"] == 200, msg
+        return msg["result"]
+
+    async def push(self, channel: str) -> dict[str, Any]:
+        while not any(p.get("channel") == channel for p in self.pushes):
+            self.pushes.append(orjson.loads(await asyncio.wait_for(self.ws.recv(), 10)))
+        found = next(p for p in self.pushes if p.get("channel") == channel)
+        self.pushes.remove(found)
+        return found
+
+
+async def test_p2p_methods_and_notification_pushes_over_websocket(api: Api) -> None:
+    seller, buyer = await api.user(), await api.user()
+    async with websockets.connect(api.ws_url) as ws1, websockets.connect(api.ws_url) as ws2:
+        s, b = Socket(ws1), Socket(ws2)
+        for sock, user in ((s, seller), (b, buyer)):
+            await sock.ok("auth", {"token": user.token})
+            await sock.ok("subscribe", {"channel": "notifications"})
+        offer = await b.ok("p2p.offer.create", {**OFFER, "side": "buy"})
+        assert offer["side"] == "buy" and offer["locked"] == "0.00000000"
+        refused = await s.rpc("p2p.offer.take", {"offer_id": offer["id"], "amount": "0.1"})
+        assert (refused["status"], refused["error"]["code"]) == (400, "INSUFFICIENT_FUNDS")
+        listed = await s.ok("p2p.offers.list", {"side": "buy"})
+        assert [(o["id"], o["amount"]) for o in listed] == [(offer["id"], "1.00000000")]
+        assert [o["id"] for o in await b.ok("p2p.offers.mine", {})] == [offer["id"]]
+        wrong = await b.rpc("p2p.trade.resolve", {"trade_id": "1", "resolution": "refund"})
+        assert (wrong["status"], wrong["error"]["code"]) == (403, "FORBIDDEN")
+        unknown = await b.rpc("p2p.trade.get", {"trade_id": "1"})
+        assert (unknown["status"], unknown["error"]["code"]) == (404, "UNKNOWN_P2P")
+
+        await api.fund(seller, "BTC", "1")  # now the seller can escrow
+        trade = await s.ok("p2p.offer.take", {"offer_id": offer["id"], "amount": "0.1"})
+        assert (trade["status"], trade["buyer"], trade["seller"]) == (
+            "PENDING",
+            buyer.id,
+            seller.id,
+        )
+        push = await b.push("notifications")
+        assert (push["kind"], push["ref"]) == ("p2p.trade_opened", trade["id"])
+        assert set(push) == {"channel", "id", "kind", "message", "ref", "ts"}
+        assert (await b.ok("p2p.trade.paid", {"trade_id": trade["id"]}))["status"] == "PAID"
+        assert (await s.push("notifications"))["kind"] == "p2p.trade_opened"
+        assert (await s.push("notifications"))["kind"] == "p2p.trade_paid"
+        await b.ok("p2p.message.post", {"trade_id": trade["id"], "body": "paid"})
+        thread = await s.ok("p2p.messages.get", {"trade_id": trade["id"]})
+        assert [m["body"] for m in thread] == ["paid"]
+        done = await s.ok("p2p.trade.release", {"trade_id": trade["id"]})
+        assert done["status"] == "RELEASED"
+        kinds = [x["kind"] for x in await s.ok("notifications.get", {"limit": 3})]
+        assert kinds == ["p2p.trade_released", "p2p.message", "p2p.trade_paid"]
+        assert [t["id"] for t in await b.ok("p2p.trades.mine", {})] == [trade["id"]]
+        assert (await b.push("notifications"))["kind"] == "p2p.trade_paid"

@@ -24,13 +24,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import jsonio
 from api.errors import ApiError
+from api.gateway import METHODS
 from api.limits import Limits
 from api.node import Node
+from api.p2p import routes as p2p_routes
+from api.p2p import ws_methods as p2p_ws_methods
 from api.routes import TABLE
 from api.routing import starlette_routes
 from api.ws import WebSocketEndpoint
 
 log = logging.getLogger("hftx.app")
+
+METHODS.update(p2p_ws_methods)
 
 API_PREFIX = "/api/v1"
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -140,7 +145,7 @@ def create_app(settings: Any = None, limits: Limits | None = None) -> Starlette:
             await node.stop()
 
     routes: list[Any] = [
-        *starlette_routes(TABLE, API_PREFIX),
+        *starlette_routes([*TABLE, *p2p_routes], API_PREFIX),
         Route(
             API_PREFIX + "/{rest:path}",
             api_not_found,

@@ -29,6 +29,7 @@ STATUS: dict[str, int] = {
     "METHOD_NOT_ALLOWED": 405,
     "EMAIL_TAKEN": 409,
     "PAYLOAD_TOO_LARGE": 413,
+    "UNKNOWN_P2P": 404,  # P2P offer or trade unknown (or not the caller's)
 }
 
 

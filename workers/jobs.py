@@ -13,7 +13,7 @@ from arq import cron
 from arq.connections import RedisSettings
 
 from engine.functions import ensure_loaded
-from workers import connect, redis_url
+from workers import connect, p2p_jobs, redis_url
 from workers.reconciler import reconcile_holds
 
 RECONCILE_EVERY_S = 3
@@ -38,9 +38,10 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["engine"].aclose()
 
 
-FUNCTIONS: list[Any] = []
+FUNCTIONS: list[Any] = [*p2p_jobs.FUNCTIONS]
 CRON_JOBS: list[Any] = [
     cron(reconcile, second=set(range(0, 60, RECONCILE_EVERY_S)), run_at_startup=True, timeout=60),
+    *p2p_jobs.CRON_JOBS,
 ]
 
 

@@ -286,10 +286,11 @@ class P2P:
             trade = await self._take_sell(user, offer, amount, price, fiat, rid, now)
         else:
             trade = await self._take_buy(user, offer, amount, price, fiat, rid, now)
-        await self.redis.zadd(EXPIRY, {f"{trade.seller}|{trade.id}": trade.expires_ts})
-        if self.scheduler is not None and trade.status == "PENDING":
+        if trade.status == "PENDING":
+            await self.redis.zadd(EXPIRY, {f"{trade.seller}|{trade.id}": trade.expires_ts})
             try:
-                await self.scheduler(trade.id, trade.expires_ts)
+                if self.scheduler is not None:
+                    await self.scheduler(trade.id, trade.expires_ts)
             except Exception:  # the sweep expires it anyway
                 log.exception("could not schedule the expiry of P2P trade %s", trade.id)
         await self._notify(trade)

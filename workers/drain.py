@@ -90,7 +90,8 @@ class DrainConfig:
     claim_idle_ms: int = 5000
     max_failures: int = 3
     max_deliveries: int = 50
-    refresh_s: float = 5.0
+    refresh_s: float = 5.0  # re-read {g}:markets and {g}:accounts
+    scan_s: float = 60.0  # SCAN for streams missing from those registries
     maintain_s: float = 1.0
     trim_s: float = 10.0
     trim_keep_ms: int = 600_000  # always keep entries younger than this
@@ -413,6 +414,7 @@ class Drain:
         self._inflight: dict[tuple[str, str], Entry] = {}
         self._retried: set[tuple[str, str]] = set()
         self._next_refresh = 0.0
+        self._next_scan = 0.0
         self._next_maintain = 0.0
         self._next_trim = 0.0
         self.committed = 0  # entries committed by this instance
@@ -448,7 +450,10 @@ class Drain:
         if not force and now < self._next_refresh:
             return
         self._next_refresh = now + self.cfg.refresh_s
-        found = await streams.discover(self.redis)
+        scan = force or now >= self._next_scan
+        if scan:
+            self._next_scan = now + self.cfg.scan_s
+        found = await streams.discover(self.redis, scan=scan)
         for s in found:
             if s not in self._known:
                 await streams.ensure_group(self.redis, s, self.cfg.group)

@@ -78,19 +78,18 @@ def primaries(redis: Any) -> list[Any]:
 # -- discovery -----------------------------------------------------------------
 
 
-async def discover(redis: Any, *, scan_accounts: bool = True) -> list[str]:
-    """Market streams of ``{g}:markets`` and account streams of ``{g}:accounts``.
-
-    Without an accounts registry (``{g}:accounts`` absent) account streams are
-    found by SCAN of ``{u:*}:ev`` on every primary when ``scan_accounts``.
-    """
+async def discover(redis: Any, *, scan: bool = False) -> list[str]:
+    """Market streams of ``{g}:markets`` and account streams of ``{g}:accounts``;
+    with ``scan`` also every ``{m:*}:ev`` / ``{u:*}:ev`` stream found by SCAN on every
+    primary (streams of accounts missing from the registry)."""
     markets = [market_stream(text(m)) for m in await redis.smembers(MARKETS_SET)]
     users = [text(u) for u in await redis.smembers(ACCOUNTS_SET)]
     streams = set(markets) | {account_stream(u) for u in users}
-    if not users and scan_accounts:
+    if scan:
         for node in primaries(redis):
-            async for key in node.scan_iter(match="{u:*}:ev", count=1000, _type="stream"):
-                streams.add(text(key))
+            for pattern in ("{u:*}:ev", "{m:*}:ev"):
+                async for key in node.scan_iter(match=pattern, count=1000, _type="stream"):
+                    streams.add(text(key))
     return sorted(streams)
 
 

@@ -157,6 +157,99 @@ class EngineLoad:
         return done
 
 
+class ExchangeLoad:
+    """Random activity through the whole engine (``engine.exchange.Exchange``): deposits,
+    orders with holds, cancels, transfers between users, withdrawals; the settler
+    (``workers.settler``) runs every few steps so that fills reach the accounts."""
+
+    def __init__(
+        self, redis: Any, market: Market = LOAD_MARKET, seed: int = 1, users: int = 4
+    ) -> None:
+        self.redis = redis
+        self.market = market
+        self.rng = random.Random(seed)
+        self.users = [f"x{seed}u{i}" for i in range(users)]
+        self.n = 0
+        self.open: list[tuple[str, str]] = []  # (user, order id)
+        self.addr: dict[tuple[str, str], str] = {}
+
+    async def setup(self) -> None:
+        from engine.exchange import Exchange
+        from workers.settler import Settler
+
+        self.ex = await Exchange.connect(self.redis)
+        self.settler = Settler(self.redis, publish=False)
+        m = self.market
+        await self.ex.create_asset(m.base, m.base_scale)
+        await self.ex.create_asset(m.quote, m.quote_scale)
+        await self.ex.create_market(m)
+        for u in self.users:
+            for asset, address in await self.ex.addresses(u):
+                self.addr[(u, asset)] = address
+            await self.deposit(u, m.base, 10**12)
+            await self.deposit(u, m.quote, 10**15)
+
+    async def deposit(self, user: str, asset: str, amount: int) -> None:
+        self.n += 1
+        await self.ex.deposit(f"dep{self.n}", self.addr[(user, asset)], asset, amount)
+
+    async def step(self) -> None:
+        rng, m = self.rng, self.market
+        self.n += 1
+        user = rng.choice(self.users)
+        r = rng.random()
+        try:
+            if r < 0.6:
+                side = rng.choice(("buy", "sell"))
+                mid = 10_000 * m.tick
+                off = rng.randint(-4, 6) * m.tick
+                price = mid - off if side == "buy" else mid + off
+                tif = "IOC" if rng.random() < 0.2 else "GTC"
+                req = OrderRequest(m.id, side, "limit", rng.randint(1, 9) * m.lot, price, tif)  # type: ignore[arg-type]
+                res = await self.ex.place_order(user, req)
+                if res.order.status in ("NEW", "PARTIALLY_FILLED"):
+                    self.open.append((user, res.order.id))
+            elif r < 0.7:
+                side = rng.choice(("buy", "sell"))
+                if side == "sell":
+                    req = OrderRequest(m.id, "sell", "market", rng.randint(1, 5) * m.lot)
+                else:
+                    req = OrderRequest(m.id, "buy", "market", 0, quote_amount=10**9)
+                await self.ex.place_order(user, req)
+            elif r < 0.85 and self.open:
+                owner, oid = self.open.pop(rng.randrange(len(self.open)))
+                await self.ex.cancel_order(owner, order_id=oid)
+            elif r < 0.92:
+                to = rng.choice([u for u in self.users if u != user])
+                asset = rng.choice((m.base, m.quote))
+                await self.ex.transfer(user, f"tr{self.n}", asset, 10**6, self.addr[(to, asset)])
+            elif r < 0.97:
+                wid = f"wd{self.n}"
+                await self.ex.request_withdrawal(user, wid, m.quote, 10**7, "ext0address")
+                if rng.random() < 0.5:
+                    await self.ex.complete_withdrawal(wid)
+                else:
+                    await self.ex.reject_withdrawal(wid)
+            else:
+                await self.deposit(user, rng.choice((m.base, m.quote)), 10**8)
+        except EngineError:
+            pass  # insufficient funds, already filled: part of the mix
+        if self.n % 7 == 0:
+            await self.settler.settle_once()
+
+    async def run(self, steps: int, max_seconds: float = 60.0) -> int:
+        deadline = time.monotonic() + max_seconds
+        done = 0
+        while done < steps and time.monotonic() < deadline:
+            await self.step()
+            done += 1
+        return done
+
+    async def settle(self) -> None:
+        """Let the settler apply everything emitted so far."""
+        await self.settler.drain()
+
+
 async def emitted_trades(redis: Any, market_id: str) -> list[tuple[str, int]]:
     """(market, trade id) of every trade in the market stream, in order."""
     out: list[tuple[str, int]] = []

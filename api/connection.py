@@ -28,6 +28,8 @@ CLOSE_AUTH = 4401
 CLOSE_SLOW = 4408
 CLOSE_FLOOD = 4429
 
+CLOSE_SEND_TIMEOUT = 5.0
+
 _ids = itertools.count(1)
 
 
@@ -55,6 +57,7 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self._on_closed = on_closed
         self.expiry: asyncio.TimerHandle | None = None
+        self.reader: asyncio.Task[Any] | None = None  # the task reading this socket
 
     def __hash__(self) -> int:
         return self.id
@@ -131,8 +134,16 @@ class Connection:
             self._writer.cancel()
             with contextlib.suppress(BaseException):
                 await self._writer
-        with contextlib.suppress(Exception):
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        try:
+            # Flow control may hold the close frame while the peer does not read: give
+            # it a few seconds, then abandon the socket (the read loop is cancelled).
+            await asyncio.wait_for(
+                self._send({"type": "websocket.close", "code": code, "reason": reason}),
+                CLOSE_SEND_TIMEOUT,
+            )
+        except Exception:
+            if self.reader is not None and not self.reader.done():
+                self.reader.cancel()
 
     def finish(self) -> None:
         """The socket is gone: stop the writer, forget subscriptions."""

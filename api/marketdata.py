@@ -8,9 +8,10 @@ book updates per subscribed depth, trades, tickers. Each push is encoded ONCE an
 the same string is handed to every subscriber's bounded queue (``push`` never
 blocks; slow consumers are dropped by their connection).
 
-Book updates carry ``first_seq`` = the last seq sent to that depth + 1, so entries
-that changed nothing a subscriber sees are folded into the next update instead of
-opening a gap.
+Book updates carry ``first_seq`` = the last seq sent to that depth + 1 and ``seq`` =
+the book's seq: one update per depth per batch of entries read together (possibly
+with no level, when nothing visible at that depth changed), so a client's seq is
+always current and never shows a gap.
 """
 
 from __future__ import annotations
@@ -68,6 +69,21 @@ class VolumeWindow:
         for start in [s for s in self.buckets if s + self.bucket_ms <= oldest]:
             del self.buckets[start]
         return sum(self.buckets.values())
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The state before a batch of entries, to diff against after it."""
+
+    depth: int
+    seq: int
+    b0: list[int]
+    a0: list[int]
+    best: tuple[Level | None, Level | None]
+    changed_b: set[int] = field(default_factory=set)
+    changed_a: set[int] = field(default_factory=set)
+    trades: list[str] = field(default_factory=list)
+    ts: int = 0
 
 
 @dataclass(slots=True)
@@ -142,57 +158,79 @@ class MarketFeed:
 
     # -- events ------------------------------------------------------------
 
+    def apply_entries(self, entries: Iterable[dict[Any, Any]]) -> None:
+        """Apply stream entries (fields ``f``, ``l``, ``e``) read together.
+
+        Subscribers get at most ONE book update per depth for the whole batch (the
+        diff between the views before and after it), so fan-out costs per read,
+        not per engine call, when the market is busy.
+        """
+        batch = self._begin()
+        for fields in entries:
+            first = int(fields.get(b"f") or fields.get("f") or 0)
+            last = int(fields.get(b"l") or fields.get("l") or 0)
+            if last <= self.book.seq:
+                continue
+            if first > self.book.seq + 1:
+                log.warning(
+                    "%s: gap %d..%d, reloading", self.market.id, self.book.seq + 1, first - 1
+                )
+                self.needs_reload = True
+                break
+            raw = fields.get(b"e") or fields.get("e") or b"[]"
+            self._apply_events(batch, last, orjson.loads(raw))
+        self._end(batch)
+
     def apply_entry(self, fields: dict[Any, Any]) -> None:
-        """Apply one stream entry (fields ``f``, ``l``, ``e``)."""
-        first = int(fields.get(b"f") or fields.get("f") or 0)
-        last = int(fields.get(b"l") or fields.get("l") or 0)
-        raw = fields.get(b"e") or fields.get("e") or b"[]"
-        if last <= self.book.seq:
-            return
-        if first > self.book.seq + 1:
-            log.warning("%s: gap %d..%d, reloading", self.market.id, self.book.seq + 1, first - 1)
-            self.needs_reload = True
-            return
-        self.apply(first, last, orjson.loads(raw))
+        self.apply_entries([fields])
 
     def apply(self, first: int, last: int, events: list[dict[str, Any]]) -> None:
-        book = self.book
+        """Apply the events ``first..last`` of one engine call (contiguous with ``seq``)."""
+        self.apply_entries([{"f": first, "l": last, "e": orjson.dumps(events)}])
+
+    def _begin(self) -> _Batch:
         depth = self._max_depth()
-        b0, a0 = book.bids.top(depth), book.asks.top(depth)
-        best0 = book.best()
-        changed_b: set[int] = set()
-        changed_a: set[int] = set()
-        trades: list[str] = []
-        ts = 0
+        book = self.book
+        return _Batch(depth, book.seq, book.bids.top(depth), book.asks.top(depth), book.best())
+
+    def _apply_events(self, batch: _Batch, last: int, events: list[dict[str, Any]]) -> None:
+        book = self.book
         for ev in events:
             kind = ev.get("e")
-            ts = ev.get("ts", ts)
             if kind == "level":
                 price, size = int(ev["price"]), int(ev["size"])
                 if ev["side"] == "buy":
                     book.bids.set(price, size)
-                    changed_b.add(price)
+                    batch.changed_b.add(price)
                 else:
                     book.asks.set(price, size)
-                    changed_a.add(price)
+                    batch.changed_a.add(price)
             elif kind == "trade":
                 message = self._trade(ev)
                 if message is not None and self.trades:
-                    trades.append(encode(message))
+                    batch.trades.append(encode(message))
             elif kind == "market":
                 status = ev.get("status")
                 if status in ("TRADING", "HALT", "CANCEL_ONLY"):
                     self.market = _with_status(self.market, status)
+            batch.ts = ev.get("ts", batch.ts)
         book.seq = last
-        self.last_ts = ts or self.last_ts
+
+    def _end(self, batch: _Batch) -> None:
+        book = self.book
+        if book.seq == batch.seq:
+            return
+        self.last_ts = batch.ts or self.last_ts
         if self.groups:
-            self._publish_book(b0, a0, changed_b, changed_a, last, ts or now_ms())
-        for text in trades:
+            self._publish_book(
+                batch.b0, batch.a0, batch.changed_b, batch.changed_a, book.seq, batch.ts or now_ms()
+            )
+        for text in batch.trades:
             for sub in self.trades:
                 sub.push(text)
-        if trades or book.best() != best0 or (self.last_price is not None and not best0):
+        if batch.trades or book.best() != batch.best:
             self._ticker_changed()
-        if self.short_of(depth):
+        if self.short_of(batch.depth):
             self.needs_reload = True
 
     def _trade(self, ev: dict[str, Any]) -> dict[str, Any] | None:
@@ -231,13 +269,19 @@ class MarketFeed:
         wide_checksum: int | None = None
         for group in self.groups.values():
             d = group.depth
+            if group.sent >= seq:
+                continue
             ob, oa = b0[:d], a0[:d]
-            if untouched(book.bids, ob, d, changed_b) and untouched(book.asks, oa, d, changed_a):
-                continue
-            db = side_diff(book.bids, ob, b1[:d], changed_b)
-            da = side_diff(book.asks, oa, a1[:d], changed_a)
-            if not db and not da:
-                continue
+            db = (
+                []
+                if untouched(book.bids, ob, d, changed_b)
+                else side_diff(book.bids, ob, b1[:d], changed_b)
+            )
+            da = (
+                []
+                if untouched(book.asks, oa, d, changed_a)
+                else side_diff(book.asks, oa, a1[:d], changed_a)
+            )
             if d >= 10:
                 if wide_checksum is None:
                     wide_checksum = book.view_checksum(10)
@@ -522,11 +566,10 @@ class MarketData:
                     reply = await self.redis.xread(
                         {stream: feed.stream_id}, count=READ_COUNT, block=BLOCK_MS
                     )
-                    for entry_id, fields in _entries(reply):
-                        feed.stream_id = entry_id
-                        feed.apply_entry(fields)
-                        if feed.needs_reload:
-                            break
+                    entries = _entries(reply)
+                    if entries:
+                        feed.stream_id = entries[-1][0]
+                        feed.apply_entries(fields for _id, fields in entries)
                     delay = 0.05
                     if (
                         not feed.has_subscribers()

@@ -63,6 +63,7 @@ class WebSocketEndpoint:
         session = Session(node, conn, ip)
         node.connections.add(conn)
         node.metrics.ws_open(1)
+        conn.reader = asyncio.current_task()
         conn.start()
         timer = asyncio.get_running_loop().call_later(
             node.limits.ws_auth_timeout, _auth_deadline, conn
@@ -82,6 +83,9 @@ class WebSocketEndpoint:
                     await session.handle(text)
                 elif kind == "websocket.disconnect":
                     break
+        except asyncio.CancelledError:
+            if not conn.closed:  # not our own abandon of a stuck socket: a real cancel
+                raise
         except Exception as exc:  # the transport failed under us
             log.debug("ws %d: %r", conn.id, exc)
         finally:

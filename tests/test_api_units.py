@@ -47,6 +47,9 @@ class Sink:
         return id(self)
 
 
+LOT = MARKET.lot
+
+
 def px(dollars: int) -> int:
     """Whole dollars -> price units (USD scale 8)."""
     return dollars * 10**8
@@ -123,7 +126,7 @@ def test_fanout_keeps_subscribers_of_every_depth_in_sync(seed: int) -> None:
     assert set(subs) == {1, 3, 5, 10, 25, 50}
 
 
-def test_updates_have_no_gaps_even_when_entries_change_nothing_visible() -> None:
+def test_every_entry_advances_the_seq_even_without_a_visible_change() -> None:
     feed = MarketFeed(MARKET)
     feed.load(0, [], [])
     sink = Sink()
@@ -132,9 +135,43 @@ def test_updates_have_no_gaps_even_when_entries_change_nothing_visible() -> None
     feed.apply(2, 2, [level("buy", px(99), MARKET.lot, 2)])  # below depth 1
     feed.apply(3, 3, [{"e": "accepted", "seq": 3, "ts": 1}])
     feed.apply(4, 4, [level("buy", px(101), MARKET.lot, 4)])
-    kinds = [(m["type"], m.get("first_seq"), m["seq"]) for m in sink.messages]
-    assert kinds == [("snapshot", None, 0), ("update", 1, 1), ("update", 2, 4)]
+    kinds = [(m["type"], m.get("first_seq"), m["seq"], len(m["bids"])) for m in sink.messages]
+    assert kinds == [
+        ("snapshot", None, 0, 0),
+        ("update", 1, 1, 1),
+        ("update", 2, 2, 0),
+        ("update", 3, 3, 0),
+        ("update", 4, 4, 2),
+    ]
     assert sink.messages[-1]["bids"] == [["101.00", "0.00001"], ["100.00", "0"]]
+
+
+def test_entries_read_together_make_one_update_per_depth() -> None:
+    feed = MarketFeed(MARKET)
+    feed.load(0, [], [])
+    sink, local = Sink(), LocalBook()
+    sink.push(feed.subscribe_book(sink, 2))
+    entries = [
+        {
+            b"f": b"1",
+            b"l": b"2",
+            b"e": orjson.dumps(
+                [level("buy", px(10), 5 * LOT, 1), level("buy", px(11), 5 * LOT, 2)]
+            ),
+        },
+        {b"f": b"3", b"l": b"3", b"e": orjson.dumps([level("buy", px(11), 0, 3)])},
+        {b"f": b"4", b"l": b"4", b"e": orjson.dumps([level("sell", px(12), 7 * LOT, 4)])},
+    ]
+    feed.apply_entries(entries)
+    assert [(m["type"], m["seq"]) for m in sink.messages] == [("snapshot", 0), ("update", 4)]
+    update = sink.messages[-1]
+    assert (update["first_seq"], update["bids"], update["asks"]) == (
+        1,
+        [["10.00", "0.00005"]],
+        [["12.00", "0.00007"]],
+    )
+    for message in sink.messages:
+        assert local.apply(message) is BookStatus.APPLIED
 
 
 def test_gap_in_the_stream_asks_for_a_reload_and_the_reload_diffs() -> None:

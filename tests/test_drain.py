@@ -184,3 +184,16 @@ async def test_account_entries_become_ledger_and_wallet_rows(redis_real, db_url)
     assert await rows(
         db_url, "SELECT id, from_user, to_user, ts, credited_ts FROM transfers ORDER BY id"
     ) == [("p2p:pt1", "a1", "a2", 9, None), ("t1", "a1", "a2", 4, 5)]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+async def test_read_group_parses_raw_and_decoded_replies(redis_real, n):
+    stream = "{m:RD-USD}:ev"
+    ids = [(await redis_real.xadd(stream, {"f": i + 1, "l": i + 1, "e": "[]"})).decode()
+           for i in range(n)]  # fmt: skip
+    await streams.ensure_group(redis_real, stream, "g")
+    for client in (redis_real, streams.raw_reader(redis_real)):
+        await redis_real.xgroup_setid(stream, "g", "0")
+        got = await streams.read_group(client, "g", "c", [stream], 10, 100)
+        assert [e.id for e in got] == ids
+        assert [e.fields[b"f"] for e in got] == [str(i + 1).encode() for i in range(n)]

@@ -269,8 +269,10 @@ async def _copy(
     cur: psycopg.AsyncCursor[Any], table: str, cols: tuple[str, ...], rows: Any
 ) -> None:
     async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+        fmt = cp.formatter.write_row  # formats into a buffer, returns it when full
         for row in rows:
-            await cp.write_row(row)
+            if data := fmt(row):
+                await cp.write(data)
 
 
 async def _copy_new(
@@ -405,6 +407,7 @@ class Drain:
         on_commit: Callable[[list[Entry]], Awaitable[None] | None] | None = None,
     ) -> None:
         self.redis = redis
+        self._reader = streams.raw_reader(redis)
         self.database_url = database_url
         self.cfg = config or DrainConfig()
         self.on_commit = on_commit
@@ -468,7 +471,7 @@ class Drain:
                 await asyncio.sleep(wait_ms / 1000)
             return []
         got = await streams.read_group(
-            self.redis, self.cfg.group, self.cfg.consumer, self.streams, self.cfg.count, wait_ms
+            self._reader, self.cfg.group, self.cfg.consumer, self.streams, self.cfg.count, wait_ms
         )
         if not got and wait_ms and streams.is_cluster(self.redis):
             await asyncio.sleep(min(wait_ms, 50) / 1000)
@@ -548,8 +551,9 @@ class Drain:
             await streams.clear_failures(self.redis, e.stream, [e.id])
         BATCH_SECONDS.observe(time.perf_counter() - started)
         TRADES.inc(new_trades)
-        for e in entries:
-            ENTRIES.labels(e.stream[1]).inc()
+        markets = sum(1 for e in entries if e.stream[1] == "m")
+        ENTRIES.labels("m").inc(markets)
+        ENTRIES.labels("u").inc(len(entries) - markets)
         self.committed += len(entries)
         if self.on_commit is not None:
             res = self.on_commit(entries)

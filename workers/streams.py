@@ -111,15 +111,35 @@ def _entries(reply: Any) -> list[Entry]:
     out: list[Entry] = []
     if not reply:
         return out
-    items = reply.items() if isinstance(reply, dict) else reply
+    items = reply.items() if isinstance(reply, dict) else reply  # RESP3 / RESP2
     for stream, messages in items:
         name = text(stream)
-        if isinstance(messages, list) and messages and isinstance(messages[0], list):
-            messages = messages[0]  # RESP3 shape
+        first = messages[0] if messages else None
+        if isinstance(first, list) and first and isinstance(first[0], list | tuple):
+            messages = first  # redis-py's RESP3 shape: [[(id, fields), ...]]
         for entry_id, fields in messages:
-            if fields is not None:
-                out.append(Entry(name, text(entry_id), fields))
+            if fields is None:
+                continue
+            if isinstance(fields, list):  # raw reply: flat field/value list
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            out.append(Entry(name, text(entry_id), fields))
     return out
+
+
+def raw_reader(redis: Any) -> Any:
+    """A client sharing ``redis``'s connections whose XREADGROUP replies are not
+    turned into dicts by redis-py (cheaper; :func:`read_group` takes both). The
+    client itself on a cluster."""
+    if is_cluster(redis) or not hasattr(redis, "connection_pool"):
+        return redis
+    import redis.asyncio as aredis
+
+    def raw(response: Any, **_: Any) -> Any:
+        return response
+
+    reader = aredis.Redis(connection_pool=redis.connection_pool)
+    reader.set_response_callback("XREADGROUP", raw)
+    return reader
 
 
 async def read_group(

@@ -58,6 +58,7 @@ class Connection:
         self._on_closed = on_closed
         self.expiry: asyncio.TimerHandle | None = None
         self.reader: asyncio.Task[Any] | None = None  # the task reading this socket
+        self._drained: asyncio.Event | None = None
 
     def __hash__(self) -> int:
         return self.id
@@ -96,11 +97,27 @@ class Connection:
                 text = queue.popleft()
                 self.queued_bytes -= len(text)
                 await send({"type": "websocket.send", "text": text})
+                if self._drained is not None and len(queue) <= self.max_msgs // 4:
+                    self._drained.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer went away
             log.debug("ws %d: send failed: %r", self.id, exc)
             self.closed = True
+
+    async def backpressure(self) -> None:
+        """Before reading the next request: wait while the queue is over half full.
+
+        A client pipelining requests faster than it reads the answers is slowed down
+        (TCP pushes back) instead of being taken for a slow consumer; only pushes
+        can overflow the queue.
+        """
+        while not self.closed and (
+            len(self.queue) > self.max_msgs // 2 or self.queued_bytes > self.max_bytes // 2
+        ):
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+        self._drained = None
 
     async def flush(self, timeout: float) -> None:
         """Wait until the queue is empty (or ``timeout``)."""
@@ -115,6 +132,8 @@ class Connection:
             return
         self.closed = True
         self.close_code = code
+        if self._drained is not None:
+            self._drained.set()
         self.queue.clear()
         self.queued_bytes = 0
         self._closer = asyncio.create_task(self._close(code, reason))
@@ -148,6 +167,8 @@ class Connection:
     def finish(self) -> None:
         """The socket is gone: stop the writer, forget subscriptions."""
         self.closed = True
+        if self._drained is not None:
+            self._drained.set()
         if self.expiry is not None:
             self.expiry.cancel()
         if self._writer is not None and self._closer is None:

@@ -237,10 +237,16 @@ class Session:
         self.ip = ip
         self.flood = FloodMeter(node.limits.flood_refusals)
 
-    def refuse(self, req_id: Any, err: ApiError) -> None:
-        self.conn.push(error_answer(req_id, err))
-        if err.code == "RATE_LIMITED" and self.flood.refused():
-            self.conn.close_soon(CLOSE_FLOOD, "flooding")
+    async def refuse(self, text: str, err: ApiError) -> None:
+        """Answer a request over the rate limit; close the socket 4429 if it floods."""
+        try:
+            request = orjson.loads(text)
+            req_id = request.get("id") if isinstance(request, dict) else None
+        except orjson.JSONDecodeError:
+            req_id = None
+        self.conn.push(error_answer(req_id if _valid_id(req_id) else None, err))
+        if self.flood.refused():
+            await self.conn.close_after_flush(CLOSE_FLOOD, "flooding")
 
     async def handle(self, text: str) -> None:
         conn, node = self.conn, self.node
@@ -254,7 +260,7 @@ class Session:
             node.user_limiter.allow(key) if key is not None else node.ip_limiter.allow(self.ip)
         )
         if not allowed:
-            self.refuse(None, ApiError("RATE_LIMITED", "too many requests"))
+            await self.refuse(text, ApiError("RATE_LIMITED", "too many requests"))
             return
         req_id: Any = None
         started = time.perf_counter()

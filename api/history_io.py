@@ -1,18 +1,27 @@
 """History routes: PostgreSQL reads (``api.history``) turned into wire objects.
 
 Never on the order path; when PostgreSQL is down these answer 503 UNAVAILABLE.
+History lags the engine by the drain's lag (normally well under a second).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from api import service
+from api import history, service
 from api.errors import ApiError
 from engine.types import EngineError, Market
+from engine.units import format_amount, format_price, format_size, order_to_wire
 
 if TYPE_CHECKING:
     from api.node import Node
+
+
+async def _market_or_none(node: Node, market_id: str) -> Market | None:
+    try:
+        return await service.market(node, market_id)
+    except EngineError:
+        return None
 
 
 async def order(node: Node, user_id: str, order_id: str) -> dict[str, Any]:
@@ -20,22 +29,74 @@ async def order(node: Node, user_id: str, order_id: str) -> dict[str, Any]:
     try:
         return await service.get_order(node, user_id, {"order_id": order_id})
     except (EngineError, ApiError) as exc:
-        if exc.code != "UNKNOWN_ORDER" or not order_id.isdigit():
+        if exc.code != "UNKNOWN_ORDER" or not order_id.isdigit() or len(order_id) > 20:
             raise
-    raise ApiError("UNKNOWN_ORDER", "unknown order")
+    async with node.db.connection() as conn:
+        found = await history.order(conn, user_id, order_id)
+    m = await _market_or_none(node, found.market) if found is not None else None
+    if found is None or m is None:
+        raise ApiError("UNKNOWN_ORDER", "unknown order")
+    return order_to_wire(m, found)
 
 
 async def orders(
     node: Node, user_id: str, market_id: str | None, status: str, limit: int
 ) -> list[dict[str, Any]]:
-    raise ApiError("UNAVAILABLE", "order history is not available yet")
+    async with node.db.connection() as conn:
+        page = await history.orders(conn, user_id, market=market_id, status=status, limit=limit)
+    out = []
+    for o in page.items:
+        m = await _market_or_none(node, o.market)
+        if m is not None:
+            out.append(order_to_wire(m, o))
+    return out
 
 
 async def fills(
     node: Node, user_id: str, market_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    raise ApiError("UNAVAILABLE", "fill history is not available yet")
+    async with node.db.connection() as conn:
+        page = await history.fills(conn, user_id, market=market_id, limit=limit)
+    out = []
+    for f in page.items:
+        m = await _market_or_none(node, f.market)
+        if m is None:
+            continue
+        fee_scale = m.base_scale if f.fee_asset == m.base else m.quote_scale
+        out.append(
+            {
+                "market": f.market,
+                "trade_id": f.trade_id,
+                "order_id": f.order_id,
+                "side": f.side,
+                "liquidity": f.liquidity,
+                "price": format_price(m, f.price),
+                "size": format_size(m, f.size),
+                "cost": format_amount(m.quote_scale, f.quote),
+                "fee": format_amount(fee_scale, f.fee),
+                "fee_asset": f.fee_asset,
+                "maker_order_id": f.maker_order_id,
+                "taker_order_id": f.taker_order_id,
+                "seq": f.seq,
+                "ts": f.ts,
+            }
+        )
+    return out
 
 
 async def candles(node: Node, market: Market, interval: str, limit: int) -> list[dict[str, Any]]:
-    raise ApiError("UNAVAILABLE", "candles are not available yet")
+    async with node.db.connection() as conn:
+        rows = await history.candles(conn, market.id, interval, limit=limit)
+    return [
+        {
+            "ts": c.start,
+            "open": format_price(market, c.open),
+            "high": format_price(market, c.high),
+            "low": format_price(market, c.low),
+            "close": format_price(market, c.close),
+            "volume": format_size(market, c.volume),
+            "quote_volume": format_amount(market.quote_scale, c.quote_volume),
+            "trades": c.trades,
+        }
+        for c in rows
+    ]

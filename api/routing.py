@@ -146,6 +146,7 @@ def endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
         node.metrics.http_request(label, response.status_code, time.perf_counter() - started)
         return response
 
+    run.api_route = route  # type: ignore[attr-defined]  # the test of policies finds it here
     return run
 
 

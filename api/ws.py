@@ -81,6 +81,8 @@ class WebSocketEndpoint:
                             conn.push(error_answer(None, ApiError("INVALID_PARAM", "not UTF-8")))
                             continue
                     await session.handle(text)
+                    if len(conn.queue) > conn.max_msgs // 2:
+                        await conn.backpressure()
                 elif kind == "websocket.disconnect":
                     break
         except asyncio.CancelledError:

@@ -324,3 +324,54 @@ def test_email_normalisation() -> None:
     for bad in ("a", "a@b", "a@@b.com", "a b@c.com", ".a@b.com", "a@-b.com", "a@b.c0m"):
         with pytest.raises(ApiError):
             normalize_email(bad)
+
+
+# -- connection queue ----------------------------------------------------------------
+
+
+async def test_a_connection_that_cannot_keep_up_is_closed_4408_without_waiting() -> None:
+    import asyncio
+
+    from api import connection as C
+
+    sent: list[dict[str, Any]] = []
+    stuck = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await stuck.wait()  # the peer never reads
+        sent.append(message)
+
+    conn = C.Connection(send, max_msgs=10, max_bytes=10_000)
+    conn.start()
+    for i in range(11):
+        conn.push(f'{{"n": {i}}}')  # never blocks
+    await asyncio.sleep(0.05)
+    assert conn.closed and conn.close_code == C.CLOSE_SLOW
+    assert sent == [{"type": "websocket.close", "code": 4408, "reason": "slow consumer"}]
+    conn.push("ignored after close")
+    assert not conn.queue
+
+
+async def test_connection_close_frame_stuck_behind_flow_control_abandons_the_socket() -> None:
+    import asyncio
+
+    from api import connection as C
+
+    never = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        await never.wait()
+
+    async def reader() -> None:
+        await asyncio.sleep(60)
+
+    conn = C.Connection(send, max_msgs=10, max_bytes=10_000)
+    conn.reader = asyncio.create_task(reader())
+    old, C.CLOSE_SEND_TIMEOUT = C.CLOSE_SEND_TIMEOUT, 0.05
+    try:
+        conn.close_soon(C.CLOSE_SLOW)
+        await asyncio.sleep(0.2)
+    finally:
+        C.CLOSE_SEND_TIMEOUT = old
+    assert conn.reader.cancelled()

@@ -387,3 +387,40 @@ async def test_health_ready_metrics(exchange: Exchange) -> None:
         metrics = (await http.get(base + "/metrics")).text
         assert "hftx_http_requests_total" in metrics and "hftx_ws_connections" in metrics
         assert (await http.get(base + "/")).status_code in (200, 404)
+
+
+async def test_history_fills_orders_and_candles(exchange: Exchange) -> None:
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    seller, buyer = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, seller, {base: "10"})
+    await fund(exchange, buyer, {"USD": "10000"})
+    async with exchange.http("a", seller.token) as http:
+        maker = (await http.post("/orders", json=limit(market, "sell", "2", "20"))).json()
+    async with exchange.http("b", buyer.token) as http:
+        taker = (await http.post("/orders", json=limit(market, "buy", "2", "20"))).json()
+        assert taker["status"] == "FILLED"
+
+        async def fills() -> Any:
+            listed = (await http.get("/fills", params={"market": market})).json()
+            return listed if listed else None
+
+        (fill,) = await eventually(fills, timeout=30)
+        assert (fill["order_id"], fill["side"], fill["liquidity"]) == (taker["id"], "buy", "taker")
+        assert (fill["price"], fill["size"], fill["fee"], fill["fee_asset"]) == (
+            "20.00", "2.000", "0.00400000", base
+        )  # fmt: skip
+        closed = (await http.get("/orders", params={"status": "closed"})).json()
+        assert [o["id"] for o in closed] == [taker["id"]]
+        assert (await http.get(f"/orders/{taker['id']}")).json()["status"] == "FILLED"
+    async with exchange.http("a") as http:
+
+        async def candles() -> Any:
+            got = (await http.get(f"/markets/{market}/candles", params={"interval": "1m"})).json()
+            return got if got else None
+
+        (candle,) = await eventually(candles, timeout=30)
+        assert (candle["open"], candle["close"], candle["volume"]) == ("20.00", "20.00", "2.000")
+        bad = await http.get(f"/markets/{market}/candles", params={"interval": "7m"})
+        assert bad.status_code == 400
+    assert maker["status"] == "NEW"

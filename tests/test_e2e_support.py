@@ -2,7 +2,7 @@
 
 The session fixture ``exchange`` starts, on free loopback ports and in a temp
 dir: a Valkey of its own, a fresh database in the session PostgreSQL (migrated),
-the settler, and three ``python -m api`` processes (uvicorn): nodes ``a`` and
+the settler, the drain, and three ``python -m api`` processes (uvicorn): nodes ``a`` and
 ``b`` with default limits and node ``strict`` with tiny limits for the limit tests.
 Tests isolate themselves with fresh users and markets (``new_user``,
 ``new_market``), never by flushing.
@@ -43,7 +43,6 @@ STRICT_LIMITS = {
     "HFTX_USER_BURST": "300",
     "HFTX_FLOOD_REFUSALS": "50",
     "HFTX_WS_QUEUE_MSGS": "64",
-    "HFTX_WS_QUEUE_BYTES": str(256 * 1024),
     "HFTX_WS_CONNS_PER_USER": "3",
     "HFTX_WS_MAX_FRAME": "4096",
     "HFTX_HTTP_MAX_BODY": "4096",
@@ -164,6 +163,7 @@ def exchange(pg_url: str) -> Iterator[Exchange]:
                 stdout=(logs / "release.log").open("wb"), stderr=subprocess.STDOUT,
             )  # fmt: skip
             exchange.procs["settler"] = _spawn("settler", ["-m", "workers.settler"], env, logs)
+            exchange.procs["drain"] = _spawn("drain", ["-m", "workers.drain"], env, logs)
             for name, port in ports.items():
                 node_env = {**env, **(STRICT_LIMITS if name == "strict" else {})}
                 exchange.procs[name] = _spawn(

@@ -77,19 +77,31 @@ def bucket_start(ts: int, interval_ms: int) -> int:
 
 
 def aggregate(trades: Iterable[TradeTick], intervals: dict[str, int] = INTERVALS) -> list[Candle]:
-    """Candles of ``trades`` for every interval, sorted by key (market, interval, start)."""
-    out: dict[tuple[str, str, int], Candle] = {}
-    items = list(intervals.items())
+    """Candles of ``trades`` for every interval, sorted by key (market, interval, start).
+
+    Trades are folded into the smallest interval; the larger ones (multiples of
+    it) are merged from those candles."""
+    items = sorted(intervals.items(), key=lambda kv: kv[1])
+    base_name, base_ms = items[0]
+    base: dict[tuple[str, str, int], Candle] = {}
     for market, tid, price, size, quote, ts in trades:
-        for name, ms in items:
-            key = (market, name, ts - ts % ms)
-            c = out.get(key)
-            if c is None:
-                out[key] = Candle(
-                    market, name, key[2], price, price, price, price, size, quote, 1, tid, tid
-                )
-            else:
-                c.add(tid, price, size, quote)
+        key = (market, base_name, ts - ts % base_ms)
+        c = base.get(key)
+        if c is None:
+            base[key] = Candle(market, base_name, key[2], price, price, price, price, size,
+                               quote, 1, tid, tid)  # fmt: skip
+        else:
+            c.add(tid, price, size, quote)
+    out = dict(base)
+    for name, ms in items[1:]:
+        if ms % base_ms:
+            raise ValueError(f"interval {name} is not a multiple of {base_name}")
+        for c in base.values():
+            key = (c.market, name, c.start - c.start % ms)
+            rolled = Candle(c.market, name, key[2], c.open, c.high, c.low, c.close, c.volume,
+                            c.quote_volume, c.trades, c.first_tid, c.last_tid)  # fmt: skip
+            have = out.get(key)
+            out[key] = rolled if have is None else have.merge(rolled)
     return [out[k] for k in sorted(out)]
 
 

@@ -188,12 +188,20 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _field(fields_: dict[Any, Any], name: str) -> Any:
-    if name in fields_:
-        return fields_[name]
+def _field(fields_: Any, name: str) -> Any:
+    """A stream entry field: ``fields_`` is a dict (str or bytes keys) or the flat
+    [name, value, ...] list of a raw reply."""
     raw = name.encode()
-    if raw in fields_:
-        return fields_[raw]
+    if type(fields_) is list:
+        for i in range(0, len(fields_) - 1, 2):
+            if fields_[i] == raw or fields_[i] == name:
+                return fields_[i + 1]
+    else:
+        v = fields_.get(raw)
+        if v is not None:
+            return v
+        if name in fields_:
+            return fields_[name]
     raise PoisonEntry(f"missing field {name}")
 
 

@@ -23,7 +23,7 @@ ACCOUNTS_SET = "{g}:accounts"
 class Entry:
     stream: str
     id: str
-    fields: dict[Any, Any]
+    fields: Any  # dict, or the flat [name, value, ...] list of a raw reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +118,8 @@ def _entries(reply: Any) -> list[Entry]:
         if isinstance(first, list) and first and isinstance(first[0], list | tuple):
             messages = first  # redis-py's RESP3 shape: [[(id, fields), ...]]
         for entry_id, fields in messages:
-            if fields is None:
-                continue
-            if isinstance(fields, list):  # raw reply: flat field/value list
-                fields = dict(zip(fields[::2], fields[1::2], strict=True))
-            out.append(Entry(name, text(entry_id), fields))
+            if fields is not None:  # raw replies keep the flat [field, value, ...] list
+                out.append(Entry(name, text(entry_id), fields))
     return out
 
 

@@ -199,3 +199,43 @@ async def test_read_group_parses_raw_and_decoded_replies(redis_real, n):
         fields = [f if isinstance(f, dict) else dict(zip(f[::2], f[1::2], strict=True))
                   for f in (e.fields for e in got)]  # fmt: skip
         assert [f[b"f"] for f in fields] == [str(i + 1).encode() for i in range(n)]
+
+
+async def test_two_drains_share_the_streams_exactly_once(redis_real, db_url):
+    import asyncio
+
+    load = EngineLoad(redis_real, seed=31)
+    await load.setup()
+    stop = asyncio.Event()
+    drains = [Drain(redis_real, db_url, cfg(count=3)) for _ in range(2)]
+    tasks = [asyncio.create_task(d.run(stop)) for d in drains]
+    await load.run(600)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*tasks)
+    last = Drain(redis_real, db_url, cfg())
+    await last.catch_up()
+    await last.close()
+    assert all(d.committed > 0 for d in drains)  # both did part of the work
+    assert await rows(db_url, "SELECT market, trade_id FROM trades ORDER BY trade_id") == (
+        load.trades
+    )
+    final = dict(await rows(db_url, "SELECT id, status FROM orders WHERE status <> 'NEW'"))
+    assert final == load.final
+    # amounts as the engine left them, whatever order the two drains committed in
+    for oid, amount, filled in await rows(
+        db_url, "SELECT id, amount, filled FROM orders WHERE status <> 'NEW'"
+    ):
+        rec = await redis_real.hgetall(f"{{m:{MKT}}}:o:{oid}")
+        if rec:
+            record = {k.decode(): v.decode() for k, v in rec.items()}
+            assert (amount, filled) == (int(record["amount"]), int(record["filled"])), oid
+    trades = await rows(db_url, "SELECT market, trade_id, price, size, quote, ts FROM trades")
+    want = {c.key: (c.volume, c.trades) for c in candles.aggregate(trades)}
+    have = {
+        (r[0], r[1], r[2]): (int(r[3]), r[4])
+        for r in await rows(
+            db_url, "SELECT market, interval, start_ts, volume, trades FROM candles"
+        )
+    }
+    assert have == want

@@ -36,7 +36,6 @@ import psycopg
 from engine.accounts import account_keys
 from engine.functions import ensure_loaded
 from snapshots.snapshot import decode_dump
-from workers.streams import primaries
 
 log = logging.getLogger("hftx.restore")
 
@@ -87,9 +86,8 @@ async def write_keys(redis: Any, keys: dict[str, list[Any]]) -> None:
 
 
 async def _check_empty(redis: Any) -> None:
-    for node in primaries(redis):
-        if await node.dbsize():
-            raise RestoreError("the target Redis is not empty (use force=True to overwrite)")
+    if await redis.dbsize():  # summed over the primaries on a cluster
+        raise RestoreError("the target Redis is not empty (use force=True to overwrite)")
 
 
 # -- markets --------------------------------------------------------------------------
@@ -403,9 +401,8 @@ async def canonical_dump(redis: Any) -> dict[str, Any]:
         _, keys = decode_dump(await redis.fcall_ro("snap_market", 1, f"{{m:{m}}}:cfg"))
         out["markets"][m] = {k: v[2] for k, v in keys.items()}
     users = {_text(x) for x in await redis.smembers("{g}:accounts")}
-    for node in primaries(redis):  # accounts missing from the registry count too
-        async for key in node.scan_iter(match="{u:*}:bal", count=1000):
-            users.add(_text(key)[3:-5])
+    async for key in redis.scan_iter(match="{u:*}:bal", count=1000):  # unregistered too
+        users.add(_text(key)[3:-5])
     for u in sorted(users):
         names = account_keys(u)
         bal = {_text(f): int(v) for f, v in (await redis.hgetall(names[0])).items() if int(v)}

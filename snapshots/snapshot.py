@@ -83,15 +83,12 @@ def _skipped(key: str) -> bool:
 
 async def _keys_by_tag(redis: Any) -> dict[str, list[str]]:
     """Every key with a hash tag, grouped by tag (one SCAN pass over every primary)."""
-    from workers.streams import primaries
-
     out: dict[str, list[str]] = defaultdict(list)
-    for node in primaries(redis):
-        async for raw in node.scan_iter(match="{*", count=2000):
-            key = _text(raw)
-            tag = _tag(key)
-            if tag is not None and not _skipped(key):
-                out[tag].append(key)
+    async for raw in redis.scan_iter(match="{*", count=2000):  # every primary of a cluster
+        key = _text(raw)
+        tag = _tag(key)
+        if tag is not None and not _skipped(key):
+            out[tag].append(key)
     return out
 
 

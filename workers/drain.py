@@ -738,21 +738,13 @@ class Drain:
 # -- command line -----------------------------------------------------------------------
 
 
-def _settings() -> tuple[str, str]:
-    try:
-        from ops.settings import get_settings
-
-        s = get_settings()
-        return str(s.redis_url), str(s.database_url)
-    except ImportError:
-        return os.environ["REDIS_URL"], os.environ["DATABASE_URL"]
-
-
 async def _main(args: argparse.Namespace) -> None:
-    from redis.asyncio import Redis
+    from ops.settings import get_settings
+    from workers import connect
 
-    redis_url, database_url = _settings()
-    redis: Any = Redis.from_url(redis_url)
+    settings = get_settings()
+    database_url = str(settings.database_url)
+    redis: Any = await connect(str(settings.redis_url))  # a cluster client on a cluster
     cfg = DrainConfig(
         count=args.batch,
         claim_idle_ms=args.claim_idle_ms,

@@ -69,12 +69,6 @@ def is_cluster(redis: Any) -> bool:
     return hasattr(redis, "get_primaries")
 
 
-def primaries(redis: Any) -> list[Any]:
-    if not is_cluster(redis):
-        return [redis]
-    return [redis.get_redis_connection(node) for node in redis.get_primaries()]
-
-
 # -- discovery -----------------------------------------------------------------
 
 
@@ -85,11 +79,10 @@ async def discover(redis: Any, *, scan: bool = False) -> list[str]:
     markets = [market_stream(text(m)) for m in await redis.smembers(MARKETS_SET)]
     users = [text(u) for u in await redis.smembers(ACCOUNTS_SET)]
     streams = set(markets) | {account_stream(u) for u in users}
-    if scan:
-        for node in primaries(redis):
-            for pattern in ("{u:*}:ev", "{m:*}:ev"):
-                async for key in node.scan_iter(match=pattern, count=1000, _type="stream"):
-                    streams.add(text(key))
+    if scan:  # a cluster client's scan_iter covers every primary
+        for pattern in ("{u:*}:ev", "{m:*}:ev"):
+            async for key in redis.scan_iter(match=pattern, count=1000, _type="stream"):
+                streams.add(text(key))
     return sorted(streams)
 
 

@@ -140,6 +140,7 @@ async def place_order(call: Call) -> Any:
 
 async def list_orders(call: Call) -> Any:
     query = call.query("status", "market", "limit")
+    limit = call.int_query(query, "limit", 100, 1, MAX_LIMIT)
     status = query.get("status", "open")
     market_id = query.get("market")
     if market_id is not None and not S.MARKET_ID.match(market_id):
@@ -149,7 +150,6 @@ async def list_orders(call: Call) -> Any:
         return await service.open_orders(call.node, call.user_id, params)
     if status not in ("closed", "all"):
         raise ApiError("INVALID_PARAM", "status must be open, closed or all")
-    limit = call.int_query(query, "limit", 100, 1, MAX_LIMIT)
     from api import history_io
 
     return await history_io.orders(call.node, call.user_id, market_id, status, limit)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from api import schemas as S
 from api.errors import ApiError
 from engine.types import Balance, Market, Order, OrderRequest
@@ -174,6 +176,24 @@ async def get_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
 # -- wallet ------------------------------------------------------------------------
 
 
+async def push_balance(node: Node, user_id: str, asset: str) -> None:
+    """Publish the ``balances`` push of one asset after a wallet change made here.
+
+    Fills and transfer credits are pushed by the settler; deposits, withdrawals and
+    the payer's side of a transfer change the balance at once, so the node that
+    made the change pushes it (best effort: the balance itself is already right).
+    """
+    from engine.accounts import balance
+    from engine.settlement import balance_push
+
+    try:
+        b = await balance(node.redis, user_id, asset)
+        push = balance_push(b, await asset_scale(node, asset))
+        await node.redis.publish(f"hftx:u:{user_id}", orjson.dumps(push))
+    except Exception:  # never fail the request for a push
+        pass
+
+
 def balance_to_wire(b: Balance, scale: int) -> dict[str, Any]:
     return {
         "asset": b.asset,
@@ -204,6 +224,7 @@ async def transfer(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     if amount <= 0:
         raise ApiError("INVALID_PARAM", "amount must be positive")
     result = await node.ex.transfer(user_id, p.transfer_id, p.asset, amount, p.to_address)
+    await push_balance(node, user_id, p.asset)
     return {
         "transfer_id": p.transfer_id,
         "asset": p.asset,
@@ -221,6 +242,7 @@ async def request_withdrawal(node: Node, user_id: str, params: Any) -> dict[str,
     if amount <= 0:
         raise ApiError("INVALID_PARAM", "amount must be positive")
     result = await node.ex.request_withdrawal(user_id, p.withdrawal_id, p.asset, amount, p.address)
+    await push_balance(node, user_id, p.asset)
     return {
         "withdrawal_id": p.withdrawal_id,
         "asset": p.asset,
@@ -257,6 +279,7 @@ async def deposit(node: Node, params: Any) -> dict[str, Any]:
     if amount <= 0:
         raise ApiError("INVALID_PARAM", "amount must be positive")
     result = await node.ex.deposit(p.deposit_id, p.address, p.asset, amount)
+    await push_balance(node, result.user, p.asset)
     return {
         "deposit_id": p.deposit_id,
         "address": p.address,
@@ -274,6 +297,9 @@ async def finish_withdrawal(node: Node, withdrawal_id: str, complete: bool) -> d
         result = await node.ex.complete_withdrawal(withdrawal_id)
     else:
         result = await node.ex.reject_withdrawal(withdrawal_id)
+    for w in await node.ex.withdrawals(result.user):
+        if w.id == withdrawal_id:
+            await push_balance(node, result.user, w.asset)
     return {
         "withdrawal_id": withdrawal_id,
         "user_id": result.user,

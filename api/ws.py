@@ -54,7 +54,8 @@ class WebSocketEndpoint:
             return
         if node.closing or len(node.connections) >= node.limits.ws_conns_total:
             node.metrics.ws_rejected("capacity")
-            await send({"type": "websocket.close", "code": CLOSE_TRY_LATER})
+            await send({"type": "websocket.accept"})  # so that the client sees the code
+            await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": "try later"})
             return
         await send({"type": "websocket.accept"})
         client = scope.get("client")

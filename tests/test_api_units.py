@@ -375,3 +375,36 @@ async def test_connection_close_frame_stuck_behind_flow_control_abandons_the_soc
     finally:
         C.CLOSE_SEND_TIMEOUT = old
     assert conn.reader.cancelled()
+
+
+def test_the_worked_example_of_docs_protocol_md() -> None:
+    """docs/protocol.md "Book sync": these numbers come from this code."""
+    usd = 10**8
+
+    def p(text: str) -> int:
+        whole, _, frac = text.partition(".")
+        return int(whole) * usd + int(frac.ljust(8, "0"))
+
+    feed = MarketFeed(MARKET)
+    feed.load(
+        41,
+        [(p("30000.10"), p("0.5")), (p("30000.00"), p("1.25"))],
+        [(p("30001.00"), p("0.2")), (p("30002.50"), p("2"))],
+    )
+    sink = Sink()
+    sink.push(feed.subscribe_book(sink, 10))
+    feed.apply_entries(
+        [
+            {"f": 42, "l": 42, "e": orjson.dumps([level("buy", p("30000.10"), 0, 42)])},
+            {"f": 43, "l": 44, "e": orjson.dumps(
+                [{"e": "accepted", "seq": 43, "ts": 1}, level("sell", p("30000.50"), p("0.1"), 44)]
+            )},
+        ]
+    )  # fmt: skip
+    snapshot, update = sink.messages
+    assert snapshot["bids"] == [["30000.10", "0.50000"], ["30000.00", "1.25000"]]
+    assert snapshot["asks"] == [["30001.00", "0.20000"], ["30002.50", "2.00000"]]
+    assert (snapshot["seq"], snapshot["checksum"]) == (41, 1061492665)
+    assert (update["first_seq"], update["seq"], update["checksum"]) == (42, 44, 3636166051)
+    assert update["bids"] == [["30000.10", "0"]]
+    assert update["asks"] == [["30000.50", "0.10000"]]

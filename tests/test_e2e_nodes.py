@@ -1,0 +1,79 @@
+"""Web node lifecycle: graceful shutdown, and trading while PostgreSQL is down."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from ops.embedded import free_port
+from tests.test_e2e_support import Exchange, Ws, _spawn, fund, new_market, new_user
+
+pytest_plugins = ["tests.test_e2e_support"]
+
+
+@contextmanager
+def extra_node(exchange: Exchange, name: str, **env: str) -> Iterator[tuple[str, Any]]:
+    port = free_port()
+    proc = _spawn(name, ["-m", "api", "--port", str(port)], {**exchange.env, **env}, exchange.logs)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, exchange.log_tail(name)
+            assert time.monotonic() < deadline, exchange.log_tail(name)
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+async def test_graceful_shutdown_pushes_status_then_closes_1012(exchange: Exchange) -> None:
+    user = await new_user(exchange)
+    with extra_node(exchange, "shutdown") as (base, proc):
+        ws = await Ws.connect(base.replace("http", "ws") + "/ws", user.token)
+        assert (await ws.request("ping"))["status"] == 200
+        proc.send_signal(signal.SIGTERM)
+        code, _reason = await asyncio.wait_for(ws.closed, 10)
+        assert code == 1012
+        assert ws.pushes[-1] == {"channel": "status", "type": "shutdown"}
+        # uvicorn re-raises the signal once shut down: "killed by SIGTERM", after a clean exit
+        assert await asyncio.to_thread(proc.wait, 15) in (0, -signal.SIGTERM)
+
+
+async def test_a_node_trades_while_postgresql_is_down(exchange: Exchange) -> None:
+    market = await new_market(exchange)
+    user = await new_user(exchange)  # logged in through a healthy node
+    await fund(exchange, user, {"USD": "100"})
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    with extra_node(exchange, "nopg", DATABASE_URL=dead, HFTX_ADMIN_EMAIL="") as (base, _proc):
+        async with httpx.AsyncClient(base_url=base) as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["postgres"] is False
+            headers = {"Authorization": f"Bearer {user.token}"}
+            order = {"market": market, "side": "buy", "type": "limit", "amount": "1", "price": "2"}
+            r = await http.post("/api/v1/orders", json=order, headers=headers)
+            assert r.status_code == 200 and r.json()["status"] == "NEW", r.text
+            r = await http.get("/api/v1/fills", headers=headers)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "UNAVAILABLE"
+            r = await http.post(
+                "/api/v1/auth/login", json={"email": user.email, "password": "x" * 9}
+            )
+            assert r.status_code == 503
+        ws = await Ws.connect(base.replace("http", "ws") + "/ws", user.token)
+        answer = await ws.request("order.place", {**order, "price": "3"})
+        assert answer["status"] == 200, answer
+        assert len((await ws.request("orders.open"))["result"]) == 2
+        await ws.close()

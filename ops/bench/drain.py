@@ -43,6 +43,14 @@ from engine import registry
 from engine.types import EngineError, Market, OrderRequest
 
 LAG_BATCH = 1000  # XREADGROUP COUNT of the latency run
+# durable (fsync, synchronous commit) with write-heavy production tuning: fewer
+# checkpoints and full-page writes during the runs
+PG_SETTINGS = {
+    "shared_buffers": "512MB",
+    "wal_buffers": "64MB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "30min",
+}
 
 LOAD_MARKET = Market(
     id="DRN-USD",
@@ -364,7 +372,7 @@ def _servers() -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="hftx-bench-drain-") as tmp:
         vk = embedded.start_valkey(Path(tmp) / "valkey")
         try:
-            pg = embedded.start_postgres(Path(tmp) / "pg", durable=True)
+            pg = embedded.start_postgres(Path(tmp) / "pg", durable=True, settings=PG_SETTINGS)
             try:
                 yield vk.url, pg.url
             finally:
@@ -401,6 +409,17 @@ async def _fresh_db(server_url: str, name: str) -> str:
     url = create_database(server_url, name)
     migrate(url)
     return url
+
+
+async def _cleanup(redis: Any, pg_url: str, db_name: str) -> None:
+    """Drop a run's database and streams so that runs do not weigh on each other."""
+    from ops.migrate import drop_database
+
+    for m in await redis.smembers("{g}:markets"):
+        name = m.decode() if isinstance(m, bytes) else str(m)
+        await redis.delete(f"{{m:{name}}}:ev")
+    await redis.delete("{g}:markets")
+    drop_database(pg_url, db_name)
 
 
 async def _count_trades(conn: Any, market: str) -> int:
@@ -525,7 +544,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
 
     batches = [1000, 4000] if quick else [250, 1000, 2000, 4000, 8000]
     procs = [1, 2] if quick else [1, 2, 3]
-    trades = 50_000 if quick else 200_000
+    trades = 50_000 if quick else 100_000
     lag_seconds = 15.0 if quick else 60.0
     rows = []
     with _servers() as (redis_url, pg_url):
@@ -535,6 +554,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
                 for n in procs:
                     db = await _fresh_db(pg_url, f"bench_{b}_{n}")
                     tps = await throughput(redis, redis_url, db, b, n, trades, timeout=120)
+                    await _cleanup(redis, pg_url, f"bench_{b}_{n}")
                     rows.append((b, n, tps))
                     print(f"batch {b:>6}  drains {n}  {tps:>10,.0f} trades/s", flush=True)
             best_batch, best_procs, best = max(rows, key=lambda r: r[2])

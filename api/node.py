@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from api.marketdata import MarketData
 from api.metrics import Metrics
 from api.private import PrivateHub
 from api.ratelimit import Limiter, LoginThrottle
+from api.redisbatch import batching
 from api.tokens import Tokens
 from api.users import User, Users
 
@@ -73,6 +75,8 @@ class Node:
         from engine.exchange import Exchange
 
         self.redis = await connect_redis(self.settings.redis_url)
+        if os.environ.get("HFTX_REDIS_BATCH", "1") != "0":
+            self.redis = batching(self.redis)
         self.ex = await Exchange.connect(self.redis)
         self.versions = auth.TokenVersions(self.redis, self.users)
         self.login_throttle = LoginThrottle(self.redis)

@@ -288,7 +288,11 @@ class Session:
                 name = "?"
                 raise ApiError("INVALID_PARAM", "unknown method")
             params = request.get("params")
-            if isinstance(params, dict | list) and depth_of(params) > MAX_DEPTH - 1:
+            nested = isinstance(params, list) or (
+                isinstance(params, dict)
+                and any(isinstance(v, dict | list) for v in params.values())
+            )
+            if nested and depth_of(params) > MAX_DEPTH - 1:
                 raise ApiError("INVALID_PARAM", "params nested too deeply")
             result = await method.handler(node, conn, params)
         except ApiError as err:

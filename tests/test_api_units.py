@@ -408,3 +408,34 @@ def test_the_worked_example_of_docs_protocol_md() -> None:
     assert (update["first_seq"], update["seq"], update["checksum"]) == (42, 44, 3636166051)
     assert update["bids"] == [["30000.10", "0"]]
     assert update["asks"] == [["30000.50", "0.10000"]]
+
+
+def test_fast_wire_format_matches_engine_units() -> None:
+    from dataclasses import replace
+
+    from api import wire
+    from engine.types import Fill, Order
+    from engine.units import fill_to_wire, order_to_wire
+
+    rng = random.Random(3)
+    markets = [MARKET, replace(MARKET, id="SOL-USD", tick=100_000, lot=100_000, min_size=100_000),
+               replace(MARKET, id="X-Y", base_scale=0, tick=10**8, lot=1, min_size=1)]  # fmt: skip
+    for m in markets:
+        for _ in range(300):
+            amount = rng.randint(0, 10**6) * m.lot
+            filled = rng.randint(0, amount // m.lot) * m.lot if amount else 0
+            o = Order(
+                id=str(rng.randint(1, 2**62)), user_id="u", market=m.id,
+                side=rng.choice(["buy", "sell"]), type=rng.choice(["limit", "market"]),
+                time_in_force="GTC", post_only=rng.random() < 0.5,
+                price=rng.randint(0, 10**7) * m.tick, amount=amount, filled=filled,
+                cost=rng.randint(0, 10**15), status=rng.choice(["NEW", "FILLED", "CANCELED"]),
+                created_ts=1, updated_ts=2, client_order_id=rng.choice(["", "c1"]),
+                quote_amount=rng.choice([0, rng.randint(1, 10**12)]),
+            )  # fmt: skip
+            assert wire.order(m, o) == order_to_wire(m, o)
+            f = Fill(trade_id=rng.randint(1, 10**9), price=rng.randint(1, 10**7) * m.tick,
+                     size=rng.randint(1, 10**6) * m.lot, quote=rng.randint(0, 10**12),
+                     fee=rng.randint(0, 10**9), fee_asset=rng.choice([m.base, m.quote]),
+                     maker_order_id="9", liquidity="taker")  # fmt: skip
+            assert wire.fill(m, f) == fill_to_wire(m, f)

@@ -32,6 +32,20 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+class _NoSocketChatter(logging.Filter):
+    """Drop uvicorn's per-WebSocket lines ("[accepted]", "connection open/closed")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not ("WebSocket %s" in text or text.startswith("connection "))
+
+
+def quiet_logs() -> None:
+    logging.getLogger("uvicorn.error").addFilter(_NoSocketChatter())
+    for name in ("httpx", "client.bots"):  # the demo bots run in-process
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     from ops.settings import get_settings
 
@@ -47,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         level=getattr(logging, settings.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_logs()
     limits = Limits.from_env()
     app = create_app(settings, limits)
     config = uvicorn.Config(

@@ -130,6 +130,11 @@ async def _bots(node: Node, me: str) -> None:
                     coro = run_random_trader(client, market, orders_per_second=1.0, stop=stop)
                 tasks.append(asyncio.create_task(coro, name=f"demo:{kind}:{market}"))
         log.info("demo bots trading on %s", ", ".join(REFERENCES))
+        log.warning(
+            "\n\n  hftx demo is running: open %s\n  log in as %s / %s (or %s / %s),"
+            "\n  or sign up: every new account gets demo funds.\n",
+            url, *DEMO_USERS[0], *DEMO_USERS[1],
+        )  # fmt: skip
         while True:
             await asyncio.sleep(LEASE_S / 3)
             await node.redis.set(LEASE_KEY, me, ex=LEASE_S)

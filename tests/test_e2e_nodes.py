@@ -77,3 +77,32 @@ async def test_a_node_trades_while_postgresql_is_down(exchange: Exchange) -> Non
         assert answer["status"] == 200, answer
         assert len((await ws.request("orders.open"))["result"]) == 2
         await ws.close()
+
+
+async def test_demo_mode_faucet_and_demo_users(exchange: Exchange) -> None:
+    with extra_node(exchange, "demo", HFTX_DEMO="1") as (base, _proc):
+        async with httpx.AsyncClient(base_url=base + "/api/v1") as http:
+            email = f"demo-{time.time_ns()}@e2e.hftx.dev"
+            r = await http.post("/auth/signup", json={"email": email, "password": "demo-pass-1"})
+            assert r.status_code == 201
+            r = await http.post("/auth/login", json={"email": email, "password": "demo-pass-1"})
+            headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            funds = {
+                b["asset"]: b["total"]
+                for b in (await http.get("/balances", headers=headers)).json()
+            }
+            assert funds["USD"] == "100000.00000000" and funds["BTC"] == "2.00000000"
+
+            async def alice_funded() -> Any:
+                r = await http.post("/auth/login", json={"email": "alice@demo.hftx.dev",
+                                                         "password": "alice-demo-pw"})  # fmt: skip
+                if r.status_code != 200:
+                    return None
+                token = r.json()["access_token"]
+                got = await http.get("/balances", headers={"Authorization": f"Bearer {token}"})
+                return {b["asset"] for b in got.json()} >= {"USD", "BTC"}
+
+            deadline = time.monotonic() + 30
+            while not await alice_funded():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)

@@ -59,6 +59,7 @@ class Connection:
         self.expiry: asyncio.TimerHandle | None = None
         self.reader: asyncio.Task[Any] | None = None  # the task reading this socket
         self._drained: asyncio.Event | None = None
+        self._busy = False  # a send is in progress (writer task or answer fast path)
 
     def __hash__(self) -> int:
         return self.id
@@ -85,18 +86,46 @@ class Connection:
         if len(self.queue) == 1:
             self._wake.set()
 
+    async def answer(self, text: str) -> None:
+        """Send an answer: at once when nothing is waiting (no writer wake-up), else queued.
+
+        Answers keep their place relative to pushes: the fast path is only taken when
+        the queue is empty and no send is in progress.
+        """
+        if self.closed:
+            return
+        if self.queue or self._busy:
+            self.push(text)
+            return
+        self._busy = True
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the peer went away
+            log.debug("ws %d: send failed: %r", self.id, exc)
+            self.closed = True
+        finally:
+            self._busy = False
+            if self.queue:
+                self._wake.set()
+
     async def _write_loop(self) -> None:
         queue = self.queue
         send = self._send
         try:
             while True:
-                if not queue:
+                if not queue or self._busy:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
                 text = queue.popleft()
                 self.queued_bytes -= len(text)
-                await send({"type": "websocket.send", "text": text})
+                self._busy = True
+                try:
+                    await send({"type": "websocket.send", "text": text})
+                finally:
+                    self._busy = False
                 if self._drained is not None and len(queue) <= self.max_msgs // 4:
                     self._drained.set()
         except asyncio.CancelledError:

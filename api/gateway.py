@@ -72,7 +72,7 @@ async def m_auth(node: Node, conn: Connection, params: Any) -> Any:
         raise ApiError("RATE_LIMITED", "too many connections for this user")
     conn.principal = principal
     if previous is None:
-        await node.hub.add(conn)
+        node.hub.add(conn)
     if conn.expiry is not None:
         conn.expiry.cancel()
     delay = max(0.0, principal.exp - time.time())
@@ -89,6 +89,7 @@ async def m_subscribe(node: Node, conn: Connection, params: Any) -> Any:
             raise ApiError("INVALID_PARAM", "depth is only for the book channel")
         only = frozenset(p.markets) if p.markets else None
         conn.private[p.channel] = only
+        await node.hub.listen(conn)
         result: dict[str, Any] = {"channel": p.channel}
         if only is not None:
             result["markets"] = sorted(only)
@@ -130,6 +131,8 @@ async def m_unsubscribe(node: Node, conn: Connection, params: Any) -> Any:
     p = S.parse(S.Subscribe, params)
     if p.channel in S.PRIVATE_CHANNELS:
         conn.private.pop(p.channel, None)
+        if not conn.private:
+            await node.hub.unlisten(conn)
         return {"channel": p.channel}
     if not p.markets:
         raise ApiError("INVALID_PARAM", "markets is required (a non-empty list)")
@@ -321,4 +324,4 @@ class Session:
             conn.push(_answer(req_id, 200, {"result": result.result}))
             result.after()
         else:
-            conn.push(_answer(req_id, 200, {"result": result}))
+            await conn.answer(_answer(req_id, 200, {"result": result}))

@@ -2,8 +2,10 @@
 
 The settler and the engine facade PUBLISH ready-made PROTOCOL.md pushes (``orders``,
 ``balances``, ``notifications``). The node SUBSCRIBEs to a user's channel when the
-user's first socket authenticates and UNSUBSCRIBEs after the last one closes, and
-forwards each message verbatim to the sockets subscribed to its channel. The
+first of the user's sockets subscribes to a private channel and UNSUBSCRIBEs when
+the last such socket unsubscribes or closes (sockets that only trade or watch
+market data cost no pub/sub traffic), and forwards each message verbatim to the
+sockets subscribed to its channel. The
 ``hftx:auth`` channel announces token revocations (``<user>:<version>``).
 """
 
@@ -35,7 +37,8 @@ class PrivateHub:
         self._client = aredis.Redis.from_url(redis_url, socket_keepalive=True)
         self._pubsub = self._client.pubsub()
         self._on_revoked = on_revoked
-        self.conns: dict[str, set[Connection]] = {}
+        self.conns: dict[str, set[Connection]] = {}  # authenticated sockets per user
+        self.listeners: dict[str, set[Connection]] = {}  # ... with a private subscription
         self._subscribed: set[str] = set()
         self._lock = asyncio.Lock()
         self._confirm: dict[str, asyncio.Future[None]] = {}
@@ -56,13 +59,31 @@ class PrivateHub:
         with contextlib.suppress(Exception):
             await self._client.aclose()
 
-    async def add(self, conn: Connection) -> None:
+    def add(self, conn: Connection) -> None:
+        """An authenticated socket (counted per user; closed when its token is revoked)."""
         user = conn.user_id
         assert user is not None
         self.conns.setdefault(user, set()).add(conn)
+
+    async def listen(self, conn: Connection) -> None:
+        """``conn`` subscribed to a private channel: receive its user's pushes."""
+        user = conn.user_id
+        assert user is not None
+        self.listeners.setdefault(user, set()).add(conn)
+        await self._sync(user)
+
+    async def unlisten(self, conn: Connection) -> None:
+        user = conn.user_id
+        listeners = self.listeners.get(user or "")
+        if user is None or listeners is None or conn not in listeners:
+            return
+        listeners.discard(conn)
+        if not listeners:
+            del self.listeners[user]
         await self._sync(user)
 
     async def remove(self, conn: Connection, user: str | None) -> None:
+        """The socket closed."""
         if user is None:
             return
         conns = self.conns.get(user)
@@ -70,7 +91,12 @@ class PrivateHub:
             conns.discard(conn)
             if not conns:
                 del self.conns[user]
-        await self._sync(user)
+        listeners = self.listeners.get(user)
+        if listeners is not None and conn in listeners:
+            listeners.discard(conn)
+            if not listeners:
+                del self.listeners[user]
+            await self._sync(user)
 
     def count(self, user: str) -> int:
         return len(self.conns.get(user, ()))
@@ -78,7 +104,7 @@ class PrivateHub:
     async def _sync(self, user: str) -> None:
         """Make the subscription to ``user``'s channel match whether it has sockets."""
         async with self._lock:
-            want = user in self.conns
+            want = user in self.listeners
             have = user in self._subscribed
             channel = user_channel(user)
             if want and not have:
@@ -136,7 +162,7 @@ class PrivateHub:
                 if conn.principal is not None and conn.principal.token_version < int(version):
                     conn.close_soon(CLOSE_AUTH, "token revoked")
             return
-        conns = self.conns.get(channel[len(PREFIX) :])
+        conns = self.listeners.get(channel[len(PREFIX) :])
         if not conns:
             return
         self.messages += 1

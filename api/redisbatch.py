@@ -14,11 +14,14 @@ batch. Cluster clients are not wrapped (see :func:`batching`).
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import hiredis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ResponseError
 
 Command = tuple[tuple[Any, ...], dict[str, Any]]
@@ -91,11 +94,32 @@ class BatchingRedis(Redis):
         try:
             await conn.send_packed_command(_pack(conn, commands), check_health=False)
             replies: list[Any] = []
+            reader = _buffered_reader(conn)
+            callbacks = self.response_callbacks
             for args, options in commands:
-                try:
-                    replies.append(await self.parse_response(conn, args[0], **options))
-                except ResponseError as exc:
-                    replies.append(exc)
+                # Fast path: a reply already buffered in hiredis' reader, no option that
+                # changes its parsing. Else redis-py's own path (reads the socket).
+                reply = NOT_ENOUGH_DATA
+                if reader is not None and NEVER_DECODE not in options:
+                    reply = reader.gets()
+                if reply is NOT_ENOUGH_DATA:
+                    try:
+                        reply = await self.parse_response(conn, args[0], **options)
+                    except ResponseError as exc:
+                        reply = exc
+                elif isinstance(reply, ResponseError):
+                    reply = options.get(EMPTY_RESPONSE, reply)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    options.pop(EMPTY_RESPONSE, None)
+                    options.pop("keys", None)
+                    callback = callbacks.get(args[0])
+                    if callback is not None:
+                        reply = callback(reply, **options)
+                        if inspect.isawaitable(reply):
+                            reply = await reply
+                replies.append(reply)
             return replies
         except BaseException:
             await conn.disconnect()  # replies may be left unread: never reuse the socket
@@ -126,6 +150,14 @@ class BatchedPipeline(Pipeline):
                 if isinstance(reply, Exception):
                     raise reply
         return replies
+
+
+def _buffered_reader(conn: Any) -> Any:
+    """The hiredis reader of a RESP2 connection, or None (then only redis-py reads)."""
+    if str(getattr(conn, "protocol", 2)) != "2":
+        return None
+    reader = getattr(getattr(conn, "_parser", None), "_reader", None)
+    return reader if reader is not None and hasattr(reader, "gets") else None
 
 
 def _split(args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -102,6 +102,8 @@ class BatchingRedis(Redis):
                 reply = NOT_ENOUGH_DATA
                 if reader is not None and NEVER_DECODE not in options:
                     reply = reader.gets()
+                    while _PUSH is not None and isinstance(reply, _PUSH):  # RESP3 out-of-band
+                        reply = reader.gets()
                 if reply is NOT_ENOUGH_DATA:
                     try:
                         reply = await self.parse_response(conn, args[0], **options)
@@ -152,12 +154,13 @@ class BatchedPipeline(Pipeline):
         return replies
 
 
+_PUSH = getattr(hiredis, "PushNotification", None)
+
+
 def _buffered_reader(conn: Any) -> Any:
-    """The hiredis reader of a RESP2 connection, or None (then only redis-py reads)."""
-    if str(getattr(conn, "protocol", 2)) != "2":
-        return None
+    """The hiredis reader of the connection, or None (then only redis-py reads)."""
     reader = getattr(getattr(conn, "_parser", None), "_reader", None)
-    return reader if reader is not None and hasattr(reader, "gets") else None
+    return reader if isinstance(reader, hiredis.Reader) else None
 
 
 def _split(args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -23,6 +23,8 @@ import { mountTicker } from "./js/ui/ticker.js";
 import { createToaster } from "./js/ui/toast.js";
 import { mountTrades } from "./js/ui/trades.js";
 import { mountWallet } from "./js/ui/wallet.js";
+import { mountP2P } from "./js/ui/p2p/index.js";
+import { mountViews, P2P_HASH, viewOfHash } from "./js/ui/views.js";
 
 const PRIVATE_SUBS = [{ channel: "orders" }, { channel: "balances" }, { channel: "notifications" }];
 const EXPIRED = "Your session expired — please log in again.";
@@ -75,6 +77,17 @@ const openOrders = mountOpenOrders(accountRoot, { account, getMarket, getMarketB
 mountFills(accountRoot, { account, getMarketById });
 mountBalances(accountRoot, { account });
 mountTabs(accountRoot, (tab) => tab === "wallet" && session.loggedIn && !wallet.loaded && wallet.load());
+const p2p = mountP2P(
+  { main: $("#p2p"), offerDialog: $("#p2p-offer-dialog"), takeDialog: $("#p2p-take-dialog"), viewCount: $("#p2p-view-count") },
+  { http, ws, session, account, toast, onLoginNeeded: () => auth.open("login") },
+);
+const views = mountViews(
+  { buttons: document.querySelectorAll("[data-view]"), panes: { spot: $("#spot"), p2p: $("#p2p") }, body: document.body },
+  {
+    spotHash: () => (current ? current.id : ""),
+    onShow: (view) => (view === "p2p" ? p2p.show() : p2p.hide()),
+  },
+);
 
 // --- market selection ----------------------------------------------------------
 function selectMarket(m) {
@@ -88,7 +101,7 @@ function selectMarket(m) {
   } catch {
     /* storage disabled */
   }
-  if (location.hash !== `#${m.id}`) history.replaceState(null, "", `#${m.id}`);
+  if (views.current === "spot" && location.hash !== `#${m.id}`) history.replaceState(null, "", `#${m.id}`);
   ticker.reset();
   feed.setMarket(m);
   chart.setMarket(m);
@@ -114,8 +127,8 @@ async function loadMarkets() {
       loadMarkets.warned = true;
       return;
     }
-    const wanted =
-      (current && current.id) || decodeURIComponent(location.hash.slice(1)) || localStorage.getItem("hftx.market");
+    const fromHash = location.hash === P2P_HASH ? "" : decodeURIComponent(location.hash.slice(1));
+    const wanted = (current && current.id) || fromHash || localStorage.getItem("hftx.market");
     marketsUi.setMarkets(list, wanted);
     selectMarket(getMarketById(wanted) || list[0]);
     if (current) selectMarket(getMarketById(current.id)); // refresh status of the current market
@@ -128,7 +141,12 @@ async function loadMarkets() {
   }
 }
 
-window.addEventListener("hashchange", () => selectMarket(getMarketById(decodeURIComponent(location.hash.slice(1)))));
+function onHash() {
+  views.show(viewOfHash(location.hash));
+  if (views.current === "spot") selectMarket(getMarketById(decodeURIComponent(location.hash.slice(1))));
+}
+window.addEventListener("hashchange", onHash);
+window.addEventListener("popstate", onHash);
 
 // --- account / session ---------------------------------------------------------
 let lastAccountError = "";
@@ -178,7 +196,11 @@ ws.on("sub_error", (params, e) => {
 feed.on("resync", (reason) => console.info(`book resync: ${reason}`));
 account.on("orders", book.render);
 account.on("balances", () => orderForm.refresh());
-account.on("notification", (n) => toast(n.message || n.kind, "info", { title: n.kind || "Notification" }));
+account.on("notification", (n) => {
+  const kind = String(n.kind || "");
+  const title = kind.startsWith("p2p.") ? `P2P · ${kind.slice(4).replace(/_/g, " ")}` : kind || "Notification";
+  toast(n.message || kind, "info", { title });
+});
 account.on("fill", (f) => {
   const m = getMarketById(f.market);
   const verb = f.side === "sell" ? "Sold" : "Bought";
@@ -191,6 +213,7 @@ account.on("order_event", (exec, o) => {
 });
 
 // --- start ---------------------------------------------------------------------
+views.show(viewOfHash(location.hash));
 for (const s of PRIVATE_SUBS) ws.subscribe(s); // sent only once authenticated
 loadMarkets();
 setInterval(loadMarkets, 60000); // market status (TRADING / HALT / CANCEL_ONLY) changes

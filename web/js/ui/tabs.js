@@ -1,10 +1,11 @@
-// Bottom panel tabs.
+// Panel tabs (the bottom panel of the spot view, the P2P account panel). The first
+// tab is shown first.
 
 export function mountTabs(root, onShow = () => {}) {
   const buttons = root.querySelectorAll("[data-tab]");
   const panes = root.querySelectorAll("[data-pane]");
   const tools = root.querySelectorAll(".tab-tool");
-  let current = "orders";
+  let current = buttons.length ? buttons[0].dataset.tab : "";
   const show = (name) => {
     current = name;
     buttons.forEach((b) => {

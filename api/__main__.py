@@ -14,6 +14,7 @@ import uvicorn
 
 from api.app import create_app
 from api.limits import Limits
+from api.wsproto import FanoutProtocol
 
 
 class Server(uvicorn.Server):
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port or settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        ws=FanoutProtocol,  # uvicorn's websockets-sansio + pre-encoded fan-out frames
         ws_max_size=limits.ws_max_frame,
         ws_max_queue=32,
         ws_ping_interval=20.0,

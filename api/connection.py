@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from api.tokens import Principal
+from api.wsproto import Frame
 
 log = logging.getLogger("hftx.ws")
 
@@ -45,7 +46,7 @@ class Connection:
         self._send = send
         self.max_msgs = max_msgs
         self.max_bytes = max_bytes
-        self.queue: deque[str] = deque()
+        self.queue: deque[str | Frame] = deque()
         self.queued_bytes = 0
         self._wake = asyncio.Event()
         self.closed = False
@@ -74,15 +75,20 @@ class Connection:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer:{self.id}")
 
-    def push(self, text: str) -> None:
-        """Queue ``text`` for the socket; drop the connection if it cannot keep up."""
+    def push(self, item: str | Frame) -> None:
+        """Queue a message for the socket; drop the connection if it cannot keep up.
+
+        ``item`` is a text, or a :class:`~api.wsproto.Frame` shared by the
+        subscribers of a fan-out (framed once for all of them).
+        """
         if self.closed:
             return
-        if len(self.queue) >= self.max_msgs or self.queued_bytes + len(text) > self.max_bytes:
+        size = len(item) if isinstance(item, str) else len(item.data)
+        if len(self.queue) >= self.max_msgs or self.queued_bytes + size > self.max_bytes:
             self.close_soon(CLOSE_SLOW, "slow consumer")
             return
-        self.queue.append(text)
-        self.queued_bytes += len(text)
+        self.queue.append(item)
+        self.queued_bytes += size
         if len(self.queue) == 1:
             self._wake.set()
 
@@ -119,11 +125,15 @@ class Connection:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                text = queue.popleft()
-                self.queued_bytes -= len(text)
+                item = queue.popleft()
                 self._busy = True
                 try:
-                    await send({"type": "websocket.send", "text": text})
+                    if isinstance(item, str):
+                        self.queued_bytes -= len(item)
+                        await send({"type": "websocket.send", "text": item})
+                    else:
+                        self.queued_bytes -= len(item.data)
+                        await send(item.message())
                 finally:
                     self._busy = False
                 if self._drained is not None and len(queue) <= self.max_msgs // 4:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import orjson
 
 from api.l2 import L2Book, Level, checksum, side_diff, untouched
+from api.wsproto import Frame
 from engine.keys import market_stream
 from engine.types import Market
 
@@ -41,7 +42,7 @@ DAY_MS = 86_400_000
 
 
 class Subscriber(Protocol):
-    def push(self, text: str) -> None: ...
+    def push(self, item: str | Frame) -> None: ...
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -82,7 +83,7 @@ class _Batch:
     best: tuple[Level | None, Level | None]
     changed_b: set[int] = field(default_factory=set)
     changed_a: set[int] = field(default_factory=set)
-    trades: list[str] = field(default_factory=list)
+    trades: list[Frame] = field(default_factory=list)
     ts: int = 0
 
 
@@ -208,7 +209,7 @@ class MarketFeed:
             elif kind == "trade":
                 message = self._trade(ev)
                 if message is not None and self.trades:
-                    batch.trades.append(encode(message))
+                    batch.trades.append(Frame(encode(message)))
             elif kind == "market":
                 status = ev.get("status")
                 if status in ("TRADING", "HALT", "CANCEL_ONLY"):
@@ -288,18 +289,20 @@ class MarketFeed:
                 crc = wide_checksum
             else:
                 crc = book.view_checksum(d)
-            text = encode(
-                {
-                    "channel": "book",
-                    "type": "update",
-                    "market": self.market.id,
-                    "first_seq": group.sent + 1,
-                    "seq": seq,
-                    "bids": self.fmt.levels(db),
-                    "asks": self.fmt.levels(da),
-                    "checksum": crc,
-                    "ts": ts,
-                }
+            text = Frame(
+                encode(
+                    {
+                        "channel": "book",
+                        "type": "update",
+                        "market": self.market.id,
+                        "first_seq": group.sent + 1,
+                        "seq": seq,
+                        "bids": self.fmt.levels(db),
+                        "asks": self.fmt.levels(da),
+                        "checksum": crc,
+                        "ts": ts,
+                    }
+                )
             )
             group.sent = seq
             for sub in group.subs:
@@ -401,20 +404,22 @@ class MarketFeed:
         self._ticker_timer = None
         self._ticker_sent = time.monotonic()
         if self.tickers:
-            text = encode(self.ticker())
+            frame = Frame(encode(self.ticker()))
             for sub in self.tickers:
-                sub.push(text)
+                sub.push(frame)
 
-    def heartbeat(self) -> str:
-        return encode(
-            {
-                "channel": "heartbeat",
-                "type": "heartbeat",
-                "market": self.market.id,
-                "seq": self.book.seq,
-                "last_trade_id": self.last_trade_id,
-                "ts": now_ms(),
-            }
+    def heartbeat(self) -> Frame:
+        return Frame(
+            encode(
+                {
+                    "channel": "heartbeat",
+                    "type": "heartbeat",
+                    "market": self.market.id,
+                    "seq": self.book.seq,
+                    "last_trade_id": self.last_trade_id,
+                    "ts": now_ms(),
+                }
+            )
         )
 
     def close(self) -> None:

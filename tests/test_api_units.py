@@ -40,8 +40,8 @@ class Sink:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
 
-    def push(self, text: str) -> None:
-        self.messages.append(orjson.loads(text))
+    def push(self, item: Any) -> None:
+        self.messages.append(orjson.loads(item if isinstance(item, str) else item.text))
 
     def __hash__(self) -> int:
         return id(self)
@@ -223,7 +223,7 @@ def test_trades_ticker_and_heartbeat_pushes() -> None:
     feed.tickers.add(ticker)
     t = feed.ticker()
     assert (t["best_bid"], t["best_ask"], t["last"], t["seq"]) == (None, None, "99.00", 2)
-    hb = orjson.loads(feed.heartbeat())
+    hb = orjson.loads(feed.heartbeat().text)
     assert (hb["channel"], hb["seq"], hb["last_trade_id"]) == ("heartbeat", 2, 7)
     # a replayed trade (same id) is not pushed twice
     feed.apply(3, 3, [{**trade, "seq": 3}])
@@ -439,3 +439,19 @@ def test_fast_wire_format_matches_engine_units() -> None:
                      fee=rng.randint(0, 10**9), fee_asset=rng.choice([m.base, m.quote]),
                      maker_order_id="9", liquidity="taker")  # fmt: skip
             assert wire.fill(m, f) == fill_to_wire(m, f)
+
+
+def test_pre_encoded_text_frames_match_websockets() -> None:
+    from websockets.frames import Frame as WsFrame
+    from websockets.frames import Opcode
+
+    from api.wsproto import Frame, text_frame
+
+    for n in (0, 1, 125, 126, 127, 65535, 65536, 100_000):
+        payload = b"x" * n
+        assert text_frame(payload) == WsFrame(Opcode.TEXT, payload).serialize(
+            mask=False, extensions=[]
+        )
+    frame = Frame('{"é": 1}')
+    assert frame.message()["text"] == '{"é": 1}'
+    assert frame.data.endswith('{"é": 1}'.encode())

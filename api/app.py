@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -169,5 +170,14 @@ def create_app(settings: Any = None, limits: Limits | None = None) -> Starlette:
         from ops.demo import start as start_demo
 
         app.state.startup_hooks.append(start_demo)
+    origins = [o for o in getattr(settings, "allowed_origins", []) or [] if o]
+    if origins:  # browsers on the allowlisted origins may call the HTTP API too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE", "PATCH"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     app.add_middleware(SecurityHeaders)
     return app

@@ -289,3 +289,17 @@ async def test_errors_never_leak_internals(exchange: Exchange) -> None:
         assert r.status_code in (400, 404)
         r = await http.get(f"/orders/{unique()}")
         assert r.status_code in (400, 404) and "error" in r.json()
+
+
+async def test_cors_only_for_allowlisted_origins(exchange: Exchange) -> None:
+    async with httpx.AsyncClient(base_url=exchange.url("a")) as http:
+        preflight = {"Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization"}  # fmt: skip
+        ok = await http.options("/api/v1/orders", headers={"Origin": ALLOWED_ORIGIN, **preflight})
+        assert ok.headers.get("access-control-allow-origin") == ALLOWED_ORIGIN
+        bad = await http.options("/api/v1/orders", headers={"Origin": "https://evil.example",
+                                                             **preflight})  # fmt: skip
+        assert "access-control-allow-origin" not in bad.headers
+        r = await http.get("/api/v1/markets")
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["cache-control"] == "no-store"

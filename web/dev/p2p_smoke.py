@@ -250,6 +250,9 @@ def seed_offers(base: str) -> None:
         ("buy", "BTC", "EUR", "60150.00", "0.8", "0.01", "0.25", ["SEPA", "Revolut"], 20),
         ("sell", "ETH", "USD", "3012.50", "12", "0.5", "4", ["Zelle", "ACH"], 30),
         ("buy", "USDT", "NGN", "1585.20", "5000", "50", "1000", ["Bank transfer"], 15),
+        ("sell", "USDT", "EUR", "0.93", "2500", "20", "500", ["SEPA", "PayPal"], 15),
+        ("buy", "ETH", "EUR", "2770.00", "6", "0.2", "2", ["SEPA"], 30),
+        ("sell", "SOL", "USD", "149.80", "120", "1", "40", ["Zelle", "Venmo"], 20),
     ]
     for i, (side, asset, fiat, price, amount, lo, hi, methods, window) in enumerate(rows):
         email = f"maker{i}-{secrets.token_hex(3)}@example.com"
@@ -691,8 +694,6 @@ async def shoot_p2p(base: str, buyer: Page, seller: Page, path: str) -> None:
         fill(f, {fiat: 'EUR', price: '60975.00', amount: '0.6', min_amount: '0.005', max_amount: '0.25',
                  payment_methods: 'SEPA Instant, Revolut', payment_window: '30'});
         f.requestSubmit(); await until(() => !d.open);
-        const sel = $('#p2p-offers select[name=asset]'); sel.value = 'BTC'; sel.dispatchEvent(new Event('change'));
-        const fi = $('#p2p-offers input[name=fiat]'); fi.value = 'EUR'; fi.dispatchEvent(new Event('input'));
         $('#p2p-offers [data-filter-side=""]').click();
         await sleep(800);
         return $('#p2p-account [data-pane=offers] tbody tr').dataset.offerId;
@@ -733,7 +734,7 @@ async def shoot_p2p(base: str, buyer: Page, seller: Page, path: str) -> None:
 async def shoot_spot(page: Page, path: str) -> None:
     """The spot trading view of BTC-USD with two resting orders of the user."""
     await page.cmd("Page.bringToFront")
-    await page.js(
+    bid = await page.js(
         """
         location.hash = 'BTC-USD';
         await until(() => shown($('#spot')) && $$('.ladder-bids .ladder-row:not([hidden])').length > 5);
@@ -745,7 +746,27 @@ async def shoot_spot(page: Page, path: str) -> None:
         for (const [off, amt] of [[40, '0.12'], [75, '0.3']]) {
           fill(f, {price: `${Number(ip) - off}.00`, amount: amt}); f.requestSubmit(); await sleep(900);
         }
-        fill(f, {price: bid, amount: '0.25'});
+        return bid;
+        """
+    )
+    # reload: balances come fresh from GET /balances (holds are not pushed on `balances`)
+    await page.cmd("Page.reload")
+    await asyncio.sleep(1)
+    for _ in range(100):
+        with contextlib.suppress(RuntimeError):
+            if await page.js(
+                "return document.readyState === 'complete' && Boolean($('.order-form'))"
+            ):
+                break
+        await asyncio.sleep(0.1)
+    await page.js(
+        f"""
+        await until(() => $('#conn-label').textContent === 'Live'
+          && $$('.ladder-bids .ladder-row:not([hidden])').length > 5
+          && $$('#account [data-pane=orders] tbody tr').length >= 2);
+        const f = $('.order-form');
+        $('[data-side=buy]', f).click(); $('[data-type=limit]', f).click();
+        fill(f, {{price: {json.dumps(bid)}, amount: '0.25'}});
         $('#account [data-tab=orders]').click();
         await sleep(2500);
         $$('.toast').forEach(t => t.remove());

@@ -16,14 +16,9 @@ import orjson
 from api import schemas as S
 from api import wire
 from api.errors import ApiError
+from api.wire import parse_price, parse_size
 from engine.types import Balance, Market, Order, OrderRequest
-from engine.units import (
-    format_amount,
-    market_to_wire,
-    parse_amount,
-    parse_price,
-    parse_size,
-)
+from engine.units import format_amount, market_to_wire, parse_amount
 
 if TYPE_CHECKING:
     from api.node import Node

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.types import Fill, Market, Order
-from engine.units import price_places, size_places
+from engine.types import EngineError, Fill, Market, Order
+from engine.units import parse_amount, price_increment, price_places, size_increment, size_places
 
 
 class Grid:
@@ -88,3 +88,18 @@ def fill(market: Market, f: Fill) -> dict[str, Any]:
         "maker_order_id": f.maker_order_id,
         "liquidity": f.liquidity,
     }
+
+
+def parse_price(market: Market, text: object) -> int:
+    """``engine.units.parse_price``, without formatting the increment unless it fails."""
+    value = parse_amount(market.quote_scale, text, "price")
+    if value % market.tick:
+        raise EngineError("BAD_PRECISION", f"price must be a multiple of {price_increment(market)}")
+    return value
+
+
+def parse_size(market: Market, text: object, what: str = "amount") -> int:
+    value = parse_amount(market.base_scale, text, what)
+    if value % market.lot:
+        raise EngineError("BAD_PRECISION", f"{what} must be a multiple of {size_increment(market)}")
+    return value

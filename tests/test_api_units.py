@@ -455,3 +455,23 @@ def test_pre_encoded_text_frames_match_websockets() -> None:
     frame = Frame('{"é": 1}')
     assert frame.message()["text"] == '{"é": 1}'
     assert frame.data.endswith('{"é": 1}'.encode())
+
+
+@pytest.mark.parametrize(
+    "text", ["1", "1.01", "1.015", "0.001", "-1", "1e5", "", "0", "123456.78", "1.000000001"]
+)
+def test_fast_parsers_match_engine_units(text: str) -> None:
+    from api import wire
+    from engine import units
+    from engine.types import EngineError
+
+    for fast, slow in ((wire.parse_price, units.parse_price), (wire.parse_size, units.parse_size)):
+        try:
+            expected: Any = slow(MARKET, text)
+        except EngineError as exc:
+            expected = (exc.code, exc.message)
+        try:
+            got: Any = fast(MARKET, text)
+        except EngineError as exc:
+            got = (exc.code, exc.message)
+        assert got == expected

@@ -14,7 +14,7 @@ from api import passwords
 from api.errors import ApiError
 from api.tokens import Tokens, bearer
 
-SECRET = "s" * 48
+SECRET = "s" * 64
 tokens = Tokens(SECRET)
 
 

@@ -127,6 +127,7 @@ class NewMarket(Strict):
     maker_fee_bps: FeeBps
     taker_fee_bps: FeeBps
     max_notional: Decimal | None = None
+    status: Literal["TRADING", "HALT", "CANCEL_ONLY"] = "TRADING"  # as GET /markets shows it
 
 
 class MarketStatus(Strict):

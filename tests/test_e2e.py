@@ -368,6 +368,14 @@ async def test_admin_routes(exchange: Exchange) -> None:
     async with exchange.admin("b") as admin:
         r = await admin.post(f"/admin/markets/{market}/status", json={"status": "HALT"})
         assert r.status_code == 200 and r.json()["status"] == "HALT"
+        shown = (await admin.get(f"/markets/{market}")).json()  # a copy of a market object
+        base = "C" + unique().upper()[:8]
+        assert (
+            await admin.post("/admin/assets", json={"symbol": base, "scale": 8})
+        ).status_code == 200
+        copy = await admin.post("/admin/markets", json={**shown, "id": f"{base}-USD", "base": base})
+        assert copy.status_code == 200, copy.text
+        assert copy.json() == {**shown, "id": f"{base}-USD", "base": base, "status": "HALT"}
         users = (await admin.get("/admin/users", params={"limit": 1000})).json()
         assert any(u["role"] == "admin" for u in users)
         assert all("password_hash" not in u for u in users)

@@ -36,6 +36,7 @@ log = logging.getLogger("hftx.marketdata")
 LOAD_DEPTH = 5000  # levels per side read from the engine when (re)loading a book
 TICKER_MIN_INTERVAL = 0.1  # seconds between two ticker pushes of one market
 IDLE_STOP_S = 60.0  # a feed without subscribers stops after this long
+CHECK_S = 5.0  # how often a feed checks that the engine did not go back in time
 READ_COUNT = 1000
 BLOCK_MS = 1000
 DAY_MS = 86_400_000
@@ -156,6 +157,24 @@ class MarketFeed:
         }
         self._publish_book(b0, a0, changed_b, changed_a, seq, now_ms())
         self._ticker_changed()
+
+    def reset(
+        self,
+        seq: int,
+        bids: Iterable[Level],
+        asks: Iterable[Level],
+        truncated: tuple[bool, bool] = (False, False),
+    ) -> None:
+        """Start over from a snapshot older than our state; subscribers get snapshots."""
+        self.book.load(seq, bids, asks)
+        self.truncated = truncated
+        self.needs_reload = False
+        self.last_trade_id = 0
+        for group in self.groups.values():
+            group.sent = seq
+            text = self.snapshot(group.depth)
+            for sub in group.subs:
+                sub.push(text)
 
     # -- events ------------------------------------------------------------
 
@@ -561,6 +580,7 @@ class MarketData:
         market_id = feed.market.id
         stream = market_stream(market_id)
         delay = 0.05
+        checked = time.monotonic()
         try:
             while not self.closing:
                 try:
@@ -576,6 +596,9 @@ class MarketData:
                         feed.stream_id = entries[-1][0]
                         feed.apply_entries(fields for _id, fields in entries)
                     delay = 0.05
+                    if time.monotonic() - checked > CHECK_S:
+                        checked = time.monotonic()
+                        await self._check_rewind(feed)
                     if (
                         not feed.has_subscribers()
                         and time.monotonic() - feed.last_used > IDLE_STOP_S
@@ -601,6 +624,23 @@ class MarketData:
                 ready.set_exception(ConnectionError("market feed stopped"))
             if not ready.cancelled():
                 ready.exception()  # retrieved: no "never retrieved" warning
+
+    async def _check_rewind(self, feed: MarketFeed) -> None:
+        """Redis went back in time (restored, or flushed and rebuilt): start over.
+
+        The engine's seq below ours means our book and stream cursor describe a
+        history that no longer exists; reload from scratch and send every book
+        subscriber a fresh snapshot.
+        """
+        probe = await self.ex.book(feed.market.id, 1)
+        if probe.seq >= feed.book.seq:
+            return
+        log.warning("%s: engine seq %d < %d: reloading", feed.market.id, probe.seq, feed.book.seq)
+        tail = await self.redis.xrevrange(market_stream(feed.market.id), count=1)
+        feed.stream_id = _text(tail[0][0]) if tail else "0-0"
+        snap = await self.ex.book(feed.market.id, LOAD_DEPTH)
+        feed.reset(snap.seq, snap.bids, snap.asks,
+                   (len(snap.bids) >= LOAD_DEPTH, len(snap.asks) >= LOAD_DEPTH))  # fmt: skip
 
     async def _heartbeats(self) -> None:
         while True:

@@ -475,3 +475,18 @@ def test_fast_parsers_match_engine_units(text: str) -> None:
         except EngineError as exc:
             got = (exc.code, exc.message)
         assert got == expected
+
+
+def test_reset_to_an_older_state_sends_fresh_snapshots() -> None:
+    feed = MarketFeed(MARKET)
+    feed.load(0, [], [])
+    sink, local = Sink(), LocalBook()
+    sink.push(feed.subscribe_book(sink, 5))
+    feed.apply(1, 3, [level("buy", px(10), LOT, 3)])
+    feed.reset(2, [(px(9), 2 * LOT)], [])  # Redis restored to seq 2
+    assert [m["type"] for m in sink.messages] == ["snapshot", "update", "snapshot"]
+    for message in sink.messages:
+        local.apply(message)
+    assert local.seq == 2 and local.bids() == [("9.00", "0.00002")]
+    feed.apply(3, 3, [level("buy", px(11), LOT, 3)])  # new history continues
+    assert sink.messages[-1]["seq"] == 3 and local.apply(sink.messages[-1]) is BookStatus.APPLIED

@@ -202,25 +202,35 @@ async def get_order(redis: Any, market_id: str, order_id: str) -> Order | None:
 
 
 def order_from_record(market_id: str, rec: dict[str, str]) -> Order | None:
-    if rec.get("status") == "ABORTED" or "side" not in rec:
+    """An ``Order`` from the fields of its record (docs/internals.md), or None."""
+    if rec.get("status") == "ABORTED":
+        return None
+    packed = rec.get("d")
+    if packed is not None:
+        # d = id|cid|side|type|tif|po|stp|price|qb|ts|mem (mem last: it contains a "|")
+        oid, cid, side, type_, tif, po, _stp, price, qb, ts, _mem = packed.split("|", 10)
+    elif "side" in rec:  # a record of the former one-field-per-attribute layout
+        oid, cid, side, type_ = rec["id"], rec.get("cid", ""), rec["side"], rec["type"]
+        tif, po, price, qb, ts = rec["tif"], rec["po"], rec["price"], rec.get("qb", "0"), rec["ts"]
+    else:
         return None
     return Order(
-        id=rec["id"],
+        id=oid,
         user_id=rec["u"],
         market=market_id,
-        side=rec["side"],  # type: ignore[arg-type]
-        type=rec["type"],  # type: ignore[arg-type]
-        time_in_force=rec["tif"],  # type: ignore[arg-type]
-        post_only=rec["po"] == "1",
-        price=int(rec["price"]),
+        side=side,  # type: ignore[arg-type]
+        type=type_,  # type: ignore[arg-type]
+        time_in_force=tif,  # type: ignore[arg-type]
+        post_only=po == "1",
+        price=int(price),
         amount=int(rec["amount"]),
         filled=int(rec["filled"]),
         cost=int(rec["cost"]),
         status=rec["status"],  # type: ignore[arg-type]
-        created_ts=int(rec["ts"]),
+        created_ts=int(ts),
         updated_ts=int(rec["uts"]),
-        client_order_id=rec.get("cid", ""),
-        quote_amount=int(rec.get("qb", "0")),
+        client_order_id=cid,
+        quote_amount=int(qb),
     )
 
 

@@ -22,13 +22,24 @@ end
 
 -- Parse a strictly positive/non-negative integer argument in canonical form (no
 -- sign, no leading zero, so the string itself can be reused in JSON); nil if invalid.
+-- Verdicts on recent strings are memoized (string -> number, or false if not a
+-- canonical integer below 2^53): prices, sizes and timestamps repeat, and every C
+-- function call costs. A pure memo, bounded, no state of its own.
+local INT_MEMO, int_memo_n = {}, 0
 local function int_arg(s, allow_zero)
-  if type(s) ~= 'string' or not string.find(s, '^%d+$') or #s > 16 then
-    return nil
+  local n = INT_MEMO[s]
+  if n == nil then
+    if type(s) ~= 'string' then return nil end
+    n = false
+    if #s <= 16 and string.find(s, '^%d+$') and not (#s > 1 and string.byte(s, 1) == 48) then
+      local v = tonumber(s)
+      if v <= MAX_INT then n = v end
+    end
+    if int_memo_n >= 1024 then INT_MEMO, int_memo_n = {}, 0 end
+    INT_MEMO[s] = n
+    int_memo_n = int_memo_n + 1
   end
-  if #s > 1 and string.byte(s, 1) == 48 then return nil end
-  local n = tonumber(s)
-  if n > MAX_INT then return nil end
+  if not n then return nil end
   if n == 0 and not allow_zero then return nil end
   return n
 end

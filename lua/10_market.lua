@@ -10,12 +10,38 @@
 --
 -- Order book encoding: score = price (asks) or -price (bids); member
 -- '<seq %016d>|<order id>' so equal prices sort by arrival (time priority).
+--
+-- Order record (hash): the fields matching reads and writes on every fill are
+-- separate (status u amount filled cost uts); the rest, which never changes once
+-- written, is packed into one field d = 'id|cid|side|type|tif|po|stp|price|qb|ts|mem'
+-- (ids never contain '|'; mem, the zset member or '', comes last and contains one).
+-- A hash of few fields is much cheaper to create and update than one of 17.
+--
+-- Cost model (Valkey, Lua 5.1): a call is dominated by the number of redis.call's,
+-- the number of fields they pass/return, number -> string conversions and table
+-- creation. Hot paths therefore reuse the strings they received (ARGV, replies,
+-- zset scores) and format each number at most once.
+
+do -- the market functions' locals stay out of the library's main scope (Lua 5.1
+   -- allows 200 locals per function, and the library is one chunk)
+
+-- Globals the hot paths use, as upvalues (cheaper than a global + field lookup on
+-- every use). The library code cannot read them at load time, so every function
+-- binds them first.
+local call, tonumber, unpack, string_sub, string_byte, string_match, string_format, table_concat
+local function bind()
+  call, tonumber, unpack = redis.call, _G.tonumber, _G.unpack
+  string_sub, string_byte, string_match, table_concat = string.sub, string.byte, string.match, table.concat
+  string_format = string.format
+end
 
 local MAX_FILLS_DEFAULT = 200
-local TERMINAL_TTL_MS = 86400000
+local TERMINAL_TTL_MS = '86400000'
+local ZEROS = '0000000000000000'
+local D_PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
 
 local function prefix_of(cfg_key)
-  return string.sub(cfg_key, 1, #cfg_key - 3)
+  return string_sub(cfg_key, 1, #cfg_key - 3)
 end
 
 local function side_keys(P, side)
@@ -24,144 +50,190 @@ local function side_keys(P, side)
   return P .. 'asks', P .. 'lv:a', 'a'
 end
 
-local CFG_FIELDS = {'status', 'tick', 'lot', 'min', 'maxn', 'mult', 'mfee', 'tfee', 'seq', 'tid', 'base'}
-
+-- The market config as numbers, or nil if there is no market (mkt_configure writes
+-- all fields at once, so status exists exactly when the market does). The parsed
+-- table is kept per market and reused while the config strings are the same ones
+-- (Lua strings are interned: ~= compares pointers), only status, seq and tid are
+-- refreshed: a pure memo of tonumber(), no state of its own. Fees and the trade id
+-- are read by match (only an order that trades needs them); match sets cfg.tid.
+local CFG_MEMO = {}
 local function load_cfg(cfg_key)
-  local v = redis.call('HMGET', cfg_key, unpack(CFG_FIELDS))
-  if not v[11] then return nil end
-  return {
-    status = v[1], tick = tonumber(v[2]), lot = tonumber(v[3]), min = tonumber(v[4]),
-    maxn = tonumber(v[5]), mult = tonumber(v[6]), mfee = tonumber(v[7]), tfee = tonumber(v[8]),
-    seq = tonumber(v[9]), tid = tonumber(v[10]),
-  }
-end
-
--- Event log of one call: events get consecutive seqs from cfg.seq + 1. Events are
--- JSON objects built by concatenation (cheaper than string.format in Lua 5.1).
-local function new_log(cfg, now_s)
-  return {cfg = cfg, now = now_s, first = cfg.seq + 1, tid0 = cfg.tid, items = {}}
-end
-
-local function emit(log, body)
-  local cfg = log.cfg
-  cfg.seq = cfg.seq + 1
-  log.items[#log.items + 1] = '{"seq":' .. fmt(cfg.seq) .. ',"ts":' .. log.now .. ',' .. body .. '}'
-end
-
--- Persist seq/tid and append the call's events as one stream entry; returns the JSON.
-local function commit_log(log, P)
-  if #log.items == 0 then return '[]' end
-  local json = '[' .. table.concat(log.items, ',') .. ']'
-  local last = fmt(log.cfg.seq)
-  if log.cfg.tid ~= log.tid0 then
-    redis.call('HSET', P .. 'cfg', 'seq', last, 'tid', fmt(log.cfg.tid))
-  else
-    redis.call('HSET', P .. 'cfg', 'seq', last)
+  local v = call('HMGET', cfg_key, 'status', 'seq', 'tick', 'lot', 'min', 'maxn', 'mult')
+  if not v[1] then return nil end
+  local c = CFG_MEMO[cfg_key]
+  if not c or c.tick_s ~= v[3] or c.lot_s ~= v[4] or c.min_s ~= v[5] or c.maxn_s ~= v[6] or c.mult_s ~= v[7] then
+    c = {
+      tick_s = v[3], lot_s = v[4], min_s = v[5], maxn_s = v[6], mult_s = v[7],
+      tick = tonumber(v[3]), lot = tonumber(v[4]), min = tonumber(v[5]), maxn = tonumber(v[6]),
+      mult = tonumber(v[7]),
+    }
+    CFG_MEMO[cfg_key] = c
   end
-  redis.call('XADD', P .. 'ev', '*', 'f', fmt(log.first), 'l', last, 'e', json)
+  c.status = v[1]
+  c.seq = tonumber(v[2])
+  c.tid = nil
+  return c
+end
+
+-- What cancel/reduce need of the config: status, seq, lot (nil if no market).
+local function load_cfg_small(cfg_key)
+  local v = call('HMGET', cfg_key, 'status', 'seq', 'lot')
+  if not v[1] then return nil end
+  return {status = v[1], seq = tonumber(v[2]), lot = tonumber(v[3])}
+end
+
+-- Event log of one call: events get consecutive seqs from seq + 1. The log table is
+-- also the array of the JSON pieces (log[1..log.n]): '[' then one text per event,
+-- each starting with its separator ('' for the first, then ','), so the array is
+-- joined once at the end (every new Lua string is hashed in full: no intermediate
+-- copies of the whole JSON). first/last keep the first and last seq, formatted.
+local function new_log(seq, now_s)
+  return {'[', seq = seq, now = now_s, n = 1, sep = ''}
+end
+
+-- The next event's separator and seq (formatted). Emitters build each event with
+-- one concatenation: '<sep>{"seq":<seq>,"ts":<now>,...}'.
+local function next_seq(log)
+  local seq = log.seq + 1
+  log.seq = seq
+  local s = string_format('%d', seq)
+  local sep = log.sep
+  if sep == '' then
+    log.first = s
+    log.sep = ','
+  end
+  log.last = s
+  return sep, s
+end
+
+-- A generic event with body `body` (the JSON members after seq and ts).
+local function emit(log, body)
+  local sep, s = next_seq(log)
+  local n = log.n + 1
+  log.n = n
+  log[n] = sep .. '{"seq":' .. s .. ',"ts":' .. log.now .. ',' .. body .. '}'
+end
+
+-- Persist seq (and tid, if trades happened) and append the call's events as one
+-- stream entry; returns the JSON.
+local function commit_log(log, P)
+  local n = log.n
+  if n == 1 then return '[]' end
+  log[n + 1] = ']'
+  local json = table_concat(log, '', 1, n + 1)
+  if log.tid then
+    call('HSET', P .. 'cfg', 'seq', log.last, 'tid', log.tid_s)
+  else
+    call('HSET', P .. 'cfg', 'seq', log.last)
+  end
+  call('XADD', P .. 'ev', '*', 'f', log.first, 'l', log.last, 'e', json)
   return json
 end
 
 local function emit_accepted(log, o)
-  emit(log, '"e":"accepted","id":"' .. o.id .. '","u":"' .. o.u .. '","cid":"' .. o.cid ..
-    '","side":"' .. o.side .. '","type":"' .. o.type .. '","tif":"' .. o.tif .. '","po":' .. o.po ..
-    ',"stp":"' .. o.stp .. '","price":' .. o.ps .. ',"amount":' .. o.as .. ',"qb":' .. o.qs)
+  local sep, s = next_seq(log)
+  local n = log.n + 1
+  log.n = n
+  log[n] = sep .. '{"seq":' .. s .. ',"ts":' .. log.now .. ',"e":"accepted","id":"' .. o.id .. '","u":"' ..
+    o.u .. '","cid":"' .. o.cid .. '","side":"' .. o.side .. '","type":"' .. o.type .. '","tif":"' ..
+    o.tif .. '","po":' .. o.po .. ',"stp":"' .. o.stp .. '","price":' .. o.ps .. ',"amount":' .. o.as ..
+    ',"qb":' .. o.qs .. '}'
+  return s
 end
 
-local function emit_done(log, o, reason, msg)
-  emit(log, '"e":"done","id":"' .. o.id .. '","u":"' .. o.u .. '","side":"' .. o.side ..
-    '","reason":"' .. reason .. '","msg":"' .. msg .. '","amount":' .. o.as .. ',"filled":' ..
-    fmt(o.filled) .. ',"cost":' .. fmt(o.cost))
+-- filled_s/cost_s: the order's filled and cost, formatted.
+local function emit_done(log, id, u, side, amount_s, reason, msg, filled_s, cost_s)
+  local sep, s = next_seq(log)
+  local n = log.n + 1
+  log.n = n
+  log[n] = sep .. '{"seq":' .. s .. ',"ts":' .. log.now .. ',"e":"done","id":"' .. id .. '","u":"' .. u ..
+    '","side":"' .. side .. '","reason":"' .. reason .. '","msg":"' .. msg .. '","amount":' .. amount_s ..
+    ',"filled":' .. filled_s .. ',"cost":' .. cost_s .. '}'
 end
 
 -- Level changes are accumulated per call and written/emitted once per level.
 local function level_delta(levels, side, price, price_s, delta)
-  local k = side .. price_s
-  local l = levels[k]
-  if not l then
-    l = {side = side, price = price, ps = price_s, delta = 0}
-    levels[k] = l
-    levels[#levels + 1] = l
+  local l = levels.last
+  if not l or l.ps ~= price_s or l.side ~= side then
+    local k = side .. price_s
+    l = levels[k]
+    if not l then
+      l = {side = side, price = price, ps = price_s, delta = 0}
+      levels[k] = l
+      levels[#levels + 1] = l
+    end
+    levels.last = l
   end
   l.delta = l.delta + delta
 end
 
 local function flush_levels(levels, log, P)
+  local dkey
   for i = 1, #levels do
     local l = levels[i]
-    if l.delta ~= 0 then
-      local _, lv, dp = side_keys(P, l.side)
-      local size = redis.call('HINCRBY', P .. 'd', dp .. l.ps, l.delta)
+    local delta = l.delta
+    if delta ~= 0 then
+      dkey = dkey or P .. 'd'
+      local buy = l.side == 'buy'
+      local field = (buy and 'b' or 'a') .. l.ps
+      local size = call('HINCRBY', dkey, field, delta)
+      local size_s
       if size <= 0 then
-        redis.call('HDEL', P .. 'd', dp .. l.ps)
-        redis.call('ZREM', lv, l.ps)
-        size = 0
-      elseif size == l.delta then
-        redis.call('ZADD', lv, l.side == 'buy' and -l.price or l.price, l.ps)
+        call('HDEL', dkey, field)
+        call('ZREM', buy and P .. 'lv:b' or P .. 'lv:a', l.ps)
+        size_s = '0'
+      else
+        if size == delta then
+          call('ZADD', buy and P .. 'lv:b' or P .. 'lv:a', buy and '-' .. l.ps or l.ps, l.ps)
+        end
+        size_s = fmt(size)
       end
-      emit(log, '"e":"level","side":"' .. l.side .. '","price":' .. l.ps .. ',"size":' .. fmt(size))
+      local sep, s = next_seq(log)
+      local n = log.n + 1
+      log.n = n
+      log[n] = sep .. '{"seq":' .. s .. ',"ts":' .. log.now .. ',"e":"level","side":"' .. l.side ..
+        '","price":' .. l.ps .. ',"size":' .. size_s .. '}'
     end
   end
 end
 
-local ORDER_FIELDS = {'id', 'u', 'cid', 'side', 'type', 'tif', 'po', 'stp', 'price', 'amount',
-  'qb', 'filled', 'cost', 'status', 'ts', 'uts', 'mem'}
-
--- An order as a table; ps/as/qs keep the price/amount/budget strings as stored.
+-- An order as a table; ps/as/qs keep the price/amount/budget strings as stored,
+-- fs/cs the filled/cost strings as stored.
 local function read_order(P, id)
-  local v = redis.call('HMGET', P .. 'o:' .. id, unpack(ORDER_FIELDS))
-  if not v[1] then return nil end
+  local key = P .. 'o:' .. id
+  local v = call('HMGET', key, 'd', 'u', 'amount', 'filled', 'cost', 'status')
+  local d = v[1]
+  local oid, cid, side, otype, tif, po, stp, ps, qs, ts, mem
+  if d then
+    oid, cid, side, otype, tif, po, stp, ps, qs, ts, mem = string_match(d, D_PATTERN)
+  else
+    if not v[6] then return nil end
+    -- a record of the former one-field-per-attribute layout (or a tombstone: nil)
+    local w = call('HMGET', key, 'id', 'cid', 'side', 'type', 'tif', 'po', 'stp', 'price', 'qb', 'ts', 'mem')
+    if not w[3] then return nil end
+    oid, cid, side, otype, tif, po, stp, ps, qs, ts, mem = unpack(w)
+  end
   return {
-    id = v[1], u = v[2], cid = v[3], side = v[4], type = v[5], tif = v[6], po = v[7],
-    stp = v[8], ps = v[9], as = v[10], qs = v[11], price = tonumber(v[9]), amount = tonumber(v[10]),
-    qb = tonumber(v[11]), filled = tonumber(v[12]), cost = tonumber(v[13]), status = v[14],
-    ts = v[15], mem = v[17],
+    id = oid, u = v[2], cid = cid, side = side, type = otype, tif = tif, po = po, stp = stp,
+    ps = ps, as = v[3], qs = qs, price = tonumber(ps), amount = tonumber(v[3]), qb = tonumber(qs),
+    fs = v[4], cs = v[5], filled = tonumber(v[4]), cost = tonumber(v[5]), status = v[6], ts = ts,
+    mem = mem,
   }
 end
 
-local function write_order(P, o, now_s)
+-- Write the whole record; filled_s/cost_s are o.filled/o.cost formatted.
+local function write_order(P, o, now_s, filled_s, cost_s)
   local key = P .. 'o:' .. o.id
-  redis.call('HSET', key, 'id', o.id, 'u', o.u, 'cid', o.cid, 'side', o.side, 'type', o.type,
-    'tif', o.tif, 'po', o.po, 'stp', o.stp, 'price', o.ps, 'amount', o.as, 'qb', o.qs,
-    'filled', fmt(o.filled), 'cost', fmt(o.cost), 'status', o.status, 'ts', o.ts, 'uts', now_s,
-    'mem', o.mem or '')
+  call('HSET', key, 'status', o.status, 'u', o.u, 'amount', o.as, 'filled', filled_s,
+    'cost', cost_s, 'uts', now_s, 'd', o.id .. '|' .. o.cid .. '|' .. o.side .. '|' .. o.type .. '|' ..
+    o.tif .. '|' .. o.po .. '|' .. o.stp .. '|' .. o.ps .. '|' .. o.qs .. '|' .. o.ts .. '|' .. o.mem)
   if o.status ~= 'NEW' and o.status ~= 'PARTIALLY_FILLED' then
-    redis.call('PEXPIRE', key, TERMINAL_TTL_MS)
+    call('PEXPIRE', key, TERMINAL_TTL_MS)
   end
 end
 
--- The fields of a resting order that matching needs (member = 16-digit seq|id).
-local function read_maker(P, id)
-  local v = redis.call('HMGET', P .. 'o:' .. id, 'u', 'side', 'amount', 'filled', 'cost')
-  return {id = id, u = v[1], side = v[2], as = v[3], amount = tonumber(v[3]),
-    filled = tonumber(v[4]), cost = tonumber(v[5])}
-end
-
--- A maker's fill: only the fields that changed.
-local function write_fill(P, o, now_s)
-  local key = P .. 'o:' .. o.id
-  redis.call('HSET', key, 'filled', fmt(o.filled), 'cost', fmt(o.cost), 'status', o.status, 'uts', now_s)
-  if o.status == 'FILLED' then redis.call('PEXPIRE', key, TERMINAL_TTL_MS) end
-end
-
-local function order_reply(kind, o, events, more)
-  return {kind, events, o.status, fmt(o.filled), fmt(o.cost), more and 1 or 0, o.id}
-end
-
--- The part of a maker's remaining size a taker may take at `price`, bounded by the
--- taker's remaining amount and quote budget. Returns size (multiple of lot).
-local function take_size(cfg, t, price, maker_rem)
-  local q = maker_rem
-  if t.amount > 0 then
-    local rem = t.amount - t.filled
-    if rem < q then q = rem end
-  end
-  if t.qb > 0 then
-    local per_lot = (price / cfg.tick) * cfg.mult
-    local lots = math.floor((t.qb - t.cost) / per_lot)
-    if lots * cfg.lot < q then q = lots * cfg.lot end
-  end
-  return q
+local function order_reply(kind, o, events, more, filled_s, cost_s)
+  return {kind, events, o.status, filled_s, cost_s, more and 1 or 0, o.id}
 end
 
 local function crosses(t, price)
@@ -183,13 +255,13 @@ local function fok_fillable(P, cfg, t, limit)
   local need = t.amount
   local seen = 0
   while seen < limit do
-    local batch = redis.call('ZRANGE', opp, seen, seen + 15, 'WITHSCORES')
+    local batch = call('ZRANGE', opp, seen, seen + 15, 'WITHSCORES')
     if #batch == 0 then return false end
     for i = 1, #batch, 2 do
       local price = math.abs(tonumber(batch[i + 1]))
       if not crosses(t, price) then return false end
-      local mid = string.sub(batch[i], 18)
-      local m = redis.call('HMGET', P .. 'o:' .. mid, 'u', 'amount', 'filled')
+      local mid = string_sub(batch[i], 18)
+      local m = call('HMGET', P .. 'o:' .. mid, 'u', 'amount', 'filled')
       if m[1] == t.u then
         if t.stp ~= 'cancel_oldest' then return false end
       else
@@ -203,138 +275,220 @@ local function fok_fillable(P, cfg, t, limit)
   return false
 end
 
--- A price as the string a zset score reply carries (bids are stored negated).
-local function score_price(score)
-  if string.byte(score, 1) == 45 then return string.sub(score, 2) end
-  return score
+-- The zset range of the opposite book that crosses `t`: score <= bound (asks are
+-- scored price, bids -price; a market order crosses everything).
+local function cross_bound(t)
+  if t.type == 'market' then return '+inf' end
+  if t.side == 'buy' then return t.ps end
+  return '-' .. t.ps
 end
 
--- Match taker `t` against the opposite side. Returns true when it stopped only
--- because it hit `max_fills` (more liquidity may remain).
-local function match(P, cfg, log, levels, t, max_fills, now_s)
-  local opp_side = t.side == 'buy' and 'sell' or 'buy'
-  local opp = side_keys(P, opp_side)
-  local removed = {}
+-- Up to `count` crossing makers from position `offset`: {member, score, ...}.
+local function crossing_makers(P, t, offset, count)
+  return call('ZRANGE', t.side == 'buy' and P .. 'asks' or P .. 'bids', '-inf', cross_bound(t), 'BYSCORE',
+    'LIMIT', offset, count, 'WITHSCORES')
+end
+
+-- Match taker `t` against the opposite side, starting with `batch` (the first
+-- crossing makers, nil to fetch them). Only crossing makers are fetched (a
+-- BYSCORE range), so running out of them is where a limit order stops. Returns
+-- true when it stopped only because it hit `max_fills` (more liquidity may remain).
+local function match(P, cfg, log, levels, t, max_fills, now_s, batch)
+  local tbuy = t.side == 'buy'
+  local tside, tid_, tu = t.side, t.id, t.u
+  local opp_side = tbuy and 'sell' or 'buy'
+  local okey = P .. 'o:'
+  local tick, lot, mult, maxn = cfg.tick, cfg.lot, cfg.mult, cfg.maxn
+  -- what only trading needs of the config
+  local fv = call('HMGET', P .. 'cfg', 'mfee', 'tfee', 'tid')
+  if cfg.mfee_s ~= fv[1] or cfg.tfee_s ~= fv[2] then
+    cfg.mfee_s, cfg.tfee_s, cfg.mfee, cfg.tfee = fv[1], fv[2], tonumber(fv[1]), tonumber(fv[2])
+  end
+  local mfee_bps, tfee_bps = cfg.mfee, cfg.tfee
+  local t_amount, t_qb, t_filled, t_cost = t.amount, t.qb, t.filled, t.cost
+  local stp = t.stp
+  local tid = cfg.tid or tonumber(fv[3])
+  local tid0 = tid
+  local last_tid_s
+  local removed
+  local nremoved = 0
   local fills = 0
   local stopped_by_limit = false
   local stop = false
+  local last_score, price_s, price
+  local floor = math.floor
   while not stop do
-    if taker_done(t) or t.status == 'CANCELED' then break end
+    if (t_amount > 0 and t_filled >= t_amount) or (t_qb > 0 and t_cost >= t_qb) or t.status == 'CANCELED' then
+      break
+    end
     if fills >= max_fills then stopped_by_limit = true break end
-    local batch = redis.call('ZRANGE', opp, #removed, #removed + 7, 'WITHSCORES')
-    if #batch == 0 then break end
+    if not batch then batch = crossing_makers(P, t, nremoved, 16) end
+    local nb = #batch
+    if nb == 0 then break end
     local progressed = false
-    for i = 1, #batch, 2 do
-      if taker_done(t) or fills >= max_fills then break end
+    for i = 1, nb, 2 do
+      if (t_amount > 0 and t_filled >= t_amount) or (t_qb > 0 and t_cost >= t_qb) or fills >= max_fills then
+        break
+      end
       local member = batch[i]
-      local price_s = score_price(batch[i + 1])
-      local price = tonumber(price_s)
-      if not crosses(t, price) then stop = true break end
-      local m = read_maker(P, string.sub(member, 18))
-      local maker_rem = m.amount - m.filled
-      if m.u == t.u then
+      local score = batch[i + 1]
+      if score ~= last_score then
+        -- a price as the string a zset score reply carries (bids are stored negated)
+        last_score = score
+        price_s = string_byte(score, 1) == 45 and string_sub(score, 2) or score
+        price = tonumber(price_s)
+      end
+      local mid = string_sub(member, 18)
+      local mkey = okey .. mid
+      local mv = call('HMGET', mkey, 'u', 'amount', 'filled', 'cost')
+      local mu, mamount_s, mfilled_s, mcost_s = mv[1], mv[2], mv[3], mv[4]
+      local mamount = tonumber(mamount_s)
+      local mfilled = mfilled_s == '0' and 0 or tonumber(mfilled_s)
+      local mcost = mcost_s == '0' and 0 or tonumber(mcost_s)
+      local maker_rem = mamount - mfilled
+      if mu == tu then
         -- self-trade prevention, decided by the taker's mode
-        if t.stp == 'cancel_oldest' or t.stp == 'cancel_both' then
-          m.status = 'CANCELED'
-          write_fill(P, m, now_s)
-          redis.call('PEXPIRE', P .. 'o:' .. m.id, TERMINAL_TTL_MS)
-          removed[#removed + 1] = member
+        if stp == 'cancel_oldest' or stp == 'cancel_both' then
+          call('HSET', mkey, 'status', 'CANCELED', 'uts', now_s)
+          call('PEXPIRE', mkey, TERMINAL_TTL_MS)
+          nremoved = nremoved + 1
+          removed = removed or {}
+          removed[nremoved] = member
           level_delta(levels, opp_side, price, price_s, -maker_rem)
-          emit_done(log, m, 'CANCELED', 'STP')
+          emit_done(log, mid, mu, opp_side, mamount_s, 'CANCELED', 'STP', mfilled_s, mcost_s)
         end
-        if t.stp == 'cancel_newest' or t.stp == 'cancel_both' then
+        if stp == 'cancel_newest' or stp == 'cancel_both' then
           t.status = 'CANCELED'
           t.msg = 'STP'
           break
         end
         progressed = true
       else
-        local q = take_size(cfg, t, price, maker_rem)
+        -- the part of the maker's remainder the taker may take at `price`, bounded
+        -- by the taker's remaining amount and quote budget (a multiple of lot)
+        local q = maker_rem
+        if t_amount > 0 then
+          local rem = t_amount - t_filled
+          if rem < q then q = rem end
+        end
+        if t_qb > 0 then
+          local per_lot = (price / tick) * mult
+          local lots = floor((t_qb - t_cost) / per_lot)
+          if lots * lot < q then q = lots * lot end
+        end
         if q <= 0 then stop = true break end
-        local quote = (price / cfg.tick) * (q / cfg.lot) * cfg.mult
-        if t.cost + quote > cfg.maxn then
+        local quote = (price / tick) * (q / lot) * mult
+        if t_cost + quote > maxn then
           t.capped = true -- the order's cost would pass max notional: expire the rest
           stop = true
           break
         end
-        local mfee, tfee
-        if t.side == 'buy' then
-          mfee = fee_of(quote, cfg.mfee)
-          tfee = fee_of(q, cfg.tfee)
-        else
-          mfee = fee_of(q, cfg.mfee)
-          tfee = fee_of(quote, cfg.tfee)
+        -- fees as fee_of() (00_common.lua), inlined: floor(y) = y - y % 1 (y >= 0)
+        local mx, tx
+        if tbuy then mx, tx = quote, q else mx, tx = q, quote end
+        local mfee, tfee = 0, 0
+        if mfee_bps ~= 0 then
+          local hi, lo = mx / 10000, (mx % 10000) * mfee_bps + 9999
+          mfee = (hi - hi % 1) * mfee_bps + (lo / 10000 - (lo / 10000) % 1)
         end
-        cfg.tid = cfg.tid + 1
-        m.filled = m.filled + q
-        m.cost = m.cost + quote
-        t.filled = t.filled + q
-        t.cost = t.cost + quote
+        if tfee_bps ~= 0 then
+          local hi, lo = tx / 10000, (tx % 10000) * tfee_bps + 9999
+          tfee = (hi - hi % 1) * tfee_bps + (lo / 10000 - (lo / 10000) % 1)
+        end
+        tid = tid + 1
+        local q_s
+        if q == maker_rem and mfilled == 0 then q_s = mamount_s else q_s = string_format('%d', q) end
+        local quote_s = string_format('%d', quote)
+        mfilled = mfilled + q
+        mcost = mcost + quote
+        t_filled = t_filled + q
+        t_cost = t_cost + quote
         fills = fills + 1
         level_delta(levels, opp_side, price, price_s, -q)
-        emit(log, '"e":"trade","tid":' .. fmt(cfg.tid) .. ',"price":' .. price_s .. ',"size":' ..
-          fmt(q) .. ',"quote":' .. fmt(quote) .. ',"side":"' .. t.side .. '","maker":"' .. m.id ..
-          '","taker":"' .. t.id .. '","mu":"' .. m.u .. '","tu":"' .. t.u .. '","mfee":' ..
-          fmt(mfee) .. ',"tfee":' .. fmt(tfee))
-        if m.filled >= m.amount then
-          m.status = 'FILLED'
-          removed[#removed + 1] = member
-          write_fill(P, m, now_s)
-          emit_done(log, m, 'FILLED', '')
+        last_tid_s = string_format('%d', tid)
+        local sep, s = next_seq(log)
+        local n = log.n + 1
+        log.n = n
+        log[n] = sep .. '{"seq":' .. s .. ',"ts":' .. log.now .. ',"e":"trade","tid":' .. last_tid_s ..
+          ',"price":' .. price_s .. ',"size":' .. q_s .. ',"quote":' .. quote_s .. ',"side":"' .. tside ..
+          '","maker":"' .. mid .. '","taker":"' .. tid_ .. '","mu":"' .. mu .. '","tu":"' .. tu ..
+          '","mfee":' .. string_format('%d', mfee) .. ',"tfee":' .. string_format('%d', tfee) .. '}'
+        mcost_s = mcost == quote and quote_s or string_format('%d', mcost)
+        if mfilled >= mamount then
+          nremoved = nremoved + 1
+          removed = removed or {}
+          removed[nremoved] = member
+          call('HSET', mkey, 'filled', mamount_s, 'cost', mcost_s, 'status', 'FILLED', 'uts', now_s)
+          call('PEXPIRE', mkey, TERMINAL_TTL_MS)
+          emit_done(log, mid, mu, opp_side, mamount_s, 'FILLED', '', mamount_s, mcost_s)
         else
           -- the maker keeps a remainder only when the taker can take no more
-          m.status = 'PARTIALLY_FILLED'
-          write_fill(P, m, now_s)
+          call('HSET', mkey, 'filled', fmt(mfilled), 'cost', mcost_s, 'status', 'PARTIALLY_FILLED',
+            'uts', now_s)
           stop = true
           break
         end
         progressed = true
       end
     end
+    batch = nil
     if not progressed then break end
   end
-  if #removed > 0 then redis.call('ZREM', opp, unpack(removed)) end
+  t.filled, t.cost = t_filled, t_cost
+  if nremoved > 0 then call('ZREM', tbuy and P .. 'asks' or P .. 'bids', unpack(removed)) end
+  if tid ~= tid0 then
+    cfg.tid = tid
+    log.tid = tid
+    log.tid_s = last_tid_s
+  end
   return stopped_by_limit
 end
 
+-- filled and cost of `o`, formatted (as is the amount string).
+local function fc_strings(o)
+  local filled_s = o.filled == o.amount and o.as or fmt(o.filled)
+  return filled_s, fmt(o.cost)
+end
+
 -- Decide what happens to the taker after matching: rest, expire, fill, cancel.
+-- Returns the taker's filled and cost, formatted.
 local function finish(P, cfg, log, levels, t, now_s)
+  local reason, msg
   if t.status == 'CANCELED' then
-    emit_done(log, t, 'CANCELED', t.msg or 'STP')
+    reason, msg = 'CANCELED', t.msg or 'STP'
   elseif taker_done(t) then
     t.status = 'FILLED'
-    emit_done(log, t, 'FILLED', '')
+    reason, msg = 'FILLED', ''
   elseif t.capped then
     t.status = 'EXPIRED'
-    emit_done(log, t, 'EXPIRED', 'MAX_NOTIONAL')
+    reason, msg = 'EXPIRED', 'MAX_NOTIONAL'
   elseif t.type == 'market' then
     if t.amount == 0 and t.filled > 0 then
       t.status = 'FILLED'
-      emit_done(log, t, 'FILLED', '')
+      reason, msg = 'FILLED', ''
     else
       t.status = 'EXPIRED'
-      emit_done(log, t, 'EXPIRED', 'NO_LIQUIDITY')
+      reason, msg = 'EXPIRED', 'NO_LIQUIDITY'
     end
   elseif t.tif == 'GTC' then
     t.status = t.filled > 0 and 'PARTIALLY_FILLED' or 'NEW'
-    local book = side_keys(P, t.side)
-    local aseq = fmt(t.aseq)
-    t.mem = string.rep('0', 16 - #aseq) .. aseq .. '|' .. t.id
-    redis.call('ZADD', book, t.side == 'buy' and -t.price or t.price, t.mem)
+    local aseq = t.aseq_s
+    t.mem = string_sub(ZEROS, #aseq + 1) .. aseq .. '|' .. t.id
+    if t.side == 'buy' then
+      call('ZADD', P .. 'bids', '-' .. t.ps, t.mem)
+    else
+      call('ZADD', P .. 'asks', t.ps, t.mem)
+    end
     level_delta(levels, t.side, t.price, t.ps, t.amount - t.filled)
   else
     t.status = 'EXPIRED'
-    emit_done(log, t, 'EXPIRED', t.tif)
+    reason, msg = 'EXPIRED', t.tif
   end
+  local filled_s, cost_s = fc_strings(t)
+  if reason then emit_done(log, t.id, t.u, t.side, t.as, reason, msg, filled_s, cost_s) end
   flush_levels(levels, log, P)
-  write_order(P, t, now_s)
-end
-
-local function read_book_best(P, side)
-  local _, lv = side_keys(P, side)
-  local top = redis.call('ZRANGE', lv, 0, 0, 'WITHSCORES')
-  if #top == 0 then return nil end
-  return math.abs(tonumber(top[2]))
+  write_order(P, t, now_s, filled_s, cost_s)
+  return filled_s, cost_s
 end
 
 -- mkt_place: place an order (idempotent by order id).
@@ -348,13 +502,16 @@ end
 -- Errors (nothing written): INVALID_PARAM, BAD_PRECISION, UNKNOWN_MARKET,
 --   MARKET_NOT_TRADING, UNKNOWN_ORDER (id tombstoned by the hold reconciler).
 local function mkt_place(keys, argv)
+  bind()
   local P = prefix_of(keys[1])
   local id, user, side, otype, tif = argv[1], argv[2], argv[3], argv[4], argv[5]
   if not valid_id(id) or not valid_id(user) then return fail('INVALID_PARAM', 'bad order or user id') end
-  local known = redis.call('HGET', P .. 'o:' .. id, 'status')
+  local okey = P .. 'o:' .. id
+  local known = call('HGET', okey, 'status')
   if known then
     if known == 'ABORTED' then return fail('UNKNOWN_ORDER', 'order id expired') end
-    return order_reply('replay', read_order(P, id), '[]', false)
+    local o = read_order(P, id)
+    return order_reply('replay', o, '[]', false, o.fs, o.cs)
   end
   local cfg = load_cfg(keys[1])
   if not cfg then return fail('UNKNOWN_MARKET', 'unknown market') end
@@ -405,49 +562,52 @@ local function mkt_place(keys, argv)
   if po == 1 and tif ~= 'GTC' then return fail('INVALID_PARAM', 'post-only orders are GTC') end
   if cid ~= '' then
     local ckey = P .. 'c:' .. user .. ':' .. cid
-    local prev = redis.call('GET', ckey)
+    local prev = call('GET', ckey)
     if prev then
       local o = read_order(P, prev)
-      if o then return order_reply('duplicate', o, '[]', false) end
+      if o then return order_reply('duplicate', o, '[]', false, o.fs, o.cs) end
     end
   end
   -- validated: writes start here
-  if cid ~= '' then redis.call('SET', P .. 'c:' .. user .. ':' .. cid, id, 'PX', TERMINAL_TTL_MS) end
+  if cid ~= '' then call('SET', P .. 'c:' .. user .. ':' .. cid, id, 'PX', TERMINAL_TTL_MS) end
   local now_s = argv[12]
-  local log = new_log(cfg, now_s)
+  local log = new_log(cfg.seq, now_s)
   local t = {id = id, u = user, cid = cid, side = side, type = otype, tif = tif, po = argv[6],
     stp = stp, price = price, amount = amount, qb = qb, ps = argv[7], as = argv[8], qs = argv[9],
     filled = 0, cost = 0, status = 'NEW', ts = now_s, mem = ''}
-  emit_accepted(log, t)
-  t.aseq = cfg.seq
+  t.aseq_s = emit_accepted(log, t)
   local levels = {}
-  local opp_best = read_book_best(P, side == 'buy' and 'sell' or 'buy')
+  -- the first makers the order would cross: none for an order that only rests
+  local batch = crossing_makers(P, t, 0, 4)
+  local crossing = #batch > 0
   local more = false
-  if po == 1 and opp_best and crosses(t, opp_best) then
+  local filled_s, cost_s = '0', '0'
+  if po == 1 and crossing then
     t.status = 'REJECTED'
-    emit_done(log, t, 'REJECTED', 'POST_ONLY_WOULD_TAKE')
-    write_order(P, t, now_s)
+    emit_done(log, id, user, side, t.as, 'REJECTED', 'POST_ONLY_WOULD_TAKE', '0', '0')
+    write_order(P, t, now_s, '0', '0')
   elseif tif == 'FOK' and not fok_fillable(P, cfg, t, max_fills) then
     t.status = 'EXPIRED'
-    emit_done(log, t, 'EXPIRED', 'FOK')
-    write_order(P, t, now_s)
+    emit_done(log, id, user, side, t.as, 'EXPIRED', 'FOK', '0', '0')
+    write_order(P, t, now_s, '0', '0')
   else
-    if opp_best and crosses(t, opp_best) then
-      more = match(P, cfg, log, levels, t, max_fills, now_s)
+    if crossing then
+      more = match(P, cfg, log, levels, t, max_fills, now_s, batch)
     end
     if more and t.status ~= 'CANCELED' then
       -- continue in a further call (bounded work per call); not on the book yet
       t.status = t.filled > 0 and 'PARTIALLY_FILLED' or 'NEW'
       flush_levels(levels, log, P)
-      write_order(P, t, now_s)
-      redis.call('HSET', P .. 'o:' .. t.id, 'cont', fmt(t.aseq))
+      filled_s, cost_s = fc_strings(t)
+      write_order(P, t, now_s, filled_s, cost_s)
+      call('HSET', okey, 'cont', t.aseq_s)
     else
       more = false
-      finish(P, cfg, log, levels, t, now_s)
+      filled_s, cost_s = finish(P, cfg, log, levels, t, now_s)
     end
   end
   local events = commit_log(log, P)
-  return order_reply('new', t, events, more)
+  return order_reply('new', t, events, more, filled_s, cost_s)
 end
 
 -- mkt_continue: resume matching of an order that stopped at max_fills.
@@ -455,6 +615,7 @@ end
 -- ARGV  order id, now_ms, max_fills ('' = default)
 -- Returns as mkt_place (kind 'new'; kind 'replay' when nothing was left to do).
 local function mkt_continue(keys, argv)
+  bind()
   local P = prefix_of(keys[1])
   local id = argv[1]
   if not valid_id(id) then return fail('INVALID_PARAM', 'bad order id') end
@@ -467,35 +628,39 @@ local function mkt_continue(keys, argv)
   end
   local t = read_order(P, id)
   if not t then return fail('UNKNOWN_ORDER', 'unknown order') end
-  local cont = redis.call('HGET', P .. 'o:' .. id, 'cont')
-  if not cont then return order_reply('replay', t, '[]', false) end
+  local cont = call('HGET', P .. 'o:' .. id, 'cont')
+  if not cont then return order_reply('replay', t, '[]', false, t.fs, t.cs) end
   local cfg = load_cfg(keys[1])
-  t.aseq = tonumber(cont)
+  t.aseq_s = cont
   local now_s = argv[2]
-  local log = new_log(cfg, now_s)
+  local log = new_log(cfg.seq, now_s)
   local levels = {}
   local more = match(P, cfg, log, levels, t, max_fills, now_s)
+  local filled_s, cost_s
   if more and t.status ~= 'CANCELED' then
     t.status = t.filled > 0 and 'PARTIALLY_FILLED' or 'NEW'
     flush_levels(levels, log, P)
-    write_order(P, t, now_s)
+    filled_s, cost_s = fc_strings(t)
+    write_order(P, t, now_s, filled_s, cost_s)
   else
     more = false
-    redis.call('HDEL', P .. 'o:' .. id, 'cont')
-    finish(P, cfg, log, levels, t, now_s)
+    call('HDEL', P .. 'o:' .. id, 'cont')
+    filled_s, cost_s = finish(P, cfg, log, levels, t, now_s)
   end
   local events = commit_log(log, P)
-  return order_reply('new', t, events, more)
+  return order_reply('new', t, events, more, filled_s, cost_s)
 end
 
 -- Remove a resting order from the book and emit its done event (no validation).
 local function cancel_resting(P, log, levels, o, msg, now_s)
   local book = side_keys(P, o.side)
-  redis.call('ZREM', book, o.mem)
+  call('ZREM', book, o.mem)
   level_delta(levels, o.side, o.price, o.ps, -(o.amount - o.filled))
   o.status = 'CANCELED'
-  write_order(P, o, now_s)
-  emit_done(log, o, 'CANCELED', msg)
+  local key = P .. 'o:' .. o.id
+  call('HSET', key, 'status', 'CANCELED', 'uts', now_s)
+  call('PEXPIRE', key, TERMINAL_TTL_MS)
+  emit_done(log, o.id, o.u, o.side, o.as, 'CANCELED', msg, o.fs, o.cs)
 end
 
 local function is_open(o)
@@ -509,21 +674,22 @@ end
 -- Errors (nothing written): UNKNOWN_MARKET, MARKET_NOT_TRADING (halted),
 --   UNKNOWN_ORDER (missing, not open, or another user's: the same answer).
 local function mkt_cancel(keys, argv)
+  bind()
   local P = prefix_of(keys[1])
   local id, user = argv[1], argv[2]
   local now = int_arg(argv[3], false)
   if not valid_id(id) or not valid_id(user) or not now then return fail('INVALID_PARAM', 'bad arguments') end
-  local cfg = load_cfg(keys[1])
+  local cfg = load_cfg_small(keys[1])
   if not cfg then return fail('UNKNOWN_MARKET', 'unknown market') end
   if cfg.status == 'HALT' then return fail('MARKET_NOT_TRADING', 'market is HALT') end
   local o = read_order(P, id)
   if not is_open(o) or o.u ~= user then return fail('UNKNOWN_ORDER', 'unknown order') end
-  local log = new_log(cfg, argv[3])
+  local log = new_log(cfg.seq, argv[3])
   local levels = {}
   cancel_resting(P, log, levels, o, 'USER', argv[3])
   flush_levels(levels, log, P)
   local events = commit_log(log, P)
-  return order_reply('new', o, events, false)
+  return order_reply('new', o, events, false, o.fs, o.cs)
 end
 
 -- mkt_cancel_many: cancel those of the given orders that are open and belong to `user`
@@ -533,6 +699,7 @@ end
 -- Returns {events_json, canceled order id...}.
 -- Errors (nothing written): INVALID_PARAM, UNKNOWN_MARKET, MARKET_NOT_TRADING (halted).
 local function mkt_cancel_many(keys, argv)
+  bind()
   local P = prefix_of(keys[1])
   local user = argv[1]
   local now = int_arg(argv[2], false)
@@ -540,10 +707,10 @@ local function mkt_cancel_many(keys, argv)
   for i = 3, #argv do
     if not valid_id(argv[i]) then return fail('INVALID_PARAM', 'bad order id') end
   end
-  local cfg = load_cfg(keys[1])
+  local cfg = load_cfg_small(keys[1])
   if not cfg then return fail('UNKNOWN_MARKET', 'unknown market') end
   if cfg.status == 'HALT' then return fail('MARKET_NOT_TRADING', 'market is HALT') end
-  local log = new_log(cfg, argv[2])
+  local log = new_log(cfg.seq, argv[2])
   local levels = {}
   local out = {'[]'}
   for i = 3, #argv do
@@ -565,13 +732,14 @@ end
 -- Errors (nothing written): INVALID_PARAM, BAD_PRECISION, UNKNOWN_MARKET,
 --   MARKET_NOT_TRADING (halted), UNKNOWN_ORDER.
 local function mkt_reduce(keys, argv)
+  bind()
   local P = prefix_of(keys[1])
   local id, user = argv[1], argv[2]
   local new_amount = int_arg(argv[3], false)
   local now = int_arg(argv[4], false)
   if not valid_id(id) or not valid_id(user) or not now then return fail('INVALID_PARAM', 'bad arguments') end
   if not new_amount then return fail('INVALID_PARAM', 'amount must be a positive integer') end
-  local cfg = load_cfg(keys[1])
+  local cfg = load_cfg_small(keys[1])
   if not cfg then return fail('UNKNOWN_MARKET', 'unknown market') end
   if cfg.status == 'HALT' then return fail('MARKET_NOT_TRADING', 'market is HALT') end
   local o = read_order(P, id)
@@ -580,17 +748,17 @@ local function mkt_reduce(keys, argv)
   if new_amount >= o.amount or new_amount <= o.filled then
     return fail('INVALID_PARAM', 'new amount must be below the amount and above the filled size')
   end
-  local log = new_log(cfg, argv[4])
+  local log = new_log(cfg.seq, argv[4])
   local levels = {}
   level_delta(levels, o.side, o.price, o.ps, new_amount - o.amount)
   o.amount = new_amount
   o.as = argv[3]
-  redis.call('HSET', P .. 'o:' .. id, 'amount', argv[3], 'uts', argv[4])
-  emit(log, string.format('"e":"reduced","id":"%s","u":"%s","side":"%s","amount":%s',
-    o.id, o.u, o.side, fmt(new_amount)))
+  call('HSET', P .. 'o:' .. id, 'amount', argv[3], 'uts', argv[4])
+  emit(log, '"e":"reduced","id":"' .. o.id .. '","u":"' .. o.u .. '","side":"' .. o.side ..
+    '","amount":' .. argv[3])
   flush_levels(levels, log, P)
   local events = commit_log(log, P)
-  return order_reply('new', o, events, false)
+  return order_reply('new', o, events, false, o.fs, o.cs)
 end
 
 -- mkt_tombstone: mark an order id that never reached the market as unusable.
@@ -598,15 +766,16 @@ end
 -- ARGV  order id, now_ms
 -- Returns 1 if tombstoned (or already a tombstone), 0 if the order exists.
 local function mkt_tombstone(keys, argv)
+  bind()
   local P = prefix_of(keys[1])
   local id = argv[1]
   local now = int_arg(argv[2], false)
   if not valid_id(id) or not now then return fail('INVALID_PARAM', 'bad arguments') end
-  local st = redis.call('HGET', P .. 'o:' .. id, 'status')
+  local st = call('HGET', P .. 'o:' .. id, 'status')
   if st == 'ABORTED' then return 1 end
   if st then return 0 end
-  redis.call('HSET', P .. 'o:' .. id, 'id', id, 'status', 'ABORTED', 'uts', fmt(now))
-  redis.call('PEXPIRE', P .. 'o:' .. id, TERMINAL_TTL_MS)
+  call('HSET', P .. 'o:' .. id, 'id', id, 'status', 'ABORTED', 'uts', fmt(now))
+  call('PEXPIRE', P .. 'o:' .. id, TERMINAL_TTL_MS)
   return 1
 end
 
@@ -618,10 +787,11 @@ end
 -- Errors (nothing written): INVALID_PARAM.
 local CONFIG_INTS = {bscale = true, tick = true, lot = true, min = true, maxn = true, mfee = true, tfee = true}
 local function mkt_configure(keys, argv)
+  bind()
   local P = prefix_of(keys[1])
   local now = int_arg(argv[1], false)
   if not now then return fail('INVALID_PARAM', 'bad timestamp') end
-  local cur = redis.call('HGETALL', keys[1])
+  local cur = call('HGETALL', keys[1])
   local c = {}
   for i = 1, #cur, 2 do c[cur[i]] = cur[i + 1] end
   local creating = c.seq == nil
@@ -676,10 +846,10 @@ local function mkt_configure(keys, argv)
     args[#args + 1] = 'tid'
     args[#args + 1] = '0'
   end
-  redis.call('HSET', keys[1], unpack(args))
+  call('HSET', keys[1], unpack(args))
   local cfg = load_cfg(keys[1])
-  local log = new_log(cfg, argv[1])
-  emit(log, '"e":"market",' .. table.concat(body, ','))
+  local log = new_log(cfg.seq, argv[1])
+  emit(log, '"e":"market",' .. table_concat(body, ','))
   return commit_log(log, P)
 end
 
@@ -689,20 +859,21 @@ end
 -- Returns {seq, {bid price, size, ...}, {ask price, size, ...}} (best first), or an
 -- UNKNOWN_MARKET error.
 local function mkt_depth(keys, argv)
+  bind()
   local P = prefix_of(keys[1])
   local n = int_arg(argv[1], false)
   if not n then return fail('INVALID_PARAM', 'bad depth') end
-  local seq = redis.call('HGET', keys[1], 'seq')
+  local seq = call('HGET', keys[1], 'seq')
   if not seq then return fail('UNKNOWN_MARKET', 'unknown market') end
   local out = {seq}
   for _, side in ipairs({'buy', 'sell'}) do
     local _, lv, dp = side_keys(P, side)
-    local prices = redis.call('ZRANGE', lv, 0, n - 1)
+    local prices = call('ZRANGE', lv, 0, n - 1)
     local flat = {}
     if #prices > 0 then
       local fields = {}
       for i = 1, #prices do fields[i] = dp .. prices[i] end
-      local sizes = redis.call('HMGET', P .. 'd', unpack(fields))
+      local sizes = call('HMGET', P .. 'd', unpack(fields))
       for i = 1, #prices do
         flat[#flat + 1] = prices[i]
         flat[#flat + 1] = sizes[i]
@@ -721,3 +892,5 @@ redis.register_function('mkt_reduce', mkt_reduce)
 redis.register_function('mkt_tombstone', mkt_tombstone)
 redis.register_function('mkt_configure', mkt_configure)
 redis.register_function{function_name = 'mkt_depth', callback = mkt_depth, flags = {'no-writes'}}
+
+end

@@ -55,10 +55,15 @@ end
 -- table is kept per market and reused while the config strings are the same ones
 -- (Lua strings are interned: ~= compares pointers), only status, seq and tid are
 -- refreshed: a pure memo of tonumber(), no state of its own. Fees and the trade id
--- are read by match (only an order that trades needs them); match sets cfg.tid.
+-- are read only when `trading` (an order that crosses); match advances cfg.tid.
 local CFG_MEMO = {}
-local function load_cfg(cfg_key)
-  local v = call('HMGET', cfg_key, 'status', 'seq', 'tick', 'lot', 'min', 'maxn', 'mult')
+local function load_cfg(cfg_key, trading)
+  local v
+  if trading then
+    v = call('HMGET', cfg_key, 'status', 'seq', 'tick', 'lot', 'min', 'maxn', 'mult', 'mfee', 'tfee', 'tid')
+  else
+    v = call('HMGET', cfg_key, 'status', 'seq', 'tick', 'lot', 'min', 'maxn', 'mult')
+  end
   if not v[1] then return nil end
   local c = CFG_MEMO[cfg_key]
   if not c or c.tick_s ~= v[3] or c.lot_s ~= v[4] or c.min_s ~= v[5] or c.maxn_s ~= v[6] or c.mult_s ~= v[7] then
@@ -72,6 +77,12 @@ local function load_cfg(cfg_key)
   c.status = v[1]
   c.seq = tonumber(v[2])
   c.tid = nil
+  if trading then
+    if c.mfee_s ~= v[8] or c.tfee_s ~= v[9] then
+      c.mfee_s, c.tfee_s, c.mfee, c.tfee = v[8], v[9], tonumber(v[8]), tonumber(v[9])
+    end
+    c.tid = tonumber(v[10])
+  end
   return c
 end
 
@@ -87,8 +98,14 @@ end
 -- each starting with its separator ('' for the first, then ','), so the array is
 -- joined once at the end (every new Lua string is hashed in full: no intermediate
 -- copies of the whole JSON). first/last keep the first and last seq, formatted.
+-- The table is reused from call to call (a function runs alone and commits its
+-- log before returning): only log[1..n+1] is ever read, stale entries above are not.
+local LOG = {'['}
 local function new_log(seq, now_s)
-  return {'[', seq = seq, now = now_s, n = 1, sep = ''}
+  local log = LOG
+  log.seq, log.now, log.n, log.sep = seq, now_s, 1, ''
+  log.first, log.last, log.tid, log.tid_s = nil, nil, nil, nil
+  return log
 end
 
 -- The next event's separator and seq (formatted). Emitters build each event with
@@ -121,6 +138,7 @@ local function commit_log(log, P)
   if n == 1 then return '[]' end
   log[n + 1] = ']'
   local json = table_concat(log, '', 1, n + 1)
+  for i = 2, n + 1 do log[i] = nil end -- keep no event text alive until the next call
   if log.tid then
     call('HSET', P .. 'cfg', 'seq', log.last, 'tid', log.tid_s)
   else
@@ -275,17 +293,12 @@ local function fok_fillable(P, cfg, t, limit)
   return false
 end
 
--- The zset range of the opposite book that crosses `t`: score <= bound (asks are
--- scored price, bids -price; a market order crosses everything).
-local function cross_bound(t)
-  if t.type == 'market' then return '+inf' end
-  if t.side == 'buy' then return t.ps end
-  return '-' .. t.ps
-end
-
--- Up to `count` crossing makers from position `offset`: {member, score, ...}.
-local function crossing_makers(P, t, offset, count)
-  return call('ZRANGE', t.side == 'buy' and P .. 'asks' or P .. 'bids', '-inf', cross_bound(t), 'BYSCORE',
+-- Up to `count` makers from position `offset` that an order (side, type, price
+-- string) crosses: {member, score, ...}. The opposite book's range score <= bound
+-- (asks are scored price, bids -price; a market order crosses everything).
+local function crossing_makers(P, side, otype, ps, offset, count)
+  local bound = otype == 'market' and '+inf' or (side == 'buy' and ps or '-' .. ps)
+  return call('ZRANGE', side == 'buy' and P .. 'asks' or P .. 'bids', '-inf', bound, 'BYSCORE',
     'LIMIT', offset, count, 'WITHSCORES')
 end
 
@@ -299,15 +312,10 @@ local function match(P, cfg, log, levels, t, max_fills, now_s, batch)
   local opp_side = tbuy and 'sell' or 'buy'
   local okey = P .. 'o:'
   local tick, lot, mult, maxn = cfg.tick, cfg.lot, cfg.mult, cfg.maxn
-  -- what only trading needs of the config
-  local fv = call('HMGET', P .. 'cfg', 'mfee', 'tfee', 'tid')
-  if cfg.mfee_s ~= fv[1] or cfg.tfee_s ~= fv[2] then
-    cfg.mfee_s, cfg.tfee_s, cfg.mfee, cfg.tfee = fv[1], fv[2], tonumber(fv[1]), tonumber(fv[2])
-  end
   local mfee_bps, tfee_bps = cfg.mfee, cfg.tfee
   local t_amount, t_qb, t_filled, t_cost = t.amount, t.qb, t.filled, t.cost
   local stp = t.stp
-  local tid = cfg.tid or tonumber(fv[3])
+  local tid = cfg.tid
   local tid0 = tid
   local last_tid_s
   local removed
@@ -322,7 +330,7 @@ local function match(P, cfg, log, levels, t, max_fills, now_s, batch)
       break
     end
     if fills >= max_fills then stopped_by_limit = true break end
-    if not batch then batch = crossing_makers(P, t, nremoved, 16) end
+    if not batch then batch = crossing_makers(P, tside, t.type, t.ps, nremoved, 16) end
     local nb = #batch
     if nb == 0 then break end
     local progressed = false
@@ -513,7 +521,15 @@ local function mkt_place(keys, argv)
     local o = read_order(P, id)
     return order_reply('replay', o, '[]', false, o.fs, o.cs)
   end
-  local cfg = load_cfg(keys[1])
+  -- the first makers the order would cross (none for an order that only rests), read
+  -- before the config so that only an order that trades reads fees and trade id
+  -- (reads only: every check still comes before the first write)
+  local batch
+  if (side == 'buy' or side == 'sell') and (otype == 'limit' or otype == 'market') and int_arg(argv[7], true) then
+    batch = crossing_makers(P, side, otype, argv[7], 0, 4)
+  end
+  local crossing = batch ~= nil and #batch > 0
+  local cfg = load_cfg(keys[1], crossing)
   if not cfg then return fail('UNKNOWN_MARKET', 'unknown market') end
   if side ~= 'buy' and side ~= 'sell' then return fail('INVALID_PARAM', 'side must be buy or sell') end
   if otype ~= 'limit' and otype ~= 'market' then return fail('INVALID_PARAM', 'type must be limit or market') end
@@ -577,9 +593,6 @@ local function mkt_place(keys, argv)
     filled = 0, cost = 0, status = 'NEW', ts = now_s, mem = ''}
   t.aseq_s = emit_accepted(log, t)
   local levels = {}
-  -- the first makers the order would cross: none for an order that only rests
-  local batch = crossing_makers(P, t, 0, 4)
-  local crossing = #batch > 0
   local more = false
   local filled_s, cost_s = '0', '0'
   if po == 1 and crossing then
@@ -630,7 +643,7 @@ local function mkt_continue(keys, argv)
   if not t then return fail('UNKNOWN_ORDER', 'unknown order') end
   local cont = call('HGET', P .. 'o:' .. id, 'cont')
   if not cont then return order_reply('replay', t, '[]', false, t.fs, t.cs) end
-  local cfg = load_cfg(keys[1])
+  local cfg = load_cfg(keys[1], true)
   t.aseq_s = cont
   local now_s = argv[2]
   local log = new_log(cfg.seq, now_s)
@@ -829,22 +842,22 @@ local function mkt_configure(keys, argv)
   if tonumber(c.min) % lot ~= 0 then return fail('INVALID_PARAM', 'min size is not a multiple of the size increment') end
   c.mult = fmt(tick * lot / unit)
   c.status = c.status or 'TRADING'
-  local args = {}
+  -- a new market's hash gets the fields every call reads or writes first (status,
+  -- seq, tid, then tick..mult): a small hash is a listpack searched from its head
+  local args = creating and {'status', c.status, 'seq', '0', 'tid', '0'} or {}
   local body = {}
+  for _, f in ipairs({'tick', 'lot', 'min', 'maxn', 'mult', 'mfee', 'tfee', 'base', 'quote', 'bscale', 'status'}) do
+    if not creating or f ~= 'status' then
+      args[#args + 1] = f
+      args[#args + 1] = c[f]
+    end
+  end
   for _, f in ipairs({'base', 'quote', 'bscale', 'tick', 'lot', 'min', 'maxn', 'mult', 'mfee', 'tfee', 'status'}) do
-    args[#args + 1] = f
-    args[#args + 1] = c[f]
     if f == 'base' or f == 'quote' or f == 'status' then
       body[#body + 1] = string.format('"%s":"%s"', f, c[f])
     else
       body[#body + 1] = string.format('"%s":%s', f, c[f])
     end
-  end
-  if creating then
-    args[#args + 1] = 'seq'
-    args[#args + 1] = '0'
-    args[#args + 1] = 'tid'
-    args[#args + 1] = '0'
   end
   call('HSET', keys[1], unpack(args))
   local cfg = load_cfg(keys[1])

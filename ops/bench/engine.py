@@ -213,7 +213,7 @@ async def server_us(r: Any, cmds: list[Cmd], mix: Mix) -> float:
 
 
 async def measure(
-    url: str, quick: bool, full_path: Callable[[str], Awaitable[dict[str, float]]] | None
+    url: str, quick: bool, full_path: Callable[[str, bool], Awaitable[dict[str, Any]]] | None
 ) -> dict[str, Any]:
     r = aredis.Redis.from_url(url)
     rounds = 5 if quick else 9
@@ -274,7 +274,7 @@ async def measure(
     ]
     await r.aclose()
     if full_path is not None:
-        result.update(await full_path(url))
+        result.update(await full_path(url, quick))
         result["full_path_ratio"] = round(
             result["full_path_orders_per_s"] / result["engine_orders_per_s"], 3
         )

@@ -185,33 +185,34 @@ local function level_delta(levels, side, price, price_s, delta)
   l.delta = l.delta + delta
 end
 
+-- Apply `delta` to one level (depth hash, levels zset) and emit its level event.
+local function flush_level(log, P, side, ps, delta)
+  local dkey = P .. 'd'
+  local buy = side == 'buy'
+  local field = (buy and 'b' or 'a') .. ps
+  local size = call('HINCRBY', dkey, field, delta)
+  local size_s
+  if size <= 0 then
+    call('HDEL', dkey, field)
+    call('ZREM', buy and P .. 'lv:b' or P .. 'lv:a', ps)
+    size_s = '0'
+  else
+    if size == delta then
+      call('ZADD', buy and P .. 'lv:b' or P .. 'lv:a', buy and '-' .. ps or ps, ps)
+    end
+    size_s = string_format('%d', size)
+  end
+  local sep, s = next_seq(log)
+  local n = log.n + 1
+  log.n = n
+  log[n] = sep .. '{"seq":' .. s .. ',"ts":' .. log.now .. ',"e":"level","side":"' .. side ..
+    '","price":' .. ps .. ',"size":' .. size_s .. '}'
+end
+
 local function flush_levels(levels, log, P)
-  local dkey
   for i = 1, #levels do
     local l = levels[i]
-    local delta = l.delta
-    if delta ~= 0 then
-      dkey = dkey or P .. 'd'
-      local buy = l.side == 'buy'
-      local field = (buy and 'b' or 'a') .. l.ps
-      local size = call('HINCRBY', dkey, field, delta)
-      local size_s
-      if size <= 0 then
-        call('HDEL', dkey, field)
-        call('ZREM', buy and P .. 'lv:b' or P .. 'lv:a', l.ps)
-        size_s = '0'
-      else
-        if size == delta then
-          call('ZADD', buy and P .. 'lv:b' or P .. 'lv:a', buy and '-' .. l.ps or l.ps, l.ps)
-        end
-        size_s = fmt(size)
-      end
-      local sep, s = next_seq(log)
-      local n = log.n + 1
-      log.n = n
-      log[n] = sep .. '{"seq":' .. s .. ',"ts":' .. log.now .. ',"e":"level","side":"' .. l.side ..
-        '","price":' .. l.ps .. ',"size":' .. size_s .. '}'
-    end
+    if l.delta ~= 0 then flush_level(log, P, l.side, l.ps, l.delta) end
   end
 end
 
@@ -487,7 +488,12 @@ local function finish(P, cfg, log, levels, t, now_s)
     else
       call('ZADD', P .. 'asks', t.ps, t.mem)
     end
-    level_delta(levels, t.side, t.price, t.ps, t.amount - t.filled)
+    if #levels == 0 then
+      -- it only rests: its own level is the only one (no level table needed)
+      flush_level(log, P, t.side, t.ps, t.amount - t.filled)
+    else
+      level_delta(levels, t.side, t.price, t.ps, t.amount - t.filled)
+    end
   else
     t.status = 'EXPIRED'
     reason, msg = 'EXPIRED', t.tif
@@ -664,11 +670,12 @@ local function mkt_continue(keys, argv)
   return order_reply('new', t, events, more, filled_s, cost_s)
 end
 
--- Remove a resting order from the book and emit its done event (no validation).
+-- Remove a resting order from the book and emit its done event (no validation); its
+-- level change goes to `levels` (nil: the caller applies it).
 local function cancel_resting(P, log, levels, o, msg, now_s)
   local book = side_keys(P, o.side)
   call('ZREM', book, o.mem)
-  level_delta(levels, o.side, o.price, o.ps, -(o.amount - o.filled))
+  if levels then level_delta(levels, o.side, o.price, o.ps, -(o.amount - o.filled)) end
   o.status = 'CANCELED'
   local key = P .. 'o:' .. o.id
   call('HSET', key, 'status', 'CANCELED', 'uts', now_s)
@@ -698,9 +705,8 @@ local function mkt_cancel(keys, argv)
   local o = read_order(P, id)
   if not is_open(o) or o.u ~= user then return fail('UNKNOWN_ORDER', 'unknown order') end
   local log = new_log(cfg.seq, argv[3])
-  local levels = {}
-  cancel_resting(P, log, levels, o, 'USER', argv[3])
-  flush_levels(levels, log, P)
+  cancel_resting(P, log, nil, o, 'USER', argv[3])
+  flush_level(log, P, o.side, o.ps, -(o.amount - o.filled))
   local events = commit_log(log, P)
   return order_reply('new', o, events, false, o.fs, o.cs)
 end

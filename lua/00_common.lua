@@ -29,9 +29,10 @@ local INT_MEMO, int_memo_n = {}, 0
 local function int_arg(s, allow_zero)
   local n = INT_MEMO[s]
   if n == nil then
-    if type(s) ~= 'string' then return nil end
+    -- more than 16 characters cannot be an integer below 2^53 (and is not memoized)
+    if type(s) ~= 'string' or #s > 16 then return nil end
     n = false
-    if #s <= 16 and string.find(s, '^%d+$') and not (#s > 1 and string.byte(s, 1) == 48) then
+    if string.find(s, '^%d+$') and not (#s > 1 and string.byte(s, 1) == 48) then
       local v = tonumber(s)
       if v <= MAX_INT then n = v end
     end

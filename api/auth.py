@@ -20,6 +20,7 @@ from api.errors import ApiError
 from api.schemas import Credentials, parse
 from api.tokens import Principal, bearer, unauthorized
 from api.users import User, normalize_email
+from engine.pubsub import publish
 
 if TYPE_CHECKING:
     from api.node import Node
@@ -70,7 +71,7 @@ class TokenVersions:
         version = await self.users.bump_token_version(user_id)
         await self.redis.set(version_key(user_id), version)
         self.learn(user_id, version)
-        await self.redis.publish(AUTH_CHANNEL, f"{user_id}:{version}")
+        await publish(self.redis, AUTH_CHANNEL, f"{user_id}:{version}")
         return version
 
 

@@ -136,7 +136,7 @@ def _scheduler(redis: Any) -> Any:
 
     from workers.p2p_jobs import arq_scheduler
 
-    if type(redis) is not aredis.Redis:
+    if not isinstance(redis, aredis.Redis):  # a cluster client: the sweep expires
         return None
     return arq_scheduler(ArqRedis(connection_pool=redis.connection_pool))
 

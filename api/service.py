@@ -17,6 +17,7 @@ from api import schemas as S
 from api import wire
 from api.errors import ApiError
 from api.wire import parse_price, parse_size
+from engine.pubsub import publish
 from engine.types import Balance, Market, Order, OrderRequest
 from engine.units import format_amount, market_to_wire, parse_amount
 
@@ -183,7 +184,7 @@ async def push_balance(node: Node, user_id: str, asset: str) -> None:
     try:
         b = await balance(node.redis, user_id, asset)
         push = balance_push(b, await asset_scale(node, asset))
-        await node.redis.publish(f"hftx:u:{user_id}", orjson.dumps(push))
+        await publish(node.redis, f"hftx:u:{user_id}", orjson.dumps(push))
     except Exception:  # never fail the request for a push
         pass
 

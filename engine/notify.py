@@ -18,6 +18,7 @@ import orjson
 
 from engine.accounts import account_keys
 from engine.ids import new_order_id
+from engine.pubsub import publish
 from engine.types import EngineError
 
 INBOX_CAP = 500
@@ -70,7 +71,7 @@ async def notify(
     if not int(stored):
         return None
     push = {"channel": "notifications", **note.to_wire()}
-    await redis.publish(channel(user), orjson.dumps(push))
+    await publish(redis, channel(user), orjson.dumps(push))
     return note
 
 

@@ -212,6 +212,7 @@ METHODS: dict[str, Method] = {
 }
 
 _ENVELOPE = frozenset(("id", "method", "params"))
+MAX_REFUSED_BEFORE_AUTH = 5  # the 5th request before `auth` closes the socket with 4401
 
 
 def _answer(req_id: Any, status: int, body: dict[str, Any]) -> str:
@@ -284,8 +285,12 @@ class Session:
             name = request.get("method")  # type: ignore[assignment]
             method = METHODS.get(name) if isinstance(name, str) else None
             if conn.principal is None and (method is None or method.policy != "open"):
+                # Answered, not processed; the socket stays open for `auth` (Binance's
+                # WS API does the same) unless a client keeps at it.
                 conn.push(error_answer(req_id, ApiError("UNAUTHORIZED", "send auth first")))
-                await conn.close_after_flush(CLOSE_AUTH, "auth required")
+                conn.refused_before_auth += 1
+                if conn.refused_before_auth >= MAX_REFUSED_BEFORE_AUTH:
+                    await conn.close_after_flush(CLOSE_AUTH, "auth required")
                 return
             if method is None:
                 name = "?"

@@ -17,7 +17,7 @@ import websockets
 from starlette.routing import Route
 
 from api.app import API_PREFIX, create_app
-from api.gateway import METHODS
+from api.gateway import MAX_REFUSED_BEFORE_AUTH, METHODS
 from api.routing import POLICIES, ApiRoute
 from tests.test_e2e_support import (
     ALLOWED_ORIGIN,
@@ -109,6 +109,16 @@ async def test_every_ws_method_needs_auth_first(exchange: Exchange, method: str)
     ws = await Ws.connect(exchange.ws_url("a"))
     answer = await ws.request(method, {})
     assert answer["status"] == 401 and answer["error"]["code"] == "UNAUTHORIZED"
+    # not processed, but the socket stays open for `auth`
+    user = await new_user(exchange)
+    assert (await ws.request("auth", {"token": user.token}))["status"] == 200
+    assert (await ws.request("ping"))["status"] == 200
+
+
+async def test_a_client_that_keeps_skipping_auth_is_closed_4401(exchange: Exchange) -> None:
+    ws = await Ws.connect(exchange.ws_url("a"))
+    for _ in range(MAX_REFUSED_BEFORE_AUTH):
+        assert (await ws.request("ping"))["status"] == 401
     assert (await asyncio.wait_for(ws.closed, 5))[0] == 4401
 
 

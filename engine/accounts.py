@@ -102,6 +102,7 @@ class HoldResult:
     kind: Literal["new", "replay", "duplicate"]
     amount: int = 0
     existing: tuple[str, str] | None = None
+    balance: Balance | None = None  # the asset's balance right after the hold
 
 
 async def hold(
@@ -118,20 +119,22 @@ async def hold(
     """Move ``amount`` of ``asset`` available -> held for ``order_id`` (idempotent)."""
     keys = account_keys(user)
     _check_amount(amount)
-    # The holders index is bumped before the hold (it may only over-report); both
-    # commands travel in one round trip.
+    # The holders index is bumped before the hold (it may only over-report); the
+    # three commands (index, hold, read of the balance after it) share one round trip.
     pipe = redis.pipeline(transaction=False)
     pipe.zincrby(HOLDERS_KEY, 1, user)
     pipe.fcall("acct_hold", len(keys), *keys, order_id, market, asset, amount,
                now or now_ms(), client_order_id)  # fmt: skip
-    _, reply = await pipe.execute(raise_on_error=False)
+    pipe.hmget(keys[0], f"{asset}:a", f"{asset}:h", f"{asset}:e")
+    _, reply, (a, h, e) = await pipe.execute(raise_on_error=False)
     if isinstance(reply, ResponseError):
         raise engine_error(reply)
     kind, value = _text(reply[0]), _text(reply[1])
     if kind == "duplicate":
         m, _, oid = value.partition("|")
         return HoldResult("duplicate", 0, (m, oid))
-    return HoldResult("new" if kind == "new" else "replay", int(value))
+    after = Balance(asset, int(a or 0), int(h or 0), int(e or 0))
+    return HoldResult("new" if kind == "new" else "replay", int(value), balance=after)
 
 
 async def release(redis: Any, user: str, order_id: str, *, now: int | None = None) -> int:

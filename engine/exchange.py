@@ -20,6 +20,7 @@ from engine import market as M
 from engine.ids import new_order_id
 from engine.pubsub import publish_many
 from engine.pushes import order_pushes
+from engine.settlement import balance_push
 from engine.types import (
     Asset,
     Balance,
@@ -52,9 +53,11 @@ class Exchange:
         self.redis = redis
         self._markets: dict[str, Market] = {}
         self._markets_at = 0.0
-        self._outbox: asyncio.Queue[tuple[Market, list[dict[str, Any]], dict[str, Order]]] = (
-            asyncio.Queue()
-        )
+        # each item: the pushes of one market call, or one ready (channel, message)
+        self._outbox: asyncio.Queue[
+            tuple[Market, list[dict[str, Any]], dict[str, Order]] | tuple[str, bytes]
+        ] = asyncio.Queue()
+        self._scales: dict[str, int] = {}
         self._publisher: asyncio.Task[None] | None = None
 
     @classmethod
@@ -128,6 +131,10 @@ class Exchange:
             if existing is None:
                 raise EngineError("DUPLICATE_CLIENT_ORDER_ID", "client_order_id already used")
             return PlaceResult(order=existing, duplicate=True)
+        if held.kind == "new" and held.balance is not None:
+            # queued before the place, so it is published before the settler can push
+            # the balance after this order's fills
+            await self._push_balance(user_id, held.balance)
         try:
             outcome = await M.place(self.redis, order_id, user_id, req, now)
         except EngineError:
@@ -331,13 +338,26 @@ class Exchange:
 
     # -- pushes --------------------------------------------------------------------
 
+    async def _push_balance(self, user_id: str, balance: Balance) -> None:
+        """Queue a private ``balances`` push (the hold moved free to locked)."""
+        scale = self._scales.get(balance.asset)
+        if scale is None:
+            self._scales = await registry.assets(self.redis)
+            scale = self._scales.get(balance.asset, 0)
+        push = balance_push(balance, scale)
+        self._enqueue((user_channel(user_id), orjson.dumps(push)))
+
     def _publish(
         self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]
     ) -> None:
         """Queue the pushes of one call; one task publishes them in call order."""
-        if not events:
-            return
-        self._outbox.put_nowait((market, events, known))
+        if events:
+            self._enqueue((market, events, known))
+
+    def _enqueue(
+        self, item: tuple[Market, list[dict[str, Any]], dict[str, Order]] | tuple[str, bytes]
+    ) -> None:
+        self._outbox.put_nowait(item)
         if self._publisher is None or self._publisher.done():
             self._publisher = asyncio.create_task(self._publish_loop())
 
@@ -345,7 +365,11 @@ class Exchange:
         while not self._outbox.empty():
             batch = [self._outbox.get_nowait() for _ in range(min(self._outbox.qsize(), 256))]
             messages = []
-            for market, events, known in batch:
+            for item in batch:
+                if len(item) == 2:
+                    messages.append(item)
+                    continue
+                market, events, known = item
                 for user, push in await self._pushes(market, events, known):
                     messages.append((user_channel(user), orjson.dumps(push)))
             await publish_many(self.redis, messages)

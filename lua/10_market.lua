@@ -774,7 +774,7 @@ local function mkt_reduce(keys, argv)
   o.as = argv[3]
   call('HSET', P .. 'o:' .. id, 'amount', argv[3], 'uts', argv[4])
   emit(log, '"e":"reduced","id":"' .. o.id .. '","u":"' .. o.u .. '","side":"' .. o.side ..
-    '","amount":' .. argv[3])
+    '","price":' .. o.ps .. ',"amount":' .. argv[3] .. ',"filled":' .. o.fs)
   flush_levels(levels, log, P)
   local events = commit_log(log, P)
   return order_reply('new', o, events, false, o.fs, o.cs)

@@ -370,7 +370,15 @@ class ReferenceMarket:
         self._emit(
             events,
             now,
-            {"e": "reduced", "id": o.id, "u": o.u, "side": o.side, "amount": new_amount},
+            {
+                "e": "reduced",
+                "id": o.id,
+                "u": o.u,
+                "side": o.side,
+                "price": o.price,
+                "amount": new_amount,
+                "filled": o.filled,
+            },
         )
         self._levels(events, now, [(o.side, o.price)], before)
         return events

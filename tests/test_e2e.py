@@ -91,7 +91,11 @@ async def test_trade_between_two_users_on_two_nodes(exchange: Exchange) -> None:
     assert maker["status"] == 200, maker
     assert maker["result"]["status"] == "NEW" and maker["result"]["client_order_id"] == "ask-1"
     held = await a1.wait_push(lambda m: m["channel"] == "balances" and m["asset"] == base)
-    assert (held["free"], held["locked"], held["total"]) == ("4.00000000", "1.00000000", "5.00000000")
+    assert (held["free"], held["locked"], held["total"]) == (
+        "4.00000000",
+        "1.00000000",
+        "5.00000000",
+    )
     taker = await b1.request("order.place", limit(market, "buy", "0.4", "100.00"))
     assert taker["status"] == 200, taker
     order = taker["result"]

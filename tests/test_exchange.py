@@ -47,7 +47,7 @@ async def balances(ex: Exchange, user: str) -> dict[str, tuple[int, int]]:
 
 
 async def settle(ex: Exchange) -> None:
-    await Settler(ex.redis, publish=False).drain()
+    await Settler(ex.redis, instance="tests", publish=False).drain()  # one lease holder
 
 
 async def test_trade_moves_money_exactly(ex):
@@ -165,6 +165,8 @@ async def test_orders_pushes_reach_only_their_owner(ex):
         if msg is None:
             continue
         push = orjson.loads(msg["data"])
+        if push["channel"] != "orders":
+            continue
         got[msg["channel"].decode().rsplit(":", 1)[1]].append(
             (push["exec_type"], push["order"]["status"])
         )
@@ -181,3 +183,18 @@ async def test_recent_trades_newest_first(ex):
     trades = await ex.recent_trades("BTC-USD", 2)
     assert [t["trade_id"] for t in trades] == [3, 2]
     assert trades[0]["price"] == "30000.00" and trades[0]["size"] == "0.10000"
+
+
+async def test_reducing_a_partly_filled_order_releases_the_difference_at_once(ex):
+    from engine import market as M
+    from engine.exchange import now_ms
+
+    bid = await ex.place_order("bob", await order(ex, "buy", "1", "30000.00"))
+    await ex.place_order("alice", await order(ex, "sell", "0.25", "30000.00"))
+    await M.reduce(ex.redis, "BTC-USD", bid.order.id, "bob", 50_000_000, now_ms())  # 0.5
+    await settle(ex)
+    # 0.25 bought for 7500 USD; 0.25 still to buy keeps 7500 held; 15000 came back
+    assert (await balances(ex, "bob"))["USD"] == (100_000 * BTC - 15_000 * BTC, 7_500 * BTC)
+    await ex.cancel_order("bob", order_id=bid.order.id)
+    await settle(ex)
+    assert (await balances(ex, "bob"))["USD"] == (100_000 * BTC - 7_500 * BTC, 0)

@@ -32,7 +32,7 @@ async def desk(redis: Any) -> tuple[P2P, Ledger]:
 
 
 async def settle(redis: Any) -> None:
-    await Settler(redis, publish=False).drain()
+    await Settler(redis, instance="tests", publish=False).drain()
 
 
 async def refused(code: str, coro: Any) -> EngineError:

@@ -179,7 +179,7 @@ async def test_a_buyer_and_a_seller_complete_a_trade_over_http(api: Api) -> None
     done = await api.ok("POST", path + "/release", seller, {"request_id": "rel-1"})
     assert done["status"] == "RELEASED"
     assert await api.ok("POST", path + "/release", seller, {"request_id": "rel-1"}) == done
-    await Settler(api.node.redis, publish=False).drain()
+    await Settler(api.node.redis, instance="tests", publish=False).drain()
     assert await api.free(buyer) == "0.25000000"
     assert await api.free(seller) == "1.00000000"
     assert [t["id"] for t in await api.ok("GET", "/p2p/trades", buyer)] == [trade["id"]]
@@ -253,7 +253,7 @@ async def test_disputes_reach_the_admin_who_resolves_them(api: Api) -> None:
     resolved = await api.ok("POST", f"/p2p/admin/trades/{trade['id']}/resolve", api.admin,
                             {"resolution": "refund"})  # fmt: skip
     assert (resolved["status"], resolved["resolution"]) == ("REFUNDED", "refund")
-    await Settler(api.node.redis, publish=False).drain()
+    await Settler(api.node.redis, instance="tests", publish=False).drain()
     assert await api.free(buyer) == "0.10000000"
     assert (await api.ok("GET", f"/p2p/offers/{offer['id']}", None))["amount"] == "1.00000000"
     seller_notes = await api.ok("GET", "/notifications", seller)

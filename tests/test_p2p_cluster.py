@@ -45,7 +45,7 @@ async def test_trades_between_accounts_on_different_nodes(redis_cluster: Any) ->
     await desk.cancel_trade(buyer, t2.id)
     await ledger.check(desk)
 
-    await Settler(r, publish=False).drain()
+    await Settler(r, instance="tests", publish=False).drain()
     assert await accounts.balances(r, buyer) == [Balance("BTC", COIN // 2, 0, 0)]
     assert await accounts.balances(r, seller) == [Balance("BTC", COIN, 0, COIN // 2)]
     assert (await desk.get_offer(buy.id)).amount == COIN

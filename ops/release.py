@@ -20,12 +20,9 @@ import importlib.util
 import logging
 import sys
 from dataclasses import dataclass, field
-from typing import Any
-
-import redis.asyncio as aredis
-from redis.asyncio.cluster import RedisCluster
 
 from engine import functions
+from workers import connect
 
 log = logging.getLogger("hftx.release")
 
@@ -44,20 +41,6 @@ def module_available(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-async def connect(url: str) -> Any:
-    """An async client of ``url``: a cluster client when the server is in cluster mode."""
-    probe = aredis.Redis.from_url(url)
-    try:
-        info = await probe.info("cluster")
-    finally:
-        await probe.aclose()
-    if info.get("cluster_enabled"):
-        cluster = RedisCluster.from_url(url)
-        await cluster.initialize()
-        return cluster
-    return aredis.Redis.from_url(url)
 
 
 async def release(redis_url: str, database_url: str) -> ReleaseReport:

@@ -111,7 +111,7 @@ def test_repository_procfile() -> None:
     entries = parse_procfile((ROOT / "Procfile").read_text())
     assert {e.name: e.command for e in entries} == {
         "web": "python -m api",
-        "worker": "arq workers.jobs.WorkerSettings",
+        "worker": "arq --custom-log-dict ops.logconfig.ARQ workers.jobs.WorkerSettings",
         "settler": "python -m workers.settler",
         "drain": "python -m workers.drain",
         "release": "python -m ops.release",
@@ -131,6 +131,7 @@ def test_bad_procfiles_are_refused(text: str) -> None:
         ("python3 -m workers.drain --batch 10", "workers.drain"),
         ("arq workers.jobs.WorkerSettings", "workers.jobs"),
         ("arq --watch workers workers.jobs.WorkerSettings", "workers.jobs"),
+        ("arq --custom-log-dict ops.logconfig.ARQ workers.jobs.WorkerSettings", "workers.jobs"),
         ("uvicorn api.app:app", None),
     ],
 )

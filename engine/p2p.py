@@ -12,7 +12,10 @@ Taking a BUY offer spans two shards: reserve on the offer (buyer's shard), then 
 the trade with the seller's escrow (seller's shard). A refused open tombstones the
 trade id and returns the reservation; a crash in between is repaired by ``sweep``.
 Both parties are notified (``engine.notify``) after every transition, once per
-transition even when a request or a job is retried.
+transition even when a request or a job is retried. A call that may move the shard
+owner's balance (an offer's escrow, a trade opened on a buy offer, a trade ending)
+is followed by the owner's private ``balances`` push of that asset (best effort; the
+buyer's credit of a release is pushed by the settler that applies it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from redis.exceptions import ResponseError
 
 from engine import accounts, notify
@@ -47,6 +51,8 @@ from engine.p2p_rules import (
     offer_from,
     trade_from,
 )
+from engine.pubsub import publish
+from engine.settlement import balance_push
 from engine.types import EngineError
 
 log = logging.getLogger("hftx.p2p")
@@ -144,17 +150,35 @@ class P2P:
     """
 
     def __init__(
-        self, redis: Any, *, scheduler: ExpiryScheduler | None = None, notifications: bool = True
+        self,
+        redis: Any,
+        *,
+        scheduler: ExpiryScheduler | None = None,
+        notifications: bool = True,
+        balance_pushes: bool = True,
     ) -> None:
         self.redis = redis
         self.scheduler = scheduler
         self.notifications = notifications
+        self.balance_pushes = balance_pushes
         self._scales: dict[str, int] = {}
 
     async def scale(self, asset: str) -> int:
         if asset not in self._scales:
             self._scales[asset] = await accounts.asset_scale(self.redis, asset)
         return self._scales[asset]
+
+    async def _push_balance(self, user: str, asset: str) -> None:
+        """Publish ``user``'s ``balances`` push of ``asset`` (never raises: the
+        balance itself is already right, a lost push only delays the client)."""
+        if not self.balance_pushes:
+            return
+        try:
+            b = await accounts.balance(self.redis, user, asset)
+            push = balance_push(b, await self.scale(asset))
+            await publish(self.redis, notify.channel(user), orjson.dumps(push))
+        except Exception:
+            log.warning("balances push to %s failed", user, exc_info=True)
 
     async def _fcall(self, fn: str, keys: list[str], *args: Any) -> Any:
         try:
@@ -181,7 +205,10 @@ class P2P:
                    encode_methods(spec.payment_methods), spec.payment_window, now,
                    _rid(request_id))  # fmt: skip
         *_, reply = await pipe.execute(raise_on_error=False)
-        return offer_from(_raise(reply)[1])
+        offer = offer_from(_raise(reply)[1])
+        if offer.side == "sell":
+            await self._push_balance(user, offer.asset)
+        return offer
 
     async def update_offer(
         self,
@@ -197,7 +224,10 @@ class P2P:
         keys = [*_shard(user), _offer_key(user, offer_id)]
         reply = await self._fcall("p2p_offer_update", keys, offer_id, *changes.argv(),
                                   now or now_ms(), _rid(request_id))  # fmt: skip
-        return offer_from(reply[1])
+        offer = offer_from(reply[1])
+        if offer.side == "sell" and changes.amount is not None:
+            await self._push_balance(user, offer.asset)
+        return offer
 
     async def close_offer(
         self, user: str, offer_id: str, *, request_id: str | None = None, now: int | None = None
@@ -209,6 +239,8 @@ class P2P:
                                   _rid(request_id))  # fmt: skip
         offer = offer_from(reply[1])
         await self.redis.zrem(OFFERS, self._listing(offer))
+        if offer.side == "sell":
+            await self._push_balance(user, offer.asset)
         return offer
 
     @staticmethod
@@ -358,6 +390,7 @@ class P2P:
         except EngineError as exc:
             await self._abort(seller, buyer, offer.id, tid, exc.code, exc.message)
             raise
+        await self._push_balance(seller, terms.asset)  # escrowed from the seller's free
         return trade_from(reply[1])
 
     async def _abort(
@@ -403,14 +436,15 @@ class P2P:
     ) -> tuple[str, Trade]:
         seller, buyer = await self._parties(trade_id)
         keys = [*_shard(seller), _trade_key(seller, trade_id)]
+        now = now or now_ms()  # one clock: the dispute index scores the dispute's ts
         pipe = self.redis.pipeline(transaction=False)
         if action in ("release", "resolve_release"):
             pipe.zincrby(accounts.OUTBOX_KEY, 1, seller)  # signal first: may over-report
             pipe.sadd(accounts.ACCOUNTS_KEY, buyer)
         if action == "dispute":
-            pipe.zadd(DISPUTES, {f"{seller}|{trade_id}": now or now_ms()})
-        pipe.fcall("p2p_act", len(keys), *keys, action, actor, role, now or now_ms(),
-                   _rid(request_id), reason)  # fmt: skip
+            pipe.zadd(DISPUTES, {f"{seller}|{trade_id}": now})
+        pipe.fcall("p2p_act", len(keys), *keys, action, actor, role, now, _rid(request_id),
+                   reason)  # fmt: skip
         *_, reply = await pipe.execute(raise_on_error=False)
         kind, flat = _raise(reply)
         trade = trade_from(flat)
@@ -422,6 +456,7 @@ class P2P:
         """Follow-ups of a transition (idempotent, repeated on replays): buy-offer
         reservation, index cleanup, notifications."""
         if trade.status in FINAL:
+            await self._push_balance(trade.seller, trade.asset)  # escrow left or came back
             if trade.offer_side == "buy":
                 outcome = "fill" if trade.status == "RELEASED" else "return"
                 await self._unreserve(trade.buyer, trade.offer_id, trade.id, trade.seller, outcome)

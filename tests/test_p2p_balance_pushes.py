@@ -1,0 +1,66 @@
+"""P2P balance pushes over the real web node: every P2P call that moves a user's
+balance (offer escrow, edit, close, a seller taking a buy offer, a cancel or an
+expiry giving escrow back, a release) is followed by that user's private
+``balances`` push; the buyer's credit of a release comes from the settler."""
+
+from __future__ import annotations
+
+import websockets
+
+from engine.p2p import P2P
+from tests.test_p2p_api import OFFER, Api, Socket, api  # noqa: F401  (fixture)
+from workers.settler import Settler
+
+
+def _btc(push: dict[str, str]) -> tuple[str, str, str]:
+    assert push["channel"] == "balances" and push["asset"] == "BTC", push
+    assert set(push) == {"channel", "asset", "free", "locked", "total"}
+    return push["free"], push["locked"], push["total"]
+
+
+async def test_every_p2p_balance_change_is_pushed_over_websocket(api: Api) -> None:  # noqa: F811
+    seller, buyer = await api.user(), await api.user()
+    async with websockets.connect(api.ws_url) as ws1, websockets.connect(api.ws_url) as ws2:
+        s, b = Socket(ws1), Socket(ws2)
+        for sock, user in ((s, seller), (b, buyer)):
+            await sock.ok("auth", {"token": user.token})
+            await sock.ok("subscribe", {"channel": "balances"})
+        await api.fund(seller, "BTC", "2")
+        assert _btc(await s.push("balances")) == ("2.00000000", "0.00000000", "2.00000000")
+
+        offer = await s.ok("p2p.offer.create", OFFER)  # 1 BTC into escrow
+        assert _btc(await s.push("balances")) == ("1.00000000", "1.00000000", "2.00000000")
+        await s.ok("p2p.offer.update", {"offer_id": offer["id"], "amount": "0.8"})
+        assert _btc(await s.push("balances")) == ("1.20000000", "0.80000000", "2.00000000")
+
+        # a cancelled trade of an open sell offer: the escrow returns to the offer
+        trade = await b.ok("p2p.offer.take", {"offer_id": offer["id"], "amount": "0.25"})
+        await b.ok("p2p.trade.cancel", {"trade_id": trade["id"]})
+        assert _btc(await s.push("balances")) == ("1.20000000", "0.80000000", "2.00000000")
+
+        trade = await b.ok("p2p.offer.take", {"offer_id": offer["id"], "amount": "0.25"})
+        await b.ok("p2p.trade.paid", {"trade_id": trade["id"]})
+        await s.ok("p2p.trade.release", {"trade_id": trade["id"]})
+        assert _btc(await s.push("balances")) == ("1.20000000", "0.55000000", "1.75000000")
+        await Settler(api.node.redis, instance="tests").drain()  # credits the buyer
+        assert _btc(await b.push("balances")) == ("0.25000000", "0.00000000", "0.25000000")
+
+        # the seller takes the buyer's buy offer: escrowed from the seller's free
+        wanted = await b.ok("p2p.offer.create", {**OFFER, "side": "buy"})
+        taken = await s.ok("p2p.offer.take", {"offer_id": wanted["id"], "amount": "0.5"})
+        assert _btc(await s.push("balances")) == ("0.70000000", "1.05000000", "1.75000000")
+        # its payment window passes: the expiry (the worker's job) gives the escrow back
+        result = await P2P(api.node.redis).expire_trade(
+            taken["id"], now=int(taken["expires_ts"]) + 1
+        )
+        assert result.outcome == "expired"
+        assert _btc(await s.push("balances")) == ("1.20000000", "0.55000000", "1.75000000")
+
+        closed = await s.ok("p2p.offer.close", {"offer_id": offer["id"]})
+        assert closed["status"] == "CLOSED"
+        assert _btc(await s.push("balances")) == ("1.75000000", "0.00000000", "1.75000000")
+        assert not [p for p in b.pushes + s.pushes if p.get("channel") == "balances"]
+        # a refused call pushes nothing and changes nothing
+        refused = await s.rpc("p2p.offer.create", {**OFFER, "amount": "5"})
+        assert refused["error"]["code"] == "INSUFFICIENT_FUNDS"
+        assert await api.free(seller) == "1.75000000"

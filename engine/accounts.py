@@ -152,14 +152,22 @@ class HoldRecord:
     ts: int
 
 
+def _hold_record(order_id: str, rec: str) -> HoldRecord:
+    market, asset, amount, ts, *_ = rec.split("|")
+    return HoldRecord(order_id, market, asset, int(amount), int(ts))
+
+
 async def holds(redis: Any, user: str) -> list[HoldRecord]:
     """The user's open holds (order id, market, asset, amount still held, time)."""
     raw = await redis.hgetall(account_keys(user)[1])
-    out = []
-    for oid, rec in raw.items():
-        market, asset, amount, ts, *_ = _text(rec).split("|")
-        out.append(HoldRecord(_text(oid), market, asset, int(amount), int(ts)))
+    out = [_hold_record(_text(oid), _text(rec)) for oid, rec in raw.items()]
     return sorted(out, key=lambda h: h.order_id)
+
+
+async def hold_record(redis: Any, user: str, order_id: str) -> HoldRecord | None:
+    """The user's open hold of one order (one field read, not all the user's holds)."""
+    raw = await redis.hget(account_keys(user)[1], order_id)
+    return None if raw is None else _hold_record(order_id, _text(raw))
 
 
 async def client_order(redis: Any, user: str, client_order_id: str) -> tuple[str, str] | None:

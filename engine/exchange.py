@@ -196,8 +196,7 @@ class Exchange:
     ) -> Order:
         market_id, oid = await self._locate_open(user_id, order_id, client_order_id)
         market = await self.market(market_id)
-        outcome = await M.cancel(self.redis, market_id, oid, user_id, now_ms())
-        order = await M.get_order(self.redis, market_id, oid)
+        outcome, order = await M.cancel_and_read(self.redis, market_id, oid, user_id, now_ms())
         assert order is not None
         self._publish(market, outcome.events, {oid: order})
         return order
@@ -206,9 +205,9 @@ class Exchange:
         self, user_id: str, order_id: str | None, client_order_id: str | None
     ) -> tuple[str, str]:
         if order_id:
-            for hold in await accounts.holds(self.redis, user_id):
-                if hold.order_id == order_id and hold.market:
-                    return hold.market, order_id
+            hold = await accounts.hold_record(self.redis, user_id, order_id)
+            if hold is not None and hold.market:
+                return hold.market, order_id
         elif client_order_id:
             found = await accounts.client_order(self.redis, user_id, client_order_id)
             if found is not None:
@@ -251,11 +250,11 @@ class Exchange:
         """The order if it is ``user_id``'s (else UNKNOWN_ORDER, like a missing one)."""
         if not isinstance(order_id, str) or not order_id.isdigit() or len(order_id) > 20:
             raise EngineError("UNKNOWN_ORDER", "unknown order")
-        for hold in await accounts.holds(self.redis, user_id):
-            if hold.order_id == order_id and hold.market:
-                order = await M.get_order(self.redis, hold.market, order_id)
-                if order is not None and order.user_id == user_id:
-                    return order
+        hold = await accounts.hold_record(self.redis, user_id, order_id)
+        if hold is not None and hold.market:
+            order = await M.get_order(self.redis, hold.market, order_id)
+            if order is not None and order.user_id == user_id:
+                return order
         for market_id in await registry.market_ids(self.redis):
             order = await M.get_order(self.redis, market_id, order_id)
             if order is not None:

@@ -154,6 +154,27 @@ async def cancel(redis: Any, market_id: str, order_id: str, user_id: str, now_ms
     return _outcome(reply)[0]
 
 
+async def cancel_and_read(
+    redis: Any, market_id: str, order_id: str, user_id: str, now_ms: int
+) -> tuple[Outcome, Order | None]:
+    """:func:`cancel`, then the order record after it, in one round trip (same shard,
+    so the read sees the cancel)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.fcall("mkt_cancel", 1, keys.market_cfg(market_id), order_id, user_id, now_ms)
+    pipe.hgetall(keys.market_order(market_id, order_id))
+    reply, raw = await pipe.execute(raise_on_error=False)
+    if isinstance(reply, ResponseError):
+        raise engine_error(reply)
+    if isinstance(reply, Exception):
+        raise reply
+    if isinstance(raw, Exception):
+        raise raw
+    order = (
+        order_from_record(market_id, {_text(k): _text(v) for k, v in raw.items()}) if raw else None
+    )
+    return _outcome(reply)[0], order
+
+
 async def cancel_many(
     redis: Any, market_id: str, user_id: str, order_ids: list[str], now_ms: int
 ) -> tuple[list[dict[str, Any]], list[str]]:

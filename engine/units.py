@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from engine.types import EngineError, Fill, Market, Order
@@ -41,8 +42,10 @@ def parse_size(market: Market, text: Any, what: str = "amount") -> int:
     return _parse_step(text, market.base_scale, market.lot, what, size_increment(market))
 
 
+@lru_cache(maxsize=4096)
 def decimals(units: int, scale: int) -> int:
-    """Number of decimals needed to show ``units`` of a ``scale`` exactly."""
+    """Number of decimals needed to show ``units`` of a ``scale`` exactly (memoized:
+    called for every price and size formatted, with a market's few increments)."""
     if units == 0:
         return 0
     exponent = Decimal(units).scaleb(-scale).normalize().as_tuple().exponent
@@ -50,16 +53,24 @@ def decimals(units: int, scale: int) -> int:
     return max(0, -exponent)
 
 
+_POW10 = tuple(10**i for i in range(64))
+
+
 def format_amount(scale: int, units: int, places: int | None = None) -> str:
-    """Integer minimal units -> decimal string with ``places`` decimals (default: scale)."""
-    places = scale if places is None else places
-    sign = "-" if units < 0 else ""
-    units = abs(units)
-    whole, frac = divmod(units, 10**scale)
-    if places == 0:
-        return f"{sign}{whole}"
-    frac_text = str(frac).rjust(scale, "0")[:places].ljust(places, "0")
-    return f"{sign}{whole}.{frac_text}"
+    """Integer minimal units -> decimal string with ``places`` decimals (default: scale;
+    extra digits of ``units`` are cut, never rounded)."""
+    if places is None:
+        places = scale
+    if units < 0:
+        return "-" + format_amount(scale, -units, places)
+    whole, frac = divmod(units, _POW10[scale] if scale < 64 else 10**scale)
+    if not places:
+        return str(whole)
+    if places <= scale:
+        frac //= _POW10[scale - places]
+    else:
+        frac *= 10 ** (places - scale)
+    return f"{whole}.{frac:0{places}d}"
 
 
 def price_places(market: Market) -> int:

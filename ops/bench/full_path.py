@@ -13,6 +13,10 @@ works in its own process, like in production. Then two phases, each bounded in
 count and time, with the same mix (60% resting limits, 30% crossing IOC of 1-3
 lots from other users, 10% cancels of live resting orders):
 
+The facade's Redis client is the web node's (``api.node``): commands of one event-loop
+iteration coalesced into one pipeline (``api.redisbatch``), unless ``HFTX_REDIS_BATCH=0``
+(the same switch as the web node) asks for plain redis-py.
+
 1. throughput: 64 concurrent callers place as fast as they can ->
    ``full_path_orders_per_s`` (orders placed per second; settlement runs alongside
    and its backlog is drained before phase 2);
@@ -30,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -40,6 +45,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from api.redisbatch import batching
 from engine import addresses
 from engine.exchange import Exchange
 from engine.types import EngineError, Market, OrderRequest
@@ -62,6 +68,17 @@ MAKERS = [f"fm{i}" for i in range(200)]
 TAKERS = [f"ft{i}" for i in range(50)]
 OFFERED_PER_S = 2_000
 CONCURRENCY = 64
+
+
+def batched() -> bool:
+    return os.environ.get("HFTX_REDIS_BATCH", "1") != "0"
+
+
+def facade_client(url: str) -> Any:
+    """The client ``Exchange`` gets, as the web node builds it (``api.node``)."""
+    pool = aredis.BlockingConnectionPool.from_url(url, max_connections=128, timeout=30)
+    r = aredis.Redis(connection_pool=pool)
+    return batching(r) if batched() else r
 
 
 def pct(values: list[float], q: float) -> float:
@@ -250,8 +267,7 @@ def _throughput_process(url: str, seed: int, orders: int, max_s: float, start_at
 async def _throughput_main(
     url: str, seed: int, orders: int, max_s: float, start_at: float
 ) -> tuple[int, float, float, dict[str, int]]:
-    pool = aredis.BlockingConnectionPool.from_url(url, max_connections=128, timeout=30)
-    r = aredis.Redis(connection_pool=pool)
+    r = facade_client(url)
     ex = await Exchange.connect(r)
     flow = Flow(ex, seed=seed)
     await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -315,8 +331,7 @@ async def offered(flow: Flow, rate: float, seconds: float) -> tuple[int, float, 
 
 
 async def measure_full_path(url: str, quick: bool = False) -> dict[str, Any]:
-    pool = aredis.BlockingConnectionPool.from_url(url, max_connections=128, timeout=30)
-    r = aredis.Redis(connection_pool=pool)
+    r = facade_client(url)
     ex = await setup(r)
     flow = Flow(ex, seed=11)
     for _ in range(40):  # the book the takers trade against: 2,000 resting orders
@@ -341,6 +356,7 @@ async def measure_full_path(url: str, quick: bool = False) -> dict[str, Any]:
         await ex.close()
         await r.aclose()
     return {
+        "facade_client": "batching" if batched() else "redis-py",
         "full_path_orders_per_s": round(max(placed / elapsed, rate_2)),
         "full_path_1proc_orders_per_s": round(placed / elapsed),
         "full_path_2proc_orders_per_s": round(rate_2),

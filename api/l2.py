@@ -121,8 +121,13 @@ class Formatter:
         return self._fmt(units, self._pone, self._pdiv, self._pfmt)
 
     def size(self, units: int) -> str:
+        """A book level's size: ``"0"`` removes the level (PROTOCOL.md)."""
         if units == 0:
             return "0"
+        return self._fmt(units, self._sone, self._sdiv, self._sfmt)
+
+    def quantity(self, units: int) -> str:
+        """A base quantity with the market's fixed precision, zero too (``"0.000"``)."""
         return self._fmt(units, self._sone, self._sdiv, self._sfmt)
 
     def levels(self, levels: Iterable[Level]) -> list[WireLevel]:

@@ -404,7 +404,7 @@ class MarketFeed:
             "best_ask_size": fmt.size(ask[1]) if ask else None,
             "last": fmt.price(self.last_price) if self.last_price is not None else None,
             "last_trade_id": self.last_trade_id,
-            "volume_24h": fmt.size(self.volume.total(now_ms())),
+            "volume_24h": fmt.quantity(self.volume.total(now_ms())),
             "seq": self.book.seq,
             "ts": now_ms(),
         }
@@ -643,13 +643,23 @@ class MarketData:
                    (len(snap.bids) >= LOAD_DEPTH, len(snap.asks) >= LOAD_DEPTH))  # fmt: skip
 
     async def _heartbeats(self) -> None:
+        tick = next_second(time.time())
         while True:
-            await asyncio.sleep(1.0 - time.time() % 1.0)
+            await asyncio.sleep(max(0.0, tick - time.time()))
+            if time.time() < tick:  # the loop's clock woke us a little early
+                continue
+            tick = next_second(time.time())
             for feed in list(self.feeds.values()):
                 if feed.heartbeats and feed.loaded:
                     text = feed.heartbeat()
                     for sub in list(feed.heartbeats):
                         sub.push(text)
+
+
+def next_second(now: float) -> float:
+    """The first whole second of the wall clock strictly after ``now`` (heartbeat ticks:
+    one per second, never two around a boundary the event loop woke up just before)."""
+    return float(int(now) + 1)
 
 
 def _is_engine_error(exc: Exception) -> bool:

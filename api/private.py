@@ -32,6 +32,15 @@ def user_channel(user_id: str) -> str:
     return PREFIX + user_id
 
 
+def notification_push(published: dict[str, Any]) -> dict[str, Any]:
+    """A ``notifications`` push as PROTOCOL.md has it: pushes carry no ``id`` (a client
+    tells answers from pushes by it), so the notification's own id travels as
+    ``notification_id`` (the id ``GET /notifications`` lists)."""
+    push = {k: v for k, v in published.items() if k != "id"}
+    push["notification_id"] = published["id"]
+    return push
+
+
 class PrivateHub:
     def __init__(self, redis_url: str, on_revoked: Callable[[str, int], None]) -> None:
         self._client = aredis.Redis.from_url(redis_url, socket_keepalive=True)
@@ -169,7 +178,10 @@ class PrivateHub:
         push = orjson.loads(data)
         kind_of = push.get("channel")
         market = push.get("market")
-        text = data.decode() if isinstance(data, bytes) else data
+        if kind_of == "notifications" and "id" in push:
+            text = orjson.dumps(notification_push(push)).decode()
+        else:
+            text = data.decode() if isinstance(data, bytes) else data
         for conn in conns:
             if kind_of in conn.private:
                 markets = conn.private[kind_of]

@@ -124,9 +124,11 @@ local function acct_hold(keys, argv)
   redis.call('HSET', keys[2], oid, hold_string({market = market, asset = asset, amount = amount,
     ts = fmt(now), cid = cid}))
   if cid ~= '' then redis.call('SET', P .. 'c:' .. cid, market .. '|' .. oid, 'PX', CID_TTL_MS) end
+  -- cid only when given (restore rebuilds the client order id index from it)
+  local tail = cid ~= '' and string.format(',"cid":"%s"}', cid) or '}'
   append_ledger(keys[4], {string.format(
-    '{"e":"hold","ts":%s,"id":"%s","market":"%s","asset":"%s","amount":%s}',
-    fmt(now), oid, market, asset, fmt(amount))})
+    '{"e":"hold","ts":%s,"id":"%s","market":"%s","asset":"%s","amount":%s',
+    fmt(now), oid, market, asset, fmt(amount)) .. tail})
   return {'new', fmt(amount)}
 end
 

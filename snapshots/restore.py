@@ -12,15 +12,24 @@
    replayed the same way through the account functions (hold, release, deposit,
    withdrawals, transfers, and settlement/credits re-applied as ``acct_settle`` /
    ``acct_credit`` ops), each entry checked against the one recorded.
-4. Streams written by the replay are deleted (their entries are already in
+   A ``hold`` re-creates its client order id index entry (``cid`` in the event,
+   with the expiry it had); a transfer's idempotency record keeps the outbox entry
+   id of the original call. P2P entries (``escrow`` / ``unescrow`` and a release's
+   ``transfer_out``) cannot be re-issued: ``snap_apply`` re-applies their balance
+   legs, checked never to go below zero.
+4. P2P records, threads and indexes are rebuilt from PostgreSQL
+   (:mod:`snapshots.p2p_restore`); withdrawal owners and transfer addresses
+   registered after the snapshot are registered again.
+5. Streams written by the replay are deleted (their entries are already in
    PostgreSQL) and settlement cursors point at the restored market seqs.
 
-:func:`canonical_dump` gives a normalized view of the live state (books, open
-orders, depth, config, balances, holds) to compare two Redis instances.
+:func:`canonical_dump` (:mod:`snapshots.dump`) gives a normalized view of the
+state to compare two Redis instances.
 
-Not covered (reported, or refused): P2P events after the snapshot; a hold's
-client order id (not in the ``hold`` event); settlements that the settler had not
-applied when the record was cut.
+Not covered: settlements and transfer credits the settler had not applied when
+the record was cut (their source streams are gone); holds recorded before the
+``hold`` event carried ``cid``; what :mod:`snapshots.p2p_restore` lists (P2P
+request ids, aborted takes, notifications).
 """
 
 from __future__ import annotations
@@ -32,15 +41,21 @@ from typing import Any
 
 import orjson
 import psycopg
+from redis.exceptions import ResponseError
 
+from engine import addresses
 from engine.accounts import account_keys
 from engine.functions import ensure_loaded
-from snapshots.snapshot import decode_dump
+from snapshots.dump import canonical_dump
+from snapshots.p2p_restore import restore_p2p
+
+__all__ = ["RestoreError", "RestoreReport", "canonical_dump", "restore"]
 
 log = logging.getLogger("hftx.restore")
 
 SETTLE_KINDS = frozenset({"fill", "fee", "release"})
-P2P_KINDS = frozenset({"escrow", "unescrow", "p2p_offer", "p2p_trade", "p2p_msg"})
+P2P_BALANCE_KINDS = frozenset({"escrow", "unescrow"})  # the ledger part of a P2P call
+CID_TTL_MS = 86_400_000  # lua/20_accounts.lua: a client order id is reserved 24 h
 
 
 class RestoreError(RuntimeError):
@@ -224,13 +239,17 @@ class _AccountReplay:
         self.keys = account_keys(user)
         self.markets: set[str] = set()
 
-    async def call(self, events: list[dict[str, Any]]) -> None:
+    async def call(self, events: list[dict[str, Any]], entry_id: str) -> None:
+        """Re-issue the call that wrote entry ``entry_id`` (its ``events``) and check
+        that it writes the same events."""
         kinds = {e["e"] for e in events}
-        if kinds & P2P_KINDS:
-            raise RestoreError(f"{self.user}: P2P events cannot be replayed yet: {sorted(kinds)}")
         first = events[0]
         k, ts = first["e"], first["ts"]
-        if kinds <= SETTLE_KINDS and not (k == "release" and first.get("reason") == "abort"):
+        keys = self.keys
+        if kinds & P2P_BALANCE_KINDS:
+            fn, args = "snap_apply", [orjson.dumps(events), entry_id]
+            keys = [self.keys[0], self.keys[3], self.keys[4]]
+        elif kinds <= SETTLE_KINDS and not (k == "release" and first.get("reason") == "abort"):
             fn, args = "acct_settle", await self._settle_args(events)
         elif kinds == {"transfer_in"}:
             fn, args = "acct_credit", await self._credit_args(events)
@@ -238,7 +257,8 @@ class _AccountReplay:
             raise RestoreError(f"{self.user}: unexpected entry {events!r}")
         elif k == "hold":
             fn = "acct_hold"
-            args = [first["id"], first["market"], first["asset"], first["amount"], ts, ""]
+            args = [first["id"], first["market"], first["asset"], first["amount"], ts,
+                    first.get("cid", "")]  # fmt: skip
         elif k == "release":
             fn, args = "acct_release", [first["id"], ts]
         elif k == "deposit":
@@ -256,11 +276,27 @@ class _AccountReplay:
             args = [first["id"], first["asset"], first["amount"], first["to"], ts]
         else:
             raise RestoreError(f"{self.user}: unknown ledger event {k!r}")
-        await self.redis.fcall(fn, len(self.keys), *self.keys, *args)
+        try:
+            await self.redis.fcall(fn, len(keys), *keys, *args)
+        except ResponseError as exc:
+            raise RestoreError(f"{self.user}: replay of {fn} refused: {exc}") from None
         last = await self.redis.xrevrange(self.keys[3], count=1)
         got = orjson.loads(last[0][1][b"e"]) if last else None
         if got != events:
             raise RestoreError(f"{self.user}: replay of {fn} diverged: {got!r} != {events!r}")
+        if fn == "acct_hold" and first.get("cid"):
+            # reserved 24 h from the original hold, not from the replay
+            cid_key = f"{self.keys[0][:-3]}c:{first['cid']}"
+            await self.redis.pexpireat(cid_key, ts + CID_TTL_MS)
+        elif fn == "acct_transfer_out":
+            await self._keep_outbox_id(first["id"], entry_id)
+
+    async def _keep_outbox_id(self, transfer_id: str, entry_id: str) -> None:
+        """The idempotency record names the original outbox entry, as it did live."""
+        field = "t:" + transfer_id
+        rec = _text(await self.redis.hget(self.keys[4], field)).split("|")
+        rec[3] = entry_id
+        await self.redis.hset(self.keys[4], field, "|".join(rec))
 
     async def _settle_args(self, events: list[dict[str, Any]]) -> list[Any]:
         """acct_settle ops rebuilt from the events the call wrote. Every op of the call
@@ -325,7 +361,7 @@ async def replay_account(
         entries[(e_ms, e_seq)].append(event)
     replay = _AccountReplay(redis, conn, user)
     for key in sorted(entries):
-        await replay.call(entries[key])
+        await replay.call(entries[key], f"{key[0]}-{key[1]}")
     return len(entries), replay.markets
 
 
@@ -342,6 +378,28 @@ async def _finish_account(redis: Any, user: str, seqs: dict[str, int], markets: 
         stream = f"{{m:{m}}}:ev"
         if stream in cur or m in markets:
             await redis.hset(keys[2], stream, str(s))
+
+
+async def _registrations(redis: Any, conn: psycopg.AsyncConnection[Any]) -> None:
+    """Addresses and withdrawal owners registered after the snapshot: deposit
+    addresses as recorded, transfer addresses derived again (they are deterministic),
+    withdrawal ids -> their user."""
+    deposits = await (
+        await conn.execute("SELECT user_id, address, asset FROM deposits WHERE address <> ''")
+    ).fetchall()
+    for user, address, asset in deposits:
+        await redis.hsetnx("{g}:addr", address, f"{user}|{asset}")
+    secret = addresses.address_secret()
+    payees = await (
+        await conn.execute(
+            "SELECT DISTINCT to_user, asset FROM transfers WHERE to_user IS NOT NULL"
+            " AND id NOT LIKE 'p2p:%'"
+        )
+    ).fetchall()
+    for user, asset in payees:
+        await redis.hsetnx("{g}:addr", addresses.derive(user, asset, secret), f"{user}|{asset}")
+    for wid, user in await (await conn.execute("SELECT id, user_id FROM withdrawals")).fetchall():
+        await redis.hsetnx("{g}:wd", wid, user)
 
 
 async def restore(
@@ -374,43 +432,8 @@ async def restore(
             report.account_entries += n
             await _finish_account(redis, u, report.markets, settled)
             await redis.sadd("{g}:accounts", u)
-        deposits = await (
-            await conn.execute("SELECT user_id, address, asset FROM deposits WHERE address <> ''")
-        ).fetchall()
-        for user, address, asset in deposits:  # addresses registered after the snapshot
-            await redis.hsetnx("{g}:addr", address, f"{user}|{asset}")
+        report.warnings += await restore_p2p(redis, conn)
+        await _registrations(redis, conn)
     log.info("restored %d markets (%d entries replayed), %d account entries",
              len(report.markets), report.market_entries, report.account_entries)  # fmt: skip
     return report
-
-
-# -- canonical dump ------------------------------------------------------------------------
-
-
-async def canonical_dump(redis: Any) -> dict[str, Any]:
-    """The state that matters, normalized: assets, markets and addresses, every
-    market's config, book, levels, depth and open orders, every account's non-zero
-    balances and holds (``market|asset|amount``). Streams, cursors, indexes, caches
-    and TTLs are left out."""
-    out: dict[str, Any] = {"globals": {}, "markets": {}, "accounts": {}}
-    g_keys = ["{g}:assets", "{g}:markets", "{g}:addr"]
-    _, g = decode_dump(await redis.fcall_ro("snap_keys", len(g_keys), *g_keys, ""))
-    out["globals"] = {k: v[2] for k, v in g.items()}
-    markets = sorted(_text(m) for m in await redis.smembers("{g}:markets"))
-    for m in markets:
-        _, keys = decode_dump(await redis.fcall_ro("snap_market", 1, f"{{m:{m}}}:cfg"))
-        out["markets"][m] = {k: v[2] for k, v in keys.items()}
-    users = {_text(x) for x in await redis.smembers("{g}:accounts")}
-    async for key in redis.scan_iter(match="{u:*}:bal", count=1000):  # unregistered too
-        users.add(_text(key)[3:-5])
-    for u in sorted(users):
-        names = account_keys(u)
-        bal = {_text(f): int(v) for f, v in (await redis.hgetall(names[0])).items() if int(v)}
-        holds = {}
-        for oid, rec in (await redis.hgetall(names[1])).items():
-            market, asset, amount = _text(rec).split("|")[:3]
-            if int(amount):
-                holds[_text(oid)] = f"{market}|{asset}|{amount}"
-        if bal or holds:
-            out["accounts"][u] = {"bal": bal, "holds": holds}
-    return out

@@ -169,3 +169,22 @@ def _changes(**kw):
     from engine.p2p_rules import OfferChanges
 
     return OfferChanges(**kw)
+
+
+def test_the_worker_runs_the_midnight_snapshot_at_00_utc():
+    from workers import jobs
+
+    (job,) = [c for c in jobs.CRON_JOBS if c.coroutine is S.midnight_snapshot]
+    assert (job.hour, job.minute, job.second) == ({0}, {0}, {0})
+
+
+def test_buy_offer_reservations_are_open_trades_then_what_locked_still_explains():
+    from snapshots.p2p_restore import choose_reservations
+
+    assert choose_reservations(5, [("a", 5)], [("b", 3)]) == (["a"], 0)
+    # an ended trade whose reservation was not settled yet, then a too-large one
+    assert choose_reservations(9, [("a", 5)], [("b", 3), ("c", 4), ("d", 1)]) == (
+        ["a", "b", "d"],
+        0,
+    )
+    assert choose_reservations(7, [("a", 5)], [("b", 3)]) == (["a"], 2)  # reported

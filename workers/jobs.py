@@ -2,7 +2,8 @@
 
 Jobs and crons of the background worker. Each job gets the engine's Redis client
 (single node or cluster) as ``ctx["engine"]``; other areas add their jobs to
-``FUNCTIONS`` / ``CRON_JOBS``.
+``FUNCTIONS`` / ``CRON_JOBS``: the hold reconciler, P2P expiries and sweep
+(``workers.p2p_jobs``), the midnight (UTC) snapshot (``snapshots.snapshot``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from arq import cron
 from arq.connections import RedisSettings
 
 from engine.functions import ensure_loaded
+from snapshots import snapshot
 from workers import connect, p2p_jobs, redis_url
 from workers.reconciler import reconcile_holds
 
@@ -42,6 +44,7 @@ FUNCTIONS: list[Any] = [*p2p_jobs.FUNCTIONS]
 CRON_JOBS: list[Any] = [
     cron(reconcile, second=set(range(0, 60, RECONCILE_EVERY_S)), run_at_startup=True, timeout=60),
     *p2p_jobs.CRON_JOBS,
+    *snapshot.cron_jobs(),
 ]
 
 

@@ -3,15 +3,17 @@
 One push per order per event that concerns it: NEW (accepted), TRADE (each fill, to
 the maker and to the taker), CANCELED / EXPIRED / REJECTED (done). A fill that
 completes an order is its last TRADE push, with status FILLED.
+
+This runs for every order a node places or cancels, so it works on plain numbers
+(filled, cost, status per order) and formats with the market's cached grid.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from engine.types import Market, Order
-from engine.units import format_amount, format_price, format_size, order_to_wire
+from engine.units import grid, order_state_to_wire
 
 EXEC_OF_DONE = {"CANCELED": "CANCELED", "EXPIRED": "EXPIRED", "REJECTED": "REJECTED"}
 
@@ -24,75 +26,76 @@ def order_pushes(
     ``final`` holds every order the events mention, in its state after the call;
     states in between are recomputed from the trade events.
     """
-    state = {oid: _rewind(order, events) for oid, order in final.items()}
-    last_trade = {}
+    # Rewind each order to its state before these events: [filled, cost, status].
+    state: dict[str, list[Any]] = {oid: [o.filled, o.cost, ""] for oid, o in final.items()}
+    accepted: set[str] = set()
+    last_trade: dict[str, int] = {}
     for i, ev in enumerate(events):
-        if ev["e"] == "trade":
-            last_trade[ev["maker"]] = last_trade[ev["taker"]] = i
+        kind = ev["e"]
+        if kind == "trade":
+            for oid in (ev["maker"], ev["taker"]):
+                last_trade[oid] = i
+                s = state.get(oid)
+                if s is not None:
+                    s[0] -= ev["size"]
+                    s[1] -= ev["quote"]
+        elif kind == "accepted":
+            accepted.add(ev["id"])
+    for oid, s in state.items():
+        s[2] = "NEW" if (oid in accepted or s[0] == 0) else "PARTIALLY_FILLED"
+
+    g = grid(market)
+    market_id = market.id
     out: list[tuple[str, dict[str, Any]]] = []
     for i, ev in enumerate(events):
         kind = ev["e"]
-        if kind == "accepted":
-            order = state.get(ev["id"])
-            if order is not None:
-                out.append((order.user_id, _push(market, "NEW", order, ev["ts"])))
-        elif kind == "trade":
+        if kind == "trade":
             for oid, liquidity in ((ev["maker"], "maker"), (ev["taker"], "taker")):
-                order = state.get(oid)
-                if order is None:
+                s = state.get(oid)
+                if s is None:
                     continue
-                order = replace(
-                    order, filled=order.filled + ev["size"], cost=order.cost + ev["quote"]
+                order = final[oid]
+                s[0] += ev["size"]
+                s[1] += ev["quote"]
+                completes = s[0] == order.amount or (
+                    last_trade[oid] == i and order.status == "FILLED"
                 )
-                completes = order.filled == order.amount or (
-                    last_trade[oid] == i and final[oid].status == "FILLED"
-                )
-                order.status = "FILLED" if completes else "PARTIALLY_FILLED"
-                state[oid] = order
+                s[2] = "FILLED" if completes else "PARTIALLY_FILLED"
                 fee = ev["mfee"] if liquidity == "maker" else ev["tfee"]
-                fee_asset = market.base if order.side == "buy" else market.quote
-                scale = market.base_scale if order.side == "buy" else market.quote_scale
-                push = _push(market, "TRADE", order, ev["ts"])
-                push.update(
-                    trade_id=ev["tid"],
-                    last_price=format_price(market, ev["price"]),
-                    last_size=format_size(market, ev["size"]),
-                    liquidity=liquidity,
-                    fee=format_amount(scale, fee),
-                    fee_asset=fee_asset,
-                )
+                buy = order.side == "buy"
+                push = _push(market_id, g, "TRADE", order, s, ev["ts"])
+                push["trade_id"] = ev["tid"]
+                push["last_price"] = g.price(ev["price"])
+                push["last_size"] = g.size(ev["size"])
+                push["liquidity"] = liquidity
+                push["fee"] = g.base(fee) if buy else g.quote(fee)
+                push["fee_asset"] = market.base if buy else market.quote
                 out.append((order.user_id, push))
-        elif kind == "done" and ev["reason"] in EXEC_OF_DONE:
-            order = state.get(ev["id"])
-            if order is not None:
-                order = replace(order, status=ev["reason"], filled=ev["filled"], cost=ev["cost"])
-                state[ev["id"]] = order
-                push = _push(market, EXEC_OF_DONE[ev["reason"]], order, ev["ts"])
+        elif kind == "accepted":
+            s = state.get(ev["id"])
+            if s is not None:
+                order = final[ev["id"]]
+                out.append((order.user_id, _push(market_id, g, "NEW", order, s, ev["ts"])))
+        elif kind == "done":
+            exec_type = EXEC_OF_DONE.get(ev["reason"])
+            s = state.get(ev["id"])
+            if exec_type is not None and s is not None:
+                order = final[ev["id"]]
+                s[0], s[1], s[2] = ev["filled"], ev["cost"], ev["reason"]
+                push = _push(market_id, g, exec_type, order, s, ev["ts"])
                 push["reason"] = ev["msg"]
                 out.append((order.user_id, push))
     return out
 
 
-def _rewind(order: Order, events: list[dict[str, Any]]) -> Order:
-    """The order as it was before these events."""
-    filled, cost = order.filled, order.cost
-    accepted_here = False
-    for ev in events:
-        if ev["e"] == "trade" and order.id in (ev["maker"], ev["taker"]):
-            filled -= ev["size"]
-            cost -= ev["quote"]
-        elif ev["e"] == "accepted" and ev["id"] == order.id:
-            accepted_here = True
-    status = "NEW" if (accepted_here or filled == 0) else "PARTIALLY_FILLED"
-    return replace(order, filled=filled, cost=cost, status=status)  # type: ignore[arg-type]
-
-
-def _push(market: Market, exec_type: str, order: Order, ts: int) -> dict[str, Any]:
+def _push(
+    market_id: str, g: Any, exec_type: str, order: Order, s: list[Any], ts: int
+) -> dict[str, Any]:
     return {
         "channel": "orders",
         "type": "update",
-        "market": market.id,
+        "market": market_id,
         "exec_type": exec_type,
-        "order": order_to_wire(market, replace(order, updated_ts=ts)),
+        "order": order_state_to_wire(g, order, s[0], s[1], s[2], ts),
         "ts": ts,
     }

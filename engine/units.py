@@ -81,16 +81,69 @@ def size_places(market: Market) -> int:
     return decimals(market.lot, market.base_scale)
 
 
+class Grid:
+    """A market's formatters, with its decimal places and powers of ten computed once:
+    the same strings as :func:`format_amount` (prices, sizes, quote amounts)."""
+
+    __slots__ = ("base_one", "base_scale", "pdiv", "pplaces", "quote_one", "quote_scale",
+                 "sdiv", "splaces")  # fmt: skip
+
+    def __init__(self, market: Market) -> None:
+        self.pplaces = price_places(market)
+        self.splaces = size_places(market)
+        self.base_scale = market.base_scale
+        self.quote_scale = market.quote_scale
+        self.quote_one = 10**market.quote_scale
+        self.base_one = 10**market.base_scale
+        self.pdiv = 10 ** (market.quote_scale - self.pplaces)
+        self.sdiv = 10 ** (market.base_scale - self.splaces)
+
+    @staticmethod
+    def fmt(units: int, one: int, div: int, places: int) -> str:
+        """``units`` / ``one`` with ``places`` decimals (the digits below ``div`` cut)."""
+        if units < 0:
+            return "-" + Grid.fmt(-units, one, div, places)
+        whole, frac = divmod(units, one)
+        if not places:
+            return str(whole)
+        return f"{whole}.{frac // div:0{places}d}"
+
+    def price(self, units: int) -> str:
+        return self.fmt(units, self.quote_one, self.pdiv, self.pplaces)
+
+    def size(self, units: int) -> str:
+        return self.fmt(units, self.base_one, self.sdiv, self.splaces)
+
+    def quote(self, units: int) -> str:
+        return self.fmt(units, self.quote_one, 1, self.quote_scale)
+
+    def base(self, units: int) -> str:
+        return self.fmt(units, self.base_one, 1, self.base_scale)
+
+
+_grids: dict[Market, Grid] = {}
+
+
+def grid(market: Market) -> Grid:
+    """The market's :class:`Grid` (kept per market value: a changed market gets a new one)."""
+    g = _grids.get(market)
+    if g is None:
+        if len(_grids) > 10_000:
+            _grids.clear()
+        g = _grids[market] = Grid(market)
+    return g
+
+
 def format_price(market: Market, units: int) -> str:
-    return format_amount(market.quote_scale, units, price_places(market))
+    return grid(market).price(units)
 
 
 def format_size(market: Market, units: int) -> str:
-    return format_amount(market.base_scale, units, size_places(market))
+    return grid(market).size(units)
 
 
 def format_quote(market: Market, units: int) -> str:
-    return format_amount(market.quote_scale, units)
+    return grid(market).quote(units)
 
 
 def price_increment(market: Market) -> str:
@@ -183,12 +236,17 @@ def fee(amount: int, bps: int) -> int:
 
 
 def order_to_wire(market: Market, order: Order) -> dict[str, Any]:
-    amount = order.amount if order.amount else order.filled
-    average = (
-        format_price(market, order.cost * 10**market.base_scale // order.filled)
-        if order.filled
-        else None
+    return order_state_to_wire(
+        grid(market), order, order.filled, order.cost, order.status, order.updated_ts
     )
+
+
+def order_state_to_wire(
+    g: Grid, order: Order, filled: int, cost: int, status: str, updated_ts: int
+) -> dict[str, Any]:
+    """:func:`order_to_wire` of ``order`` with its state (fill, status, time) replaced."""
+    amount = order.amount
+    remaining = amount - filled if status == "NEW" or status == "PARTIALLY_FILLED" else 0
     return {
         "id": order.id,
         "client_order_id": order.client_order_id or None,
@@ -197,26 +255,26 @@ def order_to_wire(market: Market, order: Order) -> dict[str, Any]:
         "type": order.type,
         "time_in_force": order.time_in_force,
         "post_only": order.post_only,
-        "price": format_price(market, order.price) if order.price else None,
-        "amount": format_size(market, amount),
-        "filled": format_size(market, order.filled),
-        "remaining": format_size(market, order.remaining),
-        "cost": format_quote(market, order.cost),
-        "average": average,
-        "quote_amount": format_quote(market, order.quote_amount) if order.quote_amount else None,
-        "status": order.status,
+        "price": g.price(order.price) if order.price else None,
+        "amount": g.size(amount if amount else filled),
+        "filled": g.size(filled),
+        "remaining": g.size(remaining),
+        "cost": g.quote(cost),
+        "average": g.price(cost * g.base_one // filled) if filled else None,
+        "quote_amount": g.quote(order.quote_amount) if order.quote_amount else None,
+        "status": status,
         "created_ts": order.created_ts,
-        "updated_ts": order.updated_ts,
+        "updated_ts": updated_ts,
     }
 
 
 def fill_to_wire(market: Market, fill: Fill) -> dict[str, Any]:
-    fee_scale = market.base_scale if fill.fee_asset == market.base else market.quote_scale
+    g = grid(market)
     return {
         "trade_id": fill.trade_id,
-        "price": format_price(market, fill.price),
-        "size": format_size(market, fill.size),
-        "fee": format_amount(fee_scale, fill.fee),
+        "price": g.price(fill.price),
+        "size": g.size(fill.size),
+        "fee": g.base(fill.fee) if fill.fee_asset == market.base else g.quote(fill.fee),
         "fee_asset": fill.fee_asset,
         "maker_order_id": fill.maker_order_id,
         "liquidity": fill.liquidity,

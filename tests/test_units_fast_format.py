@@ -1,0 +1,95 @@
+"""The fast formatters (cached grid, divmod) against exact Decimal arithmetic, and the
+order pushes of one crossing call."""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, Context, Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.pushes import order_pushes
+from engine.types import Market, Order
+from engine.units import format_amount, format_price, format_quote, format_size, grid
+
+MARKET = Market(
+    id="BTC-USD", base="BTC", quote="USD", base_scale=8, quote_scale=6, tick=10_000,
+    lot=1_000, min_size=1_000, max_notional=2**53 - 1, maker_fee_bps=10, taker_fee_bps=20,
+)  # fmt: skip
+
+
+def reference(scale: int, units: int, places: int) -> str:
+    """``units`` of ``scale`` cut (not rounded) to ``places`` decimals, by Decimal."""
+    exact = Context(prec=100)
+    value = (
+        Decimal(abs(units))
+        .scaleb(-scale, exact)
+        .quantize(Decimal(1).scaleb(-places), ROUND_DOWN, exact)
+    )
+    return ("-" if units < 0 else "") + f"{value:.{places}f}"
+
+
+@given(st.integers(0, 18), st.integers(-(10**30), 10**30), st.integers(0, 24))
+def test_format_amount_is_exact(scale: int, units: int, places: int) -> None:
+    assert format_amount(scale, units, places) == reference(scale, units, places)
+    assert format_amount(scale, units) == reference(scale, units, scale)
+
+
+@given(st.integers(-(10**20), 10**20))
+def test_market_formatters_use_its_increments(units: int) -> None:
+    assert format_price(MARKET, units) == reference(6, units, 2)  # tick 0.01
+    assert format_size(MARKET, units) == reference(8, units, 5)  # lot 0.00001
+    assert format_quote(MARKET, units) == reference(6, units, 6)
+    assert grid(MARKET).base(units) == reference(8, units, 8)
+
+
+def order(oid: str, user: str, side: str, amount: int, filled: int, status: str) -> Order:
+    return Order(
+        id=oid, user_id=user, market=MARKET.id, side=side, type="limit",  # type: ignore[arg-type]
+        time_in_force="GTC", post_only=False, price=30_000_000_000, amount=amount,
+        filled=filled, cost=filled * 300, status=status, created_ts=1, updated_ts=1,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_pushes_of_a_taker_crossing_two_makers() -> None:
+    """The taker is accepted, fills one maker in full and the other in part."""
+    ts = 1_700_000_000_000
+    final = {
+        "1": order("1", "m1", "sell", 2_000, 2_000, "FILLED"),
+        "2": order("2", "m2", "sell", 5_000, 4_000, "PARTIALLY_FILLED"),  # 1,000 filled earlier
+        "3": order("3", "t", "buy", 5_000, 5_000, "FILLED"),
+    }
+    trade = {"e": "trade", "price": 30_000_000_000, "side": "buy", "taker": "3", "ts": ts}
+    events = [
+        {"e": "accepted", "id": "3", "ts": ts},
+        {**trade, "tid": 7, "maker": "1", "size": 2_000, "quote": 600_000, "mfee": 600, "tfee": 4},
+        {
+            "e": "done",
+            "id": "1",
+            "reason": "FILLED",
+            "msg": "",
+            "filled": 2_000,
+            "cost": 600_000,
+            "ts": ts,
+        },
+        {**trade, "tid": 8, "maker": "2", "size": 3_000, "quote": 900_000, "mfee": 900, "tfee": 6},
+    ]
+    pushes = order_pushes(MARKET, events, final)
+    seen = [(u, p["exec_type"], p["order"]["status"], p["order"]["filled"]) for u, p in pushes]
+    assert seen == [
+        ("t", "NEW", "NEW", "0.00000"),
+        ("m1", "TRADE", "FILLED", "0.00002"),
+        ("t", "TRADE", "PARTIALLY_FILLED", "0.00002"),
+        ("m2", "TRADE", "PARTIALLY_FILLED", "0.00004"),
+        ("t", "TRADE", "FILLED", "0.00005"),
+    ]
+    maker_fill = pushes[1][1]
+    assert (maker_fill["liquidity"], maker_fill["fee"], maker_fill["fee_asset"]) == (
+        "maker", "0.000600", "USD",
+    )  # fmt: skip
+    taker_fill = pushes[4][1]
+    assert (taker_fill["fee"], taker_fill["fee_asset"], taker_fill["trade_id"]) == (
+        "0.00000006", "BTC", 8,
+    )  # fmt: skip
+    assert pushes[4][1]["order"]["remaining"] == "0.00000"
+    assert pushes[3][1]["order"]["remaining"] == "0.00001"

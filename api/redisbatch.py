@@ -42,6 +42,7 @@ class BatchingRedis(Redis):
         super().__init__(*args, **kwargs)
         self._batch: list[tuple[list[Command], asyncio.Future[list[Any]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle: list[Any] = []  # connections kept between batches (see _connection)
         self.batches = 0
         self.commands = 0
 
@@ -55,9 +56,10 @@ class BatchingRedis(Redis):
 
     def submit(self, commands: list[Command]) -> asyncio.Future[list[Any]]:
         """Queue ``commands`` for the next flush; the future gets their replies."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._batch:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._batch.append((commands, future))
         return future
 
@@ -69,7 +71,8 @@ class BatchingRedis(Redis):
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[tuple[list[Command], asyncio.Future[list[Any]]]]) -> None:
-        commands = [(args, dict(options)) for group, _ in batch for args, options in group]
+        # each options dict is the batch's own (made by execute_command / execute)
+        commands = [command for group, _ in batch for command in group]
         self.batches += 1
         self.commands += len(commands)
         try:
@@ -89,8 +92,7 @@ class BatchingRedis(Redis):
 
     async def _roundtrip(self, commands: list[Command]) -> list[Any]:
         """Send ``commands`` in one write, read every reply (errors as values)."""
-        pool = self.connection_pool
-        conn = await pool.get_connection()
+        conn = await self._connection()
         try:
             await conn.send_packed_command(_pack(conn, commands), check_health=False)
             replies: list[Any] = []
@@ -122,12 +124,27 @@ class BatchingRedis(Redis):
                         if inspect.isawaitable(reply):
                             reply = await reply
                 replies.append(reply)
-            return replies
         except BaseException:
-            await conn.disconnect()  # replies may be left unread: never reuse the socket
+            try:
+                await conn.disconnect()  # replies may be left unread: never reuse the socket
+            finally:
+                await self.connection_pool.release(conn)
             raise
-        finally:
-            await pool.release(conn)
+        self._idle.append(conn)
+        return replies
+
+    async def _connection(self) -> Any:
+        """A connection for one batch: one this client kept from an earlier batch (all
+        its replies read), else one from the pool. Keeping them skips the pool's
+        checkout, which probes each connection with a zero-timeout read (an extra
+        event-loop iteration per batch)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if _clean(conn):
+                return conn
+            await conn.disconnect()  # the server closed it (restart, timeout)
+            await self.connection_pool.release(conn)
+        return await self.connection_pool.get_connection()
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         if transaction:
@@ -155,6 +172,14 @@ class BatchedPipeline(Pipeline):
 
 
 _PUSH = getattr(hiredis, "PushNotification", None)
+
+
+def _clean(conn: Any) -> bool:
+    """Connected, no end of stream seen, nothing unread in its buffer."""
+    stream = getattr(conn, "_reader", None)
+    if stream is None or getattr(conn, "_writer", None) is None:
+        return False
+    return not stream.at_eof() and stream.exception() is None and not stream._buffer
 
 
 def _buffered_reader(conn: Any) -> Any:

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -107,6 +107,18 @@ async def metrics(request: Request) -> Response:
 
 
 async def api_not_found(request: Request) -> Response:
+    """No API route took the request: 405 when the path exists with other methods."""
+    allowed = sorted(
+        method
+        for route in request.app.router.routes
+        if isinstance(route, Route) and route.endpoint is not api_not_found
+        and route.matches(request.scope)[0] is Match.PARTIAL
+        for method in route.methods or ()
+    )  # fmt: skip
+    if allowed:
+        return jsonio.error_response(
+            ApiError("METHOD_NOT_ALLOWED", "method not allowed"), {"Allow": ", ".join(allowed)}
+        )
     return jsonio.error_response(ApiError("NOT_FOUND", "no such route"))
 
 

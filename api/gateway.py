@@ -302,7 +302,8 @@ class Session:
             )
             if nested and depth_of(params) > MAX_DEPTH - 1:
                 raise ApiError("INVALID_PARAM", "params nested too deeply")
-            result = await method.handler(node, conn, params)
+            async with asyncio.timeout(node.limits.request_timeout):  # then 503: outcome unknown
+                result = await method.handler(node, conn, params)
         except ApiError as err:
             node.metrics.ws_request(name, err.status, time.perf_counter() - started)
             if err.code == "UNAUTHORIZED" and name == "auth":

@@ -22,6 +22,7 @@ class Limits:
     flood_refusals: int = 200  # refused requests within one second -> close 4429
     signup_rate: float = 0.5  # sign-ups/s per client IP
     signup_burst: float = 10.0
+    request_timeout: float = 10.0  # seconds a request may wait (on Redis...): then 503
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Limits:

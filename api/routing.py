@@ -8,6 +8,7 @@ PROTOCOL.md error body. A route without a policy cannot be declared.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -110,6 +111,21 @@ def error_response(err: ApiError) -> Response:
     return jsonio.error_response(err, headers)
 
 
+async def authorized(node: Node, route: ApiRoute, request: Request) -> Any:
+    """The route's policy (and rate limit) checked, then its handler's result."""
+    principal = None
+    if route.policy == "public":
+        allowed = node.ip_limiter.allow(client_ip(request))
+    else:
+        principal = await http_principal(node, request)
+        if route.policy == "admin" and principal.role != "admin":
+            raise ApiError("FORBIDDEN", "admin only")
+        allowed = node.user_limiter.allow(principal.user_id)
+    if not allowed:
+        raise ApiError("RATE_LIMITED", "too many requests")
+    return await route.handler(Call(request, node, principal))
+
+
 def endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
     label = f"{route.method} {route.path}"
 
@@ -117,17 +133,8 @@ def endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
         node: Node = request.app.state.node
         started = time.perf_counter()
         try:
-            principal = None
-            if route.policy == "public":
-                allowed = node.ip_limiter.allow(client_ip(request))
-            else:
-                principal = await http_principal(node, request)
-                if route.policy == "admin" and principal.role != "admin":
-                    raise ApiError("FORBIDDEN", "admin only")
-                allowed = node.user_limiter.allow(principal.user_id)
-            if not allowed:
-                raise ApiError("RATE_LIMITED", "too many requests")
-            result = await route.handler(Call(request, node, principal))
+            async with asyncio.timeout(node.limits.request_timeout):  # then 503: outcome unknown
+                result = await authorized(node, route, request)
             response = (
                 result
                 if isinstance(result, Response)

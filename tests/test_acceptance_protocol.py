@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import time
 import zlib
 from collections.abc import Callable
 from decimal import Decimal
@@ -22,10 +24,12 @@ import httpx
 import orjson
 import pytest
 
+from ops.embedded import free_port
 from tests.test_e2e_support import (
     PASSWORD,
     Exchange,
     Ws,
+    _spawn,
     eventually,
     fund,
     new_market,
@@ -945,6 +949,16 @@ async def test_http_orders_history_and_market_data_routes(target: Exchange) -> N
         assert (await ops.get("/metrics")).status_code == 200
 
 
+async def test_unknown_routes_404_and_other_methods_405(target: Exchange) -> None:
+    async with target.http("a") as http:
+        assert_error(await http.get("/nope"), 404, "NOT_FOUND")
+        r = await http.put("/orders")
+        assert_error(r, 405, "METHOD_NOT_ALLOWED")
+        assert set(r.headers["allow"].split(", ")) >= {"GET", "POST", "DELETE"}
+        assert_error(await http.delete("/time"), 405, "METHOD_NOT_ALLOWED")
+        assert_error(await http.post("/orders/1"), 405, "METHOD_NOT_ALLOWED")
+
+
 async def test_wallets_and_admin_money_routes(target: Exchange) -> None:
     alice, bob = await new_user(target), await new_user(target)
     async with target.http("a", alice.token) as ah, target.http("a", bob.token) as bh:
@@ -1135,3 +1149,92 @@ async def test_notifications_channel_pushes_carry_no_request_id(target: Exchange
         inbox = (await sh.get("/notifications")).json()
     assert inbox[0]["id"] == note["notification_id"] and inbox[0]["kind"] == note["kind"]
     await sws.close()
+
+
+# -- 5xx: outcome unknown ----------------------------------------------------------------
+
+
+class StallingProxy:
+    """A TCP proxy to Redis that can stop forwarding: a Redis that hangs (not refuses)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        await asyncio.gather(
+            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                await self.flowing.wait()
+                dst.write(data)
+                await dst.drain()
+        finally:
+            dst.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_request_stuck_on_redis_answers_503_and_is_found_by_client_order_id(
+    target: Exchange,
+) -> None:
+    if not target.procs:
+        pytest.skip("needs the e2e exchange (it starts a node of its own)")
+    market = await new_market(target)
+    user = await new_user(target)
+    await fund(target, user, {"USD": "100"})
+    redis = httpx.URL(target.redis_url.replace("redis://", "http://"))
+    proxy = StallingProxy(redis.host, redis.port or 6379)
+    env = {**target.env, "REDIS_URL": f"redis://127.0.0.1:{await proxy.start()}/0",
+           "HFTX_REQUEST_TIMEOUT": "1"}  # fmt: skip
+    port = free_port()
+    proc = _spawn("stalled", ["-m", "api", "--port", str(port)], env, target.logs)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as node:
+
+            async def ready() -> bool:
+                assert proc.poll() is None, target.log_tail("stalled")
+                with contextlib.suppress(httpx.HTTPError):
+                    return (await node.get("/readyz")).status_code == 200
+                return False
+
+            await eventually(ready, timeout=60)
+            ws = await Ws.connect(base.replace("http", "ws") + "/ws", user.token)
+            proxy.flowing.clear()  # Redis hangs from now on
+            started = time.monotonic()
+            order = limit(market, "buy", "1", "10", client_order_id="stalled-1")
+            answer = await ws.request("order.place", order, timeout=10)
+            assert_ws_error(answer, 503, "UNAVAILABLE")
+            bearer = {"Authorization": f"Bearer {user.token}"}
+            r = await node.post(
+                "/api/v1/orders", json={**order, "client_order_id": "stalled-2"}, headers=bearer
+            )
+            assert_error(r, 503, "UNAVAILABLE")
+            assert time.monotonic() - started < 8
+            proxy.flowing.set()
+            # outcome unknown: look the orders up by client_order_id, then retry safely
+            async with target.http("a", user.token) as http:
+                for cid in ("stalled-1", "stalled-2"):
+                    retry = await http.post("/orders", json={**order, "client_order_id": cid})
+                    assert retry.status_code in (200, 409), retry.text
+                opened = (await http.get("/orders", params={"market": market})).json()
+                assert sorted(o["client_order_id"] for o in opened) == ["stalled-1", "stalled-2"]
+            await ws.close()
+    finally:
+        proxy.flowing.set()
+        proxy.close()
+        proc.kill()
+        proc.wait(10)

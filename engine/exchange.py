@@ -53,6 +53,7 @@ class Exchange:
         self.redis = redis
         self._markets: dict[str, Market] = {}
         self._markets_at = 0.0
+        self._loading: asyncio.Future[None] | None = None
         # each item: the pushes of one market call, or one ready (channel, message)
         self._outbox: asyncio.Queue[
             tuple[Market, list[dict[str, Any]], dict[str, Order]] | tuple[str, bytes]
@@ -95,10 +96,20 @@ class Exchange:
         return market
 
     async def _refresh_markets(self, force: bool = False) -> None:
+        """Reload the registry when the copy is older than MARKET_CACHE_S; concurrent
+        callers share one reload (``force``: a reload started by this call)."""
         if not force and time.monotonic() - self._markets_at < MARKET_CACHE_S:
             return
-        self._markets = {m.id: m for m in await registry.markets(self.redis)}
-        self._markets_at = time.monotonic()
+        loading = self._loading
+        if force or loading is None or loading.done():
+            loading = self._loading = asyncio.ensure_future(self._load_markets())
+        await asyncio.shield(loading)
+
+    async def _load_markets(self) -> None:
+        started = time.monotonic()
+        markets = {m.id: m for m in await registry.markets(self.redis)}
+        if started >= self._markets_at:  # a reload that started later may have landed
+            self._markets, self._markets_at = markets, started
 
     async def create_market(self, market: Market) -> Market:
         created = await registry.create_market(self.redis, market, now_ms())

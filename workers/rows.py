@@ -208,7 +208,7 @@ def _field(fields_: Any, name: str) -> Any:
 # -- market entries -------------------------------------------------------------
 
 
-def market_entry_rows(market: str, entry: dict[Any, Any], into: Rows | None = None) -> Rows:
+def market_entry_rows(market: str, entry: Any, into: Rows | None = None) -> Rows:
     """Rows of one ``{m:market}:ev`` entry (fields ``f``, ``l``, ``e``).
 
     Structure (seqs, kinds, keys) is checked here; value types are checked by
@@ -217,148 +217,77 @@ def market_entry_rows(market: str, entry: dict[Any, Any], into: Rows | None = No
     the entry turns out to be poison)."""
     rows = Rows() if into is None else into
     try:
-        first = int(_field(entry, "f"))
-        last = int(_field(entry, "l"))
-        raw = _field(entry, "e")
+        if type(entry) is list and len(entry) == 6 and entry[0] == b"f" and entry[2] == b"l":
+            first, last, raw = int(entry[1]), int(entry[3]), entry[5]  # the engine's layout
+            if entry[4] != b"e":
+                raw = _field(entry, "e")
+        else:
+            first, last, raw = int(_field(entry, "f")), int(_field(entry, "l")), _field(entry, "e")
         events = orjson.loads(raw)
         if type(events) is not list or not events or first < 1 or last != first + len(events) - 1:
             raise PoisonEntry("events do not match f..l")
-        seq = first
-        for ev in events:
-            if ev["seq"] != seq:
-                raise PoisonEntry(f"event without seq {seq}")
-            _market_event(market, ev, seq, rows)
-            seq += 1
+        _market_events(market, events, first, rows)
         ts = events[0]["ts"]
     except (ValueError, TypeError, KeyError) as exc:
         raise PoisonEntry(f"{type(exc).__name__}: {exc}") from None
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    text = raw.decode() if type(raw) is bytes else str(raw)
     rows.market_events.append((market, first, last, ts, text))
     return rows
 
 
-def _market_event(market: str, ev: dict[str, Any], seq: int, rows: Rows) -> None:
-    kind = ev["e"]
-    if kind == "trade":
-        rows.trades.append(
-            (
-                market,
-                ev["tid"],
-                ev["price"],
-                ev["size"],
-                ev["quote"],
-                ev["side"],
-                ev["maker"],
-                ev["taker"],
-                ev["mu"],
-                ev["tu"],
-                ev["mfee"],
-                ev["tfee"],
-                seq,
-                ev["ts"],
-            )
-        )
-    elif kind == "done":
-        if ev["reason"] not in FINAL_STATUSES:
-            raise PoisonEntry(f"bad done reason {ev['reason']!r}")
-        amount = ev.get("amount")
-        ts = ev["ts"]
-        # id user market side seq | type tif po stp cid price qb created | amount amount_seq
-        # | filled cost status reason updated
+def _market_events(market: str, events: list[Any], seq: int, rows: Rows) -> None:
+    """Trade and order rows of the events of one entry, the first with ``seq``
+    (the hot loop: the common kinds inline, in order of frequency)."""
+    trades = rows.trades
+    orders = rows.orders
+    for ev in events:
+        if ev["seq"] != seq:
+            raise PoisonEntry(f"event without seq {seq}")
+        kind = ev["e"]
+        if kind == "level":
+            pass
+        elif kind == "done":
+            reason = ev["reason"]
+            if reason not in FINAL_STATUSES:
+                raise PoisonEntry(f"bad done reason {reason!r}")
+            oid = ev["id"]
+            amount = ev.get("amount")
+            # id user market side seq | type tif po stp cid price qb created |
+            # amount amount_seq | filled cost status reason updated
+            row = [oid, ev["u"], market, ev["side"], seq, None, None, None, None, None, None,
+                   None, None, amount, None if amount is None else seq, ev["filled"],
+                   ev["cost"], reason, ev["msg"] or None, ev["ts"]]  # fmt: skip
+            old = orders.get(oid)
+            orders[oid] = row if old is None else merge_order(old, row)
+        elif kind == "accepted":
+            oid = ev["id"]
+            ts = ev["ts"]
+            row = [oid, ev["u"], market, ev["side"], seq, ev["type"], ev["tif"], bool(ev["po"]),
+                   ev.get("stp"), ev["cid"] or None, ev["price"], ev["qb"], ts, ev["amount"],
+                   seq, 0, 0, "NEW", None, ts]  # fmt: skip
+            old = orders.get(oid)
+            orders[oid] = row if old is None else merge_order(old, row)
+        elif kind == "trade":
+            trades.append(
+                (market, ev["tid"], ev["price"], ev["size"], ev["quote"], ev["side"], ev["maker"],
+                 ev["taker"], ev["mu"], ev["tu"], ev["mfee"], ev["tfee"], seq, ev["ts"])
+            )  # fmt: skip
+        else:
+            _other_event(market, ev, kind, seq, rows)
+        seq += 1
+
+
+def _other_event(market: str, ev: dict[str, Any], kind: Any, seq: int, rows: Rows) -> None:
+    if kind == "reduced":
         rows.add_order(
-            [
-                ev["id"],
-                ev["u"],
-                market,
-                ev["side"],
-                seq,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                amount,
-                None if amount is None else seq,
-                ev["filled"],
-                ev["cost"],
-                ev["reason"],
-                ev["msg"] or None,
-                ts,
-            ]
-        )
-    elif kind == "accepted":
-        ts = ev["ts"]
-        rows.add_order(
-            [
-                ev["id"],
-                ev["u"],
-                market,
-                ev["side"],
-                seq,
-                ev["type"],
-                ev["tif"],
-                bool(ev["po"]),
-                ev.get("stp"),
-                ev["cid"] or None,
-                ev["price"],
-                ev["qb"],
-                ts,
-                ev["amount"],
-                seq,
-                0,
-                0,
-                "NEW",
-                None,
-                ts,
-            ]
-        )
-    elif kind == "reduced":
-        rows.add_order(
-            [
-                ev["id"],
-                ev["u"],
-                market,
-                ev["side"],
-                seq,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                ev["amount"],
-                seq,
-                None,
-                None,
-                None,
-                None,
-                ev["ts"],
-            ]
-        )
+            [ev["id"], ev["u"], market, ev["side"], seq, None, None, None, None, None, None,
+             None, None, ev["amount"], seq, None, None, None, None, ev["ts"]]
+        )  # fmt: skip
     elif kind == "market":
         rows.add_market(
-            (
-                market,
-                ev["base"],
-                ev["quote"],
-                ev["bscale"],
-                ev["tick"],
-                ev["lot"],
-                ev["min"],
-                ev["maxn"],
-                ev["mult"],
-                ev["mfee"],
-                ev["tfee"],
-                ev["status"],
-                seq,
-                ev["ts"],
-            )
-        )
+            (market, ev["base"], ev["quote"], ev["bscale"], ev["tick"], ev["lot"], ev["min"],
+             ev["maxn"], ev["mult"], ev["mfee"], ev["tfee"], ev["status"], seq, ev["ts"])
+        )  # fmt: skip
     elif type(kind) is not str:
         raise PoisonEntry(f"event without kind: {ev!r}")
     # other kinds (level, future ones) live only in market_events

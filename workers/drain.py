@@ -1,6 +1,6 @@
 """The drain: market and account streams -> PostgreSQL, exactly once, off the hot path.
 
-    python -m workers.drain [--batch N] [--metrics-port P]
+    python -m workers.drain [--batch N] [--writers W] [--metrics-port P]
 
 Consumer group ``drain`` on every ``{m:X}:ev`` and ``{u:U}:ev``. A batch of
 entries becomes rows (:mod:`workers.rows`), written in ONE transaction with
@@ -58,6 +58,7 @@ from workers.rows import (
     WITHDRAWAL_COLUMNS,
     PoisonEntry,
     Rows,
+    TradeRow,
     account_entry_rows,
     market_entry_rows,
     stream_owner,
@@ -100,6 +101,7 @@ class DrainConfig:
     backoff_min_s: float = 0.05
     backoff_max_s: float = 5.0
     queue_batches: int = 2
+    writers: int = 2  # PostgreSQL connections writing batches concurrently in run()
 
 
 # -- fault injection ------------------------------------------------------------------
@@ -297,8 +299,9 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
 
     Insert-only tables take the COPY fast path and fall back, on a re-delivered
     row, to COPY into a temp table + INSERT ... ON CONFLICT DO NOTHING. Rows are
-    sorted by key so that concurrent drains lock in the same order."""
-    new_trades = 0
+    sorted by key so that concurrent drains lock in the same order. Candles, the
+    rows every batch of a market updates, come last: held locked only until COMMIT."""
+    fresh: list[TradeRow] = []
     async with conn.cursor() as cur:
         if rows.trades:
             trades = sorted(rows.trades, key=lambda t: (t[0], t[1]))
@@ -312,10 +315,6 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
                 )
                 keys = {(m, t) for m, t in await cur.fetchall()}
                 fresh = [t for t in trades if (t[0], t[1]) in keys]
-            new_trades = len(fresh)
-            await candles.upsert(
-                conn, candles.aggregate((t[0], t[1], t[2], t[3], t[4], t[13]) for t in fresh)
-            )
         if rows.orders:
             # orders accepted in this batch are new (unless re-delivered): fast path;
             # the others (done/reduced of older orders) are merged into their rows
@@ -360,7 +359,11 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
             await cur.executemany(_P2P_TRADES_UPSERT, _latest(rows.p2p_trades))
         if rows.p2p_messages:
             await cur.executemany(_P2P_MESSAGES_INSERT, sorted(rows.p2p_messages, key=_key2))
-    return new_trades
+    if fresh:
+        await candles.upsert(
+            conn, candles.aggregate((t[0], t[1], t[2], t[3], t[4], t[13]) for t in fresh)
+        )
+    return len(fresh)
 
 
 def _latest(records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -413,7 +416,7 @@ class Drain:
         self.on_commit = on_commit
         self.streams: list[str] = []
         self._known: set[str] = set()
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._conns: dict[int, psycopg.AsyncConnection[Any]] = {}  # by writer slot
         self._inflight: dict[tuple[str, str], Entry] = {}
         self._retried: set[tuple[str, str]] = set()
         self._next_refresh = 0.0
@@ -425,25 +428,28 @@ class Drain:
 
     # -- connections ------------------------------------------------------------
 
-    async def _db(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
+    async def _db(self, slot: int) -> psycopg.AsyncConnection[Any]:
+        """The connection of writer ``slot`` (one transaction at a time each)."""
+        conn = self._conns.get(slot)
+        if conn is None or conn.closed:
             conn = await psycopg.AsyncConnection.connect(self.database_url, connect_timeout=5)
             try:
                 await prepare_connection(conn)
             except BaseException:
                 await conn.close()
                 raise
-            self._conn = conn
-        return self._conn
+            self._conns[slot] = conn
+        return conn
 
-    async def _drop_db(self) -> None:
-        if self._conn is not None:
+    async def _drop_db(self, slot: int) -> None:
+        conn = self._conns.pop(slot, None)
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.close()
-        self._conn = None
+                await conn.close()
 
     async def close(self) -> None:
-        await self._drop_db()
+        for slot in list(self._conns):
+            await self._drop_db(slot)
 
     # -- streams ----------------------------------------------------------------
 
@@ -479,15 +485,18 @@ class Drain:
 
     # -- processing ----------------------------------------------------------------
 
-    async def handle(self, entries: list[Entry], converted: Converted | None = None) -> int:
-        """Convert (unless done), write, commit and ack ``entries``; the number committed."""
+    async def handle(
+        self, entries: list[Entry], converted: Converted | None = None, slot: int = 0
+    ) -> int:
+        """Convert (unless done), write, commit and ack ``entries`` on the connection of
+        writer ``slot``; the number committed."""
         for e in entries:
             self._inflight[(e.stream, e.id)] = e
         try:
             c = converted if converted is not None else convert(entries)
             for e, reason in c.bad:
                 await self._failed(e, reason)
-            return await self._write_isolating(c.good, c.rows)
+            return await self._write_isolating(c.good, c.rows, slot)
         finally:
             for e in entries:
                 self._inflight.pop((e.stream, e.id), None)
@@ -507,12 +516,15 @@ class Drain:
             "parked %s %s in %s: %s", stream, entry_id, streams.dead_letter_key(stream), reason
         )
 
-    async def _write_isolating(self, entries: list[Entry], rows: Rows | None = None) -> int:
+    async def _write_isolating(
+        self, entries: list[Entry], rows: Rows | None = None, slot: int = 0
+    ) -> int:
         """Write ``entries``; on a data error split the batch to find the culprits."""
         if not entries:
             return 0
         try:
-            return await self._write(entries, rows if rows is not None else convert(entries).rows)
+            rows = rows if rows is not None else convert(entries).rows
+            return await self._write(entries, rows, slot)
         except psycopg.Error as exc:
             if not _entry_specific(exc):
                 raise
@@ -520,17 +532,17 @@ class Drain:
                 await self._failed(entries[0], f"{type(exc).__name__}: {exc}")
                 return 0
             mid = len(entries) // 2
-            return await self._write_isolating(entries[:mid]) + await self._write_isolating(
-                entries[mid:]
-            )
+            return await self._write_isolating(
+                entries[:mid], None, slot
+            ) + await self._write_isolating(entries[mid:], None, slot)
 
-    async def _write(self, entries: list[Entry], rows: Rows) -> int:
+    async def _write(self, entries: list[Entry], rows: Rows, slot: int) -> int:
         """One transaction for ``entries`` with retries on transient errors; then XACK."""
         attempt = 0
         started = time.perf_counter()
         while True:
             try:
-                conn = await self._db()
+                conn = await self._db(slot)
                 async with conn.transaction():
                     new_trades = await write_rows(conn, rows)
                     fault("before_commit")
@@ -538,10 +550,10 @@ class Drain:
             except psycopg.Error as exc:
                 if _entry_specific(exc):
                     raise
-                await self._backoff(attempt, exc)
+                await self._backoff(attempt, exc, slot)
                 attempt += 1
             except OSError as exc:
-                await self._backoff(attempt, exc)
+                await self._backoff(attempt, exc, slot)
                 attempt += 1
         fault("after_commit")
         await self._redis_retry(lambda: streams.ack(self.redis, self.cfg.group, entries))
@@ -561,9 +573,9 @@ class Drain:
                 await res
         return len(entries)
 
-    async def _backoff(self, attempt: int, exc: BaseException) -> None:
+    async def _backoff(self, attempt: int, exc: BaseException, slot: int) -> None:
         DB_ERRORS.inc()
-        await self._drop_db()
+        await self._drop_db(slot)
         delay = min(self.cfg.backoff_max_s, self.cfg.backoff_min_s * 2**attempt)
         delay *= 0.5 + random.random() / 2
         log.warning("database unavailable (%s), retrying in %.2fs", exc.__class__.__name__, delay)
@@ -592,9 +604,9 @@ class Drain:
 
     # -- maintenance: claims, dead letters, lag, trim ---------------------------------
 
-    async def maintain(self, force: bool = False) -> int:
+    async def maintain(self, force: bool = False, slot: int = 0) -> int:
         """Claim idle pending entries (dead consumers, earlier failures) and process
-        them, park poison ones, trim. Entries processed."""
+        them (on writer ``slot``'s connection), park poison ones, trim. Entries processed."""
         now = time.monotonic()
         if not force and now < self._next_maintain:
             return 0
@@ -603,7 +615,7 @@ class Drain:
         infos = await streams.groups_many(self.redis, self.streams)
         for stream, gs in infos.items():
             if any(g.name == self.cfg.group and g.pending for g in gs):
-                done += await self._claim_stream(stream)
+                done += await self._claim_stream(stream, slot)
         if force or now >= self._next_trim:
             self._next_trim = now + self.cfg.trim_s
             for stream in self.streams:
@@ -634,7 +646,7 @@ class Drain:
         LAG_SECONDS.set(age)
         return total, age
 
-    async def _claim_stream(self, stream: str) -> int:
+    async def _claim_stream(self, stream: str, slot: int) -> int:
         idle = self.cfg.claim_idle_ms
         pend = await streams.pending_idle(self.redis, stream, self.cfg.group, idle, self.cfg.count)
         pend = [p for p in pend if (stream, p.id) not in self._inflight]
@@ -657,28 +669,42 @@ class Drain:
         keys = {(e.stream, e.id) for e in claimed}
         self._retried |= keys
         try:
-            return await self.handle(claimed)
+            return await self.handle(claimed, None, slot)
         finally:
             self._retried -= keys
 
     # -- loops ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Process until ``stop`` is set (then finish the batches already read)."""
+        """Process until ``stop`` is set (then finish the batches already read).
+
+        One reader reads and converts batches into a small queue; ``writers`` tasks,
+        each with its own PostgreSQL connection, take batches from it and write,
+        commit and ack them, so that one batch is parsed while another is committed.
+        Batches commit in any order: every write is keyed by the engine and merges
+        commutatively, as with several drain processes."""
         stop = stop or asyncio.Event()
         queue: asyncio.Queue[tuple[list[Entry], Converted] | None]
-        queue = asyncio.Queue(self.cfg.queue_batches)
+        queue = asyncio.Queue(max(1, self.cfg.queue_batches))
 
-        async def reader() -> None:  # reads and converts while the writer waits on PostgreSQL
-            try:
-                while not stop.is_set():
-                    await self._redis_retry(self.refresh)
-                    entries = await self._redis_retry(self.read)
-                    for e in entries:
-                        self._inflight[(e.stream, e.id)] = e
-                    await queue.put((entries, convert(entries)))
-            finally:
-                await queue.put(None)
+        async def reader() -> None:  # reads and converts while the writers wait on PostgreSQL
+            while not stop.is_set():
+                await self._redis_retry(self.refresh)
+                entries = await self._redis_retry(self.read)
+                for e in entries:
+                    self._inflight[(e.stream, e.id)] = e
+                await queue.put((entries, convert(entries)))
+            await queue.put(None)
+
+        async def writer(slot: int) -> None:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    queue.put_nowait(None)  # the end, for the other writers too
+                    return
+                if item[0]:
+                    await self.handle(item[0], item[1], slot)
+                await self._redis_retry(lambda: self.maintain(slot=slot))
 
         async def monitor() -> None:  # Redis only: keeps reporting while PostgreSQL is down
             while not stop.is_set():
@@ -688,17 +714,15 @@ class Drain:
 
         task = asyncio.create_task(reader())
         lag_task = asyncio.create_task(monitor())
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                if item[0]:
-                    await self.handle(*item)
-                await self._redis_retry(self.maintain)
+        writing = [asyncio.create_task(writer(i)) for i in range(max(1, self.cfg.writers))]
+        try:  # until every task ended, or one failed
+            done, _ = await asyncio.wait([task, *writing], return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                if (exc := t.exception()) is not None:
+                    raise exc
         finally:
             stop.set()
-            for t in (task, lag_task):
+            for t in (task, lag_task, *writing):
                 if not t.done():
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -747,6 +771,7 @@ async def _main(args: argparse.Namespace) -> None:
     redis: Any = await connect(str(settings.redis_url))  # a cluster client on a cluster
     cfg = DrainConfig(
         count=args.batch,
+        writers=args.writers,
         claim_idle_ms=args.claim_idle_ms,
         trim_keep_ms=args.trim_keep_ms,
         trim_require=tuple(x for x in args.trim_require.split(",") if x),
@@ -774,6 +799,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m workers.drain", description=__doc__.split("\n")[0])
     env = os.environ.get
     p.add_argument("--batch", type=int, default=int(env("HFTX_DRAIN_BATCH", "1000")))
+    p.add_argument("--writers", type=int, default=int(env("HFTX_DRAIN_WRITERS", "2")))
     p.add_argument(
         "--claim-idle-ms", type=int, default=int(env("HFTX_DRAIN_CLAIM_IDLE_MS", "5000"))
     )

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -365,8 +366,25 @@ async def preload(redis: Any, syn: Synthetic, trades: int, chunk: int = 2000) ->
 # -- the benchmark -----------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Servers:
+    redis_url: str
+    pg_url: str
+    pids: dict[str, int]  # "valkey", "postgres" (the postmaster; backends are its children)
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A drain to run: this checkout, or another one (``--baseline``, e.g. a git worktree
+    of an older commit), with ``--writers`` if given (this checkout only)."""
+
+    label: str
+    tree: Path | None = None
+    writers: int | None = None
+
+
 @contextlib.contextmanager
-def _servers() -> Iterator[tuple[str, str]]:
+def _servers() -> Iterator[Servers]:
     from ops import embedded
 
     with tempfile.TemporaryDirectory(prefix="hftx-bench-drain-") as tmp:
@@ -374,7 +392,9 @@ def _servers() -> Iterator[tuple[str, str]]:
         try:
             pg = embedded.start_postgres(Path(tmp) / "pg", durable=True, settings=PG_SETTINGS)
             try:
-                yield vk.url, pg.url
+                yield Servers(
+                    vk.url, pg.url, {"valkey": vk.process.pid, "postgres": pg.process.pid}
+                )
             finally:
                 pg.stop()
         finally:
@@ -382,16 +402,17 @@ def _servers() -> Iterator[tuple[str, str]]:
 
 
 def _drain_procs(
-    redis_url: str, db_url: str, batch: int, procs: int = 1
+    redis_url: str, db_url: str, batch: int, procs: int = 1, code: Code = Code("new")
 ) -> list[subprocess.Popen[bytes]]:
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=db_url, HFTX_LOG_LEVEL="WARNING")
     env.pop("HFTX_DRAIN_FAULT", None)
+    cmd = [sys.executable, "-m", "workers.drain", "--batch", str(batch)]
+    if code.writers is not None:
+        cmd += ["--writers", str(code.writers)]
+    if code.tree is not None:  # that checkout's packages first
+        env["PYTHONPATH"] = str(code.tree)
     return [
-        subprocess.Popen(
-            [sys.executable, "-m", "workers.drain", "--batch", str(batch)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+        subprocess.Popen(cmd, env=env, cwd=code.tree, stdout=subprocess.DEVNULL)
         for _ in range(procs)
     ]
 
@@ -401,6 +422,41 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
         p.terminate()
     for p in procs:
         p.wait(30)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pids: list[int], children: bool = False) -> float:
+    """CPU seconds (user + system) of ``pids`` and, with ``children``, of all their
+    descendants alive now plus the ones they reaped (Linux /proc; 0 elsewhere)."""
+    kids: dict[int, list[int]] = {}
+    if children:
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                with contextlib.suppress(OSError):
+                    st = (d / "stat").read_text()
+                    kids.setdefault(int(st[st.rindex(")") + 2 :].split()[1]), []).append(
+                        int(d.name)
+                    )
+    total = 0.0
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            st = Path(f"/proc/{pid}/stat").read_text()
+            fields = st[st.rindex(")") + 2 :].split()
+            total += sum(int(x) for x in fields[11 : 15 if children else 13]) / _TICK
+        todo += kids.get(pid, [])
+    return total
+
+
+def _cpu_sample(servers: Servers, drains: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    return {
+        "drain": _proc_cpu([p.pid for p in drains]),
+        "postgres": _proc_cpu([servers.pids["postgres"]], children=True),
+        "valkey": _proc_cpu([servers.pids["valkey"]]),
+    }
 
 
 async def _fresh_db(server_url: str, name: str) -> str:
@@ -422,70 +478,121 @@ async def _cleanup(redis: Any, pg_url: str, db_name: str) -> None:
     drop_database(pg_url, db_name)
 
 
-async def _count_trades(conn: Any, market: str) -> int:
-    cur = await conn.execute(
-        "SELECT coalesce(max(trade_id), 0) FROM trades WHERE market = %s", (market,)
-    )
-    row = await cur.fetchone()
-    return int(row[0])
+async def _unacked(redis: Any, stream: str, group: str = "drain") -> int | None:
+    """Entries of ``stream`` the drain group has not acknowledged (= not committed);
+    None before the group exists."""
+    from workers import streams
+
+    for g in await streams.groups(redis, stream):
+        if g.name == group:
+            if g.lag is None:  # unknown: count what was never delivered
+                after = await redis.xrange(stream, min="(" + g.last_delivered)
+                return g.pending + len(after)
+            return g.pending + g.lag
+    return None
+
+
+async def _committed_bound(redis: Any, stream: str, group: str = "drain") -> tuple[int, int]:
+    """An id such that every entry below it is acknowledged by ``group`` (acks follow
+    commits): its oldest pending entry, else just after its last delivered one."""
+    from workers import streams
+
+    for g in await streams.groups(redis, stream):
+        if g.name == group:
+            if g.pending:
+                oldest = await streams.oldest_pending(redis, stream, group)
+                if oldest is not None:
+                    return streams.parse_id(oldest)
+            ms, seq = streams.parse_id(g.last_delivered)
+            return ms, seq + 1
+    return 0, 0
+
+
+@dataclass(slots=True)
+class Run:
+    trades_per_s: float
+    cpu_us_per_trade: dict[str, float]
 
 
 async def throughput(
-    redis: Any, redis_url: str, db_url: str, batch: int, procs: int, trades: int, timeout: float
-) -> float:
+    redis: Any,
+    servers: Servers,
+    db_url: str,
+    batch: int,
+    procs: int,
+    trades: int,
+    timeout: float,
+    code: Code = Code("new"),
+) -> Run:
     """Trades/s ``procs`` drain processes commit from a preloaded backlog of ``trades``
-    trades (from the first commit to the last)."""
+    trades, from the first acknowledged batch to the last (an ack follows its COMMIT;
+    Redis is polled every 5 ms, which costs PostgreSQL nothing), and the CPU time each
+    process spent per trade in that window. The trades are counted in PostgreSQL."""
     import psycopg
 
-    syn = Synthetic(f"T{batch}X{procs}-USD", seed=batch)
+    syn = Synthetic(f"T{batch}X{procs}{code.label.upper()}-USD", seed=batch)
     await redis.sadd("{g}:markets", syn.market)
     await preload(redis, syn, trades)
+    entries = 2 * trades
+    running = _drain_procs(servers.redis_url, db_url, batch, procs, code)
+    try:
+        start: tuple[float, int, dict[str, float]] | None = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = await _unacked(redis, syn.stream)
+            now = time.perf_counter()
+            if left is not None and left < entries and start is None:
+                start = (now, left, _cpu_sample(servers, running))
+            if left == 0:
+                break
+            await asyncio.sleep(0.005)
+        else:
+            raise TimeoutError(f"batch {batch}: drain did not finish in {timeout}s")
+        cpu = _cpu_sample(servers, running)
+    finally:
+        _stop(running)
+    assert start is not None
+    t0, left0, cpu0 = start
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        running = _drain_procs(redis_url, db_url, batch, procs)
-        try:
-            start = None
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                row = await (await conn.execute("SELECT count(*) FROM trades")).fetchone()
-                n = int(row[0]) if row else 0
-                if start is None and n > 0:
-                    start = (time.perf_counter(), n)
-                if n >= trades:
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                raise TimeoutError(f"batch {batch}: drain did not finish in {timeout}s")
-            assert start is not None
-            t0, n0 = start
-            elapsed = time.perf_counter() - t0
-            return (trades - n0) / elapsed if elapsed > 0 else float("inf")
-        finally:
-            _stop(running)
+        row = await (await conn.execute("SELECT count(*) FROM trades")).fetchone()
+    if not row or int(row[0]) != trades:
+        raise AssertionError(f"{row} trades in PostgreSQL, {trades} emitted")
+    done = left0 / 2
+    elapsed = now - t0
+    return Run(
+        done / elapsed if elapsed > 0 else float("inf"),
+        {k: round((cpu[k] - cpu0[k]) / done * 1e6, 1) for k in cpu},
+    )
 
 
 async def lag_run(
-    redis: Any, redis_url: str, db_url: str, batch: int, rate: int, seconds: float
+    redis: Any,
+    redis_url: str,
+    db_url: str,
+    batch: int,
+    rate: int,
+    seconds: float,
+    code: Code = Code("new"),
 ) -> list[float]:
-    """Per-trade commit lag (ms) while feeding ``rate`` trades/s for ``seconds``."""
-    import psycopg
-
-    syn = Synthetic("LAG-USD", seed=99)
+    """Per-trade commit lag (ms) while feeding ``rate`` trades/s for ``seconds``: from
+    XADD to the first 5 ms sample at which every entry up to the trade's is
+    acknowledged (an ack follows its COMMIT; holds with any number of writers)."""
+    syn = Synthetic(f"LAG{code.label.upper()}-USD", seed=99)
     await redis.sadd("{g}:markets", syn.market)
-    added: list[float] = []  # time each trade id (index + 1) was XADDed
+    added: list[tuple[tuple[int, int], float]] = []  # (taker entry id, XADD time) per trade
     committed_at: list[float] = []
-    running = _drain_procs(redis_url, db_url, batch)
+    running = _drain_procs(redis_url, db_url, batch, 1, code)
     stop = asyncio.Event()
 
     async def sampler() -> None:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-            while not stop.is_set() or len(committed_at) < len(added):
-                n = await _count_trades(conn, syn.market)
-                now = time.perf_counter()
-                while len(committed_at) < min(n, len(added)):
-                    committed_at.append(now)
-                if stop.is_set() and time.perf_counter() > stop_deadline:
-                    break
-                await asyncio.sleep(0.01)
+        while not stop.is_set() or len(committed_at) < len(added):
+            bound = await _committed_bound(redis, syn.stream)
+            now = time.perf_counter()
+            while len(committed_at) < len(added) and added[len(committed_at)][0] < bound:
+                committed_at.append(now)
+            if stop.is_set() and time.perf_counter() > stop_deadline:
+                break
+            await asyncio.sleep(0.005)
 
     try:
         await _reading(redis, syn.stream, 30.0)
@@ -506,9 +613,9 @@ async def lag_run(
                 for _ in range(n):
                     for fields in syn.pair(ts):
                         pipe.xadd(syn.stream, fields)
-                await pipe.execute()
+                ids = await pipe.execute()
                 now = time.perf_counter()
-                added.extend([now] * n)
+                added.extend((_parse_id(i), now) for i in ids[1::2])
             next_tick = start + (len(added) / rate) if rate else end
             await asyncio.sleep(max(0.0, min(tick, next_tick - time.perf_counter())))
         stop_deadline = time.perf_counter() + 30
@@ -516,7 +623,13 @@ async def lag_run(
         await task
     finally:
         _stop(running)
-    return [(c - a) * 1000 for a, c in zip(added, committed_at, strict=False)]
+    return [(c - a[1]) * 1000 for a, c in zip(added, committed_at, strict=False)]
+
+
+def _parse_id(entry_id: Any) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 async def _reading(redis: Any, stream: str, timeout: float) -> None:
@@ -539,54 +652,118 @@ def _pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(p / 100 * len(s)))]
 
 
-async def main_async(quick: bool) -> dict[str, Any]:
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
+
+
+async def main_async(
+    quick: bool,
+    baseline: Path | None = None,
+    rounds: int = 1,
+    batches: list[int] | None = None,
+    drains: list[int] | None = None,
+    writers: list[int] | None = None,
+) -> dict[str, Any]:
+    """Every configuration for every code variant, variants alternating (old, new;
+    then new, old; ...) in each of ``rounds``; medians over rounds."""
     import redis.asyncio as aredis
 
-    batches = [1000, 4000] if quick else [250, 1000, 2000, 4000, 8000]
-    procs = [1, 2] if quick else [1, 2, 3]
+    batches = batches or ([1000, 4000] if quick else [250, 1000, 2000, 4000, 8000])
+    drains = drains or ([1, 2] if quick else [1, 2, 3])
     trades = 50_000 if quick else 100_000
     lag_seconds = 15.0 if quick else 60.0
-    rows = []
-    with _servers() as (redis_url, pg_url):
-        redis = aredis.Redis.from_url(redis_url)
+    if writers and len(writers) > 1:
+        codes = [Code(f"new-w{w}", None, w) for w in writers]
+    else:
+        codes = [Code("new", None, writers[0] if writers else None)]
+    if baseline is not None:
+        codes.append(Code("old", baseline))
+    rates: dict[tuple[str, int, int], list[Run]] = {}
+    lags: dict[str, list[float]] = {}
+    n = 0
+    with _servers() as servers:
+        redis = aredis.Redis.from_url(servers.redis_url)
         try:
             for b in batches:
-                for n in procs:
-                    db = await _fresh_db(pg_url, f"bench_{b}_{n}")
-                    tps = await throughput(redis, redis_url, db, b, n, trades, timeout=120)
-                    await _cleanup(redis, pg_url, f"bench_{b}_{n}")
-                    rows.append((b, n, tps))
-                    print(f"batch {b:>6}  drains {n}  {tps:>10,.0f} trades/s", flush=True)
-            best_batch, best_procs, best = max(rows, key=lambda r: r[2])
-            single = max((r for r in rows if r[1] == 1), key=lambda r: r[2])
-            # latency: one drain process (max committed trade id = all before it is in),
-            # a latency-minded batch size
-            db = await _fresh_db(pg_url, "bench_lag")
-            lags = await lag_run(redis, redis_url, db, LAG_BATCH, 5_000, lag_seconds)
+                for d in drains:
+                    for r in range(rounds):
+                        for code in codes if r % 2 == 0 else codes[::-1]:
+                            n += 1
+                            db = await _fresh_db(servers.pg_url, f"bench_{n}")
+                            try:
+                                run = await throughput(
+                                    redis, servers, db, b, d, trades, timeout=180, code=code
+                                )
+                            finally:
+                                await _cleanup(redis, servers.pg_url, f"bench_{n}")
+                            rates.setdefault((code.label, b, d), []).append(run)
+                            print(
+                                f"batch {b:>6}  drains {d}  {code.label:>7}  "
+                                f"{run.trades_per_s:>10,.0f} trades/s  cpu us/trade "
+                                f"{run.cpu_us_per_trade}",
+                                flush=True,
+                            )
+            # latency: one drain process, a latency-minded batch size
+            for code in codes:
+                n += 1
+                db = await _fresh_db(servers.pg_url, f"bench_{n}")
+                try:
+                    lags[code.label] = await lag_run(
+                        redis, servers.redis_url, db, LAG_BATCH, 5_000, lag_seconds, code
+                    )
+                finally:
+                    await _cleanup(redis, servers.pg_url, f"bench_{n}")
+                ls = lags[code.label]
+                print(
+                    f"{code.label:>7}: lag at 5,000 trades/s over {lag_seconds:.0f}s (one drain, "
+                    f"batch {LAG_BATCH}): p50 {_pct(ls, 50):.1f} ms, p99 {_pct(ls, 99):.1f} ms, "
+                    f"max {max(ls) if ls else float('nan'):.1f} ms",
+                    flush=True,
+                )
         finally:
             await redis.aclose()
-    result = {
-        "trades_per_s": round(best),
-        "best_batch": best_batch,
-        "best_drains": best_procs,
-        "single_drain_trades_per_s": round(single[2]),
-        "cpus": os.cpu_count(),
-        "backlog_trades": trades,
-        "entries_per_trade": 2,
-        "lag_rate_trades_per_s": 5_000,
-        "lag_batch": LAG_BATCH,
-        "lag_seconds": lag_seconds,
-        "lag_samples": len(lags),
-        "lag_p50_ms": round(_pct(lags, 50), 1),
-        "lag_p99_ms": round(_pct(lags, 99), 1),
-        "lag_max_ms": round(max(lags), 1) if lags else None,
-    }
-    print(
-        f"lag at 5,000 trades/s over {lag_seconds:.0f}s (one drain, batch {LAG_BATCH}): "
-        f"p50 {result['lag_p50_ms']} ms, p99 {result['lag_p99_ms']} ms, "
-        f"max {result['lag_max_ms']} ms"
+
+    def summary(label: str) -> dict[str, Any]:
+        mine = {(b, d): runs for (lb, b, d), runs in rates.items() if lb == label}
+        med = {k: _median([r.trades_per_s for r in v]) for k, v in mine.items()}
+        (bb, bd), best = max(med.items(), key=lambda kv: kv[1])
+        single = max(v for (b, d), v in med.items() if d == 1) if 1 in drains else None
+        ls = lags[label]
+        return {
+            "trades_per_s": round(best),
+            "best_batch": bb,
+            "best_drains": bd,
+            "single_drain_trades_per_s": round(single) if single is not None else None,
+            "cpu_us_per_trade_at_best": mine[(bb, bd)][0].cpu_us_per_trade,
+            "lag_p50_ms": round(_pct(ls, 50), 1),
+            "lag_p99_ms": round(_pct(ls, 99), 1),
+            "lag_max_ms": round(max(ls), 1) if ls else None,
+            "lag_samples": len(ls),
+        }
+
+    result: dict[str, Any] = summary(codes[0].label)
+    result.update(
+        {
+            "code": codes[0].label,
+            "cpus": os.cpu_count(),
+            "backlog_trades": trades,
+            "entries_per_trade": 2,
+            "rounds": rounds,
+            "lag_rate_trades_per_s": 5_000,
+            "lag_batch": LAG_BATCH,
+            "lag_seconds": lag_seconds,
+        }
     )
+    for code in codes[1:]:
+        other = summary(code.label)
+        result[code.label] = other
+        result[f"ratio_vs_{code.label}"] = round(result["trades_per_s"] / other["trades_per_s"], 2)
     return result
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
 
 
 def main() -> None:
@@ -594,8 +771,20 @@ def main() -> None:
     p.add_argument(
         "--quick", action="store_true", help="fewer batch sizes, smaller backlog (< 90 s)"
     )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the drain of this checkout (e.g. `git worktree add /tmp/old <commit>`), "
+        "alternating with this one",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="runs of each configuration")
+    p.add_argument("--batches", type=_ints, help="XREADGROUP COUNTs, e.g. 1000,4000")
+    p.add_argument("--drains", type=_ints, help="drain processes, e.g. 1,2")
+    p.add_argument("--writers", type=_ints, help="--writers of this checkout's drain, e.g. 1,2")
     args = p.parse_args()
-    result = asyncio.run(main_async(args.quick))
+    result = asyncio.run(
+        main_async(args.quick, args.baseline, args.rounds, args.batches, args.drains, args.writers)
+    )
     print(json.dumps(result))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from redis.exceptions import RedisError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -147,6 +147,8 @@ def endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("%s: redis unavailable: %r", label, exc)
             response = error_response(unavailable())
+        except ClientDisconnect:  # the client left while sending its body: nobody to answer
+            response = error_response(ApiError("INVALID_PARAM", "client disconnected"))
         except Exception:
             log.exception("%s failed", label)
             response = error_response(internal())

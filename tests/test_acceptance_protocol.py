@@ -24,6 +24,7 @@ import httpx
 import orjson
 import pytest
 
+from api.tokens import Tokens
 from ops.embedded import free_port
 from tests.test_e2e_support import (
     PASSWORD,
@@ -350,6 +351,22 @@ async def test_failed_auth_closes_4401_and_oversized_frame_1009(target: Exchange
     for _ in range(5):
         await ws.send({"id": 1, "method": "ping"})
     assert (await asyncio.wait_for(ws.closed, 5))[0] == 4401
+
+
+async def test_a_socket_closes_4401_when_its_token_expires_unless_reauthed(
+    target: Exchange,
+) -> None:
+    if not target.env:
+        pytest.skip("needs the e2e exchange's signing key")
+    user = await new_user(target)
+    short, _ = Tokens(target.env["HFTX_JWT_SECRET"], ttl=2).issue(user.user_id, "user", 0)
+    expiring = await Ws.connect(target.ws_url(), short)
+    extended = await Ws.connect(target.ws_url(), short)
+    answer = await extended.request("auth", {"token": user.token})
+    assert answer["status"] == 200 and answer["result"]["expires_at"] > time.time() + 60
+    assert (await asyncio.wait_for(expiring.closed, 6))[0] == 4401
+    assert (await extended.request("ping"))["status"] == 200
+    await extended.close()
 
 
 # -- orders over WebSocket -----------------------------------------------------------

@@ -321,7 +321,7 @@ async def test_p2p_methods_and_notification_pushes_over_websocket(api: Api) -> N
         )
         push = await b.push("notifications")
         assert (push["kind"], push["ref"]) == ("p2p.trade_opened", trade["id"])
-        assert set(push) == {"channel", "id", "kind", "message", "ref", "ts"}
+        assert set(push) == {"channel", "notification_id", "kind", "message", "ref", "ts"}
         assert (await b.ok("p2p.trade.paid", {"trade_id": trade["id"]}))["status"] == "PAID"
         assert (await s.push("notifications"))["kind"] == "p2p.trade_opened"
         assert (await s.push("notifications"))["kind"] == "p2p.trade_paid"

@@ -3,7 +3,8 @@
 ``notify`` stores the notification in ``{u:<user>}:inbox`` (a list in the user's
 account shard, newest first, ``INBOX_CAP`` entries) and PUBLISHes the PROTOCOL.md
 push ``{"channel":"notifications","id","kind","message","ref","ts"}`` on
-``hftx:u:<user>``, which web nodes forward verbatim to the user's sockets. With a
+``hftx:u:<user>``, which web nodes forward to the user's sockets (with the
+notification's ``id`` renamed ``notification_id``: pushes carry no ``id``). With a
 ``dedup`` key a notification is stored and published at most once (retried jobs and
 replayed requests notify once).
 """

@@ -44,7 +44,7 @@ import psycopg
 from redis.exceptions import ResponseError
 
 from engine import addresses
-from engine.accounts import account_keys
+from engine.accounts import HOLDERS_KEY, account_keys
 from engine.functions import ensure_loaded
 from snapshots.dump import canonical_dump
 from snapshots.p2p_restore import restore_p2p
@@ -367,12 +367,16 @@ async def replay_account(
 
 async def _finish_account(redis: Any, user: str, seqs: dict[str, int], markets: set[str]) -> None:
     """Drop the replay's stream, cursor field and emptied holds; point the market
-    cursors at the restored seqs."""
+    cursors at the restored seqs; list an account left with holds in the holders
+    index (an order that never reached its market is released by the reconciler)."""
     keys = account_keys(user)
     await redis.delete(keys[3])
-    for oid, rec in (await redis.hgetall(keys[1])).items():
+    holds = await redis.hgetall(keys[1])
+    for oid, rec in holds.items():
         if int(_text(rec).split("|")[2]) == 0:
             await redis.hdel(keys[1], oid)
+    if len(holds) > 0:
+        await redis.zincrby(HOLDERS_KEY, 1, user)  # may over-report, by design
     cur = {_text(k) for k in await redis.hkeys(keys[2])}
     for m, s in seqs.items():
         stream = f"{{m:{m}}}:ev"

@@ -14,6 +14,7 @@ import redis.asyncio as aredis
 
 from engine import accounts, addresses
 from engine.exchange import Exchange
+from engine.ids import new_order_id
 from engine.p2p import P2P
 from engine.types import EngineError, OrderRequest
 from ops.bench.drain import ExchangeLoad
@@ -22,6 +23,7 @@ from snapshots import snapshot as S
 from snapshots.restore import canonical_dump, restore
 from tests.p2p_helpers import check_escrow, spec
 from workers.drain import Drain, DrainConfig
+from workers.reconciler import reconcile_holds
 from workers.settler import Settler
 
 COIN = 10**8
@@ -96,6 +98,9 @@ async def test_restore_with_p2p_cids_withdrawals_and_transfers_equals_live(
     t2 = await desk.take_offer(d, wanted.id, 2 * COIN)
     cids = await _orders_with_cids(load.ex, [b, c], "pre")
     await load.settle()
+    t0 = await desk.take_offer(d, sell.id, COIN)  # released, not credited at the snapshot
+    await desk.mark_paid(d, t0.id)
+    await desk.confirm_release(s, t0.id)
     info = await S.snapshot_day(redis_real, db_url, tmp_path, now_ms=DAY_MS)
     doc = S.load_file(tmp_path / info.path)
 
@@ -132,6 +137,10 @@ async def test_restore_with_p2p_cids_withdrawals_and_transfers_equals_live(
     await load.ex.transfer(c, "tr-new", "USD", 5 * 10**6, addr)
     await load.run(120)
     await load.settle()
+    # a hold whose order never reached the market (the web node died in between)
+    orphan = new_order_id()
+    await accounts.hold(redis_real, newcomer, orphan, "DRN-USD", "USD", 10**6,
+                        client_order_id="orphan")  # fmt: skip
     drain = Drain(
         redis_real, db_url, DrainConfig(claim_idle_ms=100, block_ms=10, trim_require=("x",))
     )
@@ -159,6 +168,9 @@ async def test_restore_with_p2p_cids_withdrawals_and_transfers_equals_live(
     assert (await ex.complete_withdrawal("wd-pending")).user == s
     await ex.transfer(d, "tr-again", "USD", 10**6, addr)
     await Settler(target, publish=False).drain()
+    released = await reconcile_holds(target, min_age_ms=0)  # the restore listed its holder
+    assert released.released == [(newcomer, orphan)]
+    assert await accounts.client_order(target, newcomer, "orphan") is None
     for u in (*load.users, newcomer):
         await check_escrow(again, u)
     assert (await accounts.balance(target, newcomer, "USD")).available == 6 * 10**6

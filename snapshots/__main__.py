@@ -56,6 +56,8 @@ async def _run(args: argparse.Namespace) -> int:
             )
             for m, seq in sorted(report.markets.items()):
                 print(f"  {m}: seq {seq}")
+            for w in report.warnings:
+                print(f"WARNING {w}")
             return 0
         if args.command == "reconcile":
             from engine.functions import ensure_loaded

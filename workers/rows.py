@@ -252,13 +252,16 @@ def _market_events(market: str, events: list[Any], seq: int, rows: Rows) -> None
                 raise PoisonEntry(f"bad done reason {reason!r}")
             oid = ev["id"]
             amount = ev.get("amount")
-            # id user market side seq | type tif po stp cid price qb created |
-            # amount amount_seq | filled cost status reason updated
-            row = [oid, ev["u"], market, ev["side"], seq, None, None, None, None, None, None,
-                   None, None, amount, None if amount is None else seq, ev["filled"],
-                   ev["cost"], reason, ev["msg"] or None, ev["ts"]]  # fmt: skip
             old = orders.get(oid)
-            orders[oid] = row if old is None else merge_order(old, row)
+            if old is not None and old[_SEQ] < seq:  # the usual: later than what we have
+                _newer_done(old, ev, market, seq, amount, reason)
+            else:
+                # id user market side seq | type tif po stp cid price qb created |
+                # amount amount_seq | filled cost status reason updated
+                row = [oid, ev["u"], market, ev["side"], seq, None, None, None, None, None,
+                       None, None, None, amount, None if amount is None else seq, ev["filled"],
+                       ev["cost"], reason, ev["msg"] or None, ev["ts"]]  # fmt: skip
+                orders[oid] = row if old is None else merge_order(old, row)
         elif kind == "accepted":
             oid = ev["id"]
             ts = ev["ts"]
@@ -275,6 +278,26 @@ def _market_events(market: str, events: list[Any], seq: int, rows: Rows) -> None
         else:
             _other_event(market, ev, kind, seq, rows)
         seq += 1
+
+
+def _newer_done(
+    row: OrderRow, ev: dict[str, Any], market: str, seq: int, amount: Any, reason: Any
+) -> None:
+    """``row`` merged in place with a later ``done`` event of its order: exactly
+    ``merge_order(row, <the done row>)``, without building the done row."""
+    row[1], row[3], row[4] = ev["u"], ev["side"], seq
+    row[2] = market
+    if amount is not None and (row[_AMOUNT_SEQ] is None or seq > row[_AMOUNT_SEQ]):
+        row[_AMOUNT], row[_AMOUNT_SEQ] = amount, seq
+    if (v := ev["filled"]) is not None:
+        row[15] = v
+    if (v := ev["cost"]) is not None:
+        row[16] = v
+    row[17] = reason  # one of FINAL_STATUSES
+    if v := ev["msg"]:
+        row[18] = v
+    if (v := ev["ts"]) is not None:
+        row[19] = v
 
 
 def _other_event(market: str, ev: dict[str, Any], kind: Any, seq: int, rows: Rows) -> None:

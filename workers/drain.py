@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import operator
 import os
 import random
 import signal
@@ -56,6 +57,7 @@ from workers.rows import (
     TRADE_COLUMNS,
     TRANSFER_COLUMNS,
     WITHDRAWAL_COLUMNS,
+    MarketEventRow,
     PoisonEntry,
     Rows,
     TradeRow,
@@ -157,9 +159,16 @@ def convert(entries: list[Entry]) -> Converted:
     """Rows of a batch. Fast path into one accumulator; if some entry is bad, once
     more entry by entry to set the bad ones apart."""
     rows = Rows()
+    owners: dict[str, tuple[str, str]] = {}
     try:
         for e in entries:
-            entry_rows(e, rows)
+            kind_owner = owners.get(e.stream)
+            if kind_owner is None:
+                kind_owner = owners[e.stream] = stream_owner(e.stream)
+            if kind_owner[0] == "m":
+                market_entry_rows(kind_owner[1], e.fields, rows)
+            else:
+                entry_rows(e, rows)
         return Converted(entries, rows, [])
     except _BAD_ENTRY:
         pass
@@ -271,10 +280,29 @@ async def _copy(
     cur: psycopg.AsyncCursor[Any], table: str, cols: tuple[str, ...], rows: Any
 ) -> None:
     async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+        if cols == MARKET_EVENT_COLUMNS and (text := events_copy_text(rows)) is not None:
+            for i in range(0, len(text), 1 << 20):
+                await cp.write(text[i : i + (1 << 20)])
+            return
         fmt = cp.formatter.write_row  # formats into a buffer, returns it when full
         for row in rows:
             if data := fmt(row):
                 await cp.write(data)
+
+
+def events_copy_text(rows: list[MarketEventRow]) -> bytes | None:
+    """COPY text of ``market_events`` rows, byte for byte what psycopg's formatter
+    makes of them, in a few C-level passes; None when some value needs more than
+    plain formatting (an escape, a non-integer): psycopg formats those batches."""
+    if any(type(r[1]) is not int or type(r[2]) is not int or type(r[3]) is not int for r in rows):
+        return None
+    text = "".join(
+        [f"{m}\t{first}\t{last}\t{ts}\t{events}\n" for m, first, last, ts, events in rows]
+    )
+    n = len(rows)
+    if text.count("\t") != 4 * n or text.count("\n") != n or "\\" in text or "\r" in text:
+        return None  # a tab, newline, backslash or CR inside some value
+    return text.encode()
 
 
 async def _copy_new(
@@ -304,7 +332,7 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
     fresh: list[TradeRow] = []
     async with conn.cursor() as cur:
         if rows.trades:
-            trades = sorted(rows.trades, key=lambda t: (t[0], t[1]))
+            trades = sorted(rows.trades, key=_KEY2)
             if await _copy_new(conn, cur, "trades", TRADE_COLUMNS, trades):
                 fresh = trades
             else:
@@ -319,7 +347,7 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
             # orders accepted in this batch are new (unless re-delivered): fast path;
             # the others (done/reduced of older orders) are merged into their rows
             new = sorted(
-                (o for o in rows.orders.values() if o[ORDER_CREATED] is not None), key=_first
+                (o for o in rows.orders.values() if o[ORDER_CREATED] is not None), key=_KEY1
             )
             old = [o for o in rows.orders.values() if o[ORDER_CREATED] is None]
             if new and not await _copy_new(conn, cur, "orders", ORDER_COLUMNS, new):
@@ -330,7 +358,7 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
         for market in sorted(rows.markets.values()):
             await cur.execute(_MARKETS_UPSERT, market)
         if rows.market_events:
-            events = sorted(rows.market_events, key=lambda r: (r[0], r[1]))
+            events = sorted(rows.market_events, key=_KEY2)
             if not await _copy_new(conn, cur, "market_events", MARKET_EVENT_COLUMNS, events):
                 await _copy(cur, "_d_market_events", MARKET_EVENT_COLUMNS, events)
                 await cur.execute(
@@ -358,7 +386,7 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
         if rows.p2p_trades:
             await cur.executemany(_P2P_TRADES_UPSERT, _latest(rows.p2p_trades))
         if rows.p2p_messages:
-            await cur.executemany(_P2P_MESSAGES_INSERT, sorted(rows.p2p_messages, key=_key2))
+            await cur.executemany(_P2P_MESSAGES_INSERT, sorted(rows.p2p_messages, key=_KEY2))
     if fresh:
         await candles.upsert(
             conn, candles.aggregate((t[0], t[1], t[2], t[3], t[4], t[13]) for t in fresh)
@@ -375,12 +403,8 @@ def _latest(records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [best[k] for k in sorted(best)]
 
 
-def _key2(row: Any) -> Any:
-    return (row[0], row[1])
-
-
-def _first(row: list[Any]) -> Any:
-    return row[0]
+_KEY1 = operator.itemgetter(0)
+_KEY2 = operator.itemgetter(0, 1)
 
 
 def _by_id_in_order(rows: list[tuple[Any, ...]], ts_col: int) -> list[tuple[Any, ...]]:

@@ -1,0 +1,154 @@
+"""Market entries -> rows: the batch converter merges orders exactly as merge_order
+folds one event at a time; market_events rows reach PostgreSQL verbatim."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from ops.migrate import create_database, drop_database, migrate
+from workers.drain import events_copy_text, write_rows
+from workers.rows import FINAL_STATUSES, Rows, market_entry_rows, merge_order
+
+
+def random_log(rng: random.Random, orders: int) -> list[dict[str, Any]]:
+    """Events of ``orders`` orders, interleaved, each order's in its own order:
+    accepted, maybe reduced, maybe trades, maybe done (fields sometimes null/missing)."""
+    lives: list[list[dict[str, Any]]] = []
+    tid = 0
+    for i in range(orders):
+        oid, user, side = f"o{i}", f"u{rng.randint(1, 4)}", rng.choice(("buy", "sell"))
+        amount = rng.randint(1, 9) * 1000
+        life: list[dict[str, Any]] = [
+            {"e": "accepted", "id": oid, "u": user, "cid": rng.choice(("", "c1")), "side": side,
+             "type": "limit", "tif": rng.choice(("GTC", "IOC")), "po": rng.randint(0, 1),
+             "price": 100 + i, "amount": amount, "qb": 0}
+        ]  # fmt: skip
+        if rng.random() < 0.5:
+            life[0]["stp"] = "cancel_newest"
+        for _ in range(rng.randint(0, 2)):
+            life.append({"e": "level", "side": side, "price": 100 + i, "size": amount})
+            if rng.random() < 0.4:
+                amount -= 100
+                life.append({"e": "reduced", "id": oid, "u": user, "side": side,
+                             "price": 100 + i, "amount": amount, "filled": 0})  # fmt: skip
+            if rng.random() < 0.5:
+                tid += 1
+                life.append({"e": "trade", "tid": tid, "price": 100 + i, "size": 10,
+                             "quote": 1000 + i, "side": side, "maker": oid, "taker": "x",
+                             "mu": user, "tu": "v", "mfee": 1, "tfee": 2})  # fmt: skip
+        if rng.random() < 0.8:
+            done = {"e": "done", "id": oid, "u": user, "side": side,
+                    "reason": rng.choice(sorted(FINAL_STATUSES)),
+                    "msg": rng.choice(("", "post only")), "filled": rng.choice((0, 10, None)),
+                    "cost": rng.choice((0, 1000, None))}  # fmt: skip
+            if rng.random() < 0.7:
+                done["amount"] = amount
+            life.append(done)
+        lives.append(life)
+    out: list[dict[str, Any]] = []
+    while lives:
+        life = rng.choice(lives)
+        out.append(life.pop(0))
+        if not life:
+            lives.remove(life)
+    for seq, ev in enumerate(out, start=1):
+        ev["seq"], ev["ts"] = seq, 1_700_000_000_000 + seq
+    return out
+
+
+def entry(events: list[dict[str, Any]]) -> list[bytes]:
+    """A raw stream entry as the engine writes it (flat field list)."""
+    first, last = events[0]["seq"], events[-1]["seq"]
+    return [b"f", str(first).encode(), b"l", str(last).encode(), b"e", orjson.dumps(events)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batch_orders_equal_event_by_event_merge(seed):
+    rng = random.Random(seed)
+    log = random_log(rng, orders=rng.randint(1, 30))
+    batch = Rows()
+    i = 0
+    while i < len(log):  # entries of 1..6 events into one accumulator
+        n = rng.randint(1, 6)
+        market_entry_rows("MKT", entry(log[i : i + n]), batch)
+        i += n
+    ref_orders: dict[str, list[Any]] = {}
+    ref_trades = []
+    for ev in log:  # every event alone, folded with merge_order
+        one = market_entry_rows("MKT", entry([ev]))
+        ref_trades += one.trades
+        for oid, row in one.orders.items():
+            ref_orders[oid] = merge_order(ref_orders[oid], row) if oid in ref_orders else row
+    assert batch.orders == ref_orders
+    assert batch.trades == ref_trades
+    spans = [(r[1], r[2]) for r in batch.market_events]
+    assert spans[0][0] == 1 and spans[-1][1] == len(log)
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_entry_in_another_field_layout_converts_alike():
+    log = random_log(random.Random(5), orders=6)
+    raw = entry(log)
+    as_dict = {raw[4]: raw[5], raw[0]: raw[1], raw[2]: raw[3]}  # e first, a dict
+    a, b = market_entry_rows("MKT", raw), market_entry_rows("MKT", as_dict)
+    assert (a.orders, a.trades, a.market_events) == (b.orders, b.trades, b.market_events)
+
+
+def test_events_copy_text_only_for_plain_values():
+    plain = [("M-1", 1, 2, 3, '[{"e":"level","msg":"é"}]'), ("M-1", 3, 3, 4, "[]")]
+    text = events_copy_text(plain)
+    assert text == 'M-1\t1\t2\t3\t[{"e":"level","msg":"é"}]\nM-1\t3\t3\t4\t[]\n'.encode()
+    for bad in (
+        ("M-1", 1, 1, 3, '[{"msg":"a\\"b"}]'),  # a backslash: COPY must escape it
+        ("M-1", 1, 1, 3, '[\n{"e":"x"}]'),  # JSON whitespace: newline
+        ("M-1", 1, 1, 3, '[\t{"e":"x"}]'),
+        ("M-1", 1, 1, "3", "[]"),  # not an int: psycopg decides
+        ("M-1", 1, 1, True, "[]"),
+    ):
+        mixed: list[Any] = [plain[0], bad]
+        assert events_copy_text(mixed) is None
+
+
+@pytest.fixture
+def db_url(pg_url):
+    name = f"t_drows_{uuid.uuid4().hex[:10]}"
+    url = create_database(pg_url, name)
+    migrate(url)
+    yield url
+    drop_database(pg_url, name)
+
+
+@pytest.mark.parametrize("special", [False, True])
+async def test_market_events_stored_verbatim(db_url, special):
+    """Both COPY paths (plain text by hand, escapes by psycopg) store the same text."""
+    from workers.drain import prepare_connection
+
+    msg = 'tab\\t back\\\\slash \\"q\\" é' if special else "plain é"
+    rows = Rows()
+    texts = []
+    for seq in range(1, 30):
+        ev = [{"e": "done", "seq": seq, "ts": 5, "id": f"o{seq}", "u": "u", "side": "buy",
+               "reason": "CANCELED", "msg": "x", "filled": 0, "cost": 0}]  # fmt: skip
+        raw = orjson.dumps(ev).replace(b'"x"', f'"{msg}"'.encode())
+        texts.append(raw.decode())
+        market_entry_rows(
+            "M-1", [b"f", str(seq).encode(), b"l", str(seq).encode(), b"e", raw], rows
+        )
+    assert (events_copy_text(rows.market_events) is None) == special
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        await prepare_connection(conn)
+        async with conn.transaction():
+            await write_rows(conn, rows)
+        cur = await conn.execute("SELECT events::text FROM market_events ORDER BY first_seq")
+        stored = [r[0] for r in await cur.fetchall()]
+        cur = await conn.execute("SELECT reason FROM orders ORDER BY seq")
+        reasons = [r[0] for r in await cur.fetchall()]
+    assert stored == texts
+    assert reasons == [orjson.loads(t)[0]["msg"] for t in texts]

@@ -1,0 +1,87 @@
+"""Drain.run with several writer connections: batches commit in any order, still
+exactly once, candles and order states as with one writer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+import pytest
+
+from ops.bench.drain import LOAD_MARKET, EngineLoad, emitted_trades
+from ops.migrate import create_database, drop_database, migrate
+from workers import candles, streams
+from workers.drain import Drain, DrainConfig
+
+MKT = LOAD_MARKET.id
+STREAM = f"{{m:{MKT}}}:ev"
+
+
+@pytest.fixture
+def db_url(pg_url):
+    name = f"t_dwriters_{uuid.uuid4().hex[:10]}"
+    url = create_database(pg_url, name)
+    migrate(url)
+    yield url
+    drop_database(pg_url, name)
+
+
+async def rows(url: str, sql: str, *args) -> list[tuple]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        return await (await conn.execute(sql, args)).fetchall()
+
+
+@pytest.mark.parametrize("writers", [1, 3])
+async def test_concurrent_writers_commit_everything_once(redis_real, db_url, writers):
+    load = EngineLoad(redis_real, seed=11)
+    await load.setup()
+    await load.run(50)
+    cfg = DrainConfig(
+        count=7, writers=writers, block_ms=10, maintain_s=0.05, trim_require=("keep-all",)
+    )
+    drain = Drain(redis_real, db_url, cfg)
+    stop = asyncio.Event()
+    running = asyncio.create_task(drain.run(stop))
+    await load.run(600, max_seconds=60)  # while the writers commit small batches
+    for _ in range(600):  # until the group has acknowledged everything
+        gs = [g for g in await streams.groups(redis_real, STREAM) if g.name == "drain"]
+        if gs and gs[0].pending == 0 and gs[0].lag == 0:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(running, 30)
+    assert drain.committed > 0
+    others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    assert await rows(db_url, others + "AND pid <> pg_backend_pid()") == [(0,)]  # all closed
+
+    emitted = await emitted_trades(redis_real, MKT)
+    assert len(emitted) > 50
+    got = await rows(db_url, "SELECT market, trade_id FROM trades ORDER BY trade_id")
+    assert got == emitted
+    n_entries = await redis_real.xlen(STREAM)
+    assert await rows(db_url, "SELECT count(*) FROM market_events") == [(n_entries,)]
+    for oid, status, filled, cost, amount in await rows(
+        db_url, "SELECT id, status, filled, cost, amount FROM orders WHERE status <> 'NEW'"
+    ):
+        rec = await redis_real.hgetall(f"{{m:{MKT}}}:o:{oid}")
+        assert rec[b"status"].decode() == status, oid
+        assert (int(rec[b"filled"]), int(rec[b"cost"]), int(rec[b"amount"])) == (
+            filled,
+            cost,
+            amount,
+        )
+    trades = await rows(db_url, "SELECT market, trade_id, price, size, quote, ts FROM trades")
+    want = {
+        c.key: (c.open, c.high, c.low, c.close, c.volume, c.trades)
+        for c in candles.aggregate(trades)
+    }
+    have = {
+        (r[0], r[1], r[2]): (r[3], r[4], r[5], r[6], int(r[7]), r[8])
+        for r in await rows(
+            db_url,
+            "SELECT market, interval, start_ts, open, high, low, close, volume, trades"
+            " FROM candles",
+        )
+    }
+    assert have == want

@@ -19,7 +19,7 @@ from engine import accounts, addresses, registry
 from engine import market as M
 from engine.ids import new_order_id
 from engine.pubsub import publish_many
-from engine.pushes import order_pushes
+from engine.pushes import order_pushes, rewind
 from engine.settlement import balance_push
 from engine.types import (
     Asset,
@@ -374,27 +374,72 @@ class Exchange:
     async def _publish_loop(self) -> None:
         while not self._outbox.empty():
             batch = [self._outbox.get_nowait() for _ in range(min(self._outbox.qsize(), 256))]
+            calls = [item for item in batch if len(item) == 3]
+            pushes = iter(await self._pushes(calls)) if calls else None
             messages = []
             for item in batch:
                 if len(item) == 2:
                     messages.append(item)
                     continue
-                market, events, known = item
-                for user, push in await self._pushes(market, events, known):
+                assert pushes is not None
+                for user, push in next(pushes):
                     messages.append((user_channel(user), orjson.dumps(push)))
             await publish_many(self.redis, messages)
 
     async def _pushes(
-        self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]
-    ) -> list[tuple[str, dict[str, Any]]]:
-        others = sorted(
-            {ev["maker"] for ev in events if ev["e"] == "trade"}
-            | {ev["id"] for ev in events if ev["e"] == "done"} - set(known)
-        )
-        final = dict(known)
-        for order in await self._orders(market.id, others):
-            final[order.id] = order
-        return order_pushes(market, events, final)
+        self, calls: list[tuple[Market, list[dict[str, Any]], dict[str, Order]]]
+    ) -> list[list[tuple[str, dict[str, Any]]]]:
+        """The pushes of each call. The other orders the calls' events mention (makers,
+        orders done) are read in one round trip, after all the calls; each call sees
+        them as they were right after it (later calls of the batch rewound)."""
+        wanted: dict[tuple[str, str], None] = {}
+        for market, events, known in calls:
+            for ev in events:
+                kind = ev["e"]
+                oid = ev["maker"] if kind == "trade" else ev["id"] if kind == "done" else None
+                if oid is not None and oid not in known:
+                    wanted[(market.id, oid)] = None
+        latest = await self._orders_at(list(wanted)) if wanted else {}
+        out: list[list[tuple[str, dict[str, Any]]]] = []
+        for market, events, known in reversed(calls):
+            final = dict(known)
+            touched = _touched(events) if latest else ()
+            for oid in touched:
+                order = latest.get((market.id, oid))
+                if order is not None and oid not in final:
+                    final[oid] = order
+            out.append(order_pushes(market, events, final))
+            for oid in touched:  # as they were before this call, for the calls before it
+                key = (market.id, oid)
+                if key in latest:
+                    latest[key] = rewind(known.get(oid) or latest[key], events)
+        out.reverse()
+        return out
+
+    async def _orders_at(self, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Order]:
+        pipe = self.redis.pipeline(transaction=False)
+        for market_id, oid in wanted:
+            pipe.hgetall(f"{{m:{market_id}}}:o:{oid}")
+        out: dict[tuple[str, str], Order] = {}
+        for (market_id, oid), raw in zip(wanted, await pipe.execute(), strict=True):
+            if raw:
+                rec = {k.decode(): v.decode() for k, v in raw.items()}
+                order = M.order_from_record(market_id, rec)
+                if order is not None:
+                    out[(market_id, oid)] = order
+        return out
+
+
+def _touched(events: list[dict[str, Any]]) -> list[str]:
+    """The ids of the orders the events change."""
+    out: list[str] = []
+    for ev in events:
+        kind = ev["e"]
+        if kind == "trade":
+            out += (ev["maker"], ev["taker"])
+        elif kind == "done" or kind == "accepted":
+            out.append(ev["id"])
+    return list(dict.fromkeys(out))
 
 
 def hold_of(market: Market, req: OrderRequest) -> tuple[str, int]:

@@ -10,6 +10,7 @@ This runs for every order a node places or cancels, so it works on plain numbers
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from engine.types import Market, Order
@@ -99,3 +100,17 @@ def _push(
         "order": order_state_to_wire(g, order, s[0], s[1], s[2], ts),
         "ts": ts,
     }
+
+
+def rewind(order: Order, events: list[dict[str, Any]]) -> Order:
+    """``order`` as it was before ``events`` (its fills taken back)."""
+    filled, cost, accepted = order.filled, order.cost, False
+    for ev in events:
+        kind = ev["e"]
+        if kind == "trade" and order.id in (ev["maker"], ev["taker"]):
+            filled -= ev["size"]
+            cost -= ev["quote"]
+        elif kind == "accepted" and ev["id"] == order.id:
+            accepted = True
+    status = "NEW" if (accepted or filled == 0) else "PARTIALLY_FILLED"
+    return replace(order, filled=filled, cost=cost, status=status)  # type: ignore[arg-type]

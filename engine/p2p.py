@@ -53,7 +53,7 @@ from engine.p2p_rules import (
 )
 from engine.pubsub import publish
 from engine.settlement import balance_push
-from engine.types import EngineError
+from engine.types import Balance, EngineError
 
 log = logging.getLogger("hftx.p2p")
 
@@ -128,6 +128,12 @@ def _raise(reply: Any) -> Any:
     return reply
 
 
+def _balance_of(raw: dict[Any, Any], asset: str) -> Balance:
+    """One asset of a ``{u:U}:bal`` hash as read by HGETALL (pure)."""
+    get = {_text(k): int(v) for k, v in raw.items()}.get
+    return Balance(asset, get(f"{asset}:a", 0), get(f"{asset}:h", 0), get(f"{asset}:e", 0))
+
+
 @dataclass(frozen=True, slots=True)
 class ExpireResult:
     outcome: ExpireOutcome
@@ -168,17 +174,30 @@ class P2P:
             self._scales[asset] = await accounts.asset_scale(self.redis, asset)
         return self._scales[asset]
 
-    async def _push_balance(self, user: str, asset: str) -> None:
+    async def _push_balance(self, user: str, asset: str, bal: Any = None) -> None:
         """Publish ``user``'s ``balances`` push of ``asset`` (never raises: the
-        balance itself is already right, a lost push only delays the client)."""
+        balance itself is already right, a lost push only delays the client).
+        ``bal``: the user's balances hash as read right after the call, in its
+        pipeline (saves a round trip); None reads it now."""
         if not self.balance_pushes:
             return
         try:
-            b = await accounts.balance(self.redis, user, asset)
+            if isinstance(bal, dict):
+                b = _balance_of(bal, asset)
+            else:
+                b = await accounts.balance(self.redis, user, asset)
             push = balance_push(b, await self.scale(asset))
             await publish(self.redis, notify.channel(user), orjson.dumps(push))
         except Exception:
             log.warning("balances push to %s failed", user, exc_info=True)
+
+    async def _fcall_bal(self, fn: str, keys: list[str], *args: Any) -> tuple[Any, Any]:
+        """(reply, the shard's balances hash right after the call), one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.fcall(fn, len(keys), *keys, *args)
+        pipe.hgetall(keys[0])
+        reply, bal = await pipe.execute(raise_on_error=False)
+        return _raise(reply), bal
 
     async def _fcall(self, fn: str, keys: list[str], *args: Any) -> Any:
         try:
@@ -204,10 +223,11 @@ class P2P:
                    spec.fiat, spec.price, spec.min_amount, spec.max_amount, spec.amount,
                    encode_methods(spec.payment_methods), spec.payment_window, now,
                    _rid(request_id))  # fmt: skip
-        *_, reply = await pipe.execute(raise_on_error=False)
+        pipe.hgetall(keys[0])
+        *_, reply, bal = await pipe.execute(raise_on_error=False)
         offer = offer_from(_raise(reply)[1])
         if offer.side == "sell":
-            await self._push_balance(user, offer.asset)
+            await self._push_balance(user, offer.asset, bal)
         return offer
 
     async def update_offer(
@@ -222,11 +242,11 @@ class P2P:
         """Pause/resume or edit one of ``user``'s offers (amount = new amount left)."""
         _check_id(offer_id, "offer")
         keys = [*_shard(user), _offer_key(user, offer_id)]
-        reply = await self._fcall("p2p_offer_update", keys, offer_id, *changes.argv(),
-                                  now or now_ms(), _rid(request_id))  # fmt: skip
+        reply, bal = await self._fcall_bal("p2p_offer_update", keys, offer_id, *changes.argv(),
+                                           now or now_ms(), _rid(request_id))  # fmt: skip
         offer = offer_from(reply[1])
         if offer.side == "sell" and changes.amount is not None:
-            await self._push_balance(user, offer.asset)
+            await self._push_balance(user, offer.asset, bal)
         return offer
 
     async def close_offer(
@@ -235,12 +255,12 @@ class P2P:
         """Close one of ``user``'s offers; a sell offer's remaining escrow is released."""
         _check_id(offer_id, "offer")
         keys = [*_shard(user), _offer_key(user, offer_id)]
-        reply = await self._fcall("p2p_offer_close", keys, offer_id, now or now_ms(),
-                                  _rid(request_id))  # fmt: skip
+        reply, bal = await self._fcall_bal("p2p_offer_close", keys, offer_id, now or now_ms(),
+                                           _rid(request_id))  # fmt: skip
         offer = offer_from(reply[1])
         await self.redis.zrem(OFFERS, self._listing(offer))
         if offer.side == "sell":
-            await self._push_balance(user, offer.asset)
+            await self._push_balance(user, offer.asset, bal)
         return offer
 
     @staticmethod
@@ -383,14 +403,14 @@ class P2P:
         terms = offer_from(flat)
         tkeys = [*_shard(seller), _trade_key(seller, tid)]
         try:
-            reply = await self._fcall(
+            reply, bal = await self._fcall_bal(
                 "p2p_open", tkeys, tid, offer.id, buyer, terms.asset, terms.fiat, price, amount,
                 fiat, encode_methods(terms.payment_methods), terms.payment_window, now,
             )  # fmt: skip
         except EngineError as exc:
             await self._abort(seller, buyer, offer.id, tid, exc.code, exc.message)
             raise
-        await self._push_balance(seller, terms.asset)  # escrowed from the seller's free
+        await self._push_balance(seller, terms.asset, bal)  # escrowed from the seller's free
         return trade_from(reply[1])
 
     async def _abort(
@@ -445,18 +465,19 @@ class P2P:
             pipe.zadd(DISPUTES, {f"{seller}|{trade_id}": now})
         pipe.fcall("p2p_act", len(keys), *keys, action, actor, role, now, _rid(request_id),
                    reason)  # fmt: skip
-        *_, reply = await pipe.execute(raise_on_error=False)
+        pipe.hgetall(keys[0])  # the seller's balances after the call (for the push)
+        *_, reply, bal = await pipe.execute(raise_on_error=False)
         kind, flat = _raise(reply)
         trade = trade_from(flat)
         if _text(kind) != "not_due":
-            await self._after(trade)
+            await self._after(trade, bal)
         return _text(kind), trade
 
-    async def _after(self, trade: Trade) -> None:
-        """Follow-ups of a transition (idempotent, repeated on replays): buy-offer
-        reservation, index cleanup, notifications."""
+    async def _after(self, trade: Trade, bal: Any = None) -> None:
+        """Follow-ups of a transition (idempotent, repeated on replays): the seller's
+        balances push, buy-offer reservation, index cleanup, notifications."""
         if trade.status in FINAL:
-            await self._push_balance(trade.seller, trade.asset)  # escrow left or came back
+            await self._push_balance(trade.seller, trade.asset, bal)  # escrow left or came back
             if trade.offer_side == "buy":
                 outcome = "fill" if trade.status == "RELEASED" else "return"
                 await self._unreserve(trade.buyer, trade.offer_id, trade.id, trade.seller, outcome)

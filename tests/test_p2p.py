@@ -423,17 +423,17 @@ async def test_request_ids_make_retries_change_nothing_twice(desk):
 async def test_a_take_cut_off_between_its_two_shards_is_repaired_by_the_sweep(desk, monkeypatch):
     p2p, ledger = desk
     offer = await p2p.create_offer("bea", spec("buy", COIN), now=T0)
-    real = p2p._fcall
+    real = p2p._fcall_bal  # p2p_open goes through it (with the balance read)
 
     async def lost_open(fn: str, *args: Any) -> Any:
         if fn == "p2p_open":
             raise ConnectionError("connection lost")
         return await real(fn, *args)
 
-    monkeypatch.setattr(p2p, "_fcall", lost_open)
+    monkeypatch.setattr(p2p, "_fcall_bal", lost_open)
     with pytest.raises(ConnectionError):
         await p2p.take_offer("sam", offer.id, COIN // 4, request_id="cut", now=T0)
-    monkeypatch.setattr(p2p, "_fcall", real)
+    monkeypatch.setattr(p2p, "_fcall_bal", real)
     assert (await p2p.get_offer(offer.id)).amount == 3 * COIN // 4  # reserved, no trade
     assert (await p2p.sweep(now=T0 + 1000)).aborted == []  # too recent
     result = await p2p.sweep(now=now_plus_grace())

@@ -57,7 +57,6 @@ from workers.rows import (
     TRADE_COLUMNS,
     TRANSFER_COLUMNS,
     WITHDRAWAL_COLUMNS,
-    MarketEventRow,
     PoisonEntry,
     Rows,
     TradeRow,
@@ -280,29 +279,10 @@ async def _copy(
     cur: psycopg.AsyncCursor[Any], table: str, cols: tuple[str, ...], rows: Any
 ) -> None:
     async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
-        if cols == MARKET_EVENT_COLUMNS and (text := events_copy_text(rows)) is not None:
-            for i in range(0, len(text), 1 << 20):
-                await cp.write(text[i : i + (1 << 20)])
-            return
         fmt = cp.formatter.write_row  # formats into a buffer, returns it when full
         for row in rows:
             if data := fmt(row):
                 await cp.write(data)
-
-
-def events_copy_text(rows: list[MarketEventRow]) -> bytes | None:
-    """COPY text of ``market_events`` rows, byte for byte what psycopg's formatter
-    makes of them, in a few C-level passes; None when some value needs more than
-    plain formatting (an escape, a non-integer): psycopg formats those batches."""
-    if any(type(r[1]) is not int or type(r[2]) is not int or type(r[3]) is not int for r in rows):
-        return None
-    text = "".join(
-        [f"{m}\t{first}\t{last}\t{ts}\t{events}\n" for m, first, last, ts, events in rows]
-    )
-    n = len(rows)
-    if text.count("\t") != 4 * n or text.count("\n") != n or "\\" in text or "\r" in text:
-        return None  # a tab, newline, backslash or CR inside some value
-    return text.encode()
 
 
 async def _copy_new(

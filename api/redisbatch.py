@@ -43,11 +43,12 @@ class BatchingRedis(Redis):
         self._batch: list[tuple[list[Command], asyncio.Future[list[Any]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle: list[Any] = []  # connections kept between batches (see _connection)
+        self._callbacks: dict[Any, Any] = {}  # command name -> response callback or None
         self.batches = 0
         self.commands = 0
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if str(args[0]).upper() in BYPASS:
+        if _bypasses(args[0]):
             return await super().execute_command(*args, **options)
         (result,) = await self.submit([(args, options)])
         if isinstance(result, Exception):
@@ -97,7 +98,7 @@ class BatchingRedis(Redis):
             await conn.send_packed_command(_pack(conn, commands), check_health=False)
             replies: list[Any] = []
             reader = _buffered_reader(conn)
-            callbacks = self.response_callbacks
+            callbacks = self._callbacks
             for args, options in commands:
                 # Fast path: a reply already buffered in hiredis' reader, no option that
                 # changes its parsing. Else redis-py's own path (reads the socket).
@@ -111,14 +112,18 @@ class BatchingRedis(Redis):
                         reply = await self.parse_response(conn, args[0], **options)
                     except ResponseError as exc:
                         reply = exc
-                elif isinstance(reply, ResponseError):
-                    reply = options.get(EMPTY_RESPONSE, reply)
                 elif isinstance(reply, Exception):
-                    raise reply
+                    if not isinstance(reply, ResponseError):
+                        raise reply
+                    reply = options.get(EMPTY_RESPONSE, reply)
                 else:
-                    options.pop(EMPTY_RESPONSE, None)
-                    options.pop("keys", None)
-                    callback = callbacks.get(args[0])
+                    if options:
+                        options.pop(EMPTY_RESPONSE, None)
+                        options.pop("keys", None)
+                    name = args[0]
+                    callback = callbacks.get(name, callbacks)
+                    if callback is callbacks:  # not looked up yet (redis-py's is case-blind)
+                        callback = callbacks[name] = self.response_callbacks.get(name)
                     if callback is not None:
                         reply = callback(reply, **options)
                         if inspect.isawaitable(reply):
@@ -145,6 +150,10 @@ class BatchingRedis(Redis):
             await conn.disconnect()  # the server closed it (restart, timeout)
             await self.connection_pool.release(conn)
         return await self.connection_pool.get_connection()
+
+    def set_response_callback(self, command: str, callback: Any) -> None:
+        super().set_response_callback(command, callback)
+        self._callbacks.clear()
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         if transaction:
@@ -188,12 +197,30 @@ def _buffered_reader(conn: Any) -> Any:
     return reader if isinstance(reader, hiredis.Reader) else None
 
 
+_BYPASSES: dict[Any, bool] = {}
+
+
+def _bypasses(name: Any) -> bool:
+    """Whether command ``name`` skips the batch (memoized: a few names, every command)."""
+    verdict = _BYPASSES.get(name)
+    if verdict is None:
+        verdict = str(name).upper() in BYPASS
+        if len(_BYPASSES) < 1024:
+            _BYPASSES[name] = verdict
+    return verdict
+
+
 def _split(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """``("CONFIG GET", x)`` -> ``("CONFIG", "GET", x)``, as redis-py sends it."""
     name = args[0]
-    if isinstance(name, str | bytes) and (" " in name if isinstance(name, str) else b" " in name):
-        return (*name.split(), *args[1:])
-    return args
+    if type(name) is str:
+        if " " not in name:
+            return args
+    elif not (
+        isinstance(name, str | bytes) and (" " in name if isinstance(name, str) else b" " in name)
+    ):
+        return args
+    return (*name.split(), *args[1:])
 
 
 def _pack(conn: Any, commands: list[Command]) -> bytes:

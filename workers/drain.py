@@ -35,8 +35,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import hiredis
 import psycopg
 from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import BusyLoadingError
@@ -65,6 +66,9 @@ from workers.rows import (
     stream_owner,
 )
 from workers.streams import Entry
+
+# hiredis (a dependency: redis[hiredis]) packs any number of arguments; its stub says one
+_pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 
 log = logging.getLogger("hftx.drain")
 
@@ -395,6 +399,33 @@ def _by_id_in_order(rows: list[tuple[Any, ...]], ts_col: int) -> list[tuple[Any,
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
 
 
+async def ack(redis: Any, group: str, entries: list[Entry]) -> int:
+    """XACK ``entries``: :func:`workers.streams.ack`, but on a single node with the
+    commands packed by hiredis (C) on one pooled connection: redis-py's asyncio
+    client packs each of a batch's thousands of ids in Python."""
+    pool = getattr(redis, "connection_pool", None)
+    if pool is None or streams.is_cluster(redis):
+        return await streams.ack(redis, group, entries)
+    by_stream: dict[str, list[str]] = {}
+    for e in entries:
+        by_stream.setdefault(e.stream, []).append(e.id)
+    if not by_stream:
+        return 0
+    packed = [_pack(("XACK", stream, group, *ids)) for stream, ids in by_stream.items()]
+    try:
+        conn = await pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        conn = await pool.get_connection("XACK")
+    try:
+        await conn.send_packed_command(packed)
+        return sum([int(await conn.read_response()) for _ in packed])
+    except BaseException:
+        await conn.disconnect()  # a reply may be left unread
+        raise
+    finally:
+        await pool.release(conn)
+
+
 def _entry_specific(exc: BaseException) -> bool:
     """A database error caused by the data of some entry (not by the database state)."""
     return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
@@ -560,7 +591,7 @@ class Drain:
                 await self._backoff(attempt, exc, slot)
                 attempt += 1
         fault("after_commit")
-        await self._redis_retry(lambda: streams.ack(self.redis, self.cfg.group, entries))
+        await self._redis_retry(lambda: ack(self.redis, self.cfg.group, entries))
         fault("after_ack")
         cleared = [e for e in entries if (e.stream, e.id) in self._retried]
         for e in cleared:  # an earlier attempt failed: forget its failure count

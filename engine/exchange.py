@@ -70,7 +70,11 @@ class Exchange:
 
     async def close(self) -> None:
         """Wait for pushes still being published."""
-        if self._publisher is not None:
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every push queued so far is published."""
+        while self._publisher is not None and not self._publisher.done():
             await asyncio.gather(self._publisher, return_exceptions=True)
 
     # -- registry ------------------------------------------------------------------

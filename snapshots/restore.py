@@ -371,11 +371,13 @@ async def _finish_account(redis: Any, user: str, seqs: dict[str, int], markets: 
     index (an order that never reached its market is released by the reconciler)."""
     keys = account_keys(user)
     await redis.delete(keys[3])
-    holds = await redis.hgetall(keys[1])
-    for oid, rec in holds.items():
+    held = 0
+    for oid, rec in (await redis.hgetall(keys[1])).items():
         if int(_text(rec).split("|")[2]) == 0:
             await redis.hdel(keys[1], oid)
-    if len(holds) > 0:
+        else:
+            held += 1
+    if held:
         await redis.zincrby(HOLDERS_KEY, 1, user)  # may over-report, by design
     cur = {_text(k) for k in await redis.hkeys(keys[2])}
     for m, s in seqs.items():

@@ -79,7 +79,12 @@ class Node:
             self.redis = batching(self.redis)
         self.ex = await Exchange.connect(self.redis)
         self.versions = auth.TokenVersions(self.redis, self.users)
-        self.login_throttle = LoginThrottle(self.redis)
+        self.login_throttle = LoginThrottle(
+            self.redis,
+            self.limits.login_failures_per_email,
+            self.limits.login_failures_per_ip,
+            self.limits.login_window,
+        )
         self.hub = PrivateHub(self.settings.redis_url, self._revoked)
         await self.hub.start()
         self.marketdata = MarketData(self.ex, self.redis)

@@ -79,7 +79,12 @@ async def m_auth(node: Node, conn: Connection, params: Any) -> Any:
     conn.expiry = asyncio.get_running_loop().call_later(
         delay, conn.close_soon, CLOSE_AUTH, "token expired"
     )
-    return {"user_id": principal.user_id, "role": principal.role, "expires_at": principal.exp}
+    # a timestamp, so milliseconds like every other one (PROTOCOL.md); the JWT's exp is in s
+    return {
+        "user_id": principal.user_id,
+        "role": principal.role,
+        "expires_at": principal.exp * 1000,
+    }
 
 
 async def m_subscribe(node: Node, conn: Connection, params: Any) -> Any:

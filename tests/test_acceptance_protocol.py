@@ -312,6 +312,8 @@ async def test_ws_envelope_ids_and_answers(target: Exchange) -> None:
     auth = await ws.request("auth", {"token": user.token}, id="auth-1")
     assert auth["id"] == "auth-1" and auth["status"] == 200
     assert auth["result"]["user_id"] == user.user_id and auth["result"]["role"] == "user"
+    expires_at = auth["result"]["expires_at"]  # a timestamp: integer milliseconds
+    assert isinstance(expires_at, int) and expires_at == jwt_claims(user.token)["exp"] * 1000
     answer = await ws.request("ping", id=7)
     assert set(answer) == {"id", "status", "result"} and answer["id"] == 7
     assert isinstance(answer["result"]["ts"], int)
@@ -363,7 +365,7 @@ async def test_a_socket_closes_4401_when_its_token_expires_unless_reauthed(
     expiring = await Ws.connect(target.ws_url(), short)
     extended = await Ws.connect(target.ws_url(), short)
     answer = await extended.request("auth", {"token": user.token})
-    assert answer["status"] == 200 and answer["result"]["expires_at"] > time.time() + 60
+    assert answer["status"] == 200 and answer["result"]["expires_at"] > (time.time() + 60) * 1000
     assert (await asyncio.wait_for(expiring.closed, 6))[0] == 4401
     assert (await extended.request("ping"))["status"] == 200
     await extended.close()

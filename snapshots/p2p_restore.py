@@ -13,9 +13,9 @@ re-applies them with ``snap_apply``), while its record snapshots ``p2p_offer``,
    parties' trade lists, and in ``{g}`` the listing, offer owners, trade parties,
    payment deadlines (PENDING), disputes (DISPUTED) and buy-offer reservations;
 3. a buy offer's reservations ``r:<trade id>`` are those of its open trades, plus,
-   while its ``locked`` says more is reserved, ended trades whose reservation was
-   not settled yet and reservations from the snapshot whose trade never opened
-   (the sweep settles both).
+   while its ``locked`` says more is reserved, reservations from the snapshot whose
+   trade never opened and ended trades whose reservation was not settled yet, the
+   most recent first (the sweep settles both, oldest first).
 
 Not recoverable (not in any record): request-id idempotency keys and tombstones of
 takes aborted after the snapshot, and notifications (the inbox).
@@ -168,7 +168,12 @@ async def _reservations(redis: Any, o: dict[str, str], trades: list[dict[str, st
         tid: v for tid, v in old.items() if tid not in known
     }
     required = [(t["id"], int(t["amount"])) for t in trades if t["status"] in ACTIVE]
-    unopened = [(tid, int(v.split("|")[0])) for tid, v in old.items() if tid not in known]
+    # newest first: the sweep aborts reservations (and _after settles ended trades)
+    # oldest first, so those still reserved are the most recent ones
+    unopened = sorted(
+        ((tid, int(v.split("|")[0])) for tid, v in old.items() if tid not in known),
+        key=lambda x: -int(values[x[0]].split("|")[3]),
+    )
     ended = sorted((t for t in trades if t["status"] not in ACTIVE), key=lambda t: -int(t["uts"]))
     chosen, left = choose_reservations(
         int(o["locked"]), required, unopened + [(t["id"], int(t["amount"])) for t in ended]

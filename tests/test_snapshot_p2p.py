@@ -15,7 +15,7 @@ import redis.asyncio as aredis
 from engine import accounts, addresses
 from engine.exchange import Exchange
 from engine.ids import new_order_id
-from engine.p2p import P2P
+from engine.p2p import P2P, RESERVE_GRACE_MS, now_ms
 from engine.types import EngineError, OrderRequest
 from ops.bench.drain import ExchangeLoad
 from ops.migrate import create_database, drop_database, migrate
@@ -83,7 +83,7 @@ async def _orders_with_cids(ex: Exchange, users: list[str], tag: str) -> list[st
 
 
 async def test_restore_with_p2p_cids_withdrawals_and_transfers_equals_live(
-    redis_real, target, db_url, tmp_path
+    redis_real, target, db_url, tmp_path, monkeypatch
 ):
     load = ExchangeLoad(redis_real, seed=11)
     await load.setup()
@@ -98,6 +98,20 @@ async def test_restore_with_p2p_cids_withdrawals_and_transfers_equals_live(
     t2 = await desk.take_offer(d, wanted.id, 2 * COIN)
     cids = await _orders_with_cids(load.ex, [b, c], "pre")
     await load.settle()
+    # two takes of the buy offer cut off between its shards (reserved, never opened):
+    # the sweep aborts the older one after the snapshot, the other stays reserved
+    real = desk._fcall_bal
+
+    async def lost_open(fn: str, *args: Any) -> Any:
+        if fn == "p2p_open":
+            raise ConnectionError("connection lost")
+        return await real(fn, *args)
+
+    monkeypatch.setattr(desk, "_fcall_bal", lost_open)
+    for seller, age in ((s, RESERVE_GRACE_MS + 5_000), (b, 0)):
+        with pytest.raises(ConnectionError):
+            await desk.take_offer(seller, wanted.id, COIN // 2, now=now_ms() - age)
+    monkeypatch.setattr(desk, "_fcall_bal", real)
     t0 = await desk.take_offer(d, sell.id, COIN)  # released, not credited at the snapshot
     await desk.mark_paid(d, t0.id)
     await desk.confirm_release(s, t0.id)
@@ -105,6 +119,7 @@ async def test_restore_with_p2p_cids_withdrawals_and_transfers_equals_live(
     doc = S.load_file(tmp_path / info.path)
 
     # after it: every kind of P2P move
+    assert len((await desk.sweep()).aborted) == 1
     await desk.mark_paid(b, t1.id)
     await desk.post_message(s, t1.id, 'got it "thanks" \u00e9')
     await desk.confirm_release(s, t1.id)
@@ -160,7 +175,9 @@ async def test_restore_with_p2p_cids_withdrawals_and_transfers_equals_live(
     await again.mark_paid(c, t5.id)  # c owns the buy offer, b sold
     await again.confirm_release(b, t5.id)
     await again.resolve_dispute("ops-admin", t6.id, "release")
-    assert (await again.sweep()).aborted == [] and await again.disputes() == []
+    assert await again.disputes() == []
+    swept = await again.sweep(now=now_ms() + RESERVE_GRACE_MS + 1)  # the cut take left
+    assert len(swept.aborted) == 1 and (await again.get_offer(wanted.id)).locked == 0
     ex = await Exchange.connect(target)
     dup = OrderRequest("DRN-USD", "buy", "limit", 1_000, 9_000 * 1_000_000,
                        client_order_id="post-1")  # fmt: skip

@@ -98,7 +98,7 @@ class Users:
     async def page(self, limit: int, after_id: int = 0) -> list[User]:
         async with self.db.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_COLUMNS} FROM users WHERE id > %s ORDER BY id LIMIT %s",
+                f"SELECT {_COLUMNS} FROM users WHERE id > %s ORDER BY users.id LIMIT %s",
                 (after_id, limit),
             )
             rows = await cur.fetchall()

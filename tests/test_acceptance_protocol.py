@@ -1035,6 +1035,18 @@ async def test_wallets_and_admin_money_routes(target: Exchange) -> None:
             assert back.status_code == 200 and back.json()["status"] == "REJECTED"
             users = (await admin.get("/admin/users", params={"limit": 1000})).json()
             assert any(u["user_id"] == alice.user_id for u in users)
+            assert set(users[0]) == {"user_id", "email", "role", "created_ts"}
+            ids = [int(u["user_id"]) for u in users]
+            assert ids == sorted(ids)  # by id: numerically, paging with after= sees them all
+            paged: list[int] = []
+            while len(paged) < len(ids):
+                after = paged[-1] if paged else 0
+                page = (
+                    await admin.get("/admin/users", params={"limit": 50, "after": after})
+                ).json()
+                assert page, paged
+                paged += [int(u["user_id"]) for u in page]
+            assert paged[: len(ids)] == ids
 
         async def settled() -> bool:
             b = {x["asset"]: x for x in (await ah.get("/balances")).json()}["USD"]

@@ -46,7 +46,9 @@ async def fcall(redis: Any, name: str, key: str, *args: Any) -> Any:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return (
+        value if type(value) is str else value.decode() if isinstance(value, bytes) else str(value)
+    )
 
 
 @dataclass(slots=True)
@@ -63,6 +65,8 @@ class Outcome:
 
 def _outcome(reply: list[Any]) -> tuple[Outcome, bool]:
     kind, events, status, filled, cost, more, order_id = reply
+    if type(kind) is bytes:  # the usual client (no decode_responses)
+        kind, status, order_id = kind.decode(), status.decode(), order_id.decode()
     outcome = Outcome(
         kind=_text(kind),
         order_id=_text(order_id),

@@ -122,15 +122,24 @@ class Grid:
 
 
 _grids: dict[Market, Grid] = {}
+_last: dict[int, tuple[Market, Grid]] = {}  # id(market) -> the last market object seen
 
 
 def grid(market: Market) -> Grid:
-    """The market's :class:`Grid` (kept per market value: a changed market gets a new one)."""
+    """The market's :class:`Grid` (kept per market value: a changed market gets a new
+    one). Callers pass the same cached Market object again and again, so it is found
+    by identity first (a dataclass hash goes through all its fields)."""
+    seen = _last.get(id(market))
+    if seen is not None and seen[0] is market:
+        return seen[1]
     g = _grids.get(market)
     if g is None:
         if len(_grids) > 10_000:
             _grids.clear()
         g = _grids[market] = Grid(market)
+    if len(_last) > 10_000:
+        _last.clear()
+    _last[id(market)] = (market, g)  # holds the object: its id cannot be reused meanwhile
     return g
 
 

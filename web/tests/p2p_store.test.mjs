@@ -128,13 +128,18 @@ test("store: a p2p notification refreshes the trade it references, my offers and
   const seen = [];
   store.on("trade", (t) => seen.push(t.status));
   version = T("PAID", 2);
-  assert.equal(store.onNotification({ id: "n1", kind: "p2p.trade_paid", ref: "7", message: "paid", ts: 1 }), true);
+  assert.equal(
+    store.onNotification({ notification_id: "n1", kind: "p2p.trade_paid", ref: "7", message: "paid", ts: 1 }),
+    true,
+  );
   await tick();
   assert.deepEqual(seen, ["PAID"]);
   assert.equal(store.trades.get("7").status, "PAID");
   assert.deepEqual(client.calls.map((c) => c[0]).sort(), ["getTrade", "listOffers", "myOffers"]);
   assert.equal(store.inbox.length, 1);
-  // the same notification again (replayed push) is not listed twice
+  assert.equal(store.inbox[0].id, "n1"); // listed under its inbox id
+  // the same notification again (replayed push, or as loaded from the inbox) is not listed twice
+  store.onNotification({ notification_id: "n1", kind: "p2p.trade_paid", ref: "7", message: "paid", ts: 1 });
   store.onNotification({ id: "n1", kind: "p2p.trade_paid", ref: "7", message: "paid", ts: 1 });
   assert.equal(store.inbox.length, 1);
   // not ours to handle

@@ -281,8 +281,10 @@ export class P2PStore extends Emitter {
   onNotification(n) {
     const kind = String((n && n.kind) || "");
     if (!kind.startsWith("p2p.") || !n.ref) return false;
-    if (!this.inbox.some((x) => x.id === n.id)) {
-      this.inbox.unshift(n);
+    // a push names its notification `notification_id`; the inbox (GET /notifications) `id`
+    const note = { ...n, id: n.notification_id ?? n.id };
+    if (!this.inbox.some((x) => x.id === note.id)) {
+      this.inbox.unshift(note);
       this.inbox.length = Math.min(this.inbox.length, INBOX_MAX);
       this.emit("inbox");
     }

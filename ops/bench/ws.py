@@ -19,6 +19,9 @@ and token versions seeded in Redis, as a login would). From this separate proces
 
 Prints a table; the last line is one JSON object with
 ``max_orders_per_s_p99_under_5ms``, ``ack_p50_ms``, ``ack_p99_ms``, ``fanout_p99_ms``.
+Each order step also reports the CPU time per order of the web node, the settler and
+this client process (``cpu_us_per_order``, from /proc): on a small machine they share
+the same cores, so the sum bounds the rate any node could reach there.
 """
 
 from __future__ import annotations
@@ -93,6 +96,25 @@ def token(secret: str, user: str) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+PIDS: dict[str, int] = {}  # process name -> pid, for CPU accounting (Linux /proc)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now() -> dict[str, float]:
+    out = {name: cpu_s(pid) for name, pid in PIDS.items()}
+    out["client"] = time.process_time()
+    return out
+
+
 @contextlib.contextmanager
 def web_node(redis_url: str, secret: str) -> Any:
     port = free_port()
@@ -121,6 +143,7 @@ def web_node(redis_url: str, secret: str) -> Any:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"127.0.0.1:{port}"
+    PIDS.update(node=proc.pid, settler=settler.pid)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -215,13 +238,15 @@ async def order_step(clients: list[Client], rate: float, seconds: float, rng: ra
                                              "price": price})  # fmt: skip
             sent += 1
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_now()
     await asyncio.gather(*(run(c) for c in clients))
     elapsed = time.perf_counter() - t0
     deadline = time.monotonic() + 5
     while any(c.sent for c in clients) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
+    cpu1 = cpu_now()
     lat = [x for c in clients for x in c.latencies]
+    cpu_us = {k: round((cpu1[k] - cpu0[k]) * 1e6 / max(1, sent)) for k in cpu1}
     return {
         "target": rate,
         "achieved": round(sent / elapsed),
@@ -230,6 +255,7 @@ async def order_step(clients: list[Client], rate: float, seconds: float, rng: ra
         "p50_ms": round(pct(lat, 0.50), 3),
         "p99_ms": round(pct(lat, 0.99), 3),
         "max_ms": round(max(lat, default=float("nan")), 3),
+        "cpu_us_per_order": cpu_us,  # web node, settler, this client process
     }
 
 
@@ -245,8 +271,11 @@ async def order_bench(url: str, secret: str, users: list[str], rates: list[float
     for rate in rates:
         step = await order_step(clients, rate, seconds, rng)
         steps.append(step)
+        cpu = step["cpu_us_per_order"]
         print(f"  {rate:>7.0f}/s  achieved {step['achieved']:>6}/s  p50 {step['p50_ms']:6.2f} ms"
-              f"  p99 {step['p99_ms']:6.2f} ms  errors {step['errors']}", flush=True)  # fmt: skip
+              f"  p99 {step['p99_ms']:6.2f} ms  errors {step['errors']}  CPU us/order node"
+              f" {cpu.get('node', 0)} settler {cpu.get('settler', 0)} client {cpu['client']}",
+              flush=True)  # fmt: skip
         failing = step["p99_ms"] >= TARGET_P99_MS or step["achieved"] < 0.95 * rate
         misses = misses + 1 if failing else 0
         if misses >= 2:  # two in a row: not noise
@@ -465,6 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_orders_per_s_p99_under_5ms": best["achieved"] if best else 0,
         "ack_p50_ms": best["p50_ms"] if best else None,
         "ack_p99_ms": best["p99_ms"] if best else None,
+        "cpu_us_per_order": best["cpu_us_per_order"] if best else steps[0]["cpu_us_per_order"],
         "fanout_p50_ms": fan["p50_ms"],
         "fanout_p99_ms": fan["p99_ms"],
         "subscribers": fan["subscribers"],

@@ -23,7 +23,7 @@ class Limits:
     signup_rate: float = 0.5  # sign-ups/s per client IP
     signup_burst: float = 10.0
     login_failures_per_email: int = 5  # failed logins per (e-mail, IP) in the window -> 429
-    login_failures_per_ip: int = 50  # failed logins per IP in the window -> 429 for all
+    login_failures_per_ip: int = 500  # failed logins per IP in the window -> 429 for all
     login_window: int = 900  # seconds failed logins are counted for
     request_timeout: float = 10.0  # seconds a request may wait (on Redis...): then 503
 

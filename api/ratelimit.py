@@ -85,7 +85,7 @@ class LoginThrottle:
     """Failed logins per (e-mail, IP) and per IP, counted in Redis for a window."""
 
     def __init__(
-        self, redis: Any, per_email: int = 5, per_ip: int = 50, window_s: int = 900
+        self, redis: Any, per_email: int = 5, per_ip: int = 500, window_s: int = 900
     ) -> None:
         self.redis = redis
         self.per_email = per_email

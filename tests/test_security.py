@@ -267,10 +267,11 @@ async def test_slow_consumer_is_closed_4408(exchange: Exchange) -> None:
         await raw.send(orjson.dumps({"id": i + 1, **request}).decode())
     await asyncio.sleep(2)
     async with exchange.http("a", other.token) as http:  # pushes it cannot take
-        for i in range(150):
+        for i in range(300):  # spaced, so that each is its own book update (> 64 queued)
             order = {"market": market, "side": "buy", "type": "limit", "amount": "0.001",
                      "price": f"{20 + i}"}  # fmt: skip
             assert (await http.post("/orders", json=order)).status_code == 200
+            await asyncio.sleep(0.005)
     code = None
     try:
         while True:

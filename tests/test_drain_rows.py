@@ -136,3 +136,19 @@ async def test_market_events_stored_verbatim(db_url, special):
         reasons = [r[0] for r in await cur.fetchall()]
     assert stored == texts
     assert reasons == [orjson.loads(t)[0]["msg"] for t in texts]
+
+
+def test_merged_batches_equal_one_batch():
+    from workers.drain import convert
+    from workers.streams import Entry
+
+    log = random_log(random.Random(9), orders=20)
+    entries = [Entry("{m:MKT}:ev", f"1-{i}", entry(log[i : i + 2])) for i in range(0, len(log), 2)]
+    entries.insert(3, Entry("{m:MKT}:ev", "0-9", [b"f", b"1", b"l", b"1", b"e", b"[{no"]))
+    whole = convert(entries)
+    for cut in (1, 4, len(entries) - 1):
+        parts = convert(entries[:cut]).merged(convert(entries[cut:]))
+        assert parts.good == whole.good and parts.bad == whole.bad
+        assert parts.rows.orders == whole.rows.orders
+        assert parts.rows.trades == whole.rows.trades
+        assert parts.rows.market_events == whole.rows.market_events

@@ -157,6 +157,11 @@ class Converted:
     rows: Rows
     bad: list[tuple[Entry, str]]
 
+    def merged(self, other: Converted) -> Converted:
+        """Both batches as one (``self`` is used up)."""
+        self.rows.extend(other.rows)
+        return Converted(self.good + other.good, self.rows, self.bad + other.bad)
+
 
 def convert(entries: list[Entry]) -> Converted:
     """Rows of a batch. Fast path into one accumulator; if some entry is bad, once
@@ -716,6 +721,8 @@ class Drain:
         One reader reads and converts batches into a small queue; ``writers`` tasks,
         each with its own PostgreSQL connection, take batches from it and write,
         commit and ack them, so that one batch is parsed while another is committed.
+        A writer takes every batch queued at that moment into one transaction: when
+        PostgreSQL falls behind, transactions grow instead of the lag.
         Batches commit in any order: every write is keyed by the engine and merges
         commutatively, as with several drain processes."""
         stop = stop or asyncio.Event()
@@ -737,8 +744,15 @@ class Drain:
                 if item is None:
                     queue.put_nowait(None)  # the end, for the other writers too
                     return
-                if item[0]:
-                    await self.handle(item[0], item[1], slot)
+                entries, converted = item
+                while not queue.empty():  # read meanwhile: one transaction for all
+                    more = queue.get_nowait()
+                    if more is None:
+                        queue.put_nowait(None)
+                        break
+                    entries, converted = entries + more[0], converted.merged(more[1])
+                if entries:
+                    await self.handle(entries, converted, slot)
                 await self._redis_retry(lambda: self.maintain(slot=slot))
 
         async def monitor() -> None:  # Redis only: keeps reporting while PostgreSQL is down

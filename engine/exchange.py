@@ -35,6 +35,7 @@ from engine.types import (
 from engine.units import format_price, format_size, notional
 
 MARKET_CACHE_S = 1.0
+PLACED_MEMORY = 50_000  # resting orders placed here whose market a cancel knows at once
 BOOK_LEVELS_FOR_ESTIMATE = 1000
 
 
@@ -54,6 +55,7 @@ class Exchange:
         self._markets: dict[str, Market] = {}
         self._markets_at = 0.0
         self._loading: asyncio.Future[None] | None = None
+        self._placed: dict[str, tuple[str, str]] = {}  # order id -> (user, market)
         # each item: the pushes of one market call, or one ready (channel, message)
         self._outbox: asyncio.Queue[
             tuple[Market, list[dict[str, Any]], dict[str, Order]] | tuple[str, bytes]
@@ -182,9 +184,18 @@ class Exchange:
             quote_amount=req.quote_amount,
         )
         self._publish(market, outcome.events, {order_id: order})
+        if order.status == "NEW" or order.status == "PARTIALLY_FILLED":
+            self._remember(order)
         if order.status == "REJECTED":
             raise EngineError("POST_ONLY_WOULD_TAKE", "post-only order would take liquidity")
         return PlaceResult(order=order, fills=taker_fills(market, order, outcome.events))
+
+    def _remember(self, order: Order) -> None:
+        """Note the user and market of an order resting after its place (bounded)."""
+        placed = self._placed
+        if len(placed) >= PLACED_MEMORY:
+            del placed[next(iter(placed))]  # the oldest
+        placed[order.id] = (order.user_id, order.market)
 
     async def _with_budget(self, user_id: str, market: Market, req: OrderRequest) -> OrderRequest:
         """A market buy by base amount gets a quote budget from the current asks."""
@@ -209,10 +220,24 @@ class Exchange:
     async def cancel_order(
         self, user_id: str, order_id: str | None = None, client_order_id: str | None = None
     ) -> Order:
-        market_id, oid = await self._locate_open(user_id, order_id, client_order_id)
+        placed = self._placed.get(order_id) if order_id else None
+        if placed is not None and placed[0] == user_id:
+            # placed here: its market is known without reading the hold (the engine
+            # checks that the order is open and the user's)
+            market_id, oid = placed[1], str(order_id)
+        else:
+            placed = None
+            market_id, oid = await self._locate_open(user_id, order_id, client_order_id)
         market = await self.market(market_id)
-        outcome, order = await M.cancel_and_read(self.redis, market_id, oid, user_id, now_ms())
+        try:
+            outcome, order = await M.cancel_and_read(self.redis, market_id, oid, user_id, now_ms())
+        except EngineError:
+            if placed is not None:  # the answer the hold lookup would have given
+                self._placed.pop(oid, None)
+                await self._locate_open(user_id, oid, None)
+            raise
         assert order is not None
+        self._placed.pop(oid, None)
         self._publish(market, outcome.events, {oid: order})
         return order
 

@@ -1,6 +1,7 @@
 """Drain benchmark, and the load generators the drain tests share.
 
-    python -m ops.bench.drain [--quick]
+    python -m ops.bench.drain [--quick] [--baseline DIR] [--rounds N]
+                              [--batches 1000,4000] [--drains 1,2] [--writers 1,2]
 
 Starts its own Valkey and PostgreSQL (loopback, temp dirs, PostgreSQL durable:
 fsync on), then
@@ -11,10 +12,19 @@ fsync on), then
    docs/internals.md: per trade one entry for the maker order (accepted, level)
    and one for the taker order filling it (accepted, trade, level, done x2)),
    runs ``python -m workers.drain`` subprocesses and times the commits from the
-   first to the last: trades/s, best configuration reported;
-2. lag: one drain process, entries fed at 5,000 trades/s; every 10 ms the newest
-   committed trade id is sampled; a trade's lag is the first sample at which it
-   is committed minus the time it was XADDed (an upper bound, 10 ms grain).
+   first to the last (read from the consumer group in Redis every 5 ms: an entry
+   is acknowledged right after its COMMIT), then checks the trade count in
+   PostgreSQL: trades/s (median over rounds), best configuration reported, with
+   the CPU time per trade of the drain processes, PostgreSQL and Valkey (/proc);
+2. lag: one drain process, entries fed at 5,000 trades/s; every 5 ms the bound
+   below which the group has acknowledged everything is sampled; a trade's lag is
+   the first sample at which it is below the bound minus the time it was XADDed
+   (an upper bound, 5 ms grain; right with any number of concurrent writers).
+
+``--baseline DIR`` also runs the drain of another checkout (``git worktree add
+--detach DIR <commit>``), alternating old and new in every configuration and
+round; the JSON then carries the baseline's figures and ``ratio_vs_old``.
+``--writers`` runs this checkout's drain with each ``--writers`` value.
 
 Prints a table; the last line is one JSON object with ``trades_per_s`` and
 ``lag_p99_ms``. Every loop is bounded in count and time.

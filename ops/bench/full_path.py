@@ -4,7 +4,7 @@ settler applying the resulting events to the accounts at the same time.
 Used by ``python -m ops.bench.engine --full-path`` (after the engine benchmark, on
 the same throwaway Valkey, which it flushes), or alone:
 
-    python -m ops.bench.full_path [--quick] [--url redis://127.0.0.1:PORT/0]
+    python -m ops.bench.full_path [--quick] [--url redis://127.0.0.1:PORT/0] [--profile F]
 
 Setup: a market FP-USD, 250 users with deposits of both assets (``Exchange.deposit``
 to addresses from ``engine.addresses.deposit_address``), 2,000 resting orders. The
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import multiprocessing
 import os
@@ -331,7 +332,11 @@ async def offered(flow: Flow, rate: float, seconds: float) -> tuple[int, float, 
     return total, total / sent_s, lat, late
 
 
-async def measure_full_path(url: str, quick: bool = False) -> dict[str, Any]:
+async def measure_full_path(
+    url: str, quick: bool = False, profile: str | None = None
+) -> dict[str, Any]:
+    """Both phases; ``profile``: write a CPU-time cProfile of the facade's closed loop
+    (phase 1, one process) to that file (rates are then not comparable)."""
     r = facade_client(url)
     ex = await setup(r)
     flow = Flow(ex, seed=11)
@@ -342,7 +347,13 @@ async def measure_full_path(url: str, quick: bool = False) -> dict[str, Any]:
         await settled(r, 60)
         n_orders, max_s = (8_000, 10.0) if quick else (30_000, 30.0)
         cpu0 = (await valkey_cpu_s(r), time.process_time(), settler.ask("cpu"))
+        profiler = cProfile.Profile(time.process_time) if profile else None
+        if profiler is not None:
+            profiler.enable()
         placed, elapsed = await throughput(flow, n_orders, max_s)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(profile))
         backlog_s = await settled(r, 60)
         cpu1 = (await valkey_cpu_s(r), time.process_time(), settler.ask("cpu"))
         cpu_us = [round((b - a) * 1e6 / placed, 1) for a, b in zip(cpu0, cpu1, strict=True)]
@@ -383,16 +394,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--url", help="a loopback Redis/Valkey (FLUSHED!) instead of a new one")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile (CPU time) of the facade")
     args = parser.parse_args()
     if args.url:
         if not args.url.startswith(("redis://127.0.0.1", "redis://localhost", "redis://[::1]")):
             sys.exit("benchmarks only target loopback servers")
-        result = asyncio.run(measure_full_path(args.url, args.quick))
+        result = asyncio.run(measure_full_path(args.url, args.quick, args.profile))
     else:
         from ops.bench.servers import bench_valkey
 
         with bench_valkey() as url:
-            result = asyncio.run(measure_full_path(url, args.quick))
+            result = asyncio.run(measure_full_path(url, args.quick, args.profile))
     for key, value in result.items():
         print(f"  {key.ljust(28)}  {value}")
     print(json.dumps(result))

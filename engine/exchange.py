@@ -171,7 +171,10 @@ class Exchange:
             market=market.id,
             side=req.side,
             type=req.type,
-            time_in_force="IOC" if req.type == "market" else req.time_in_force,
+            # as the engine stores it: a market order is IOC unless it is FOK
+            time_in_force="IOC"
+            if req.type == "market" and req.time_in_force == "GTC"
+            else req.time_in_force,
             post_only=req.post_only,
             price=req.price,
             amount=req.amount,

@@ -270,7 +270,8 @@ def order_state_to_wire(
         "remaining": g.size(remaining),
         "cost": g.quote(cost),
         "average": g.price(cost * g.base_one // filled) if filled else None,
-        "quote_amount": g.quote(order.quote_amount) if order.quote_amount else None,
+        # the user's budget; a market buy by amount has an internal one (cost + 5%)
+        "quote_amount": g.quote(order.quote_amount) if order.quote_amount and not amount else None,
         "status": status,
         "created_ts": order.created_ts,
         "updated_ts": updated_ts,

@@ -662,7 +662,8 @@ async def test_market_orders_by_amount_and_by_quote_amount(target: Exchange) -> 
         "20.00000000",
         "13.33",
     )
-    assert by_amount["time_in_force"] in ("IOC", "FOK")
+    assert by_amount["time_in_force"] == "IOC"
+    assert by_amount["quote_amount"] is None  # the engine's internal budget is not shown
     by_quote = await place(
         tws, {"market": market, "side": "buy", "type": "market", "quote_amount": "5"}
     )
@@ -672,6 +673,13 @@ async def test_market_orders_by_amount_and_by_quote_amount(target: Exchange) -> 
         "FILLED",
     )
     assert by_quote["fills"][0]["fee_asset"] == base
+    assert by_quote["quote_amount"] == "5.00000000"
+    fok = await place(
+        tws,
+        {"market": market, "side": "buy", "type": "market", "amount": "0.25",
+         "time_in_force": "FOK"},
+    )  # fmt: skip
+    assert (fok["time_in_force"], fok["status"], fok["filled"]) == ("FOK", "FILLED", "0.250")
     sell = await place(mws, limit(market, "buy", "2", "5"))
     market_sell = await place(
         tws, {"market": market, "side": "sell", "type": "market", "amount": "3"}

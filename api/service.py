@@ -201,10 +201,12 @@ def balance_to_wire(b: Balance, scale: int) -> dict[str, Any]:
 async def balances(node: Node, user_id: str, params: Any = None) -> list[dict[str, Any]]:
     S.parse(S.Empty, params)
     known = await scales(node)
-    out = []
-    for b in await node.ex.balances(user_id):
-        out.append(balance_to_wire(b, known.get(b.asset, 8)))
-    return out
+    held = {b.asset: b for b in await node.ex.balances(user_id)}
+    # every listed asset, zeros included (as Binance's account and Coinbase's accounts)
+    return [
+        balance_to_wire(held.get(asset) or Balance(asset, 0, 0, 0), known.get(asset, 8))
+        for asset in sorted(known.keys() | held.keys())
+    ]
 
 
 async def addresses(node: Node, user_id: str, params: Any = None) -> list[dict[str, str]]:

@@ -6,21 +6,10 @@ from typing import Any
 
 from engine import market as M
 from engine.types import Market
+from ops.bench.markets import usd_market
 
 # tick 0.01 USD (scale 8) x lot 0.00001 BTC (scale 8) -> mult 10 quote units a lot.
-BTC_USD = Market(
-    id="BTC-USD",
-    base="BTC",
-    quote="USD",
-    base_scale=8,
-    quote_scale=8,
-    tick=1_000_000,
-    lot=1_000,
-    min_size=1_000,
-    max_notional=10**15,
-    maker_fee_bps=10,
-    taker_fee_bps=20,
-)
+BTC_USD = usd_market("BTC")
 
 TICK = BTC_USD.tick
 LOT = BTC_USD.lot

@@ -52,6 +52,7 @@ import orjson
 from engine import market as M
 from engine import registry
 from engine.types import EngineError, Market, OrderRequest
+from ops.bench.markets import usd_market
 
 LAG_BATCH = 1000  # XREADGROUP COUNT of the latency run
 # durable (fsync, synchronous commit) with write-heavy production tuning: fewer
@@ -63,19 +64,7 @@ PG_SETTINGS = {
     "checkpoint_timeout": "30min",
 }
 
-LOAD_MARKET = Market(
-    id="DRN-USD",
-    base="DRN",
-    quote="USD",
-    base_scale=8,
-    quote_scale=8,
-    tick=1_000_000,
-    lot=1_000,
-    min_size=1_000,
-    max_notional=10**15,
-    maker_fee_bps=10,
-    taker_fee_bps=20,
-)
+LOAD_MARKET = usd_market("DRN")
 
 
 # -- load through the real engine ----------------------------------------------------

@@ -44,22 +44,10 @@ import redis.asyncio as aredis
 from engine import keys
 from engine import market as M
 from engine.functions import ensure_loaded
-from engine.types import Market
+from ops.bench.markets import usd_market
 from ops.bench.servers import bench_valkey
 
-MARKET = Market(
-    id="BENCH-USD",
-    base="BENCH",
-    quote="USD",
-    base_scale=8,
-    quote_scale=8,
-    tick=1_000_000,
-    lot=1_000,
-    min_size=1_000,
-    max_notional=10**15,
-    maker_fee_bps=10,
-    taker_fee_bps=20,
-)
+MARKET = usd_market("BENCH")
 MID = 10_000 * MARKET.tick  # 100.00 in ticks of 0.01
 CFG = keys.market_cfg(MARKET.id)
 BOOK = 10_000

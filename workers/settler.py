@@ -8,7 +8,8 @@ every account concerned (maker, taker, the fee account) and applies them with on
 ``acct_settle`` call per account per batch, pipelined. For every payer in the
 ``{g}:outbox`` index it reads ``{u:P}:ev`` and credits ``transfer_out`` entries to the
 payees (``acct_credit``). Then it publishes private ``balances`` pushes on
-``hftx:u:<user>``.
+``hftx:u:<user>``. On a single node a batch costs two round trips: the account calls,
+then the pushes and the new read position sent with the stream's next (blocking) read.
 
 Several instances may run: each stream is processed by the holder of its lease
 (``<tag>:stl:lease``, renewed while working); the read position is ``<tag>:stl`` in
@@ -34,7 +35,7 @@ from redis.exceptions import ResponseError
 
 from engine import accounts, keys, registry
 from engine import market as market_calls
-from engine.pubsub import publish_many
+from engine.pubsub import is_cluster, publish_many
 from engine.settlement import (
     FEES_USER,
     CreditOp,
@@ -81,11 +82,23 @@ class Stats:
 
 @dataclass(slots=True)
 class _Stream:
-    """Local state of one stream: lease and read position."""
+    """Local state of one stream: lease, read position and what is not sent yet.
+
+    ``pos`` is the last entry applied; ``saved`` the position last written to
+    ``<tag>:stl``; ``pushes`` the balance pushes of applied entries not published yet.
+    Both go out with the stream's next read (or :meth:`Settler.flush`), in the same
+    round trip.
+    """
 
     key: str
+    tag: str = ""
     pos: str | None = None  # None: read from Redis when the lease is (re)taken
+    saved: str | None = None
+    pushes: list[tuple[str, bytes]] = field(default_factory=list)
     leased_until: float = 0.0  # monotonic time until which our lease is known good
+
+    def __post_init__(self) -> None:
+        self.tag = self.key[: self.key.rindex(":")]
 
 
 class Settler:
@@ -107,6 +120,7 @@ class Settler:
         self.lease_ms = lease_ms
         self.refresh_s = refresh_s
         self.publish = publish
+        self._cluster = is_cluster(redis)
         self.recent_lags_ms: deque[float] = deque(maxlen=100_000)
         self._streams: dict[str, _Stream] = {}
         self._markets: dict[str, MarketAssets] = {}
@@ -147,31 +161,86 @@ class Settler:
         now = time.monotonic()
         if s.leased_until - now > self.lease_ms * 2 / 3000:
             return True
-        tag = s.key[: s.key.rindex(":")]
         got = await self.redis.fcall(
-            "acct_lease", 1, tag + ":stl:lease", self.instance, self.lease_ms
+            "acct_lease", 1, s.tag + ":stl:lease", self.instance, self.lease_ms
         )
         if not got:
             s.leased_until = 0.0
-            s.pos = None
+            await self._forget_position(s)
             return False
         if s.leased_until < now:  # newly taken: another instance may have moved on
-            s.pos = None
+            await self._forget_position(s)
         s.leased_until = now + self.lease_ms / 1000
         return True
 
+    async def _forget_position(self, s: _Stream) -> None:
+        """Re-read the position from Redis next time; pushes owed are published (the
+        position is not written: another instance may be further on)."""
+        if s.pushes:
+            await publish_many(self.redis, s.pushes)
+            s.pushes = []
+        s.pos = s.saved = None
+
     async def release_leases(self) -> None:
+        """Write pending positions and pushes, then give up every lease held."""
+        await self.flush()
         for s in self._streams.values():
             if s.leased_until > time.monotonic():
-                tag = s.key[: s.key.rindex(":")]
-                await self.redis.fcall("acct_lease", 1, tag + ":stl:lease", self.instance, 0)
+                await self.redis.fcall("acct_lease", 1, s.tag + ":stl:lease", self.instance, 0)
                 s.leased_until = 0.0
 
+    # -- pending positions and pushes ------------------------------------------------
+
+    def _queue_pending(self, s: _Stream, pipe: Any) -> None:
+        """Add the stream's unpublished pushes (not on a cluster: its pipeline refuses
+        PUBLISH) and unsaved position to ``pipe``."""
+        if not self._cluster:
+            for channel, message in s.pushes:
+                pipe.publish(channel, message)
+        if s.pos is not None and s.pos != s.saved:
+            pipe.set(s.tag + ":stl", s.pos)
+
+    async def _sent(self, s: _Stream, pushes: list[tuple[str, bytes]], pos: str | None) -> None:
+        """Record that ``pushes`` and ``pos`` reached Redis."""
+        if self._cluster and pushes:
+            await publish_many(self.redis, pushes)
+        if s.pushes is pushes:
+            s.pushes = []
+        else:
+            del s.pushes[: len(pushes)]
+        if pos is not None:
+            s.saved = pos
+
+    async def flush(self, streams: Iterable[_Stream] | None = None) -> None:
+        """Write the pending positions of ``streams`` (default: all) and publish their
+        pushes, in one round trip on a single node."""
+        todo = self._streams.values() if streams is None else streams
+        pending = [s for s in todo if s.pushes or s.pos != s.saved]
+        if not pending:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        sent = [(s, s.pushes, s.pos) for s in pending]
+        for s in pending:
+            self._queue_pending(s, pipe)
+        await pipe.execute()
+        for s, pushes, pos in sent:
+            await self._sent(s, pushes, pos)
+
     async def _read(self, s: _Stream, block_ms: int | None) -> list[tuple[str, dict[Any, Any]]]:
-        tag = s.key[: s.key.rindex(":")]
+        """Up to ``batch`` entries after ``s.pos``, in one round trip with the pending
+        pushes and position of the stream (sent before the read blocks)."""
         if s.pos is None:
-            s.pos = _text(await self.redis.get(tag + ":stl") or b"0-0")
-        reply = await self.redis.xread({s.key: s.pos}, count=self.batch, block=block_ms)
+            s.pos = s.saved = _text(await self.redis.get(s.tag + ":stl") or b"0-0")
+        pushes, pos = s.pushes, s.pos
+        if self._cluster:  # a cluster pipeline refuses PUBLISH: flush, then read
+            await self.flush([s])
+            reply = await self.redis.xread({s.key: pos}, count=self.batch, block=block_ms)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            self._queue_pending(s, pipe)
+            pipe.xread({s.key: pos}, count=self.batch, block=block_ms)
+            reply = (await pipe.execute())[-1]
+            await self._sent(s, pushes, pos)
         if not reply:
             return []
         if isinstance(reply, dict):  # RESP3
@@ -180,17 +249,19 @@ class Settler:
             entries = reply[0][1]
         return [(_text(i), f) for i, f in entries]
 
-    async def _advance(self, s: _Stream, pos: str, pushes: Iterable[tuple[str, str]]) -> None:
-        tag = s.key[: s.key.rindex(":")]
-        await self.redis.set(tag + ":stl", pos)
-        if self.publish:
-            await publish_many(self.redis, pushes)
+    def _applied(self, s: _Stream, pos: str, balances: dict[str, list[Balance]]) -> None:
+        """Entries up to ``pos`` are applied: queue the position and the pushes."""
         s.pos = pos
+        if self.publish:
+            s.pushes.extend(self._pushes(balances))
 
     # -- market streams --------------------------------------------------------------
 
     async def market_step(self, market_id: str, block_ms: int | None = None) -> Stats:
-        """Apply up to ``batch`` new entries of one market stream (if we hold its lease)."""
+        """Apply up to ``batch`` new entries of one market stream (if we hold its lease).
+
+        The new position and the balance pushes go out with the stream's next read
+        (:meth:`run` reads again at once) or :meth:`flush`."""
         stats = Stats()
         s = self._stream(keys.market_stream(market_id))
         if not await self._lease(s):
@@ -211,7 +282,7 @@ class Settler:
         if balances is None:
             return stats
         done_ms = time.time() * 1000
-        await self._advance(s, entries[-1][0], self._pushes(balances))
+        self._applied(s, entries[-1][0], balances)
         stats.entries = len(entries)
         stats.calls = len(calls)
         stats.lags_ms = [done_ms - _entry_ms(i) for i, _ in entries]
@@ -238,14 +309,13 @@ class Settler:
                 log.error("settling %s for %s failed: %s", source, user, exc)
         return None if failed else out
 
-    def _pushes(self, balances: dict[str, list[Balance]]) -> list[tuple[str, str]]:
+    def _pushes(self, balances: dict[str, list[Balance]]) -> list[tuple[str, bytes]]:
         out = []
         for user, rows in balances.items():
+            channel = PUSH_CHANNEL.format(user)
             for b in rows:
                 scale = self._scales.get(b.asset, 8)
-                out.append(
-                    (PUSH_CHANNEL.format(user), orjson.dumps(balance_push(b, scale)).decode())
-                )
+                out.append((channel, orjson.dumps(balance_push(b, scale))))
         return out
 
     # -- transfer outboxes -----------------------------------------------------------
@@ -272,7 +342,7 @@ class Settler:
             return stats
         if entries:
             done_ms = time.time() * 1000
-            await self._advance(s, entries[-1][0], self._pushes(balances))
+            self._applied(s, entries[-1][0], balances)
             stats.entries = len(entries)
             stats.calls = len(calls)
             stats.lags_ms = [done_ms - _entry_ms(i) for i, _ in entries]
@@ -281,10 +351,14 @@ class Settler:
         return stats
 
     async def outboxes_once(self) -> Stats:
+        """Credit every pending outbox; positions and pushes written before returning."""
         stats = Stats()
         pending = await accounts.index_members(self.redis, "outbox")
         for result in await asyncio.gather(*(self.outbox_step(u, sc) for u, sc in pending)):
             stats.add(result)
+        if stats.entries:
+            streams = (self._streams.get(accounts.account_stream_key(u)) for u, _ in pending)
+            await self.flush([s for s in streams if s is not None])
         return stats
 
     # -- driving ---------------------------------------------------------------------
@@ -297,6 +371,7 @@ class Settler:
         for result in results:
             stats.add(result)
         stats.add(await self.outboxes_once())
+        await self.flush()
         return stats
 
     async def drain(self, max_passes: int = 100_000) -> Stats:

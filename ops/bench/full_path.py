@@ -4,7 +4,8 @@ settler applying the resulting events to the accounts at the same time.
 Used by ``python -m ops.bench.engine --full-path`` (after the engine benchmark, on
 the same throwaway Valkey, which it flushes), or alone:
 
-    python -m ops.bench.full_path [--quick] [--url redis://127.0.0.1:PORT/0] [--profile F]
+    python -m ops.bench.full_path [--quick] [--url redis://127.0.0.1:PORT/0] [--rate N]
+        [--profile F] [--profile-settler F]
 
 Setup: a market FP-USD, 250 users with deposits of both assets (``Exchange.deposit``
 to addresses from ``engine.addresses.deposit_address``), 2,000 resting orders. The
@@ -20,11 +21,13 @@ iteration coalesced into one pipeline (``api.redisbatch``), unless ``HFTX_REDIS_
 1. throughput: 64 concurrent callers place as fast as they can ->
    ``full_path_orders_per_s`` (orders placed, and their private pushes published,
    per second; settlement runs alongside and its backlog is drained before phase 2);
-2. latency at a fixed offered rate of 2,000 orders/s (open loop: order i is sent
+2. latency at a fixed offered rate of 2,000 orders/s (``--rate``; open loop: order i is sent
    at t0 + i/2000 whatever happened before) -> ``settle_lag_p50_ms`` /
    ``settle_lag_p99_ms``: from a stream entry's id (the server's clock at XADD)
    to the settler having applied it to every account concerned (the settler's own
-   measure), plus the place latency seen by the callers.
+   measure), plus the place latency seen by the callers and the settler's CPU per
+   order at that rate (``cpu_us_per_order_settler_offered``: small batches, so what
+   the settler pays per wake-up shows, as behind a web node).
 """
 
 from __future__ import annotations
@@ -150,8 +153,14 @@ class Flow:
 # -- the settler, in its own process ---------------------------------------------------
 
 
-def _settler_process(url: str, conn: Connection) -> None:
+def _settler_process(url: str, conn: Connection, profile: str | None = None) -> None:
+    profiler = cProfile.Profile(time.process_time) if profile else None
+    if profiler is not None:
+        profiler.enable()
     asyncio.run(_settler_main(url, conn))
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(profile))
 
 
 async def _settler_main(url: str, conn: Connection) -> None:
@@ -182,10 +191,10 @@ async def _settler_main(url: str, conn: Connection) -> None:
 
 
 class SettlerProcess:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, profile: str | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_settler_process, args=(url, child), daemon=True)
+        self.proc = ctx.Process(target=_settler_process, args=(url, child, profile), daemon=True)
         self.proc.start()
 
     def ask(self, cmd: str, timeout: float = 30.0) -> Any:
@@ -333,16 +342,21 @@ async def offered(flow: Flow, rate: float, seconds: float) -> tuple[int, float, 
 
 
 async def measure_full_path(
-    url: str, quick: bool = False, profile: str | None = None
+    url: str,
+    quick: bool = False,
+    profile: str | None = None,
+    rate: int = OFFERED_PER_S,
+    profile_settler: str | None = None,
 ) -> dict[str, Any]:
     """Both phases; ``profile``: write a CPU-time cProfile of the facade's closed loop
-    (phase 1, one process) to that file (rates are then not comparable)."""
+    (phase 1, one process) to that file, ``profile_settler``: of the settler process
+    (its whole run) -- rates are then not comparable."""
     r = facade_client(url)
     ex = await setup(r)
     flow = Flow(ex, seed=11)
     for _ in range(40):  # the book the takers trade against: 2,000 resting orders
         await asyncio.gather(*(flow.rest() for _ in range(50)))
-    settler = SettlerProcess(url)
+    settler = SettlerProcess(url, profile_settler)
     try:
         await settled(r, 60)
         n_orders, max_s = (8_000, 10.0) if quick else (30_000, 30.0)
@@ -360,8 +374,10 @@ async def measure_full_path(
         rate_2 = await throughput_processes(url, 2, n_orders, max_s)
         await settled(r, 60)
         settler.ask("reset")
-        sent, rate, lat, late = await offered(flow, OFFERED_PER_S, 3.0 if quick else 8.0)
+        cpu_offered0 = settler.ask("cpu")
+        sent, achieved, lat, late = await offered(flow, rate, 3.0 if quick else 8.0)
         await settled(r, 60)
+        settler_offered_us = round((settler.ask("cpu") - cpu_offered0) * 1e6 / sent, 1)
         lags = settler.ask("lags")
     finally:
         settler.stop()
@@ -376,10 +392,11 @@ async def measure_full_path(
         "cpu_us_per_order_valkey": cpu_us[0],
         "cpu_us_per_order_facade": cpu_us[1],
         "cpu_us_per_order_settler": cpu_us[2],
-        "offered_orders_per_s": OFFERED_PER_S,
+        "offered_orders_per_s": rate,
         "offered_orders": sent,
-        "achieved_orders_per_s": round(rate),
+        "achieved_orders_per_s": round(achieved),
         "late_sends": late,
+        "cpu_us_per_order_settler_offered": settler_offered_us,
         "place_p50_ms": round(pct(lat, 0.5), 2),
         "place_p99_ms": round(pct(lat, 0.99), 2),
         "settle_entries": len(lags),
@@ -395,16 +412,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--url", help="a loopback Redis/Valkey (FLUSHED!) instead of a new one")
     parser.add_argument("--profile", metavar="FILE", help="cProfile (CPU time) of the facade")
+    parser.add_argument("--rate", type=int, default=OFFERED_PER_S, help="phase 2 orders/s")
+    parser.add_argument("--profile-settler", metavar="FILE", help="cProfile of the settler")
     args = parser.parse_args()
     if args.url:
         if not args.url.startswith(("redis://127.0.0.1", "redis://localhost", "redis://[::1]")):
             sys.exit("benchmarks only target loopback servers")
-        result = asyncio.run(measure_full_path(args.url, args.quick, args.profile))
+        result = asyncio.run(
+            measure_full_path(args.url, args.quick, args.profile, args.rate, args.profile_settler)
+        )
     else:
         from ops.bench.servers import bench_valkey
 
         with bench_valkey() as url:
-            result = asyncio.run(measure_full_path(url, args.quick, args.profile))
+            result = asyncio.run(
+                measure_full_path(url, args.quick, args.profile, args.rate, args.profile_settler)
+            )
     for key, value in result.items():
         print(f"  {key.ljust(28)}  {value}")
     print(json.dumps(result))

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
+from api.redisbatch import batching
 from engine import accounts, keys, registry
 from engine import market as market_calls
 from engine.pubsub import is_cluster, publish_many
@@ -96,6 +97,7 @@ class _Stream:
     saved: str | None = None
     pushes: list[tuple[str, bytes]] = field(default_factory=list)
     leased_until: float = 0.0  # monotonic time until which our lease is known good
+    client: Any = None  # what reads and applies it (see Settler._client)
 
     def __post_init__(self) -> None:
         self.tag = self.key[: self.key.rindex(":")]
@@ -121,6 +123,9 @@ class Settler:
         self.refresh_s = refresh_s
         self.publish = publish
         self._cluster = is_cluster(redis)
+        # commands packed by hiredis, one pipeline per round trip (api.redisbatch); a
+        # market stream's blocking read gets a client of its own (Settler._client)
+        self._batched = batching(redis)
         self.recent_lags_ms: deque[float] = deque(maxlen=100_000)
         self._streams: dict[str, _Stream] = {}
         self._markets: dict[str, MarketAssets] = {}
@@ -133,15 +138,15 @@ class Settler:
     async def refresh(self, force: bool = False) -> list[str]:
         """Market ids and asset scales, re-read every ``refresh_s``."""
         if force or time.monotonic() - self._refreshed > self.refresh_s:
-            self._market_ids = await registry.market_ids(self.redis)
-            self._scales = await registry.assets(self.redis)
+            self._market_ids = await registry.market_ids(self._batched)
+            self._scales = await registry.assets(self._batched)
             self._refreshed = time.monotonic()
         return self._market_ids
 
     async def _market(self, market_id: str) -> MarketAssets | None:
         m = self._markets.get(market_id)
         if m is None:
-            cfg = await market_calls.read_config(self.redis, market_id)
+            cfg = await market_calls.read_config(self._batched, market_id)
             if cfg is None:
                 return None
             m = MarketAssets(market_id, cfg["base"], cfg["quote"], int(cfg["bscale"]))
@@ -150,10 +155,11 @@ class Settler:
 
     # -- leases ----------------------------------------------------------------------
 
-    def _stream(self, key: str) -> _Stream:
+    def _stream(self, key: str, blocking: bool = False) -> _Stream:
         s = self._streams.get(key)
         if s is None:
             s = self._streams[key] = _Stream(key)
+            s.client = batching(self.redis) if blocking else self._batched
         return s
 
     async def _lease(self, s: _Stream) -> bool:
@@ -161,7 +167,7 @@ class Settler:
         now = time.monotonic()
         if s.leased_until - now > self.lease_ms * 2 / 3000:
             return True
-        got = await self.redis.fcall(
+        got = await self._batched.fcall(
             "acct_lease", 1, s.tag + ":stl:lease", self.instance, self.lease_ms
         )
         if not got:
@@ -218,7 +224,7 @@ class Settler:
         pending = [s for s in todo if s.pushes or s.pos != s.saved]
         if not pending:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._batched.pipeline(transaction=False)
         sent = [(s, s.pushes, s.pos) for s in pending]
         for s in pending:
             self._queue_pending(s, pipe)
@@ -230,13 +236,13 @@ class Settler:
         """Up to ``batch`` entries after ``s.pos``, in one round trip with the pending
         pushes and position of the stream (sent before the read blocks)."""
         if s.pos is None:
-            s.pos = s.saved = _text(await self.redis.get(s.tag + ":stl") or b"0-0")
+            s.pos = s.saved = _text(await self._batched.get(s.tag + ":stl") or b"0-0")
         pushes, pos = s.pushes, s.pos
         if self._cluster:  # a cluster pipeline refuses PUBLISH: flush, then read
             await self.flush([s])
             reply = await self.redis.xread({s.key: pos}, count=self.batch, block=block_ms)
         else:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = s.client.pipeline(transaction=False)
             self._queue_pending(s, pipe)
             pipe.xread({s.key: pos}, count=self.batch, block=block_ms)
             reply = (await pipe.execute())[-1]
@@ -263,7 +269,7 @@ class Settler:
         The new position and the balance pushes go out with the stream's next read
         (:meth:`run` reads again at once) or :meth:`flush`."""
         stats = Stats()
-        s = self._stream(keys.market_stream(market_id))
+        s = self._stream(keys.market_stream(market_id), blocking=True)
         if not await self._lease(s):
             return stats
         m = await self._market(market_id)
@@ -278,7 +284,7 @@ class Settler:
             for user, ops in ops_for_entry(m, int(_field(fields, "l")), events).items():
                 per_user.setdefault(user, []).extend(ops)
         calls = [accounts.settle_call(u, market_id, ops) for u, ops in per_user.items()]
-        balances = await self._apply(calls, list(per_user), s.key)
+        balances = await self._apply(s, calls, list(per_user))
         if balances is None:
             return stats
         done_ms = time.time() * 1000
@@ -290,12 +296,12 @@ class Settler:
         return stats
 
     async def _apply(
-        self, calls: list[tuple[str, list[Any]]], users: list[str], source: str
+        self, s: _Stream, calls: list[tuple[str, list[Any]]], users: list[str]
     ) -> dict[str, list[Balance]] | None:
         """Run account calls in one pipeline; None (nothing advanced) if any failed."""
         if not calls:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = s.client.pipeline(transaction=False)
         for fn, args in calls:
             pipe.fcall(fn, *args)
         replies = await pipe.execute(raise_on_error=False)
@@ -306,7 +312,7 @@ class Settler:
                 out[user] = accounts.parse_applied(reply).balances
             except (EngineError, ResponseError) as exc:
                 failed = True
-                log.error("settling %s for %s failed: %s", source, user, exc)
+                log.error("settling %s for %s failed: %s", s.key, user, exc)
         return None if failed else out
 
     def _pushes(self, balances: dict[str, list[Balance]]) -> list[tuple[str, bytes]]:
@@ -337,7 +343,7 @@ class Settler:
                     )
                     per_payee.setdefault(ev["to"], []).append(op)
         calls = [accounts.credit_call(p, payer, ops) for p, ops in per_payee.items()]
-        balances = await self._apply(calls, list(per_payee), s.key)
+        balances = await self._apply(s, calls, list(per_payee))
         if balances is None:
             return stats
         if entries:
@@ -347,13 +353,13 @@ class Settler:
             stats.calls = len(calls)
             stats.lags_ms = [done_ms - _entry_ms(i) for i, _ in entries]
         if len(entries) < self.batch:
-            await accounts.index_done(self.redis, "outbox", payer, score)
+            await accounts.index_done(self._batched, "outbox", payer, score)
         return stats
 
     async def outboxes_once(self) -> Stats:
         """Credit every pending outbox; positions and pushes written before returning."""
         stats = Stats()
-        pending = await accounts.index_members(self.redis, "outbox")
+        pending = await accounts.index_members(self._batched, "outbox")
         for result in await asyncio.gather(*(self.outbox_step(u, sc) for u, sc in pending)):
             stats.add(result)
         if stats.entries:
@@ -452,4 +458,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
     asyncio.run(main())

@@ -154,16 +154,16 @@ class Flow:
 
 
 def _settler_process(url: str, conn: Connection, profile: str | None = None) -> None:
-    profiler = cProfile.Profile(time.process_time) if profile else None
-    if profiler is not None:
-        profiler.enable()
-    asyncio.run(_settler_main(url, conn))
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(str(profile))
+    with contextlib.suppress(ImportError):  # as ``python -m workers.settler`` runs it
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_settler_main(url, conn, profile))
 
 
-async def _settler_main(url: str, conn: Connection) -> None:
+async def _settler_main(url: str, conn: Connection, profile: str | None) -> None:
+    """The settler, answering the parent's commands; ``profile``: a CPU-time cProfile
+    from the last ``reset`` (the offered-rate phase) to ``stop``, written there."""
     from workers.settler import Settler
 
     r = aredis.Redis.from_url(url)
@@ -171,11 +171,14 @@ async def _settler_main(url: str, conn: Connection) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(settler.run(stop))
     loop = asyncio.get_running_loop()
+    profiler = cProfile.Profile(time.process_time) if profile else None
     try:
         while True:
             cmd = await loop.run_in_executor(None, conn.recv)
             if cmd == "reset":
                 settler.recent_lags_ms.clear()
+                if profiler is not None:
+                    profiler.enable()
                 conn.send("ok")
             elif cmd == "lags":
                 conn.send(list(settler.recent_lags_ms))
@@ -184,6 +187,9 @@ async def _settler_main(url: str, conn: Connection) -> None:
             else:
                 break
     finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(profile))
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
         await r.aclose()
@@ -350,7 +356,7 @@ async def measure_full_path(
 ) -> dict[str, Any]:
     """Both phases; ``profile``: write a CPU-time cProfile of the facade's closed loop
     (phase 1, one process) to that file, ``profile_settler``: of the settler process
-    (its whole run) -- rates are then not comparable."""
+    in phase 2 -- rates are then not comparable."""
     r = facade_client(url)
     ex = await setup(r)
     flow = Flow(ex, seed=11)
@@ -413,7 +419,7 @@ def main() -> None:
     parser.add_argument("--url", help="a loopback Redis/Valkey (FLUSHED!) instead of a new one")
     parser.add_argument("--profile", metavar="FILE", help="cProfile (CPU time) of the facade")
     parser.add_argument("--rate", type=int, default=OFFERED_PER_S, help="phase 2 orders/s")
-    parser.add_argument("--profile-settler", metavar="FILE", help="cProfile of the settler")
+    parser.add_argument("--profile-settler", metavar="FILE", help="settler cProfile, phase 2")
     args = parser.parse_args()
     if args.url:
         if not args.url.startswith(("redis://127.0.0.1", "redis://localhost", "redis://[::1]")):

@@ -97,7 +97,7 @@ class _Stream:
     saved: str | None = None
     pushes: list[tuple[str, bytes]] = field(default_factory=list)
     leased_until: float = 0.0  # monotonic time until which our lease is known good
-    client: Any = None  # what reads and applies it (see Settler._client)
+    client: Any = None  # what reads and applies it (see Settler._stream)
 
     def __post_init__(self) -> None:
         self.tag = self.key[: self.key.rindex(":")]
@@ -124,7 +124,7 @@ class Settler:
         self.publish = publish
         self._cluster = is_cluster(redis)
         # commands packed by hiredis, one pipeline per round trip (api.redisbatch); a
-        # market stream's blocking read gets a client of its own (Settler._client)
+        # market stream's blocking read gets a client of its own (Settler._stream)
         self._batched = batching(redis)
         self.recent_lags_ms: deque[float] = deque(maxlen=100_000)
         self._streams: dict[str, _Stream] = {}

@@ -6,11 +6,11 @@ import itertools
 import uuid
 
 import orjson
-import psycopg
 import pytest
 
 from ops.bench.drain import LOAD_MARKET, EngineLoad, emitted_trades
 from ops.migrate import create_database, drop_database, migrate
+from tests.drain_helpers import assert_orders_and_candles_match, rows
 from workers import candles, streams
 from workers.drain import Drain, DrainConfig
 
@@ -33,11 +33,6 @@ def cfg(**kw) -> DrainConfig:
     return DrainConfig(**base)
 
 
-async def rows(url: str, sql: str, *args) -> list[tuple]:
-    async with await psycopg.AsyncConnection.connect(url) as conn:
-        return await (await conn.execute(sql, args)).fetchall()
-
-
 async def test_engine_events_land_once_with_orders_and_candles(redis_real, db_url):
     load = EngineLoad(redis_real, seed=3)
     await load.setup()
@@ -56,32 +51,7 @@ async def test_engine_events_land_once_with_orders_and_candles(redis_real, db_ur
     # every market entry is recorded, seqs contiguous from 1
     seqs = await rows(db_url, "SELECT first_seq, last_seq FROM market_events ORDER BY first_seq")
     assert seqs[0][0] == 1 and all(a[1] + 1 == b[0] for a, b in itertools.pairwise(seqs))
-    # orders: final states equal the engine's order records
-    for oid, status, filled, cost, amount in await rows(
-        db_url, "SELECT id, status, filled, cost, amount FROM orders WHERE status <> 'NEW'"
-    ):
-        rec = await redis_real.hgetall(f"{{m:{MKT}}}:o:{oid}")
-        assert rec[b"status"].decode() == status, oid
-        assert (int(rec[b"filled"]), int(rec[b"cost"]), int(rec[b"amount"])) == (
-            filled,
-            cost,
-            amount,
-        )
-    # candles equal an aggregation of the stored trades
-    trades = await rows(db_url, "SELECT market, trade_id, price, size, quote, ts FROM trades")
-    want = {
-        c.key: (c.open, c.high, c.low, c.close, c.volume, c.trades)
-        for c in candles.aggregate(trades)
-    }
-    have = {
-        (r[0], r[1], r[2]): (r[3], r[4], r[5], r[6], int(r[7]), r[8])
-        for r in await rows(
-            db_url,
-            "SELECT market, interval, start_ts, open, high, low, close, volume, trades"
-            " FROM candles",
-        )
-    }
-    assert have == want
+    await assert_orders_and_candles_match(redis_real, db_url, MKT)
     market = await rows(
         db_url, "SELECT base, quote, tick, lot, status FROM markets WHERE id = %s", MKT
     )

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import psycopg
 import pytest
 
 from ops.bench.drain import LOAD_MARKET, EngineLoad, emitted_trades
 from ops.migrate import create_database, drop_database, migrate
-from workers import candles, streams
+from tests.drain_helpers import assert_orders_and_candles_match, rows
+from workers import streams
 from workers.drain import Drain, DrainConfig
 
 MKT = LOAD_MARKET.id
@@ -25,11 +25,6 @@ def db_url(pg_url):
     migrate(url)
     yield url
     drop_database(pg_url, name)
-
-
-async def rows(url: str, sql: str, *args) -> list[tuple]:
-    async with await psycopg.AsyncConnection.connect(url) as conn:
-        return await (await conn.execute(sql, args)).fetchall()
 
 
 @pytest.mark.parametrize("writers", [1, 3])
@@ -68,30 +63,7 @@ async def test_concurrent_writers_commit_everything_once(redis_real, db_url, wri
     assert got == emitted
     n_entries = await redis_real.xlen(STREAM)
     assert await rows(db_url, "SELECT count(*) FROM market_events") == [(n_entries,)]
-    for oid, status, filled, cost, amount in await rows(
-        db_url, "SELECT id, status, filled, cost, amount FROM orders WHERE status <> 'NEW'"
-    ):
-        rec = await redis_real.hgetall(f"{{m:{MKT}}}:o:{oid}")
-        assert rec[b"status"].decode() == status, oid
-        assert (int(rec[b"filled"]), int(rec[b"cost"]), int(rec[b"amount"])) == (
-            filled,
-            cost,
-            amount,
-        )
-    trades = await rows(db_url, "SELECT market, trade_id, price, size, quote, ts FROM trades")
-    want = {
-        c.key: (c.open, c.high, c.low, c.close, c.volume, c.trades)
-        for c in candles.aggregate(trades)
-    }
-    have = {
-        (r[0], r[1], r[2]): (r[3], r[4], r[5], r[6], int(r[7]), r[8])
-        for r in await rows(
-            db_url,
-            "SELECT market, interval, start_ts, open, high, low, close, volume, trades"
-            " FROM candles",
-        )
-    }
-    assert have == want
+    await assert_orders_and_candles_match(redis_real, db_url, MKT)
 
 
 async def test_ack_acknowledges_entries_of_several_streams(redis_real):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from client.errors import HftxError
@@ -45,3 +46,12 @@ async def open_client(args: argparse.Namespace, *, login: bool = True) -> HftxCl
         await client.close()
         raise
     return client
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log lines with time and level for a bot; DEBUG with ``-v``; httpx kept quiet."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)

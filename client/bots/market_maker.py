@@ -36,7 +36,7 @@ from client.errors import HftxError
 from client.exchange import HftxClient
 from client.markets import MarketSpec
 from client.ratelimit import RateLimiter
-from client.session import add_connection_args, open_client
+from client.session import add_connection_args, configure_logging, open_client
 from client.subscriptions import BookSubscription
 
 log = logging.getLogger(__name__)
@@ -228,11 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tag", default="mm", help="client_order_id prefix")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(args.verbose)
     params = QuoteParams(
         levels=args.levels,
         spread_bps=args.spread_bps,

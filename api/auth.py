@@ -19,7 +19,7 @@ from api import passwords
 from api.errors import ApiError
 from api.schemas import Credentials, parse
 from api.tokens import Principal, bearer, unauthorized
-from api.users import User, normalize_email
+from api.users import EmailTaken, User, normalize_email
 from engine.pubsub import publish
 
 if TYPE_CHECKING:
@@ -160,9 +160,7 @@ async def ensure_admin(node: Node, email: str, password: str) -> User:
             return await node.users.create(
                 email, await passwords.hash_password(password), role="admin"
             )
-        except ApiError as exc:
-            if exc.code != "EMAIL_TAKEN":
-                raise
+        except EmailTaken:
             user = await node.users.by_email(email)
             assert user is not None
     same = await passwords.verify_password(user.password_hash, password)

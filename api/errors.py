@@ -27,9 +27,7 @@ STATUS: dict[str, int] = {
     # Additions (docs/protocol.md): codes PROTOCOL.md has no word for.
     "NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
-    "EMAIL_TAKEN": 409,
     "PAYLOAD_TOO_LARGE": 413,
-    "UNKNOWN_P2P": 404,  # P2P offer or trade unknown (or not the caller's)
 }
 
 

@@ -206,7 +206,7 @@ async def op_update_offer(node: Node, user: str, role: Role, params: Any) -> dic
     d = desk(node)
     current = await d.get_offer(p.offer_id)
     if current.owner != user:
-        raise ApiError("UNKNOWN_P2P", "unknown offer")
+        raise ApiError("UNKNOWN_ORDER", "unknown offer")
     scale = await d.scale(current.asset)
     changes = OfferChanges(
         status=p.status,
@@ -328,7 +328,7 @@ def _role(call: Call) -> Role:
 def _path_id(call: Call, name: str, what: str) -> str:
     value = call.path(name)
     if not _P2P_ID.match(value):
-        raise ApiError("UNKNOWN_P2P", f"unknown {what}")
+        raise ApiError("UNKNOWN_ORDER", f"unknown {what}")
     return value
 
 

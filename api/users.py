@@ -18,6 +18,13 @@ _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TLD = re.compile(r"^[a-z]{2,63}$|^xn--[a-z0-9-]{1,59}$")
 
 
+class EmailTaken(ApiError):
+    """Sign-up with a registered e-mail (PROTOCOL.md has no code of its own for it)."""
+
+    def __init__(self) -> None:
+        super().__init__("INVALID_PARAM", "this email is already registered")
+
+
 def normalize_email(raw: str) -> str:
     """Validate and normalise an e-mail address (trimmed, NFKC, lower case)."""
     email = unicodedata.normalize("NFKC", raw.strip()).lower()
@@ -74,7 +81,7 @@ class Users:
                     (email, password_hash, role),
                 )
             except psycopg.errors.UniqueViolation:
-                raise ApiError("EMAIL_TAKEN", "this email is already registered") from None
+                raise EmailTaken() from None
             row = await cur.fetchone()
         assert row is not None
         return _user(row)

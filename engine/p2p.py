@@ -2,8 +2,8 @@
 
 No caller sees a key or a Lua argument order. Amounts are integers (asset minimal
 units; fiat prices and amounts in cents); refusals raise ``EngineError`` with
-PROTOCOL.md codes plus ``UNKNOWN_P2P`` (unknown offer or trade, or one the caller
-may not see). Every state change is ONE call of ``lua/30_p2p.lua`` on one account
+PROTOCOL.md codes (``UNKNOWN_ORDER`` for an unknown offer or trade, or one the
+caller may not see). Every state change is ONE call of ``lua/30_p2p.lua`` on one account
 shard (a trade and its escrow live in the seller's shard), atomic and idempotent;
 global indexes in ``{g}`` are written before (they may only over-report) and
 cleaned after, or by :meth:`P2P.sweep`.
@@ -100,7 +100,7 @@ def _shard(user: str) -> list[str]:
 
 def _check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.isdigit() or len(value) > 20:
-        raise EngineError("UNKNOWN_P2P", f"unknown {what}")
+        raise EngineError("UNKNOWN_ORDER", f"unknown {what}")
     return value
 
 
@@ -272,7 +272,7 @@ class P2P:
         owner = await self.redis.hget(OFFER_OWNER, offer_id)
         raw = await self.redis.hgetall(_offer_key(_text(owner), offer_id)) if owner else None
         if not raw:
-            raise EngineError("UNKNOWN_P2P", "unknown offer")
+            raise EngineError("UNKNOWN_ORDER", "unknown offer")
         return offer_from({_text(k): _text(v) for k, v in raw.items()})
 
     async def _offers(self, refs: list[tuple[str, str]]) -> list[Offer]:
@@ -439,7 +439,7 @@ class P2P:
         _check_id(trade_id, "trade")
         raw = await self.redis.hget(TRADE_PARTIES, trade_id)
         if raw is None:
-            raise EngineError("UNKNOWN_P2P", "unknown trade")
+            raise EngineError("UNKNOWN_ORDER", "unknown trade")
         seller, _, buyer = _text(raw).partition("|")
         return seller, buyer
 
@@ -560,7 +560,7 @@ class P2P:
         try:
             kind, trade = await self._act("expire", SYSTEM, "system", trade_id, now=now)
         except EngineError as exc:
-            if exc.code == "UNKNOWN_P2P":
+            if exc.code == "UNKNOWN_ORDER":
                 return ExpireResult("unknown", None)
             if exc.code != "INVALID_PARAM":
                 raise
@@ -580,11 +580,11 @@ class P2P:
         return trade_from(rec)
 
     async def get_trade(self, user: str, trade_id: str, *, role: Role = "user") -> Trade:
-        """The trade if ``user`` is a party (or an admin), else UNKNOWN_P2P."""
+        """The trade if ``user`` is a party (or an admin), else UNKNOWN_ORDER."""
         seller, _ = await self._parties(trade_id)
         trade = await self._read_trade(seller, trade_id)
         if trade is None or trade.party(user, role) is None:
-            raise EngineError("UNKNOWN_P2P", "unknown trade")
+            raise EngineError("UNKNOWN_ORDER", "unknown trade")
         return trade
 
     async def _trades(self, refs: list[tuple[str, str]]) -> list[Trade]:

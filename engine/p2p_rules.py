@@ -70,7 +70,7 @@ def refusal(action: str, status: str, party: str | None) -> str | None:
     """
     rule = RULES[action]
     if party is None:
-        return "UNKNOWN_P2P"
+        return "UNKNOWN_ORDER"
     if party not in rule.by:
         return "FORBIDDEN"
     if status not in rule.sources:

@@ -307,7 +307,7 @@ end
 -- ARGV  offer_id, status (OPEN|PAUSED|''), amount, price, min, max, methods JSON,
 --       window, now_ms, request_id; '' leaves a field unchanged (amount may be 0)
 -- Returns {'new'|'replay', offer flat fields}.
--- Errors (nothing written): UNKNOWN_P2P, INVALID_PARAM (also: offer closed),
+-- Errors (nothing written): UNKNOWN_ORDER, INVALID_PARAM (also: offer closed),
 --   INSUFFICIENT_FUNDS.
 local function p2p_offer_update(keys, argv)
   local P = p2p.prefix(keys[1])
@@ -321,7 +321,7 @@ local function p2p_offer_update(keys, argv)
   if not now then return fail('INVALID_PARAM', 'bad timestamp') end
   if not p2p.valid_rid(rid) then return fail('INVALID_PARAM', 'bad request_id') end
   local o = p2p.read(keys[3], P2P_OFFER_INT)
-  if not o then return fail('UNKNOWN_P2P', 'unknown offer') end
+  if not o then return fail('UNKNOWN_ORDER', 'unknown offer') end
   local seen = p2p.rq_check(P, owner, rid, 'update', id)
   if seen == true then return {'replay', p2p.offer_flat(o)} end
   if seen then return seen end
@@ -368,7 +368,7 @@ end
 -- KEYS  {u:O}:bal, {u:O}:ev, {u:O}:p2p:o:<offer id>
 -- ARGV  offer_id, now_ms, request_id
 -- Returns {'new'|'replay', offer flat fields}.
--- Errors (nothing written): UNKNOWN_P2P, INVALID_PARAM.
+-- Errors (nothing written): UNKNOWN_ORDER, INVALID_PARAM.
 local function p2p_offer_close(keys, argv)
   local P = p2p.prefix(keys[1])
   local id, rid = argv[1], argv[3] or ''
@@ -376,7 +376,7 @@ local function p2p_offer_close(keys, argv)
   if not valid_id(id) or keys[3] ~= P .. 'p2p:o:' .. id then return fail('INVALID_PARAM', 'bad offer id') end
   if not now or not p2p.valid_rid(rid) then return fail('INVALID_PARAM', 'bad arguments') end
   local o = p2p.read(keys[3], P2P_OFFER_INT)
-  if not o then return fail('UNKNOWN_P2P', 'unknown offer') end
+  if not o then return fail('UNKNOWN_ORDER', 'unknown offer') end
   if o.status == 'CLOSED' then return {'replay', p2p.offer_flat(o)} end
   -- validated: writes start here
   local items = {}
@@ -398,7 +398,7 @@ end
 -- ARGV  trade_id, taker (buyer), amount, price (as seen by the taker), fiat_amount,
 --       now_ms, request_id
 -- Returns {'new'|'replay', trade flat fields}.
--- Errors (nothing written): UNKNOWN_P2P, INVALID_PARAM (own offer, offer not OPEN,
+-- Errors (nothing written): UNKNOWN_ORDER, INVALID_PARAM (own offer, offer not OPEN,
 --   price changed, amount outside the limits or above what is left, a replay with
 --   another amount or price).
 local function p2p_take(keys, argv)
@@ -423,7 +423,7 @@ local function p2p_take(keys, argv)
     return {'replay', p2p.trade_flat(done)}
   end
   local o = p2p.read(keys[3], P2P_OFFER_INT)
-  if not o then return fail('UNKNOWN_P2P', 'unknown offer') end
+  if not o then return fail('UNKNOWN_ORDER', 'unknown offer') end
   if o.side ~= 'sell' then return fail('INVALID_PARAM', 'not a sell offer') end
   local err = p2p.check_take(o, taker, amount, price)
   if err then return err end
@@ -448,7 +448,7 @@ end
 -- ARGV  trade_id, taker (seller), amount, price (as seen by the taker), now_ms, request_id
 -- Returns {'new'|'replay', trade id, offer flat fields}; on a replay the trade id is
 --   the one first reserved under that request id.
--- Errors (nothing written): UNKNOWN_P2P, INVALID_PARAM (also: a replay whose amount or
+-- Errors (nothing written): UNKNOWN_ORDER, INVALID_PARAM (also: a replay whose amount or
 --   price differs from the reservation's).
 local function p2p_reserve(keys, argv)
   local P = p2p.prefix(keys[1])
@@ -459,7 +459,7 @@ local function p2p_reserve(keys, argv)
   if not amount then return fail('INVALID_PARAM', 'amount must be a positive integer') end
   if not price or not now or not p2p.valid_rid(rid) then return fail('INVALID_PARAM', 'bad arguments') end
   local o = p2p.read(keys[3], P2P_OFFER_INT)
-  if not o then return fail('UNKNOWN_P2P', 'unknown offer') end
+  if not o then return fail('UNKNOWN_ORDER', 'unknown offer') end
   local prev = p2p.rq_target(P, taker, rid, 'take')
   if prev == false then return fail('INVALID_PARAM', 'request_id already used for another request') end
   local rec = redis.call('HGET', keys[3], 'r:' .. (prev or tid))
@@ -638,7 +638,7 @@ end
 --       actor user id, role (user|admin|system), now_ms, request_id, reason (dispute)
 -- Returns {'new'|'replay'|'not_due', trade flat fields} ('not_due': expire before
 --   the payment deadline, nothing written).
--- Errors (nothing written): UNKNOWN_P2P (no such trade, or the actor is no party and
+-- Errors (nothing written): UNKNOWN_ORDER (no such trade, or the actor is no party and
 --   no admin), FORBIDDEN (not this party's move), INVALID_PARAM (wrong state, payment
 --   window over, missing reason, malformed), INTERNAL (escrow short: a bug).
 local function p2p_act(keys, argv)
@@ -653,9 +653,9 @@ local function p2p_act(keys, argv)
   if not now or not p2p.valid_rid(rid) or #reason > P2P_MAX_TEXT then return fail('INVALID_PARAM', 'bad arguments') end
   if string.sub(keys[3], 1, #P + 6) ~= P .. 'p2p:t:' then return fail('INVALID_PARAM', 'bad trade key') end
   local t = p2p.read(keys[3], P2P_TRADE_INT)
-  if not t or t.status == 'ABORTED' then return fail('UNKNOWN_P2P', 'unknown trade') end
+  if not t or t.status == 'ABORTED' then return fail('UNKNOWN_ORDER', 'unknown trade') end
   local party = p2p.party(t, actor, role)
-  if not party then return fail('UNKNOWN_P2P', 'unknown trade') end
+  if not party then return fail('UNKNOWN_ORDER', 'unknown trade') end
   local seen = p2p.rq_check(P, actor, rid, action, t.id)
   if seen == true then return {'replay', p2p.trade_flat(t)} end
   if seen then return seen end
@@ -704,7 +704,7 @@ end
 -- KEYS  {u:S}:p2p:t:<trade id>, {u:S}:p2p:m:<trade id>, {u:S}:ev
 -- ARGV  actor, role (user|admin), body, now_ms, request_id
 -- Returns {'new'|'replay', message JSON}.
--- Errors (nothing written): UNKNOWN_P2P, FORBIDDEN, INVALID_PARAM (trade over, body
+-- Errors (nothing written): UNKNOWN_ORDER, FORBIDDEN, INVALID_PARAM (trade over, body
 --   empty or too long, thread full).
 local function p2p_msg_post(keys, argv)
   local actor, role, body, rid = argv[1], argv[2], argv[3], argv[5] or ''
@@ -718,10 +718,10 @@ local function p2p_msg_post(keys, argv)
   local P = string.sub(keys[3], 1, #keys[3] - 2)
   if string.sub(keys[1], 1, #P + 6) ~= P .. 'p2p:t:' then return fail('INVALID_PARAM', 'bad trade key') end
   local t = p2p.read(keys[1], P2P_TRADE_INT)
-  if not t or t.status == 'ABORTED' then return fail('UNKNOWN_P2P', 'unknown trade') end
+  if not t or t.status == 'ABORTED' then return fail('UNKNOWN_ORDER', 'unknown trade') end
   if keys[2] ~= P .. 'p2p:m:' .. t.id then return fail('INVALID_PARAM', 'bad message key') end
   local party = p2p.party(t, actor, role)
-  if not party or party == 'system' then return fail('UNKNOWN_P2P', 'unknown trade') end
+  if not party or party == 'system' then return fail('UNKNOWN_ORDER', 'unknown trade') end
   local seen = p2p.rq_check(P, actor, rid, 'msg', t.id)
   if seen == true then
     return {'replay', redis.call('GET', P .. 'p2p:rq:' .. actor .. ':' .. rid .. ':m') or ''}

@@ -33,7 +33,9 @@ async def test_signup_login_me_and_deposit(exchange: Exchange) -> None:
         again = await http.post(
             "/auth/signup", json={"email": user.email.upper(), "password": PASSWORD}
         )
-        assert again.status_code == 409 and again.json()["error"]["code"] == "EMAIL_TAKEN"
+        assert again.status_code == 400 and again.json()["error"] == {
+            "code": "INVALID_PARAM", "message": "this email is already registered"
+        }  # fmt: skip
         short = await http.post(
             "/auth/signup", json={"email": unique() + "@x.dev", "password": "short"}
         )

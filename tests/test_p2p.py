@@ -226,7 +226,7 @@ async def test_offer_edits_escrow_more_or_release_and_pause_blocks_takes(desk):
     assert await bal(r, "sam") == Balance("BTC", 2 * COIN, 0, 0)
     assert await p2p.close_offer("sam", offer.id) == closed  # replay
     await refused("INVALID_PARAM", p2p.update_offer("sam", offer.id, OfferChanges(amount=COIN)))
-    await refused("UNKNOWN_P2P", p2p.close_offer("bea", offer.id))  # not hers
+    await refused("UNKNOWN_ORDER", p2p.close_offer("bea", offer.id))  # not hers
     assert await p2p.list_offers() == []
     await ledger.check(p2p)
 
@@ -275,8 +275,8 @@ async def test_offer_and_take_refusals_change_nothing(desk):
     await refused(
         "INVALID_PARAM", p2p.take_offer("bea", offer.id, COIN // 4, price=offer.price - 1)
     )
-    await refused("UNKNOWN_P2P", p2p.take_offer("bea", "12345", COIN // 4))
-    await refused("UNKNOWN_P2P", p2p.take_offer("bea", "not-an-id", COIN // 4))
+    await refused("UNKNOWN_ORDER", p2p.take_offer("bea", "12345", COIN // 4))
+    await refused("UNKNOWN_ORDER", p2p.take_offer("bea", "not-an-id", COIN // 4))
     after = {u: await dump_shard(r, u) for u in ("sam", "bea")}
     assert after == before
     await p2p.take_offer("bea", offer.id, COIN // 2)
@@ -312,9 +312,9 @@ async def test_wrong_party_wrong_state_and_strangers_are_refused(desk):
     await refused("INVALID_PARAM", p2p.open_dispute("bea", trade.id, "too early", now=T0 + 1))
     await refused("INVALID_PARAM", p2p.resolve_dispute("ada", trade.id, "refund", now=T0 + 1))
     for call in (p2p.mark_paid, p2p.cancel_trade, p2p.confirm_release):
-        await refused("UNKNOWN_P2P", call("carl", trade.id, now=T0 + 1))
-    await refused("UNKNOWN_P2P", p2p.get_trade("carl", trade.id))
-    await refused("UNKNOWN_P2P", p2p.mark_paid("bea", "999", now=T0 + 1))
+        await refused("UNKNOWN_ORDER", call("carl", trade.id, now=T0 + 1))
+    await refused("UNKNOWN_ORDER", p2p.get_trade("carl", trade.id))
+    await refused("UNKNOWN_ORDER", p2p.mark_paid("bea", "999", now=T0 + 1))
     assert await dump_shard(r, "sam") == snapshot
     await p2p.mark_paid("bea", trade.id, now=T0 + 2)
     await refused("INVALID_PARAM", p2p.cancel_trade("bea", trade.id, now=T0 + 3))
@@ -461,8 +461,8 @@ async def test_message_thread_between_the_parties_and_admins_in_a_dispute(desk):
     trade = await p2p.take_offer("bea", offer.id, COIN // 4)
     await p2p.post_message("bea", trade.id, "Hello, sending now")
     await p2p.post_message("sam", trade.id, 'ok "quotes" and\nnewline é')
-    await refused("UNKNOWN_P2P", p2p.post_message("carl", trade.id, "hi"))
-    await refused("UNKNOWN_P2P", p2p.messages("carl", trade.id))
+    await refused("UNKNOWN_ORDER", p2p.post_message("carl", trade.id, "hi"))
+    await refused("UNKNOWN_ORDER", p2p.messages("carl", trade.id))
     await refused("FORBIDDEN", p2p.messages("ada", trade.id, role="admin"))
     await refused("FORBIDDEN", p2p.post_message("ada", trade.id, "hi", role="admin"))
     await refused("INVALID_PARAM", p2p.post_message("bea", trade.id, "x" * 501))

@@ -210,18 +210,18 @@ async def test_every_refusal_is_a_protocol_error(api: Api) -> None:
     await api.refused(400, "INVALID_PARAM", "POST", take, buyer, {"amount": "0.001"})  # < min
     await api.refused(400, "INVALID_PARAM", "POST", take, buyer, {"amount": "0.6"})  # > max
     await api.refused(400, "INVALID_PARAM", "POST", take, buyer, {"amount": "0.1", "price": "1"})
-    await api.refused(404, "UNKNOWN_P2P", "POST", "/p2p/offers/123/take", buyer, {"amount": "1"})
-    await api.refused(404, "UNKNOWN_P2P", "GET", "/p2p/offers/abc", None)
-    await api.refused(404, "UNKNOWN_P2P", "PATCH", f"/p2p/offers/{offer['id']}", buyer,
+    await api.refused(404, "UNKNOWN_ORDER", "POST", "/p2p/offers/123/take", buyer, {"amount": "1"})
+    await api.refused(404, "UNKNOWN_ORDER", "GET", "/p2p/offers/abc", None)
+    await api.refused(404, "UNKNOWN_ORDER", "PATCH", f"/p2p/offers/{offer['id']}", buyer,
                       {"amount": "0.1"})  # fmt: skip
     trade = await api.ok("POST", take, buyer, {"amount": "0.1"})
     path = f"/p2p/trades/{trade['id']}"
     await api.refused(403, "FORBIDDEN", "POST", path + "/paid", seller, {})
     await api.refused(403, "FORBIDDEN", "POST", path + "/release", buyer, {})
     await api.refused(403, "FORBIDDEN", "POST", path + "/cancel", seller, {})
-    await api.refused(404, "UNKNOWN_P2P", "GET", path, other)
-    await api.refused(404, "UNKNOWN_P2P", "POST", path + "/paid", other, {})
-    await api.refused(404, "UNKNOWN_P2P", "GET", path + "/messages", other)
+    await api.refused(404, "UNKNOWN_ORDER", "GET", path, other)
+    await api.refused(404, "UNKNOWN_ORDER", "POST", path + "/paid", other, {})
+    await api.refused(404, "UNKNOWN_ORDER", "GET", path + "/messages", other)
     await api.refused(400, "INVALID_PARAM", "POST", path + "/dispute", buyer, {"reason": "early"})
     await api.refused(403, "FORBIDDEN", "POST", f"/p2p/admin/trades/{trade['id']}/resolve",
                       buyer, {"resolution": "refund"})  # fmt: skip
@@ -310,7 +310,7 @@ async def test_p2p_methods_and_notification_pushes_over_websocket(api: Api) -> N
         wrong = await b.rpc("p2p.trade.resolve", {"trade_id": "1", "resolution": "refund"})
         assert (wrong["status"], wrong["error"]["code"]) == (403, "FORBIDDEN")
         unknown = await b.rpc("p2p.trade.get", {"trade_id": "1"})
-        assert (unknown["status"], unknown["error"]["code"]) == (404, "UNKNOWN_P2P")
+        assert (unknown["status"], unknown["error"]["code"]) == (404, "UNKNOWN_ORDER")
 
         await api.fund(seller, "BTC", "1")  # now the seller can escrow
         trade = await s.ok("p2p.offer.take", {"offer_id": offer["id"], "amount": "0.1"})

@@ -54,7 +54,7 @@ async def p2p_expire(ctx: dict[str, Any], trade_id: str) -> str:
     try:
         result = await _desk(ctx).expire_trade(trade_id)
     except EngineError as exc:
-        if exc.code in ("INVALID_PARAM", "UNKNOWN_P2P"):
+        if exc.code in ("INVALID_PARAM", "UNKNOWN_ORDER"):
             log.warning("p2p_expire %s: %s", trade_id, exc)
             return "refused"
         raise Retry(defer=_backoff(ctx)) from exc

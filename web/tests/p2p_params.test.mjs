@@ -160,7 +160,7 @@ test("errors read as meaning, server message, code", () => {
     describeError(new ApiError("FORBIDDEN", "only the seller may release this trade", 403)),
     "Not allowed: only the seller may release this trade (FORBIDDEN)",
   );
-  assert.equal(describeError(new ApiError("UNKNOWN_P2P", "", 404)), "No such offer or trade (or not yours) (UNKNOWN_P2P)");
+  assert.equal(describeError(new ApiError("UNKNOWN_ORDER", "", 404)), "No such offer or trade (or not yours) (UNKNOWN_ORDER)");
   assert.equal(describeError(new ApiError("HTTP_502", "", 502)), "Request failed (HTTP_502)");
   assert.equal(describeError(new Error("boom")), "Boom");
   assert.equal(describeError(null), "");

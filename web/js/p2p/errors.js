@@ -3,7 +3,7 @@
 
 const MEANING = {
   INSUFFICIENT_FUNDS: "Not enough available balance",
-  UNKNOWN_P2P: "No such offer or trade (or not yours)",
+  UNKNOWN_ORDER: "No such offer or trade (or not yours)",
   FORBIDDEN: "Not allowed",
   UNAUTHORIZED: "Log in first",
   RATE_LIMITED: "Too many requests — try again in a moment",

@@ -76,7 +76,7 @@ export function mountTakeDialog(dialog, { store, account, toast, onTaken }) {
       onTaken(trade);
     } catch (err) {
       showError(errBox, describeError(err));
-      if (err.code === "INVALID_PARAM" || err.code === "UNKNOWN_P2P") store.loadOffers(); // terms may have moved
+      if (err.code === "INVALID_PARAM" || err.code === "UNKNOWN_ORDER") store.loadOffers(); // terms may have moved
     } finally {
       submit.disabled = false;
     }

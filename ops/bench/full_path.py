@@ -52,21 +52,10 @@ import redis.asyncio as aredis
 from api.redisbatch import batching
 from engine import addresses
 from engine.exchange import Exchange
-from engine.types import EngineError, Market, OrderRequest
+from engine.types import EngineError, OrderRequest
+from ops.bench.markets import usd_market
 
-MARKET = Market(
-    id="FP-USD",
-    base="FP",
-    quote="USD",
-    base_scale=8,
-    quote_scale=8,
-    tick=1_000_000,
-    lot=1_000,
-    min_size=1_000,
-    max_notional=10**15,
-    maker_fee_bps=10,
-    taker_fee_bps=20,
-)
+MARKET = usd_market("FP")
 MID = 10_000 * MARKET.tick
 MAKERS = [f"fm{i}" for i in range(200)]
 TAKERS = [f"ft{i}" for i in range(50)]

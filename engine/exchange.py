@@ -149,19 +149,19 @@ class Exchange:
                 raise EngineError("DUPLICATE_CLIENT_ORDER_ID", "client_order_id already used")
             return PlaceResult(order=existing, duplicate=True)
         if held.kind == "new" and held.balance is not None:
-            # queued before the place, so it is published before the settler can push
-            # the balance after this order's fills
+            # queued before the place's own pushes; the settler's push after the fills
+            # needs a stream read and an account call first, so it normally comes later
             await self._push_balance(user_id, held.balance)
         try:
             outcome = await M.place(self.redis, order_id, user_id, req, now)
         except EngineError:
-            await accounts.release(self.redis, user_id, order_id)
+            await self._release(user_id, order_id, asset)
             raise
         except (ResponseError, OSError):
             # outcome unknown: the hold stays; the reconciler settles it either way
             raise
         if outcome.kind == "duplicate":
-            await accounts.release(self.redis, user_id, order_id)
+            await self._release(user_id, order_id, asset)
             existing = await M.get_order(self.redis, market.id, outcome.order_id)
             assert existing is not None
             return PlaceResult(order=existing, duplicate=True)
@@ -380,14 +380,18 @@ class Exchange:
 
     # -- pushes --------------------------------------------------------------------
 
+    async def _release(self, user_id: str, order_id: str, asset: str) -> None:
+        """Abort the hold of an order the market refused; push the balance it restores."""
+        await accounts.release(self.redis, user_id, order_id)
+        await self._push_balance(user_id, await accounts.balance(self.redis, user_id, asset))
+
     async def _push_balance(self, user_id: str, balance: Balance) -> None:
-        """Queue a private ``balances`` push (the hold moved free to locked)."""
+        """Queue a private ``balances`` push (published in order with the order pushes)."""
         scale = self._scales.get(balance.asset)
         if scale is None:
             self._scales = await registry.assets(self.redis)
             scale = self._scales.get(balance.asset, 0)
-        push = balance_push(balance, scale)
-        self._enqueue((user_channel(user_id), orjson.dumps(push)))
+        self._enqueue((user_channel(user_id), orjson.dumps(balance_push(balance, scale))))
 
     def _publish(
         self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]

@@ -198,3 +198,22 @@ async def test_reducing_a_partly_filled_order_releases_the_difference_at_once(ex
     await ex.cancel_order("bob", order_id=bid.order.id)
     await settle(ex)
     assert (await balances(ex, "bob"))["USD"] == (100_000 * BTC - 7_500 * BTC, 0)
+
+
+async def test_a_refused_order_pushes_its_hold_and_the_release(ex):
+    pubsub = ex.redis.pubsub()
+    await pubsub.subscribe(user_channel("bob"))
+    m = await ex.market("BTC-USD")
+    off_tick = OrderRequest("BTC-USD", "buy", "limit", 10 * m.lot, 30_000 * BTC + 1)
+    with pytest.raises(EngineError) as err:  # refused by the engine, after the hold
+        await ex.place_order("bob", off_tick)
+    assert err.value.code == "BAD_PRECISION"
+    await ex.flush()
+    usd: list[tuple[str, str]] = []
+    deadline = asyncio.get_running_loop().time() + 2
+    while len(usd) < 2 and asyncio.get_running_loop().time() < deadline:
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if msg is not None and (push := orjson.loads(msg["data"]))["channel"] == "balances":
+            usd.append((push["free"], push["locked"]))
+    await pubsub.aclose()
+    assert usd == [("99997.00000000", "3.00000000"), ("100000.00000000", "0.00000000")]

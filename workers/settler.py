@@ -210,10 +210,7 @@ class Settler:
         """Record that ``pushes`` and ``pos`` reached Redis."""
         if self._cluster and pushes:
             await publish_many(self.redis, pushes)
-        if s.pushes is pushes:
-            s.pushes = []
-        else:
-            del s.pushes[: len(pushes)]
+        del s.pushes[: len(pushes)]  # ``pushes`` is a copy: what came since stays
         if pos is not None:
             s.saved = pos
 
@@ -225,7 +222,7 @@ class Settler:
         if not pending:
             return
         pipe = self._batched.pipeline(transaction=False)
-        sent = [(s, s.pushes, s.pos) for s in pending]
+        sent = [(s, list(s.pushes), s.pos) for s in pending]
         for s in pending:
             self._queue_pending(s, pipe)
         await pipe.execute()
@@ -237,7 +234,7 @@ class Settler:
         pushes and position of the stream (sent before the read blocks)."""
         if s.pos is None:
             s.pos = s.saved = _text(await self._batched.get(s.tag + ":stl") or b"0-0")
-        pushes, pos = s.pushes, s.pos
+        pushes, pos = list(s.pushes), s.pos
         if self._cluster:  # a cluster pipeline refuses PUBLISH: flush, then read
             await self.flush([s])
             reply = await self.redis.xread({s.key: pos}, count=self.batch, block=block_ms)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.exceptions import ResponseError
@@ -35,6 +36,7 @@ from engine.types import (
 from engine.units import format_price, format_size, notional
 
 MARKET_CACHE_S = 1.0
+T = TypeVar("T")
 PLACED_MEMORY = 50_000  # resting orders placed here whose market a cancel knows at once
 BOOK_LEVELS_FOR_ESTIMATE = 1000
 
@@ -152,6 +154,15 @@ class Exchange:
             # queued before the place's own pushes; the settler's push after the fills
             # needs a stream read and an account call first, so it normally comes later
             await self._push_balance(user_id, held.balance)
+        # Once the place is sent the engine acts whatever happens to this caller (a
+        # request timeout, a closed socket): finish the call and its pushes regardless.
+        return await _unless_cancelled(self._place_held(user_id, market, req, order_id, now))
+
+    async def _place_held(
+        self, user_id: str, market: Market, req: OrderRequest, order_id: str, now: int
+    ) -> PlaceResult:
+        """The second phase of :meth:`place_order`: place, then pushes and the answer."""
+        asset = hold_of(market, req)[0]
         try:
             outcome = await M.place(self.redis, order_id, user_id, req, now)
         except EngineError:
@@ -232,6 +243,12 @@ class Exchange:
             placed = None
             market_id, oid = await self._locate_open(user_id, order_id, client_order_id)
         market = await self.market(market_id)
+        return await _unless_cancelled(self._cancel_located(user_id, market, oid, placed))
+
+    async def _cancel_located(
+        self, user_id: str, market: Market, oid: str, placed: tuple[str, str] | None
+    ) -> Order:
+        market_id = market.id
         try:
             outcome, order = await M.cancel_and_read(self.redis, market_id, oid, user_id, now_ms())
         except EngineError:
@@ -476,6 +493,19 @@ def _touched(events: list[dict[str, Any]]) -> list[str]:
         elif kind == "done" or kind == "accepted":
             out.append(ev["id"])
     return list(dict.fromkeys(out))
+
+
+async def _unless_cancelled(call: Coroutine[Any, Any, T]) -> T:
+    """Await ``call`` in a task of its own that a cancelled caller does not cancel."""
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark the outcome of a task nobody may await any more as seen (no warning)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def hold_of(market: Market, req: OrderRequest) -> tuple[str, int]:

@@ -217,3 +217,34 @@ async def test_a_refused_order_pushes_its_hold_and_the_release(ex):
             usd.append((push["free"], push["locked"]))
     await pubsub.aclose()
     assert usd == [("99997.00000000", "3.00000000"), ("100000.00000000", "0.00000000")]
+
+
+async def test_a_caller_cancelled_mid_place_still_gets_the_order_placed_and_pushed(ex, monkeypatch):
+    from engine import market as M
+
+    real_place, sent = M.place, asyncio.Event()
+
+    async def place_slowly(*args, **kw):  # the command is on its way when the caller goes
+        sent.set()
+        await asyncio.sleep(0.05)
+        return await real_place(*args, **kw)
+
+    monkeypatch.setattr(M, "place", place_slowly)
+    pubsub = ex.redis.pubsub()
+    await pubsub.subscribe(user_channel("bob"))
+    caller = asyncio.create_task(ex.place_order("bob", await order(ex, "buy", "0.1", "29000.00")))
+    await sent.wait()
+    caller.cancel()  # e.g. the request timed out
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.sleep(0.1)
+    await ex.flush()
+    [resting] = await ex.open_orders("bob")
+    pushes: list[str] = []
+    deadline = asyncio.get_running_loop().time() + 2
+    while not pushes and asyncio.get_running_loop().time() < deadline:
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if msg is not None and (push := orjson.loads(msg["data"]))["channel"] == "orders":
+            pushes.append(push["order"]["id"])
+    await pubsub.aclose()
+    assert pushes == [resting.id]

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import fakeredis
@@ -45,6 +46,19 @@ def valkey_cluster_urls() -> Iterator[list[str]]:
 def pg_url() -> Iterator[str]:
     with servers.postgres_server() as url:
         yield url
+
+
+@pytest.fixture
+def db_url(pg_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database on the session PostgreSQL, dropped afterwards."""
+    from ops.migrate import create_database, drop_database, migrate
+
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    name = f"t_{module[:20]}_{uuid.uuid4().hex[:10]}"
+    url = create_database(pg_url, name)
+    migrate(url)
+    yield url
+    drop_database(pg_url, name)
 
 
 async def _real_client(url: str) -> aredis.Redis:

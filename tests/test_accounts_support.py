@@ -183,3 +183,13 @@ class SyntheticMarket:
     async def reduce(self, o: Order, new_amount: int) -> None:
         o.amount = new_amount
         await self._append([self._order_ev("reduced", o, filled=o.filled, price=o.price)])
+
+
+async def funded_market(redis: Any) -> SyntheticMarket:
+    """Assets, a synthetic BTC-USD market, alice with 100,000 USD and bob with 10 BTC."""
+    await setup_assets(redis)
+    m = SyntheticMarket(redis)
+    await m.create()
+    await fund(redis, "alice", "USD", 100_000 * COIN)
+    await fund(redis, "bob", "BTC", 10 * COIN)
+    return m

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import random
-import uuid
 
 import psycopg
-import pytest
 
-from ops.migrate import create_database, drop_database, migrate
 from workers import candles
 from workers.candles import Candle, aggregate
 
@@ -24,15 +21,6 @@ TRADES = [
     ("BTC-USD", 5, 99, 1, 99, T0 + 61_000),
     ("ETH-USD", 1, 7, 10, 70, T0 + 5_000),
 ]
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_candles_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 def by_key(cs: list[Candle]) -> dict[tuple[str, str, int], tuple[int, ...]]:

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import itertools
-import uuid
 
 import orjson
 import pytest
 
 from ops.bench.drain import LOAD_MARKET, EngineLoad, emitted_trades
-from ops.migrate import create_database, drop_database, migrate
 from tests.drain_helpers import assert_orders_and_candles_match, rows
 from workers import candles, streams
 from workers.drain import Drain, DrainConfig
 
 MKT = LOAD_MARKET.id
 STREAM = f"{{m:{MKT}}}:ev"
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_drain_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 def cfg(**kw) -> DrainConfig:

@@ -3,28 +3,16 @@ command: per-stream reads, per-shard dumps)."""
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
 
 from ops.bench.drain import EngineLoad, ExchangeLoad
-from ops.migrate import create_database, drop_database, migrate
 from snapshots import snapshot as S
 from snapshots.reconcile import reconcile
 from snapshots.restore import canonical_dump, restore
 from workers.drain import Drain, DrainConfig
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_cl_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 def drain(redis, db_url: str) -> Drain:

@@ -17,25 +17,14 @@ import random
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from ops.bench.drain import EngineLoad
-from ops.migrate import create_database, drop_database, migrate
 from workers import candles, streams
 from workers.drain import Drain, DrainConfig
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_crash_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 async def fetch(url: str, sql: str) -> list[tuple]:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 import orjson
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
 from ops.bench.drain import Synthetic
-from ops.migrate import create_database, drop_database, migrate
 from workers import streams
 from workers.drain import Drain, DrainConfig
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_dfault_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 def cfg(**kw) -> DrainConfig:

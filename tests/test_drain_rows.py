@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import itertools
 import random
-import uuid
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
 
-from ops.migrate import create_database, drop_database, migrate
 from workers.drain import write_rows
 from workers.rows import FINAL_STATUSES, Rows, market_entry_rows, merge_order
 
@@ -99,15 +97,6 @@ def test_entry_in_another_field_layout_converts_alike():
     as_dict = {raw[4]: raw[5], raw[0]: raw[1], raw[2]: raw[3]}  # e first, a dict
     a, b = market_entry_rows("MKT", raw), market_entry_rows("MKT", as_dict)
     assert (a.orders, a.trades, a.market_events) == (b.orders, b.trades, b.market_events)
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_drows_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 @pytest.mark.parametrize("special", [False, True])

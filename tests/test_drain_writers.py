@@ -4,27 +4,16 @@ exactly once, candles and order states as with one writer."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 
 from ops.bench.drain import LOAD_MARKET, EngineLoad, emitted_trades
-from ops.migrate import create_database, drop_database, migrate
 from tests.drain_helpers import assert_orders_and_candles_match, rows
 from workers import streams
 from workers.drain import Drain, DrainConfig
 
 MKT = LOAD_MARKET.id
 STREAM = f"{{m:{MKT}}}:ev"
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_dwriters_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 @pytest.mark.parametrize("writers", [1, 3])

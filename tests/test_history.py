@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import orjson
 import psycopg
 import pytest
@@ -13,20 +11,10 @@ from engine import market as M
 from engine import registry
 from engine.types import OrderRequest
 from ops.bench.drain import LOAD_MARKET, EngineLoad
-from ops.migrate import create_database, drop_database, migrate
 from workers.drain import Drain, DrainConfig
 
 MKT = LOAD_MARKET
 LOT, TICK = MKT.lot, MKT.tick
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_hist_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 @pytest.fixture

@@ -4,24 +4,12 @@ stream position, even while trading goes on; any tampering shows."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import psycopg
-import pytest
 
 from ops.bench.drain import ExchangeLoad
-from ops.migrate import create_database, drop_database, migrate
 from snapshots.reconcile import balances_of, compare, reconcile
 from workers.drain import Drain, DrainConfig
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_recon_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 def drain(redis, db_url: str) -> Drain:

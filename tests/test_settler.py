@@ -15,6 +15,7 @@ from tests.test_accounts_support import (
     SyntheticMarket,
     dump_account,
     fund,
+    funded_market,
     setup_assets,
     totals,
 )
@@ -26,12 +27,7 @@ PRICE = 30_000 * COIN  # 30000 USD per BTC, in USD units
 
 @pytest.fixture
 async def mkt(redis: Any) -> SyntheticMarket:
-    await setup_assets(redis)
-    m = SyntheticMarket(redis)
-    await m.create()
-    await fund(redis, "alice", "USD", 100_000 * COIN)
-    await fund(redis, "bob", "BTC", 10 * COIN)
-    return m
+    return await funded_market(redis)
 
 
 async def test_fill_moves_funds_charges_fees_and_returns_price_improvement(

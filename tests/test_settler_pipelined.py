@@ -10,7 +10,7 @@ import pytest
 
 from engine import accounts, keys
 from engine.types import Balance
-from tests.test_accounts_support import COIN, SyntheticMarket, fund, setup_assets, totals
+from tests.test_accounts_support import COIN, SyntheticMarket, funded_market, totals
 from workers.settler import Settler
 
 PRICE = 30_000 * COIN
@@ -18,12 +18,7 @@ PRICE = 30_000 * COIN
 
 @pytest.fixture
 async def mkt(redis: Any) -> SyntheticMarket:
-    await setup_assets(redis)
-    m = SyntheticMarket(redis)
-    await m.create()
-    await fund(redis, "alice", "USD", 100_000 * COIN)
-    await fund(redis, "bob", "BTC", 10 * COIN)
-    return m
+    return await funded_market(redis)
 
 
 async def trade(mkt: SyntheticMarket) -> None:

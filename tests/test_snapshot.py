@@ -3,30 +3,18 @@ events) rebuilds the live state exactly (canonical dump)."""
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
 import redis.asyncio as aredis
 
 from engine.exchange import Exchange
 from ops.bench.drain import ExchangeLoad
-from ops.migrate import create_database, drop_database, migrate
 from snapshots import snapshot as S
 from snapshots.restore import RestoreError, canonical_dump, restore
 from workers.drain import Drain, DrainConfig
 from workers.settler import Settler
 
 DAY_MS = 1_764_028_800_000  # 2025-11-25T00:00:00Z
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_snap_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 @pytest.fixture

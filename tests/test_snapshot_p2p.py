@@ -6,7 +6,6 @@ restored exchange carries on (P2P, client order ids, withdrawals, conservation).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from engine.ids import new_order_id
 from engine.p2p import P2P, RESERVE_GRACE_MS, now_ms
 from engine.types import EngineError, OrderRequest
 from ops.bench.drain import ExchangeLoad
-from ops.migrate import create_database, drop_database, migrate
 from snapshots import snapshot as S
 from snapshots.restore import canonical_dump, restore
 from tests.p2p_helpers import check_escrow, spec
@@ -28,15 +26,6 @@ from workers.settler import Settler
 
 COIN = 10**8
 DAY_MS = 1_764_028_800_000
-
-
-@pytest.fixture
-def db_url(pg_url):
-    name = f"t_snapp_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_url, name)
-    migrate(url)
-    yield url
-    drop_database(pg_url, name)
 
 
 @pytest.fixture

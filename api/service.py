@@ -14,12 +14,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from api import schemas as S
-from api import wire
 from api.errors import ApiError
-from api.wire import parse_price, parse_size
 from engine.pubsub import publish
 from engine.types import Balance, Market, Order, OrderRequest
-from engine.units import format_amount, market_to_wire, parse_amount
+from engine.units import (
+    fill_to_wire,
+    format_amount,
+    market_to_wire,
+    order_to_wire,
+    parse_amount,
+    parse_price,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     from api.node import Node
@@ -124,19 +130,19 @@ async def place_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     p = S.parse(S.PlaceOrder, params)
     m = await market(node, p.market)
     result = await node.ex.place_order(user_id, order_request(m, p))
-    out = wire.order(m, result.order)
+    out = order_to_wire(m, result.order)
     if result.duplicate:
         raise ApiError(
             "DUPLICATE_CLIENT_ORDER_ID", "client_order_id already used: existing order", order=out
         )
-    out["fills"] = [wire.fill(m, f) for f in result.fills]
+    out["fills"] = [fill_to_wire(m, f) for f in result.fills]
     return out
 
 
 async def orders_to_wire(node: Node, orders: list[Order]) -> list[dict[str, Any]]:
     out = []
     for order in orders:
-        out.append(wire.order(await market(node, order.market), order))
+        out.append(order_to_wire(await market(node, order.market), order))
     return out
 
 
@@ -147,7 +153,7 @@ async def cancel_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     order = await node.ex.cancel_order(
         user_id, order_id=p.order_id, client_order_id=p.client_order_id
     )
-    return wire.order(await market(node, order.market), order)
+    return order_to_wire(await market(node, order.market), order)
 
 
 async def cancel_all(node: Node, user_id: str, params: Any) -> list[dict[str, Any]]:
@@ -165,7 +171,7 @@ async def open_orders(node: Node, user_id: str, params: Any) -> list[dict[str, A
 async def get_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     p = S.parse(S.GetOrder, params)
     order = await node.ex.get_order(user_id, p.order_id)
-    return wire.order(await market(node, order.market), order)
+    return order_to_wire(await market(node, order.market), order)
 
 
 # -- wallet ------------------------------------------------------------------------

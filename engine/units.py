@@ -27,19 +27,21 @@ def parse_amount(scale: int, text: Any, what: str = "amount") -> int:
     return int(whole) * 10**scale + (int(frac.ljust(scale, "0")) if frac else 0)
 
 
-def _parse_step(text: Any, scale: int, step: int, what: str, increment: str) -> int:
-    value = parse_amount(scale, text, what)
-    if value % step:
-        raise EngineError("BAD_PRECISION", f"{what} must be a multiple of {increment}")
+def parse_price(market: Market, text: Any) -> int:
+    """A decimal price string -> units; a multiple of the tick (the increment is only
+    formatted for the error message)."""
+    value = parse_amount(market.quote_scale, text, "price")
+    if value % market.tick:
+        raise EngineError("BAD_PRECISION", f"price must be a multiple of {price_increment(market)}")
     return value
 
 
-def parse_price(market: Market, text: Any) -> int:
-    return _parse_step(text, market.quote_scale, market.tick, "price", price_increment(market))
-
-
 def parse_size(market: Market, text: Any, what: str = "amount") -> int:
-    return _parse_step(text, market.base_scale, market.lot, what, size_increment(market))
+    """A decimal size string -> units; a multiple of the lot."""
+    value = parse_amount(market.base_scale, text, what)
+    if value % market.lot:
+        raise EngineError("BAD_PRECISION", f"{what} must be a multiple of {size_increment(market)}")
+    return value
 
 
 @lru_cache(maxsize=4096)

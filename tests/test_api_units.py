@@ -410,37 +410,6 @@ def test_the_worked_example_of_docs_protocol_md() -> None:
     assert update["asks"] == [["30000.50", "0.10000"]]
 
 
-def test_fast_wire_format_matches_engine_units() -> None:
-    from dataclasses import replace
-
-    from api import wire
-    from engine.types import Fill, Order
-    from engine.units import fill_to_wire, order_to_wire
-
-    rng = random.Random(3)
-    markets = [MARKET, replace(MARKET, id="SOL-USD", tick=100_000, lot=100_000, min_size=100_000),
-               replace(MARKET, id="X-Y", base_scale=0, tick=10**8, lot=1, min_size=1)]  # fmt: skip
-    for m in markets:
-        for _ in range(300):
-            amount = rng.randint(0, 10**6) * m.lot
-            filled = rng.randint(0, amount // m.lot) * m.lot if amount else 0
-            o = Order(
-                id=str(rng.randint(1, 2**62)), user_id="u", market=m.id,
-                side=rng.choice(["buy", "sell"]), type=rng.choice(["limit", "market"]),
-                time_in_force="GTC", post_only=rng.random() < 0.5,
-                price=rng.randint(0, 10**7) * m.tick, amount=amount, filled=filled,
-                cost=rng.randint(0, 10**15), status=rng.choice(["NEW", "FILLED", "CANCELED"]),
-                created_ts=1, updated_ts=2, client_order_id=rng.choice(["", "c1"]),
-                quote_amount=rng.choice([0, rng.randint(1, 10**12)]),
-            )  # fmt: skip
-            assert wire.order(m, o) == order_to_wire(m, o)
-            f = Fill(trade_id=rng.randint(1, 10**9), price=rng.randint(1, 10**7) * m.tick,
-                     size=rng.randint(1, 10**6) * m.lot, quote=rng.randint(0, 10**12),
-                     fee=rng.randint(0, 10**9), fee_asset=rng.choice([m.base, m.quote]),
-                     maker_order_id="9", liquidity="taker")  # fmt: skip
-            assert wire.fill(m, f) == fill_to_wire(m, f)
-
-
 def test_pre_encoded_text_frames_match_websockets() -> None:
     from websockets.frames import Frame as WsFrame
     from websockets.frames import Opcode
@@ -457,21 +426,36 @@ def test_pre_encoded_text_frames_match_websockets() -> None:
     assert frame.data.endswith('{"é": 1}'.encode())
 
 
-@pytest.mark.parametrize(
-    "text", ["1", "1.01", "1.015", "0.001", "-1", "1e5", "", "0", "123456.78", "1.000000001"]
+BAD_DECIMAL = 'must be a decimal string like "1.25"'
+NOT_DECIMAL = (
+    ("INVALID_PARAM", "price " + BAD_DECIMAL),
+    ("INVALID_PARAM", "amount " + BAD_DECIMAL),
 )
-def test_fast_parsers_match_engine_units(text: str) -> None:
-    from api import wire
+
+
+@pytest.mark.parametrize(
+    ("text", "price", "size"),
+    [
+        ("1", 100_000_000, 100_000_000),
+        ("1.01", 101_000_000, 101_000_000),
+        ("1.015", ("BAD_PRECISION", "price must be a multiple of 0.01"), 101_500_000),
+        ("0.001", ("BAD_PRECISION", "price must be a multiple of 0.01"), 100_000),
+        ("-1", *NOT_DECIMAL),
+        ("1e5", *NOT_DECIMAL),
+        ("", *NOT_DECIMAL),
+        ("0", 0, 0),
+        ("123456.78", 12_345_678_000_000, 12_345_678_000_000),
+        ("1.000000001", ("BAD_PRECISION", "price has more than 8 decimals"),
+         ("BAD_PRECISION", "amount has more than 8 decimals")),
+    ],
+)  # fmt: skip
+def test_price_and_size_parsers(text: str, price: Any, size: Any) -> None:
     from engine import units
     from engine.types import EngineError
 
-    for fast, slow in ((wire.parse_price, units.parse_price), (wire.parse_size, units.parse_size)):
+    for parse, expected in ((units.parse_price, price), (units.parse_size, size)):
         try:
-            expected: Any = slow(MARKET, text)
-        except EngineError as exc:
-            expected = (exc.code, exc.message)
-        try:
-            got: Any = fast(MARKET, text)
+            got: Any = parse(MARKET, text)
         except EngineError as exc:
             got = (exc.code, exc.message)
         assert got == expected

@@ -20,7 +20,7 @@ from engine import accounts, addresses, registry
 from engine import market as M
 from engine.ids import new_order_id
 from engine.pubsub import publish_many
-from engine.pushes import order_pushes, rewind
+from engine.pushes import order_pushes
 from engine.settlement import balance_push
 from engine.types import (
     Asset,
@@ -443,8 +443,8 @@ class Exchange:
         self, calls: list[tuple[Market, list[dict[str, Any]], dict[str, Order]]]
     ) -> list[list[tuple[str, dict[str, Any]]]]:
         """The pushes of each call. The other orders the calls' events mention (makers,
-        orders done) are read in one round trip, after all the calls; each call sees
-        them as they were right after it (later calls of the batch rewound)."""
+        orders done) are read in one round trip, after all the calls, for their fixed
+        fields; their fills and state come from each call's events."""
         wanted: dict[tuple[str, str], None] = {}
         for market, events, known in calls:
             for ev in events:
@@ -454,19 +454,13 @@ class Exchange:
                     wanted[(market.id, oid)] = None
         latest = await self._orders_at(list(wanted)) if wanted else {}
         out: list[list[tuple[str, dict[str, Any]]]] = []
-        for market, events, known in reversed(calls):
+        for market, events, known in calls:
             final = dict(known)
-            touched = _touched(events) if latest else ()
-            for oid in touched:
+            for oid in _touched(events) if latest else ():
                 order = latest.get((market.id, oid))
                 if order is not None and oid not in final:
                     final[oid] = order
             out.append(order_pushes(market, events, final))
-            for oid in touched:  # as they were before this call, for the calls before it
-                key = (market.id, oid)
-                if key in latest:
-                    latest[key] = rewind(known.get(oid) or latest[key], events)
-        out.reverse()
         return out
 
     async def _orders_at(self, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Order]:

@@ -10,7 +10,6 @@ This runs for every order a node places or cancels, so it works on plain numbers
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from engine.types import Market, Order
@@ -24,24 +23,30 @@ def order_pushes(
 ) -> list[tuple[str, dict[str, Any]]]:
     """``(user id, push)`` pairs in event order.
 
-    ``final`` holds every order the events mention, in its state after the call;
-    states in between are recomputed from the trade events.
+    ``final`` holds every order the events mention: the taker as the call left it,
+    the others for their fixed fields only (they may have been read after later
+    calls). The states in between come from the events: a maker's filled and cost
+    after each trade are in the trade event (``mfilled``, ``mcost``), the taker is
+    rewound from its final state, and a fill completes an order when the same call
+    reports it done FILLED.
     """
-    # Rewind each order to its state before these events: [filled, cost, status].
+    # [filled, cost, status] of each order; the taker's rewound to before the call
     state: dict[str, list[Any]] = {oid: [o.filled, o.cost, ""] for oid, o in final.items()}
     accepted: set[str] = set()
+    filled_now: set[str] = set()
     last_trade: dict[str, int] = {}
     for i, ev in enumerate(events):
         kind = ev["e"]
         if kind == "trade":
-            for oid in (ev["maker"], ev["taker"]):
-                last_trade[oid] = i
-                s = state.get(oid)
-                if s is not None:
-                    s[0] -= ev["size"]
-                    s[1] -= ev["quote"]
+            last_trade[ev["maker"]] = last_trade[ev["taker"]] = i
+            s = state.get(ev["taker"])
+            if s is not None:
+                s[0] -= ev["size"]
+                s[1] -= ev["quote"]
         elif kind == "accepted":
             accepted.add(ev["id"])
+        elif kind == "done" and ev["reason"] == "FILLED":
+            filled_now.add(ev["id"])
     for oid, s in state.items():
         s[2] = "NEW" if (oid in accepted or s[0] == 0) else "PARTIALLY_FILLED"
 
@@ -56,11 +61,12 @@ def order_pushes(
                 if s is None:
                     continue
                 order = final[oid]
-                s[0] += ev["size"]
-                s[1] += ev["quote"]
-                completes = s[0] == order.amount or (
-                    last_trade[oid] == i and order.status == "FILLED"
-                )
+                if liquidity == "maker":
+                    s[0], s[1] = ev["mfilled"], ev["mcost"]
+                else:
+                    s[0] += ev["size"]
+                    s[1] += ev["quote"]
+                completes = last_trade[oid] == i and oid in filled_now
                 s[2] = "FILLED" if completes else "PARTIALLY_FILLED"
                 fee = ev["mfee"] if liquidity == "maker" else ev["tfee"]
                 buy = order.side == "buy"
@@ -100,17 +106,3 @@ def _push(
         "order": order_state_to_wire(g, order, s[0], s[1], s[2], ts),
         "ts": ts,
     }
-
-
-def rewind(order: Order, events: list[dict[str, Any]]) -> Order:
-    """``order`` as it was before ``events`` (its fills taken back)."""
-    filled, cost, accepted = order.filled, order.cost, False
-    for ev in events:
-        kind = ev["e"]
-        if kind == "trade" and order.id in (ev["maker"], ev["taker"]):
-            filled -= ev["size"]
-            cost -= ev["quote"]
-        elif kind == "accepted" and ev["id"] == order.id:
-            accepted = True
-    status = "NEW" if (accepted or filled == 0) else "PARTIALLY_FILLED"
-    return replace(order, filled=filled, cost=cost, status=status)  # type: ignore[arg-type]

@@ -415,15 +415,19 @@ local function match(P, cfg, log, levels, t, max_fills, now_s, batch)
         fills = fills + 1
         level_delta(levels, opp_side, price, price_s, -q)
         last_tid_s = string_format('%d', tid)
+        -- the maker's filled and cost after this trade (mfilled, mcost in the event)
+        local mfull = mfilled >= mamount
+        mcost_s = mcost == quote and quote_s or string_format('%d', mcost)
+        local mfilled_s = mfull and mamount_s or (mfilled == q and q_s or string_format('%d', mfilled))
         local sep, s = next_seq(log)
         local n = log.n + 1
         log.n = n
         log[n] = sep .. '{"seq":' .. s .. ',"ts":' .. log.now .. ',"e":"trade","tid":' .. last_tid_s ..
           ',"price":' .. price_s .. ',"size":' .. q_s .. ',"quote":' .. quote_s .. ',"side":"' .. tside ..
           '","maker":"' .. mid .. '","taker":"' .. tid_ .. '","mu":"' .. mu .. '","tu":"' .. tu ..
-          '","mfee":' .. string_format('%d', mfee) .. ',"tfee":' .. string_format('%d', tfee) .. '}'
-        mcost_s = mcost == quote and quote_s or string_format('%d', mcost)
-        if mfilled >= mamount then
+          '","mfee":' .. string_format('%d', mfee) .. ',"tfee":' .. string_format('%d', tfee) ..
+          ',"mfilled":' .. mfilled_s .. ',"mcost":' .. mcost_s .. '}'
+        if mfull then
           nremoved = nremoved + 1
           removed = removed or {}
           removed[nremoved] = member
@@ -432,7 +436,7 @@ local function match(P, cfg, log, levels, t, max_fills, now_s, batch)
           emit_done(log, mid, mu, opp_side, mamount_s, 'FILLED', '', mamount_s, mcost_s)
         else
           -- the maker keeps a remainder only when the taker can take no more
-          call('HSET', mkey, 'filled', fmt(mfilled), 'cost', mcost_s, 'status', 'PARTIALLY_FILLED',
+          call('HSET', mkey, 'filled', mfilled_s, 'cost', mcost_s, 'status', 'PARTIALLY_FILLED',
             'uts', now_s)
           stop = true
           break

@@ -282,6 +282,8 @@ class ReferenceMarket:
                     "tu": t.u,
                     "mfee": mfee,
                     "tfee": tfee,
+                    "mfilled": m.filled,
+                    "mcost": m.cost,
                 },
             )
             if m.rem == 0:

@@ -51,30 +51,38 @@ def order(oid: str, user: str, side: str, amount: int, filled: int, status: str)
     )  # fmt: skip
 
 
+TS = 1_700_000_000_000
+
+
+def done(oid: str, filled: int) -> dict[str, object]:
+    return {"e": "done", "id": oid, "reason": "FILLED", "msg": "", "filled": filled,
+            "cost": filled * 300, "ts": TS}  # fmt: skip
+
+
+def crossing_events() -> list[dict[str, object]]:
+    """Taker 3 buys 5,000: maker 1 (2,000) in full, maker 2 (5,000, 1,000 filled before)
+    in part, as the engine reports it (each trade carries the maker's filled and cost
+    after it)."""
+    trade = {"e": "trade", "price": 30_000_000_000, "side": "buy", "taker": "3", "ts": TS}
+    return [
+        {"e": "accepted", "id": "3", "ts": TS},
+        {**trade, "tid": 7, "maker": "1", "size": 2_000, "quote": 600_000, "mfee": 600,
+         "tfee": 4, "mfilled": 2_000, "mcost": 600_000},
+        done("1", 2_000),
+        {**trade, "tid": 8, "maker": "2", "size": 3_000, "quote": 900_000, "mfee": 900,
+         "tfee": 6, "mfilled": 4_000, "mcost": 1_200_000},
+        done("3", 5_000),
+    ]  # fmt: skip
+
+
 def test_pushes_of_a_taker_crossing_two_makers() -> None:
     """The taker is accepted, fills one maker in full and the other in part."""
-    ts = 1_700_000_000_000
     final = {
         "1": order("1", "m1", "sell", 2_000, 2_000, "FILLED"),
         "2": order("2", "m2", "sell", 5_000, 4_000, "PARTIALLY_FILLED"),  # 1,000 filled earlier
         "3": order("3", "t", "buy", 5_000, 5_000, "FILLED"),
     }
-    trade = {"e": "trade", "price": 30_000_000_000, "side": "buy", "taker": "3", "ts": ts}
-    events = [
-        {"e": "accepted", "id": "3", "ts": ts},
-        {**trade, "tid": 7, "maker": "1", "size": 2_000, "quote": 600_000, "mfee": 600, "tfee": 4},
-        {
-            "e": "done",
-            "id": "1",
-            "reason": "FILLED",
-            "msg": "",
-            "filled": 2_000,
-            "cost": 600_000,
-            "ts": ts,
-        },
-        {**trade, "tid": 8, "maker": "2", "size": 3_000, "quote": 900_000, "mfee": 900, "tfee": 6},
-    ]
-    pushes = order_pushes(MARKET, events, final)
+    pushes = order_pushes(MARKET, crossing_events(), final)
     seen = [(u, p["exec_type"], p["order"]["status"], p["order"]["filled"]) for u, p in pushes]
     assert seen == [
         ("t", "NEW", "NEW", "0.00000"),
@@ -93,3 +101,18 @@ def test_pushes_of_a_taker_crossing_two_makers() -> None:
     )  # fmt: skip
     assert pushes[4][1]["order"]["remaining"] == "0.00000"
     assert pushes[3][1]["order"]["remaining"] == "0.00001"
+
+
+def test_maker_pushes_show_the_state_of_their_trade_even_if_read_later() -> None:
+    """``final`` read after a later call that filled maker 2 in full: this call's pushes
+    still show maker 2 as the trade left it (4,000 of 5,000, PARTIALLY_FILLED)."""
+    final = {
+        "1": order("1", "m1", "sell", 2_000, 2_000, "FILLED"),
+        "2": order("2", "m2", "sell", 5_000, 5_000, "FILLED"),  # newer than the events
+        "3": order("3", "t", "buy", 5_000, 5_000, "FILLED"),
+    }
+    pushes = order_pushes(MARKET, crossing_events(), final)
+    m2 = [p["order"] for u, p in pushes if u == "m2"]
+    assert [(o["status"], o["filled"], o["remaining"]) for o in m2] == [
+        ("PARTIALLY_FILLED", "0.00004", "0.00001")
+    ]

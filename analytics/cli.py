@@ -1,0 +1,98 @@
+"""``python -m analytics report --market BTC-USD``: train on the history and report.
+
+The database is ``--database-url``, else the project's settings (``DATABASE_URL``,
+else the embedded PostgreSQL of ``./hftx run`` under ``HFTX_DATA_DIR``). Exit status
+0 with a report; 1 with a message when the data is too little or unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from analytics.dataset import TooLittleData, load_trades
+from analytics.features import FEATURE_NAMES
+from analytics.model import MODELS
+from analytics.report import as_json, as_text, build_report
+
+
+def parse_time(text: str) -> int:
+    """Milliseconds since the epoch from an ISO-8601 time (UTC if no zone) or an integer."""
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO-8601 or ms)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _where(url: str) -> str:
+    """The database URL without its credentials, for messages."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analytics", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="train on a market's trades and report held-out scores")
+    rep.add_argument("--market", required=True, help="market id, e.g. BTC-USD")
+    rep.add_argument("--database-url", help="postgresql://... (default: the settings')")
+    rep.add_argument("--since", type=parse_time, default=0, help="first trade time (ISO or ms)")
+    rep.add_argument("--until", type=parse_time, default=2**62, help="end time, exclusive")
+    rep.add_argument("--model", choices=MODELS, default="logistic")
+    rep.add_argument("--test-fraction", type=float, default=0.3, help="newest share held out")
+    rep.add_argument("--save", action="store_true", help="save the model under the data dir")
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    url = args.database_url
+    data_dir = Path(".hftx")
+    if url is None or args.save:
+        from ops.settings import get_settings
+
+        settings = get_settings()
+        url, data_dir = url or settings.database_url, settings.data_dir
+    try:
+        trades = load_trades(url, args.market, args.since, args.until)
+        report = build_report(trades, args.model, args.test_fraction)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"error: cannot read PostgreSQL at {_where(url)} ({first}); is the exchange"
+            " running, or is --database-url / DATABASE_URL set?",
+            file=sys.stderr,
+        )
+        return 1
+    except psycopg.errors.UndefinedTable:
+        print(f"error: {_where(url)} has no hftx history (run the release step)", file=sys.stderr)
+        return 1
+    except (TooLittleData, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(as_json(report)) if args.json else as_text(report))
+    if args.save:
+        import joblib
+
+        path = data_dir / "analytics" / f"{args.market}-{args.model}.joblib"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = {
+            "market": args.market,
+            "features": FEATURE_NAMES,
+            "model": report.evaluation.fitted,
+        }
+        joblib.dump(saved, path)
+        print(f"model saved to {path}", file=sys.stderr)
+    return 0

@@ -16,7 +16,8 @@
 --   {u:U}:p2p:ol            zset  the user's offers (member offer id, score created ms)
 --   {u:U}:p2p:tl            zset  the user's trades (member <trade id>|<seller>, score created ms)
 --   {u:U}:p2p:rq:<actor>:<request id>  string  'action|target id', 24 h
---   {u:U}:inbox             list  notifications, newest first (capped)
+--   {u:U}:inbox             list  notifications, newest first (capped); each is also a
+--                                 `notice` event of {u:U}:ev (ntf_push)
 -- Amounts are integers in the asset's minimal units, prices and fiat amounts integer
 -- cents of the fiat. Escrow invariant: {u:S}:bal <ASSET>:e == the `amount` of S's
 -- OPEN or PAUSED sell offers + the `amount` of S's PENDING, PAID or DISPUTED trades.
@@ -745,22 +746,49 @@ local function p2p_msg_post(keys, argv)
   return {'new', msg}
 end
 
--- ntf_push: store a notification in a user's capped inbox (newest first), at most
--- once per dedup key.
--- KEYS  {u:U}:inbox [, {u:U}:inbox:d:<dedup key>]
--- ARGV  notification JSON, cap (entries kept), dedup ttl_ms
--- Returns 1 if stored, 0 if the dedup key was already used.
+-- ntf_push: store a notification in a user's capped inbox (newest first) and append
+-- it as a `notice` event to the user's account stream (the drain writes it to the
+-- `notifications` table), at most once per dedup key; all three writes or none.
+-- KEYS  {u:U}:inbox, {u:U}:ev [, {u:U}:inbox:d:<dedup key>]
+-- ARGV  id (decimal snowflake, fits a signed 64-bit integer), kind, message, ref,
+--       ts_ms, cap (entries kept), dedup ttl_ms
+-- Inbox entry: {"id","kind","message","ref","ts"}; stream event:
+-- {"e":"notice","ts","id","kind","message","ref","dedup"} (dedup "" without a key).
+-- Returns 1 if stored, 0 if the dedup key was already used (nothing written).
+-- Errors (nothing written): INVALID_PARAM.
+local NTF_MAX_MESSAGE = 8192 -- bytes (the engine caps characters lower)
+local NTF_MAX_DEDUP = 200
+
+local function ntf_id(s)
+  if type(s) ~= 'string' or #s > 19 or not string.find(s, '^[1-9]%d*$') then return false end
+  return #s < 19 or s <= '9223372036854775807' -- same length: string order is numeric order
+end
+
 local function ntf_push(keys, argv)
-  local cap, ttl = int_arg(argv[2], false), int_arg(argv[3], false)
-  if type(argv[1]) ~= 'string' or #argv[1] > 8192 or not cap or not ttl then
-    return fail('INVALID_PARAM', 'bad arguments')
+  local id, kind, message, ref = argv[1], argv[2], argv[3], argv[4]
+  local ts, cap, ttl = int_arg(argv[5], false), int_arg(argv[6], false), int_arg(argv[7], false)
+  if not ntf_id(id) or not ts or not cap or not ttl then return fail('INVALID_PARAM', 'bad arguments') end
+  if type(kind) ~= 'string' or #kind < 1 or #kind > 64 or type(ref) ~= 'string' or #ref > 128
+    or type(message) ~= 'string' or #message > NTF_MAX_MESSAGE then
+    return fail('INVALID_PARAM', 'bad notification kind, message or ref')
   end
-  if keys[2] then
-    if string.sub(keys[2], 1, #keys[1] + 3) ~= keys[1] .. ':d:' then return fail('INVALID_PARAM', 'bad dedup key') end
-    if not redis.call('SET', keys[2], '1', 'NX', 'PX', ttl) then return 0 end
+  local P = string.sub(keys[1], 1, #keys[1] - 5)
+  if string.sub(keys[1], -6) ~= ':inbox' or not p2p.owner(P) or keys[2] ~= P .. 'ev' then
+    return fail('INVALID_PARAM', 'bad inbox or stream key')
   end
-  redis.call('LPUSH', keys[1], argv[1])
+  local dedup = ''
+  if keys[3] then
+    if string.sub(keys[3], 1, #keys[1] + 3) ~= keys[1] .. ':d:' then return fail('INVALID_PARAM', 'bad dedup key') end
+    dedup = string.sub(keys[3], #keys[1] + 4)
+    if #dedup < 1 or #dedup > NTF_MAX_DEDUP then return fail('INVALID_PARAM', 'bad dedup key') end
+  end
+  local fields = string.format('"id":"%s","kind":%s,"message":%s,"ref":%s', id, cjson.encode(kind),
+    cjson.encode(message), cjson.encode(ref))
+  -- validated: writes start here
+  if keys[3] and not redis.call('SET', keys[3], '1', 'NX', 'PX', ttl) then return 0 end
+  redis.call('LPUSH', keys[1], '{' .. fields .. ',"ts":' .. argv[5] .. '}')
   redis.call('LTRIM', keys[1], 0, cap - 1)
+  p2p.append(keys[2], {'{"e":"notice","ts":' .. argv[5] .. ',' .. fields .. ',"dedup":' .. cjson.encode(dedup) .. '}'})
   return 1
 end
 

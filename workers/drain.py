@@ -50,6 +50,7 @@ from workers.rows import (
     LEDGER_COLUMNS,
     MARKET_COLUMNS,
     MARKET_EVENT_COLUMNS,
+    NOTIFICATION_COLUMNS,
     ORDER_COLUMNS,
     ORDER_CREATED,
     P2P_MESSAGE_COLUMNS,
@@ -266,6 +267,9 @@ _P2P_TRADES_UPSERT = (
 _P2P_MESSAGES_INSERT = (
     f"INSERT INTO p2p_messages {_values(P2P_MESSAGE_COLUMNS)} ON CONFLICT DO NOTHING"
 )
+_NOTIFICATIONS_INSERT = (  # exactly once by notification id
+    f"INSERT INTO notifications {_values(NOTIFICATION_COLUMNS)} ON CONFLICT (id) DO NOTHING"
+)
 _TRANSFERS_UPSERT = (
     f"INSERT INTO transfers AS t {_values(TRANSFER_COLUMNS)} ON CONFLICT (id) DO UPDATE SET "
     "to_user = COALESCE(t.to_user, EXCLUDED.to_user), ts = LEAST(t.ts, EXCLUDED.ts), "
@@ -376,6 +380,8 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
             await cur.executemany(_P2P_TRADES_UPSERT, _latest(rows.p2p_trades))
         if rows.p2p_messages:
             await cur.executemany(_P2P_MESSAGES_INSERT, sorted(rows.p2p_messages, key=_KEY2))
+        if rows.notifications:
+            await cur.executemany(_NOTIFICATIONS_INSERT, sorted(rows.notifications, key=_KEY1))
     if fresh:
         await candles.upsert(
             conn, candles.aggregate((t[0], t[1], t[2], t[3], t[4], t[13]) for t in fresh)

@@ -4,7 +4,8 @@ Market entries (``{m:X}:ev``, fields ``f``, ``l``, ``e``) become one
 ``market_events`` row, one ``trades`` row per trade, one merged ``orders`` row per
 order id and a ``markets`` row per config change. Account entries
 (``{u:U}:ev``, field ``e``) become ledger rows and deposit/withdrawal/transfer
-rows (see :mod:`workers.ledger`). Every key is one the engine assigned.
+rows (see :mod:`workers.ledger`), P2P record rows, and a ``notifications`` row per
+``notice`` (no ledger row: it changes no balance). Every key is one the engine assigned.
 
 A malformed entry raises :class:`PoisonEntry`; the drain parks it after a few
 attempts instead of blocking the stream.
@@ -126,6 +127,7 @@ class Rows:
     p2p_offers: list[tuple[Any, ...]] = field(default_factory=list)
     p2p_trades: list[tuple[Any, ...]] = field(default_factory=list)
     p2p_messages: list[tuple[Any, ...]] = field(default_factory=list)
+    notifications: list[tuple[Any, ...]] = field(default_factory=list)
 
     def add_order(self, row: OrderRow) -> None:
         old = self.orders.get(row[0])
@@ -150,6 +152,7 @@ class Rows:
         self.p2p_offers += other.p2p_offers
         self.p2p_trades += other.p2p_trades
         self.p2p_messages += other.p2p_messages
+        self.notifications += other.notifications
 
     def __len__(self) -> int:
         return (
@@ -164,6 +167,7 @@ class Rows:
             + len(self.p2p_offers)
             + len(self.p2p_trades)
             + len(self.p2p_messages)
+            + len(self.notifications)
         )
 
 
@@ -385,6 +389,7 @@ def ledger_legs(ev: dict[str, Any]) -> list[Leg]:
 
 
 RECORD_KINDS = frozenset({"p2p_offer", "p2p_trade", "p2p_msg"})  # no balance change
+NOTICE = "notice"  # a notification (ntf_push): no balance change
 
 P2P_OFFER_COLUMNS = (
     "id", "user_id", "side", "asset", "fiat", "status", "price", "min_amount", "max_amount",
@@ -397,6 +402,10 @@ P2P_TRADE_COLUMNS = (
     "updated_ts", "version",
 )  # fmt: skip
 P2P_MESSAGE_COLUMNS = ("trade_id", "n", "sender", "role", "body", "ts")
+NOTIFICATION_COLUMNS = (
+    "id", "user_id", "kind", "message", "ref", "ts", "dedup_key", "entry_ms", "entry_seq",
+)  # fmt: skip
+_INT64_MAX = 2**63 - 1
 
 _OFFER_FIELDS = (
     "id", "u", "side", "asset", "fiat", "status", "price", "min", "max", "amount", "locked",
@@ -447,6 +456,9 @@ def account_entry_rows(
         if kind in RECORD_KINDS:
             _p2p_record(kind, ev, rows)
             continue
+        if kind == NOTICE:
+            rows.notifications.append(notification_row(user, entry_ms, entry_seq, ev))
+            continue
         raw = orjson.dumps(ev).decode()
         for leg, (asset, avail, held, escrow) in enumerate(ledger_legs(ev)):
             rows.ledger.append(
@@ -484,6 +496,19 @@ def _p2p_record(kind: str, ev: dict[str, Any], rows: Rows) -> None:
             )
     except KeyError as exc:
         raise PoisonEntry(f"{kind} without {exc}") from None
+
+
+def notification_row(
+    user: str, entry_ms: int, entry_seq: int, ev: dict[str, Any]
+) -> tuple[Any, ...]:
+    """The ``notifications`` row of a ``notice`` event (id: the engine's snowflake)."""
+    raw_id = _str(ev, "id")
+    if not (raw_id.isascii() and raw_id.isdigit()) or not 0 < int(raw_id) <= _INT64_MAX:
+        raise PoisonEntry(f"bad notification id {raw_id!r}")
+    ref, dedup = ev.get("ref"), ev.get("dedup")
+    return (int(raw_id), user, _str(ev, "kind"), _str(ev, "message"),
+            ref if isinstance(ref, str) and ref else None, _int(ev, "ts"),
+            dedup if isinstance(dedup, str) and dedup else None, entry_ms, entry_seq)  # fmt: skip
 
 
 def _account_record(user: str, kind: str, ts: int, ev: dict[str, Any], rows: Rows) -> None:

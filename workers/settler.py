@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.exceptions import ResponseError
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.redisbatch import batching
 from engine import accounts, keys, registry
@@ -50,6 +52,8 @@ from engine.types import Balance, EngineError
 log = logging.getLogger("hftx.settler")
 
 PUSH_CHANNEL = "hftx:u:{}"
+# Redis down or restarting: wait and go on (no traceback, the process keeps running)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
 
 
 def _text(v: Any) -> str:
@@ -396,6 +400,9 @@ class Settler:
                     and self._stream(keys.market_stream(market_id)).leased_until == 0
                 ):
                     await asyncio.sleep(self.lease_ms / 5000)  # someone else holds it
+            except REDIS_DOWN as exc:
+                log.warning("market %s: redis unavailable (%r), retrying", market_id, exc)
+                await asyncio.sleep(0.5)
             except Exception:
                 log.exception("market %s", market_id)
                 await asyncio.sleep(0.5)
@@ -406,6 +413,9 @@ class Settler:
                 stats = await self.outboxes_once()
                 if stats.entries == 0:
                     await asyncio.sleep(0.01)
+            except REDIS_DOWN as exc:
+                log.warning("outboxes: redis unavailable (%r), retrying", exc)
+                await asyncio.sleep(0.5)
             except Exception:
                 log.exception("outboxes")
                 await asyncio.sleep(0.5)
@@ -418,7 +428,12 @@ class Settler:
         outbox = asyncio.create_task(self._outbox_loop(stop))
         try:
             while not stop.is_set():
-                for m in await self.refresh(force=True):
+                try:
+                    markets = await self.refresh(force=True)
+                except REDIS_DOWN as exc:  # the market loops wait for Redis too
+                    log.warning("markets: redis unavailable (%r), retrying", exc)
+                    markets = []
+                for m in markets:
                     if m not in tasks:
                         tasks[m] = asyncio.create_task(self._market_loop(m, stop))
                 with contextlib.suppress(TimeoutError):
@@ -426,7 +441,10 @@ class Settler:
         finally:
             stop.set()
             await asyncio.gather(outbox, *tasks.values(), return_exceptions=True)
-            await self.release_leases()
+            try:
+                await self.release_leases()
+            except REDIS_DOWN as exc:  # they lapse by themselves; positions are re-read
+                log.warning("leases not released: redis unavailable (%r)", exc)
 
 
 async def main() -> None:

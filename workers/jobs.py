@@ -12,6 +12,10 @@ from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.functions import ensure_loaded
 from snapshots import snapshot
@@ -20,6 +24,19 @@ from workers.reconciler import reconcile_holds
 
 RECONCILE_EVERY_S = 3
 HOLD_MIN_AGE_MS = 5000
+REDIS_RETRIES = 120  # with the backoff below (0.05 s doubling, at most 0.5 s): about a minute
+
+
+def redis_settings(url: str | None = None) -> RedisSettings:
+    """arq's connection to ``url``: a command (and the connect before it) that meets Redis
+    down or restarting is retried with backoff for about a minute. arq's poll loop has no
+    retry of its own: without this a Redis restart ends the worker."""
+    settings = RedisSettings.from_dsn(url or redis_url())
+    errors: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError, OSError]
+    backoff = ExponentialBackoff(cap=0.5, base=0.05)
+    settings.retry = Retry(backoff, REDIS_RETRIES, tuple(errors))  # type: ignore[arg-type]
+    settings.retry_on_error = errors
+    return settings
 
 
 async def reconcile(ctx: dict[str, Any]) -> int:
@@ -53,4 +70,4 @@ class WorkerSettings:
     cron_jobs = CRON_JOBS
     on_startup = startup
     on_shutdown = shutdown
-    redis_settings = RedisSettings.from_dsn(redis_url())
+    redis_settings = redis_settings()

@@ -4,8 +4,9 @@ For each account, one atomic read (``snap_keys``) gives its balances and the las
 entry id of its stream ``{u:U}:ev``: the balances are exactly the effect of the
 stream up to that entry. The ledger rows the drain wrote for the entries up to
 that id, summed per asset, must give the same available / held / escrow. An
-account whose position the drain has not committed yet is waited for, then
-reported as not drained.
+account whose last balance-changing entry up to that id the drain has not
+committed yet is waited for, then reported as not drained (entries without ledger
+rows, notices and P2P records, are not waited for: they change no balance).
 
 Also per asset, conservation (meaningful once everything is settled and drained):
 the sum of all balances equals deposits minus completed withdrawals minus
@@ -19,9 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 
 from snapshots.snapshot import ACCOUNTS, decode_dump
+from workers.rows import NOTICE, RECORD_KINDS
+
+NO_LEDGER_KINDS = RECORD_KINDS | {NOTICE}  # account events that write no ledger row
 
 FIELDS = ("available", "held", "escrow")
 _SUFFIX = {"a": "available", "h": "held", "e": "escrow"}
@@ -96,6 +101,23 @@ async def _positions(redis: Any, users: list[str]) -> dict[str, tuple[str | None
     return out
 
 
+async def ledger_position(redis: Any, stream: str, position: str, page: int = 64) -> str | None:
+    """The newest entry of ``stream`` at or before ``position`` that has ledger rows
+    (a balance event); None if the stream holds none up to there (never had one, or
+    trimmed: the drain trims only what it committed). Entries up to ``position``
+    never change, so this needs no atomicity with the balances."""
+    bound = position
+    while True:
+        entries = await redis.xrevrange(stream, max=bound, count=page)
+        for entry_id, fields in entries:
+            raw = fields.get(b"e", fields.get("e"))
+            if {e.get("e") for e in orjson.loads(raw)} - NO_LEDGER_KINDS:
+                return _text(entry_id)
+        if len(entries) < page:
+            return None
+        bound = "(" + _text(entries[-1][0])
+
+
 async def reconcile(redis: Any, database_url: str, *, wait_s: float = 10.0) -> ReconcileReport:
     """Compare every account's balances with its ledger at the same stream position."""
     report = ReconcileReport()
@@ -108,12 +130,19 @@ async def reconcile(redis: Any, database_url: str, *, wait_s: float = 10.0) -> R
         pos = {u: tuple(int(x) for x in p.split("-")) for u, (p, _) in state.items() if p}
         names = sorted(pos)
         params = [names, [pos[u][0] for u in names], [pos[u][1] for u in names]]
+        wait = {}  # user -> its last balance entry up to its position
+        for u in names:
+            found = await ledger_position(redis, f"{{u:{u}}}:ev", state[u][0] or "")
+            if found is not None:
+                wait[u] = tuple(int(x) for x in found.split("-"))
+        waited = sorted(wait)
+        check = [waited, [wait[u][0] for u in waited], [wait[u][1] for u in waited]]
         deadline = time.monotonic() + wait_s
         while True:
             missing = [r[0] for r in await (await conn.execute(
                 "SELECT p.u FROM unnest(%s::text[], %s::int8[], %s::int8[]) AS p(u, ms, sq)"
                 " WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.user_id = p.u"
-                " AND l.entry_ms = p.ms AND l.entry_seq = p.sq)", params)).fetchall()]  # fmt: skip
+                " AND l.entry_ms = p.ms AND l.entry_seq = p.sq)", check)).fetchall()]  # fmt: skip
             if not missing or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)  # the drain is behind: let it catch up

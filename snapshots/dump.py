@@ -5,18 +5,21 @@ Included: assets, markets, addresses, withdrawal owners; every market's config,
 book, levels, depth, open orders and client order id index; every account's
 non-zero balances, hold records, client order id index and idempotency records
 (deposits, withdrawals, transfers); P2P offers, trades and threads, the users'
-offer and trade lists and the ``{g}`` P2P indexes.
+offer and trade lists and the ``{g}`` P2P indexes; each notification inbox (entries
+parsed: the JSON's escaping is not state) and the names of its dedup markers.
 
 Left out: streams, settlement cursors, leases, caches (records of finished
-orders), TTLs, notifications, P2P request-id records, and tombstones of aborted
-takes with the index entries that name them (none of these is recorded anywhere a
-restore could read them back).
+orders), TTLs, P2P request-id records, and tombstones of aborted takes with the
+index entries that name them (none of these is recorded anywhere a restore could
+read them back).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+
+import orjson
 
 from engine import p2p as P
 from snapshots.snapshot import decode_dump
@@ -64,6 +67,10 @@ async def _account(redis: Any, user: str, keys: list[str], trades: set[str]) -> 
         name = key[len(prefix) :]
         if name.startswith("c:"):
             acc.setdefault("cids", {})[name[2:]] = await _value(redis, key)
+        elif name == "inbox":
+            acc["inbox"] = [orjson.loads(x) for x in await _value(redis, key) or []]
+        elif name.startswith("inbox:d:"):
+            acc.setdefault("dedup", []).append(name[8:])
         elif name.startswith(("p2p:o:", "p2p:m:")) or name == "p2p:ol":
             p2p[name] = await _value(redis, key)
         elif name.startswith("p2p:t:"):

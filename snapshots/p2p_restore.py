@@ -18,7 +18,7 @@ re-applies them with ``snap_apply``), while its record snapshots ``p2p_offer``,
    most recent first (the sweep settles both, oldest first).
 
 Not recoverable (not in any record): request-id idempotency keys and tombstones of
-takes aborted after the snapshot, and notifications (the inbox).
+takes aborted after the snapshot. (Inboxes: :mod:`snapshots.inbox_restore`.)
 """
 
 from __future__ import annotations

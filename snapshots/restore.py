@@ -19,7 +19,9 @@
    legs, checked never to go below zero.
 4. P2P records, threads and indexes are rebuilt from PostgreSQL
    (:mod:`snapshots.p2p_restore`); withdrawal owners and transfer addresses
-   registered after the snapshot are registered again.
+   registered after the snapshot are registered again; each notification inbox is
+   the latest notifications of ``notifications``, with the dedup markers still
+   alive (:mod:`snapshots.inbox_restore`).
 5. Streams written by the replay are deleted (their entries are already in
    PostgreSQL) and settlement cursors point at the restored market seqs.
 
@@ -29,7 +31,7 @@ state to compare two Redis instances.
 Not covered: settlements and transfer credits the settler had not applied when
 the record was cut (their source streams are gone); holds recorded before the
 ``hold`` event carried ``cid``; what :mod:`snapshots.p2p_restore` lists (P2P
-request ids, aborted takes, notifications).
+request ids, aborted takes).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from engine import addresses
 from engine.accounts import HOLDERS_KEY, account_keys
 from engine.functions import ensure_loaded
 from snapshots.dump import canonical_dump
+from snapshots.inbox_restore import notified_users, restore_inbox
 from snapshots.p2p_restore import restore_p2p
 
 __all__ = ["RestoreError", "RestoreReport", "canonical_dump", "restore"]
@@ -67,6 +70,7 @@ class RestoreReport:
     markets: dict[str, int] = field(default_factory=dict)  # market -> restored seq
     market_entries: int = 0
     account_entries: int = 0
+    notifications: int = 0  # notifications put back in inboxes
     warnings: list[str] = field(default_factory=list)
 
 
@@ -432,10 +436,13 @@ async def restore(
             await redis.delete(f"{{m:{m}}}:ev")
         users = {r[0] for r in await (await conn.execute(
             "SELECT DISTINCT user_id FROM ledger_entries")).fetchall()}  # fmt: skip
+        users |= await notified_users(conn)
         for u in sorted(users | set(snapshot["accounts"])):
-            position = snapshot["accounts"].get(u, {}).get("position")
-            n, settled = await replay_account(redis, conn, u, position)
+            snap = snapshot["accounts"].get(u, {})
+            n, settled = await replay_account(redis, conn, u, snap.get("position"))
             report.account_entries += n
+            inbox = snap.get("keys", {}).get(f"{{u:{u}}}:inbox", ["list", -1, []])[2]
+            report.notifications += await restore_inbox(redis, conn, u, inbox)
             await _finish_account(redis, u, report.markets, settled)
             await redis.sadd("{g}:accounts", u)
         report.warnings += await restore_p2p(redis, conn)

@@ -20,6 +20,7 @@ from analytics.dataset import TooLittleData, load_trades
 from analytics.features import FEATURE_NAMES
 from analytics.model import MODELS
 from analytics.report import as_json, as_text, build_report
+from ops.settings import get_settings
 
 
 def parse_time(text: str) -> int:
@@ -51,20 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--until", type=parse_time, default=2**62, help="end time, exclusive")
     rep.add_argument("--model", choices=MODELS, default="logistic")
     rep.add_argument("--test-fraction", type=float, default=0.3, help="newest share held out")
-    rep.add_argument("--save", action="store_true", help="save the model under the data dir")
+    rep.add_argument(
+        "--save",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="save the fitted model (joblib); default <data dir>/analytics/<market>-<model>.joblib",
+    )
     rep.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    url = args.database_url
-    data_dir = Path(".hftx")
-    if url is None or args.save:
-        from ops.settings import get_settings
-
-        settings = get_settings()
-        url, data_dir = url or settings.database_url, settings.data_dir
+    url = args.database_url or get_settings().database_url
     try:
         trades = load_trades(url, args.market, args.since, args.until)
         report = build_report(trades, args.model, args.test_fraction)
@@ -83,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(as_json(report)) if args.json else as_text(report))
-    if args.save:
+    if args.save is not None:
         import joblib
 
-        path = data_dir / "analytics" / f"{args.market}-{args.model}.joblib"
+        name = f"{args.market}-{args.model}.joblib"
+        path = Path(args.save) if args.save else get_settings().data_dir / "analytics" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         saved = {
             "market": args.market,

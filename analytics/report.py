@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,11 @@ def _time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def margin(e: Evaluation) -> float:
+    """Half-width of the normal-approximation 95% interval of the held-out accuracy."""
+    return 1.96 * math.sqrt(e.accuracy * (1 - e.accuracy) / e.n_test)
+
+
 def as_text(r: Report) -> str:
     """A human-readable report."""
     e = r.evaluation
@@ -65,7 +71,7 @@ def as_text(r: Report) -> str:
         f"train       {e.n_train} samples (oldest; {e.n_purged} purged at the boundary)",
         f"test        {e.n_test} samples, {_time(e.test_from_ts)} .. {_time(e.test_to_ts)}",
         "",
-        f"accuracy    {e.accuracy:.3f}   on the held-out tail",
+        f"accuracy    {e.accuracy:.3f}   on the held-out tail (± {margin(e):.3f} at 95%)",
         f"baseline    {e.majority_accuracy:.3f}   always '{e.majority}' (training majority)",
         f"reversal    {e.reversal_accuracy:.3f}   against the last taker side (bid-ask bounce)",
         f"control     {r.control_accuracy:.3f}   same pipeline, labels shuffled (chance)",
@@ -95,6 +101,7 @@ def as_json(r: Report) -> dict[str, Any]:
         "test": e.n_test,
         "purged": e.n_purged,
         "accuracy": round(e.accuracy, 4),
+        "accuracy_margin_95": round(margin(e), 4),
         "majority_baseline": round(e.majority_accuracy, 4),
         "reversal_baseline": round(e.reversal_accuracy, 4),
         "control_accuracy": round(r.control_accuracy, 4),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
+import joblib
 import pytest
 
-from analytics import load_trades
+from analytics import FEATURE_NAMES, load_trades, samples, to_prints
 from analytics.cli import main
 from analytics.dataset import TooLittleData
 from analytics.report import build_report
@@ -74,7 +76,7 @@ async def drain_all(redis: Any, db_url: str) -> None:
 
 
 async def test_a_model_trained_on_real_exchange_history_beats_chance(
-    redis_real: Any, db_url: str, capsys: pytest.CaptureFixture[str]
+    redis_real: Any, db_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ):
     made = await simulate(redis_real, rounds=1500, seed=11)
     assert made > 2500
@@ -92,9 +94,16 @@ async def test_a_model_trained_on_real_exchange_history_beats_chance(
     assert abs(report.control_accuracy - 0.5) < 0.06
     assert build_report(trades, "boosting").evaluation.accuracy >= 0.55
     # the command line reads the same history
-    assert main(["report", "--market", MKT.id, "--database-url", db_url, "--json"]) == 0
+    saved = tmp_path / "model.joblib"
+    args = ["report", "--market", MKT.id, "--database-url", db_url, "--json", "--save", str(saved)]
+    assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["trades"] == made and out["accuracy"] == round(e.accuracy, 4)
+    # the saved model predicts what the report's model predicts
+    model = joblib.load(saved)
+    x = samples(to_prints(trades)).x
+    assert model["features"] == FEATURE_NAMES and model["market"] == MKT.id
+    assert (model["model"].predict(x) == e.fitted.predict(x)).all()
 
 
 async def test_cli_refuses_too_little_data_and_unknown_markets(

@@ -408,3 +408,28 @@ async def notifications(
         [*params, n + 1],
     )
     return _page([NotificationRecord(*r) for r in rows], n, lambda x: str(x.id))
+
+
+async def notifications_before(
+    db: Any, user_id: str, before: int, limit: int = 50
+) -> list[NotificationRecord] | None:
+    """The user's notifications recorded before notification ``before`` in inbox order
+    (their account stream entries), newest first; None if ``before`` is not a
+    recorded notification of theirs."""
+    n = _limit(limit)
+    at = await _fetch(
+        db,
+        "SELECT entry_ms, entry_seq FROM notifications WHERE id = %s AND user_id = %s"
+        " AND entry_ms IS NOT NULL",
+        [before, user_id],
+    )
+    if not at:
+        return None
+    rows = await _fetch(
+        db,
+        "SELECT id, kind, message, ref, ts, read_ts FROM notifications WHERE user_id = %s"
+        " AND entry_ms IS NOT NULL AND (entry_ms, entry_seq) < (%s, %s)"
+        " ORDER BY entry_ms DESC, entry_seq DESC LIMIT %s",
+        [user_id, at[0][0], at[0][1], n],
+    )
+    return [NotificationRecord(*r) for r in rows]

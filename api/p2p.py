@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
+from api import history
 from api import schemas as S
 from api.errors import ApiError
 from api.gateway import Method
@@ -115,6 +116,7 @@ class Limit(S.Strict):
 
 class NotificationsQuery(S.Strict):
     limit: Annotated[int, Field(ge=1, le=notify.INBOX_CAP)] = 50
+    before: P2PId | None = None  # a notification id: the older ones, from history
 
 
 # -- the desk of this node -----------------------------------------------------------
@@ -313,7 +315,16 @@ async def op_post_message(node: Node, user: str, role: Role, params: Any) -> dic
 
 async def op_notifications(node: Node, user: str, role: Role, params: Any) -> list[dict[str, Any]]:
     p = S.parse(NotificationsQuery, params)
-    return [n.to_wire() for n in await notify.inbox(node.redis, user, p.limit)]
+    if p.before is None:
+        return [n.to_wire() for n in await notify.inbox(node.redis, user, p.limit)]
+    found = None
+    if int(p.before) < 2**63:
+        async with node.db.connection() as conn:
+            found = await history.notifications_before(conn, user, int(p.before), p.limit)
+    if found is None:
+        raise ApiError("INVALID_PARAM", "before: not a recorded notification of yours")
+    return [{"id": str(n.id), "kind": n.kind, "message": n.message, "ref": n.ref or "",
+             "ts": n.ts} for n in found]  # fmt: skip
 
 
 # -- HTTP ------------------------------------------------------------------------------
@@ -378,7 +389,7 @@ routes: list[ApiRoute] = [
     ApiRoute("POST", "/p2p/trades/{trade_id}/messages", "user", http(op_post_message, path=TRADE)),
     ApiRoute("GET", "/p2p/admin/disputes", "admin", http(op_disputes, "")),
     ApiRoute("POST", "/p2p/admin/trades/{trade_id}/resolve", "admin", http(op_resolve, path=TRADE)),
-    ApiRoute("GET", "/notifications", "user", http(op_notifications, "limit")),
+    ApiRoute("GET", "/notifications", "user", http(op_notifications, "limit,before")),
 ]
 
 

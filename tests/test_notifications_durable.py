@@ -2,7 +2,8 @@
 user's account stream (atomic with the inbox), the drain writes it to
 ``notifications`` exactly once (replayed or cut before its XACK), the settler and
 the ledger ignore it (balances and conservation unchanged, reconcile matches), and a
-restore rebuilds every inbox (and live dedup marker) equal to the live one."""
+restore rebuilds every inbox (and live dedup marker) equal to the live one; ``GET
+/notifications?before=`` pages on past the inbox from PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from snapshots.inbox_restore import merge
 from snapshots.reconcile import reconcile
 from snapshots.restore import canonical_dump, restore
 from tests.p2p_helpers import COIN, new_desk, spec
+from tests.test_p2p_api import Api, api  # noqa: F401  (fixture)
 from workers import drain as drain_mod
 from workers.drain import Drain, DrainConfig
 from workers.rows import PoisonEntry, account_entry_rows
@@ -212,3 +214,26 @@ async def test_restore_rebuilds_every_inbox_equal_to_the_live_one(redis_real, ta
     assert await notify.notify(target, "newcomer", "post", "hello", dedup="post2") is None
     assert await notify.notify(target, "sam", "pre", "before 0", dedup="pre0") is None
     assert await notify.notify(target, "sam", "new", "fresh") is not None
+
+
+# -- HTTP paging ---------------------------------------------------------------------------
+
+
+async def test_http_notifications_page_on_from_postgresql_past_the_inbox(api: Api) -> None:  # noqa: F811
+    me, other = await api.user(), await api.user()
+    for i in range(notify.INBOX_CAP + 7):
+        await notify.notify(api.node.redis, me.id, "test", f"n{i}", ref=str(i))
+    await notify.notify(api.node.redis, other.id, "test", "not yours")
+    await catch_up(api.node.redis, api.node.db.url)
+    first = await api.ok("GET", "/notifications?limit=200", me)
+    pages = [first]
+    while pages[-1]:
+        before = pages[-1][-1]["id"]
+        pages.append(await api.ok("GET", f"/notifications?limit=200&before={before}", me))
+    seen = [n for page in pages for n in page]
+    assert [len(p) for p in pages] == [200, 200, 107, 0]
+    assert [n["message"] for n in seen] == [f"n{i}" for i in reversed(range(notify.INBOX_CAP + 7))]
+    assert seen[:200] == first and set(seen[0]) == {"id", "kind", "message", "ref", "ts"}
+    theirs = (await api.ok("GET", "/notifications", other))[0]["id"]
+    for bad in (theirs, "1", "99999999999999999999", "x"):
+        await api.refused(400, "INVALID_PARAM", "GET", f"/notifications?before={bad}", me)

@@ -23,8 +23,8 @@
 -- OPEN or PAUSED sell offers + the `amount` of S's PENDING, PAID or DISPUTED trades.
 -- Every call appends ONE entry to the shard owner's {u:U}:ev: balance events
 -- (escrow, unescrow, transfer_out) and record snapshots (p2p_offer, p2p_trade, p2p_msg)
--- for the drain; a release emits unescrow + transfer_out (id p2p:<trade id>), the
--- outbox the settler credits the buyer from, exactly once.
+-- for the drain, ntf_push a `notice`; a release emits unescrow + transfer_out (id
+-- p2p:<trade id>), the outbox the settler credits the buyer from, exactly once.
 
 local P2P_RQ_TTL_MS = 86400000
 local P2P_TOMB_TTL_MS = 7 * 86400000

@@ -286,7 +286,12 @@ class Exchange:
         canceled: list[Order] = []
         for market_id, ids in by_market.items():
             m = await self.market(market_id)
-            events, done = await M.cancel_many(self.redis, market_id, user_id, ids, now_ms())
+            try:
+                events, done = await M.cancel_many(self.redis, market_id, user_id, ids, now_ms())
+            except EngineError as exc:  # a halted market's orders stay; the others' still go
+                if market is not None or exc.code != "MARKET_NOT_TRADING":
+                    raise
+                continue
             orders = await self._orders(market_id, done)
             self._publish(m, events, {o.id: o for o in orders})
             canceled += orders

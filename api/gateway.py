@@ -93,6 +93,9 @@ async def m_subscribe(node: Node, conn: Connection, params: Any) -> Any:
         if p.depth is not None:
             raise ApiError("INVALID_PARAM", "depth is only for the book channel")
         only = frozenset(p.markets) if p.markets else None
+        if only is not None and p.channel == "orders":  # a filter of listed markets
+            for market_id in only:
+                await service.market(node, market_id)
         conn.private[p.channel] = only
         await node.hub.listen(conn)
         result: dict[str, Any] = {"channel": p.channel}

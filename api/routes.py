@@ -25,6 +25,16 @@ def _market_id(call: Call) -> str:
     return market_id
 
 
+async def _market_filter(call: Call, query: dict[str, str]) -> str | None:
+    """The ``market`` query filter, a listed market (else UNKNOWN_MARKET) or None."""
+    market_id = query.get("market")
+    if market_id is not None:
+        if not S.MARKET_ID.match(market_id):
+            raise ApiError("UNKNOWN_MARKET", "unknown market")
+        await service.market(call.node, market_id)
+    return market_id
+
+
 # -- auth --------------------------------------------------------------------------
 
 
@@ -142,9 +152,7 @@ async def list_orders(call: Call) -> Any:
     query = call.query("status", "market", "limit")
     limit = call.int_query(query, "limit", 100, 1, MAX_LIMIT)
     status = query.get("status", "open")
-    market_id = query.get("market")
-    if market_id is not None and not S.MARKET_ID.match(market_id):
-        raise ApiError("UNKNOWN_MARKET", "unknown market")
+    market_id = await _market_filter(call, query)
     if status == "open":
         params = {"market": market_id} if market_id else {}
         return await service.open_orders(call.node, call.user_id, params)
@@ -175,9 +183,7 @@ async def cancel_all(call: Call) -> Any:
 
 async def fills(call: Call) -> Any:
     query = call.query("market", "limit")
-    market_id = query.get("market")
-    if market_id is not None and not S.MARKET_ID.match(market_id):
-        raise ApiError("UNKNOWN_MARKET", "unknown market")
+    market_id = await _market_filter(call, query)
     limit = call.int_query(query, "limit", 100, 1, MAX_LIMIT)
     from api import history_io
 

@@ -69,13 +69,14 @@ class Call:
         return jsonio.loads_object(bytes(body))
 
     def query(self, *allowed: str) -> dict[str, str]:
+        """The query parameters; an empty one (``?market=``) counts as not given."""
         params = self.request.query_params
         for key in params:
             if key not in allowed:
                 raise ApiError("INVALID_PARAM", f"unknown query parameter {key[:40]}")
         if len(params.multi_items()) != len(params):
             raise ApiError("INVALID_PARAM", "repeated query parameter")
-        return dict(params)
+        return {key: value for key, value in params.items() if value != ""}
 
     def int_query(self, query: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
         raw = query.get(name)

@@ -8,13 +8,14 @@ Private ``orders`` pushes are published on ``hftx:u:<user>`` right after each ca
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from engine import accounts, addresses, registry
 from engine import market as M
@@ -34,6 +35,8 @@ from engine.types import (
     PlaceResult,
 )
 from engine.units import format_price, format_size, notional
+
+log = logging.getLogger("hftx.exchange")
 
 MARKET_CACHE_S = 1.0
 T = TypeVar("T")
@@ -432,17 +435,24 @@ class Exchange:
     async def _publish_loop(self) -> None:
         while not self._outbox.empty():
             batch = [self._outbox.get_nowait() for _ in range(min(self._outbox.qsize(), 256))]
-            calls = [item for item in batch if len(item) == 3]
-            pushes = iter(await self._pushes(calls)) if calls else None
-            messages = []
-            for item in batch:
-                if len(item) == 2:
-                    messages.append(item)
-                    continue
-                assert pushes is not None
-                for user, push in next(pushes):
-                    messages.append((user_channel(user), orjson.dumps(push)))
-            await publish_many(self.redis, messages)
+            try:
+                await self._publish_batch(batch)
+            except (RedisError, OSError) as exc:  # best effort: the next batches still go
+                log.warning("%d pushes not published: redis unavailable (%r)", len(batch), exc)
+
+    async def _publish_batch(self, batch: list[Any]) -> None:
+        """Publish the pushes of the queued calls and balance changes, in order."""
+        calls = [item for item in batch if len(item) == 3]
+        pushes = iter(await self._pushes(calls)) if calls else None
+        messages = []
+        for item in batch:
+            if len(item) == 2:
+                messages.append(item)
+                continue
+            assert pushes is not None
+            for user, push in next(pushes):
+                messages.append((user_channel(user), orjson.dumps(push)))
+        await publish_many(self.redis, messages)
 
     async def _pushes(
         self, calls: list[tuple[Market, list[dict[str, Any]], dict[str, Order]]]

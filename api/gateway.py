@@ -138,10 +138,15 @@ def service_ticker(feed: Any) -> str:
 async def m_unsubscribe(node: Node, conn: Connection, params: Any) -> Any:
     p = S.parse(S.Subscribe, params)
     if p.channel in S.PRIVATE_CHANNELS:
-        conn.private.pop(p.channel, None)
+        only = conn.private.get(p.channel)
+        left = only - frozenset(p.markets) if only is not None and p.markets else frozenset()
+        if left:  # the other markets of an orders filter stay subscribed
+            conn.private[p.channel] = left
+        else:
+            conn.private.pop(p.channel, None)
         if not conn.private:
             await node.hub.unlisten(conn)
-        return {"channel": p.channel}
+        return {"channel": p.channel, **({"markets": list(p.markets)} if p.markets else {})}
     if not p.markets:
         raise ApiError("INVALID_PARAM", "markets is required (a non-empty list)")
     for market_id in p.markets:

@@ -509,3 +509,25 @@ async def test_market_filters_name_listed_markets(live: Exchange, sockets: list[
         assert error_of(await ws.call(method, {"market": "NOPE-USD"})) == (400, "UNKNOWN_MARKET")
     answer = await ws.call("subscribe", {"channel": "orders", "markets": ["BTC-USD"]})
     assert answer["result"] == {"channel": "orders", "markets": ["BTC-USD"]}
+
+
+async def test_unsubscribing_one_market_of_the_orders_channel_keeps_the_others(
+    live: Exchange, sockets: list[Raw]
+) -> None:
+    one, two = await new_market(live), await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    ws = await connect(live, sockets, user.token)
+    answer = await ws.call("subscribe", {"channel": "orders", "markets": [one, two]})
+    assert answer["status"] == 200
+    answer = await ws.call("unsubscribe", {"channel": "orders", "markets": [one]})
+    assert answer["result"] == {"channel": "orders", "markets": [one]}
+    await placed(ws, limit(one, "buy", "1", "1"))  # no push: one is unsubscribed
+    second = await placed(ws, limit(two, "buy", "1", "1"))
+    push = await ws.until(lambda m: m.get("channel") == "orders")
+    assert push["order"]["id"] == second["id"]
+    answer = await ws.call("unsubscribe", {"channel": "orders", "markets": [two]})
+    assert answer["status"] == 200
+    await placed(ws, limit(two, "buy", "1", "2"))
+    await ws.quiet(0.3)
+    assert [m["order"]["id"] for m in ws.frames if m.get("channel") == "orders"] == [second["id"]]

@@ -269,6 +269,7 @@ def start_valkey(
     port: int | None = None,
     host: str = LOOPBACK,
     persistent: bool = False,
+    appendfsync: str = "everysec",
     cluster: bool = False,
     extra_args: Sequence[str] = (),
     timeout: float = START_TIMEOUT,
@@ -276,8 +277,10 @@ def start_valkey(
     """Start ``valkey-server`` with its files in ``directory``; wait until it answers.
 
     ``port=None`` picks a free port. ``persistent`` turns on the append-only file
-    (``appendonly yes``, fsync every second, no RDB snapshots); otherwise nothing
-    is written to disk. ``cluster`` enables cluster mode with its own bus port.
+    (``appendonly yes``, no RDB snapshots) fsynced as ``appendfsync`` says (``everysec``:
+    a crash of the machine or a ``kill -9`` may lose the last second of writes;
+    ``always``: none, each write waits for the disk); otherwise nothing is written to
+    disk. ``cluster`` enables cluster mode with its own bus port.
     """
     server_bin, _ = valkey_binaries()
     directory = directory.resolve()
@@ -296,7 +299,7 @@ def start_valkey(
             "--appendonly", "yes" if persistent else "no",
         ]  # fmt: skip
         if persistent:
-            argv += ["--appendfsync", "everysec"]
+            argv += ["--appendfsync", appendfsync]
         if cluster:
             argv += [
                 "--cluster-enabled", "yes",
@@ -604,7 +607,8 @@ def start_postgres(
 class EmbeddedServices:
     """The embedded servers a local run needs, persistent under the data dir.
 
-    Starts Valkey (AOF, ``<data dir>/valkey``) when ``REDIS_URL`` is unset and
+    Starts Valkey (AOF fsynced as ``HFTX_VALKEY_APPENDFSYNC`` says, ``<data dir>/valkey``)
+    when ``REDIS_URL`` is unset and
     PostgreSQL (``<data dir>/pg``) when ``DATABASE_URL`` is unset, on the configured
     ports (``HFTX_VALKEY_PORT`` 6390, ``HFTX_PG_PORT`` 5490) or any free port if
     those are taken, and exports ``REDIS_URL`` / ``DATABASE_URL`` into
@@ -640,7 +644,12 @@ class EmbeddedServices:
                 self.valkey = _on_preferred_port(
                     "valkey",
                     s.valkey_port,
-                    lambda port: start_valkey(s.data_dir / "valkey", port=port, persistent=True),
+                    lambda port: start_valkey(
+                        s.data_dir / "valkey",
+                        port=port,
+                        persistent=True,
+                        appendfsync=s.valkey_appendfsync,
+                    ),
                 )
                 s.redis_url = self.valkey.url
             if s.embedded_database:

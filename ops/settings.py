@@ -18,7 +18,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     valkey_port: int = Field(default=DEFAULT_VALKEY_PORT, ge=1, le=65535)
     pg_port: int = Field(default=DEFAULT_PG_PORT, ge=1, le=65535)
+    # fsync policy of the embedded Valkey's AOF: ``always`` loses no acknowledged write
+    # to a crash (slower), ``everysec`` up to about a second (docs/internals.md)
+    valkey_appendfsync: Literal["always", "everysec", "no"] = "everysec"
 
     _embedded_redis: bool = PrivateAttr(default=False)
     _embedded_database: bool = PrivateAttr(default=False)

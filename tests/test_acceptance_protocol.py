@@ -630,7 +630,7 @@ async def test_ioc_fok_post_only(target: Exchange) -> None:
 
     async def nothing_locked() -> list[dict[str, Any]] | None:
         result: list[dict[str, Any]] = (await tws.request("balances.get"))["result"]
-        return result if {b["locked"] for b in result} == {"0.00000000"} else None
+        return result if {Decimal(b["locked"]) for b in result} == {0} else None  # any scale
 
     before = await eventually(nothing_locked)
     would = await tws.request("order.place", limit(market, "buy", "1", "70", post_only=True))

@@ -96,11 +96,14 @@ async def m_subscribe(node: Node, conn: Connection, params: Any) -> Any:
         if only is not None and p.channel == "orders":  # a filter of listed markets
             for market_id in only:
                 await service.market(node, market_id)
+        if p.channel in conn.private:  # adds to the subscription, like the public channels
+            before = conn.private[p.channel]
+            only = None if before is None or only is None else before | only
         conn.private[p.channel] = only
         await node.hub.listen(conn)
         result: dict[str, Any] = {"channel": p.channel}
-        if only is not None:
-            result["markets"] = sorted(only)
+        if p.markets:
+            result["markets"] = list(dict.fromkeys(p.markets))
         return result
     if not p.markets:
         raise ApiError("INVALID_PARAM", "markets is required (a non-empty list)")

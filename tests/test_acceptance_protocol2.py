@@ -531,3 +531,23 @@ async def test_unsubscribing_one_market_of_the_orders_channel_keeps_the_others(
     await placed(ws, limit(two, "buy", "1", "2"))
     await ws.quiet(0.3)
     assert [m["order"]["id"] for m in ws.frames if m.get("channel") == "orders"] == [second["id"]]
+
+
+async def test_subscribing_the_orders_channel_again_adds_markets(
+    live: Exchange, sockets: list[Raw]
+) -> None:
+    """Like the public channels: a second subscribe widens the filter, never narrows it."""
+    one, two = await new_market(live), await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    ws = await connect(live, sockets, user.token)
+    for market in (one, two):
+        answer = await ws.call("subscribe", {"channel": "orders", "markets": [market]})
+        assert answer["result"] == {"channel": "orders", "markets": [market]}
+    placed_ids = [(await placed(ws, limit(m, "buy", "1", "1")))["id"] for m in (one, two)]
+
+    def pushed(order_id: str) -> Callable[[Msg], bool]:
+        return lambda m: m.get("channel") == "orders" and m["order"]["id"] == order_id
+
+    for order_id in placed_ids:
+        await ws.until(pushed(order_id))

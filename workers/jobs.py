@@ -24,16 +24,17 @@ from workers.reconciler import reconcile_holds
 
 RECONCILE_EVERY_S = 3
 HOLD_MIN_AGE_MS = 5000
-REDIS_RETRIES = 120  # with the backoff below (0.05 s doubling, at most 0.5 s): about a minute
+REDIS_RETRIES = -1  # forever, like the settler and the drain (0.05 s doubling, at most 1 s)
 
 
 def redis_settings(url: str | None = None) -> RedisSettings:
     """arq's connection to ``url``: a command (and the connect before it) that meets Redis
-    down or restarting is retried with backoff for about a minute. arq's poll loop has no
-    retry of its own: without this a Redis restart ends the worker."""
+    down or restarting is retried with backoff until Redis is back, as the settler and
+    the drain wait. arq's poll loop has no retry of its own: without this a Redis
+    restart ends the worker (and ``./hftx run`` stops every process with it)."""
     settings = RedisSettings.from_dsn(url or redis_url())
     errors: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError, OSError]
-    backoff = ExponentialBackoff(cap=0.5, base=0.05)
+    backoff = ExponentialBackoff(cap=1.0, base=0.05)
     settings.retry = Retry(backoff, REDIS_RETRIES, tuple(errors))  # type: ignore[arg-type]
     settings.retry_on_error = errors
     return settings

@@ -226,11 +226,11 @@ class Exchange:
             left -= take
             if not left:
                 break
-        if cost == 0:
-            raise EngineError("INVALID_PARAM", "no liquidity for a market buy")
-        budget = min(cost + cost // 20 + 1, market.max_notional)  # 5% price protection
+        # 5% price protection; without asks the smallest budget (one unit): the order
+        # is placed and expires unfilled (NO_LIQUIDITY), as a market sell does
+        budget = min(cost + cost // 20 + 1, market.max_notional)
         available = (await accounts.balance(self.redis, user_id, market.quote)).available
-        if available < cost:
+        if available < max(cost, 1):
             raise EngineError("INSUFFICIENT_FUNDS", f"not enough {market.quote}")
         return replace(req, quote_amount=min(budget, available))
 

@@ -152,6 +152,17 @@ async def test_market_buy_by_amount_gets_a_budget(ex):
     assert usd == (100_000 * BTC - spent, 0) and m.quote == "USD"
 
 
+async def test_market_buy_by_amount_on_a_book_without_asks_expires(ex):
+    """Like a market sell on a book without bids: placed, EXPIRED, nothing filled."""
+    before = await balances(ex, "bob")
+    buy = await ex.place_order("bob", await order(ex, "buy", "0.1"))
+    sell = await ex.place_order("alice", await order(ex, "sell", "0.1"))
+    for result in (buy, sell):
+        assert (result.order.status, result.order.filled, result.fills) == ("EXPIRED", 0, [])
+    await settle(ex)
+    assert await balances(ex, "bob") == before
+
+
 async def test_orders_pushes_reach_only_their_owner(ex):
     pubsub = ex.redis.pubsub()
     await pubsub.subscribe(user_channel("alice"), user_channel("bob"))

@@ -50,6 +50,12 @@ local P2P_RULES = {
   resolve_refund = {from = {DISPUTED = true}, to = 'REFUNDED', by = 'admin'},
 }
 local P2P_ACTIVE = {PENDING = true, PAID = true, DISPUTED = true}
+-- what each action does, for the FORBIDDEN message ("only the buyer may <...>")
+local P2P_DOES = {
+  paid = 'mark this trade paid', release = 'release this trade', cancel = 'cancel this trade',
+  expire = 'expire this trade', dispute = 'dispute this trade',
+  resolve_release = 'resolve this dispute', resolve_refund = 'resolve this dispute',
+}
 
 local p2p = {}
 
@@ -662,7 +668,7 @@ local function p2p_act(keys, argv)
   if seen then return seen end
   local ok_party = party == rule.by or (rule.by == 'party' and (party == 'buyer' or party == 'seller'))
   if not ok_party then
-    return fail('FORBIDDEN', 'only ' .. P2P_WHO[rule.by] .. ' may ' .. string.gsub(action, '_', ' ') .. ' this trade')
+    return fail('FORBIDDEN', 'only ' .. P2P_WHO[rule.by] .. ' may ' .. P2P_DOES[action])
   end
   if t.status == rule.to and t.act == action then return {'replay', p2p.trade_flat(t)} end
   if not rule.from[t.status] then return fail('INVALID_PARAM', 'trade is ' .. t.status) end

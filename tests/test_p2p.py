@@ -306,7 +306,8 @@ async def test_wrong_party_wrong_state_and_strangers_are_refused(desk):
     offer = await p2p.create_offer("sam", spec("sell", COIN), now=T0)
     trade = await p2p.take_offer("bea", offer.id, COIN // 4, now=T0)
     snapshot = await dump_shard(r, "sam")
-    await refused("FORBIDDEN", p2p.mark_paid("sam", trade.id, now=T0 + 1))
+    err = await refused("FORBIDDEN", p2p.mark_paid("sam", trade.id, now=T0 + 1))
+    assert err.message == "only the buyer may mark this trade paid"
     await refused("FORBIDDEN", p2p.cancel_trade("sam", trade.id, now=T0 + 1))
     await refused("FORBIDDEN", p2p.confirm_release("bea", trade.id, now=T0 + 1))
     await refused("INVALID_PARAM", p2p.open_dispute("bea", trade.id, "too early", now=T0 + 1))

@@ -11,7 +11,7 @@ import orjson
 import psycopg
 import pytest
 
-from workers.drain import write_rows
+from workers.pgwrite import write_rows
 from workers.rows import FINAL_STATUSES, Rows, market_entry_rows, merge_order
 
 
@@ -102,7 +102,7 @@ def test_entry_in_another_field_layout_converts_alike():
 @pytest.mark.parametrize("special", [False, True])
 async def test_market_events_stored_verbatim(db_url, special):
     """Event texts, with or without characters COPY escapes, are stored as emitted."""
-    from workers.drain import prepare_connection
+    from workers.pgwrite import prepare_connection
 
     msg = 'tab\\t back\\\\slash \\"q\\" é' if special else "plain é"
     rows = Rows()
@@ -128,7 +128,7 @@ async def test_market_events_stored_verbatim(db_url, special):
 
 
 def test_merged_batches_equal_one_batch():
-    from workers.drain import convert
+    from workers.pgwrite import convert
     from workers.streams import Entry
 
     log = random_log(random.Random(9), orders=20)

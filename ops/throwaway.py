@@ -1,7 +1,8 @@
 """Throwaway real servers (tests, benchmarks): own temp dir, free loopback port.
 
-Thin context managers over ``ops.embedded`` (the same launcher the local runner
-uses), throwaway flavour: no persistence, no fsync, everything removed at exit.
+Thin context managers over ``ops.valkey`` and ``ops.postgres`` (the same launchers
+the local runner uses), throwaway flavour: no persistence, no fsync, everything
+removed at exit.
 Every server is stopped when the ``with`` block ends, whatever happens in it, and
 (on Linux) also when the test process itself dies.
 
@@ -17,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ops import embedded
+from ops.postgres import start_postgres
+from ops.valkey import start_valkey, start_valkey_cluster
 
 
 @contextmanager
@@ -30,7 +32,7 @@ def _temp_dir(prefix: str) -> Iterator[Path]:
 def valkey_server() -> Iterator[str]:
     """A standalone Valkey without persistence; yields its URL."""
     with _temp_dir("hftx-valkey-") as tmp:
-        server = embedded.start_valkey(tmp)
+        server = start_valkey(tmp)
         try:
             yield server.url
         finally:
@@ -41,7 +43,7 @@ def valkey_server() -> Iterator[str]:
 def valkey_cluster(nodes: int = 3) -> Iterator[list[str]]:
     """A Valkey cluster of ``nodes`` primaries, no replicas; yields the node URLs."""
     with _temp_dir("hftx-cluster-") as tmp:
-        cluster = embedded.start_valkey_cluster(tmp, nodes=nodes)
+        cluster = start_valkey_cluster(tmp, nodes=nodes)
         try:
             yield cluster.urls
         finally:
@@ -52,7 +54,7 @@ def valkey_cluster(nodes: int = 3) -> Iterator[list[str]]:
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL (fsync off); yields its ``postgresql://`` URL."""
     with _temp_dir("hftx-pg-") as tmp:
-        server = embedded.start_postgres(tmp / "data", durable=False)
+        server = start_postgres(tmp / "data", durable=False)
         try:
             yield server.url
         finally:

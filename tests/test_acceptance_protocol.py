@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from api.tokens import Tokens
-from ops.embedded import free_port
+from ops.processes import free_port
 from tests.test_e2e_support import (
     PASSWORD,
     Exchange,

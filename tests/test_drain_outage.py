@@ -15,9 +15,10 @@ import httpx
 import psycopg
 import pytest
 
-from ops import embedded
 from ops.bench.drain import EngineLoad
 from ops.migrate import create_database, migrate
+from ops.postgres import start_postgres
+from ops.processes import free_port
 from workers import candles
 
 
@@ -34,14 +35,14 @@ async def fetch(url: str, sql: str) -> list[tuple]:
 
 
 async def outage(redis, valkey_url: str, tmp_path: Path, down_s: float) -> None:
-    pg = embedded.start_postgres(tmp_path / "pg", durable=False)
+    pg = start_postgres(tmp_path / "pg", durable=False)
     proc = None
     try:
         db_url = create_database(pg.url, "outage")
         migrate(db_url)
         load = EngineLoad(redis, seed=21, prefix="pgdown-")
         await load.setup()
-        port = embedded.free_port()
+        port = free_port()
         env = dict(
             os.environ,
             REDIS_URL=valkey_url,
@@ -84,7 +85,7 @@ async def outage(redis, valkey_url: str, tmp_path: Path, down_s: float) -> None:
             lag_s = max(lag_s, gauge(text, "hftx_drain_lag_seconds"))
         assert len(load.trades) > trades_before  # matching went on
         assert lag_entries > 0 and lag_s >= min(1.0, down_s / 2)  # lag exposed
-        pg = embedded.start_postgres(tmp_path / "pg", port=pg.port, durable=False)
+        pg = start_postgres(tmp_path / "pg", port=pg.port, durable=False)
         await asyncio.sleep(0.5)
         stop.set()
         await trader

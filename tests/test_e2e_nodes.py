@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from ops.embedded import free_port
+from ops.processes import free_port
 from tests.test_e2e_support import Exchange, Ws, _spawn, fund, new_market, new_user
 
 pytest_plugins = ["tests.test_e2e_support"]

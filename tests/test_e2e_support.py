@@ -30,7 +30,7 @@ import psycopg
 import pytest
 import websockets
 
-from ops.embedded import free_port
+from ops.processes import free_port
 from tests import servers
 
 ROOT = Path(__file__).resolve().parent.parent

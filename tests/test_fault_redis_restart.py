@@ -36,7 +36,8 @@ import redis.asyncio as aredis
 from client.book import BookStatus, LocalBook
 from engine import accounts, keys
 from engine import market as market_calls
-from ops import embedded
+from ops.processes import EmbeddedError, free_port
+from ops.valkey import Valkey, start_valkey
 from snapshots.reconcile import reconcile
 from tests.test_e2e_support import (
     ADMIN_EMAIL,
@@ -70,7 +71,7 @@ class Stack:
     """The running exchange, and its Valkey (restartable)."""
 
     exchange: Exchange
-    valkey: embedded.Valkey
+    valkey: Valkey
     redis: Any = None  # the test's own client (reconnects by itself)
     restarts: list[tuple[float, float]] = field(default_factory=list)  # (down, up)
 
@@ -83,18 +84,18 @@ class Stack:
         await asyncio.sleep(down_s)
         for attempt in range(5):
             try:
-                self.valkey = embedded.start_valkey(
+                self.valkey = start_valkey(
                     self.valkey.directory, port=self.valkey.port, persistent=True
                 )
                 break
-            except embedded.EmbeddedError:
+            except EmbeddedError:
                 if attempt == 4:
                     raise
                 await asyncio.sleep(0.2)
         self.restarts.append((down, time.monotonic()))
 
 
-def _shutdown(vk: embedded.Valkey) -> None:
+def _shutdown(vk: Valkey) -> None:
     client = redis.Redis(host=vk.host, port=vk.port, socket_timeout=5)
     try:
         client.shutdown()  # returns once the server closed the connection
@@ -108,7 +109,7 @@ def stack_env(db_url: str) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="hftx-restart-", ignore_cleanup_errors=True) as tmp:
         logs = Path(tmp)
         stack = Stack(
-            Exchange("", db_url, {}, logs), embedded.start_valkey(logs / "valkey", persistent=True)
+            Exchange("", db_url, {}, logs), start_valkey(logs / "valkey", persistent=True)
         )
         env = {
             **os.environ,
@@ -129,7 +130,7 @@ def stack_env(db_url: str) -> Iterator[Stack]:
             "LOGLEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
-        ports = {name: embedded.free_port() for name in ("a", "b")}
+        ports = {name: free_port() for name in ("a", "b")}
         exchange = stack.exchange
         exchange.redis_url = stack.valkey.url
         exchange.nodes = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}

@@ -19,6 +19,7 @@ import redis.asyncio as aredis
 
 from engine import functions
 from ops import embedded, migrate
+from ops.processes import EmbeddedError, free_port
 from ops.release import release
 from ops.settings import Settings, load_or_create_secret
 from ops.supervisor import Entry, command_module, parse_procfile, split_available
@@ -154,8 +155,8 @@ def _supervise(procfile: str, data_dir: Path, tmp: Path) -> subprocess.Popen[str
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFTX_") and k not in ENV_NAMES}
     env |= {
         "HFTX_DATA_DIR": str(data_dir),
-        "HFTX_VALKEY_PORT": str(embedded.free_port()),
-        "HFTX_PG_PORT": str(embedded.free_port()),
+        "HFTX_VALKEY_PORT": str(free_port()),
+        "HFTX_PG_PORT": str(free_port()),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "ops.supervisor", "--procfile", str(tmp / "Procfile")],
@@ -232,8 +233,8 @@ def test_supervisor_does_not_start_processes_after_a_failed_release(tmp_path: Pa
 
 
 def test_embedded_services_persist_across_restarts(clean_env: Path) -> None:
-    os.environ["HFTX_VALKEY_PORT"] = str(embedded.free_port())
-    os.environ["HFTX_PG_PORT"] = str(embedded.free_port())
+    os.environ["HFTX_VALKEY_PORT"] = str(free_port())
+    os.environ["HFTX_PG_PORT"] = str(free_port())
     settings = Settings()
     with embedded.EmbeddedServices(settings) as services:
         assert os.environ["REDIS_URL"] == settings.redis_url
@@ -246,7 +247,7 @@ def test_embedded_services_persist_across_restarts(clean_env: Path) -> None:
             conn.execute("CREATE TABLE kept (x int)")
             conn.execute("INSERT INTO kept VALUES (7)")
         exported = {k: os.environ.pop(k) for k in ("REDIS_URL", "DATABASE_URL")}
-        with pytest.raises(embedded.EmbeddedError, match="in use by another hftx run"):
+        with pytest.raises(EmbeddedError, match="in use by another hftx run"):
             embedded.EmbeddedServices(Settings()).start()  # a second run on the same dir
         os.environ.update(exported)
         assert services.valkey is not None and services.postgres is not None

@@ -26,7 +26,7 @@ from api.limits import Limits
 from engine.functions import ensure_loaded
 from engine.seed import seed_defaults
 from ops import migrate
-from ops.embedded import free_port
+from ops.processes import free_port
 from workers.settler import Settler
 
 PASSWORD = "p2p-test-password"

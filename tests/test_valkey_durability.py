@@ -11,7 +11,9 @@ import pytest
 import redis
 
 from ops import embedded
+from ops.processes import free_port
 from ops.settings import Settings
+from ops.valkey import start_valkey
 
 WRITES = 300
 
@@ -23,7 +25,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     monkeypatch.delenv("HFTX_VALKEY_APPENDFSYNC", raising=False)
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/unused")
     monkeypatch.setenv("HFTX_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("HFTX_VALKEY_PORT", str(embedded.free_port()))
+    monkeypatch.setenv("HFTX_VALKEY_PORT", str(free_port()))
     return monkeypatch
 
 
@@ -53,7 +55,7 @@ def test_with_always_a_kill_9_loses_no_acknowledged_write(env: pytest.MonkeyPatc
             client.close()
         valkey.process.proc.send_signal(signal.SIGKILL)
         valkey.process.proc.wait(10)
-        again = embedded.start_valkey(valkey.directory, port=valkey.port, persistent=True)
+        again = start_valkey(valkey.directory, port=valkey.port, persistent=True)
         client = redis.Redis(host=again.host, port=again.port)
         try:
             assert client.get("acknowledged") == str(WRITES).encode()

@@ -384,12 +384,13 @@ class Code:
 
 @contextlib.contextmanager
 def _servers() -> Iterator[Servers]:
-    from ops import embedded
+    from ops.postgres import start_postgres
+    from ops.valkey import start_valkey
 
     with tempfile.TemporaryDirectory(prefix="hftx-bench-drain-") as tmp:
-        vk = embedded.start_valkey(Path(tmp) / "valkey")
+        vk = start_valkey(Path(tmp) / "valkey")
         try:
-            pg = embedded.start_postgres(Path(tmp) / "pg", durable=True, settings=PG_SETTINGS)
+            pg = start_postgres(Path(tmp) / "pg", durable=True, settings=PG_SETTINGS)
             try:
                 yield Servers(
                     vk.url, pg.url, {"valkey": vk.process.pid, "postgres": pg.process.pid}

@@ -48,7 +48,7 @@ import redis.asyncio as aredis
 import websockets
 
 from ops.bench.servers import bench_valkey
-from ops.embedded import free_port
+from ops.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ORDER_MARKET = "BNCH-USD"

@@ -1,0 +1,152 @@
+"""Process plumbing for the embedded servers: ports, child processes, errors.
+
+Every server is a child process of the caller in its own session (a Ctrl-C on the
+terminal does not reach it; the owner stops it, last), and on Linux it receives
+its stop signal if the owner dies, so a killed test run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("hftx.embedded")
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+PORT_ATTEMPTS = 5
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded server could not be started."""
+
+
+class PortInUse(EmbeddedError):
+    """The server exited because its port was taken (retried with another port)."""
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could listen on ``host:port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+# ------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True, slots=True)
+class SystemAccount:
+    name: str
+    uid: int
+    gid: int
+
+
+def _die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A preexec_fn that makes the child receive ``sig`` when its parent dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, sig)
+
+    return preexec
+
+
+@dataclass
+class ServerProcess:
+    """A server running as our child; ``stop()`` is idempotent."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    stop_signal: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        if self.proc.poll() is not None:
+            return
+        log.debug("stopping %s (pid %d)", self.name, self.proc.pid)
+        self.proc.send_signal(self.stop_signal)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0fs; killing it", self.name, timeout)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str | Path],
+    log_path: Path,
+    stop_signal: int,
+    *,
+    run_as: SystemAccount | None = None,
+    cwd: Path | None = None,
+) -> ServerProcess:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        if run_as is None:
+            proc = subprocess.Popen(
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(stop_signal),
+            )
+        else:
+            proc = subprocess.Popen(
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(stop_signal),
+                user=run_as.uid,
+                group=run_as.gid,
+                extra_groups=[],
+            )
+    return ServerProcess(name, proc, log_path, stop_signal)

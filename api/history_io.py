@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from api import history, service
 from api.errors import ApiError
-from engine.types import EngineError, Market
+from engine.types import EngineError, Market, Order
 from engine.units import format_amount, format_price, format_size, order_to_wire
 
 if TYPE_CHECKING:
@@ -44,12 +46,28 @@ async def orders(
 ) -> list[dict[str, Any]]:
     async with node.db.connection() as conn:
         page = await history.orders(conn, user_id, market=market_id, status=status, limit=limit)
+    live = await _live_state(node, user_id, page.items)
     out = []
     for o in page.items:
         m = await _market_or_none(node, o.market)
         if m is not None:
-            out.append(order_to_wire(m, o))
+            out.append(order_to_wire(m, live.get((o.market, o.id), o)))
     return out
+
+
+async def _live_state(
+    node: Node, user_id: str, recorded: list[Order]
+) -> dict[tuple[str, str], Order]:
+    """The live state of the orders recorded as open: PostgreSQL has an order's fills
+    only once it is done, Redis has them as they happen. Without Redis, as recorded."""
+    wanted = [(o.market, o.id) for o in recorded if o.status in history.OPEN_STATUSES]
+    if not wanted:
+        return {}
+    try:
+        live: dict[tuple[str, str], Order] = await node.ex.live_orders(user_id, wanted)
+    except (RedisError, OSError):
+        return {}
+    return live
 
 
 async def fills(

@@ -331,6 +331,14 @@ class Exchange:
                 return order
         raise EngineError("UNKNOWN_ORDER", "unknown order")
 
+    async def live_orders(
+        self, user_id: str, wanted: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], Order]:
+        """The live state of the ``(market, order id)`` pairs that are ``user_id``'s and
+        still in Redis (one round trip)."""
+        found = await self._orders_at(wanted)
+        return {key: o for key, o in found.items() if o.user_id == user_id}
+
     async def _orders(self, market_id: str, order_ids: list[str]) -> list[Order]:
         pipe = self.redis.pipeline(transaction=False)
         for oid in order_ids:

@@ -440,3 +440,29 @@ async def test_history_fills_orders_and_candles(exchange: Exchange) -> None:
         bad = await http.get(f"/markets/{market}/candles", params={"interval": "7m"})
         assert bad.status_code == 400
     assert maker["status"] == "NEW"
+
+
+async def test_all_orders_show_the_live_fill_of_an_open_order(exchange: Exchange) -> None:
+    """PostgreSQL records an order's fills when it is done; ``status=all`` shows an
+    open order as it is now (partly filled), not as it was recorded (NEW, nothing)."""
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    seller, buyer = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, seller, {base: "10"})
+    await fund(exchange, buyer, {"USD": "10000"})
+    async with exchange.http("a", seller.token) as http:
+        maker = (await http.post("/orders", json=limit(market, "sell", "2", "20"))).json()
+    async with exchange.http("b", buyer.token) as http:
+        taker = (await http.post("/orders", json=limit(market, "buy", "0.5", "20"))).json()
+        assert taker["status"] == "FILLED"
+    async with exchange.http("a", seller.token) as http:
+
+        async def recorded() -> Any:
+            listed = (await http.get("/fills", params={"market": market})).json()
+            return listed if listed else None
+
+        await eventually(recorded, timeout=30)  # the drain has recorded the trade
+        (listed,) = (await http.get("/orders", params={"status": "all"})).json()
+        assert (listed["id"], listed["status"], listed["filled"], listed["remaining"]) == (
+            maker["id"], "PARTIALLY_FILLED", "0.500", "1.500"
+        )  # fmt: skip

@@ -12,7 +12,7 @@ from api import jsonio
 from api import schemas as S
 from api.errors import ApiError
 from api.l2 import Formatter, L2Book, side_diff
-from api.marketdata import MarketFeed, VolumeWindow
+from api.marketfeed import MarketFeed, VolumeWindow
 from api.ratelimit import FloodMeter, Limiter, TokenBucket
 from api.users import normalize_email
 from api.ws import origin_allowed

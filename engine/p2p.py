@@ -6,7 +6,7 @@ PROTOCOL.md codes (``UNKNOWN_ORDER`` for an unknown offer or trade, or one the
 caller may not see). Every state change is ONE call of ``lua/30_p2p.lua`` on one account
 shard (a trade and its escrow live in the seller's shard), atomic and idempotent;
 global indexes in ``{g}`` are written before (they may only over-report) and
-cleaned after, or by :meth:`P2P.sweep`.
+cleaned after, or by :meth:`P2P.sweep` (key names: ``engine.p2p_keys``).
 
 Taking a BUY offer spans two shards: reserve on the offer (buyer's shard), then open
 the trade with the seller's escrow (seller's shard). A refused open tombstones the
@@ -32,6 +32,18 @@ from redis.exceptions import ResponseError
 
 from engine import accounts, notify
 from engine.ids import new_order_id
+from engine.p2p_keys import (
+    DISPUTES,
+    EXPIRY,
+    OFFER_OWNER,
+    OFFERS,
+    RESERVATIONS,
+    TRADE_PARTIES,
+    offer_key,
+    prefix,
+    shard,
+    trade_key,
+)
 from engine.p2p_rules import (
     FINAL,
     SYSTEM,
@@ -57,12 +69,6 @@ from engine.types import Balance, EngineError
 
 log = logging.getLogger("hftx.p2p")
 
-OFFERS = "{g}:p2p:offers"  # zset: side|asset|fiat|owner|offer id, score created ms
-OFFER_OWNER = "{g}:p2p:oid"  # hash: offer id -> owner
-TRADE_PARTIES = "{g}:p2p:tid"  # hash: trade id -> seller|buyer
-EXPIRY = "{g}:p2p:exp"  # zset: seller|trade id, score payment deadline ms
-RESERVATIONS = "{g}:p2p:rsv"  # zset: buyer|offer id|trade id|seller, score ms
-DISPUTES = "{g}:p2p:disputes"  # zset: seller|trade id, score ms
 RESERVE_GRACE_MS = 30_000  # a reservation without its trade this long is aborted
 INDEX_GRACE_MS = 60_000
 MAX_LIST = 200
@@ -78,24 +84,6 @@ def now_ms() -> int:
 
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _prefix(user: str) -> str:
-    return accounts.account_keys(user)[0][:-3]
-
-
-def _offer_key(owner: str, offer_id: str) -> str:
-    return f"{_prefix(owner)}p2p:o:{offer_id}"
-
-
-def _trade_key(seller: str, trade_id: str) -> str:
-    return f"{_prefix(seller)}p2p:t:{trade_id}"
-
-
-def _shard(user: str) -> list[str]:
-    """KEYS[1..2] of every P2P call: the shard's balances and account stream."""
-    p = _prefix(user)
-    return [p + "bal", p + "ev"]
 
 
 def _check_id(value: object, what: str) -> str:
@@ -214,7 +202,7 @@ class P2P:
         spec = spec.checked()
         await self.scale(spec.asset)
         offer_id, now = new_order_id(), now or now_ms()
-        keys = [*_shard(user), _offer_key(user, offer_id)]
+        keys = [*shard(user), offer_key(user, offer_id)]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(OFFER_OWNER, offer_id, user)
         pipe.zadd(OFFERS, {f"{spec.side}|{spec.asset}|{spec.fiat}|{user}|{offer_id}": now})
@@ -241,7 +229,7 @@ class P2P:
     ) -> Offer:
         """Pause/resume or edit one of ``user``'s offers (amount = new amount left)."""
         _check_id(offer_id, "offer")
-        keys = [*_shard(user), _offer_key(user, offer_id)]
+        keys = [*shard(user), offer_key(user, offer_id)]
         reply, bal = await self._fcall_bal("p2p_offer_update", keys, offer_id, *changes.argv(),
                                            now or now_ms(), _rid(request_id))  # fmt: skip
         offer = offer_from(reply[1])
@@ -254,7 +242,7 @@ class P2P:
     ) -> Offer:
         """Close one of ``user``'s offers; a sell offer's remaining escrow is released."""
         _check_id(offer_id, "offer")
-        keys = [*_shard(user), _offer_key(user, offer_id)]
+        keys = [*shard(user), offer_key(user, offer_id)]
         reply, bal = await self._fcall_bal("p2p_offer_close", keys, offer_id, now or now_ms(),
                                            _rid(request_id))  # fmt: skip
         offer = offer_from(reply[1])
@@ -270,7 +258,7 @@ class P2P:
     async def get_offer(self, offer_id: str) -> Offer:
         _check_id(offer_id, "offer")
         owner = await self.redis.hget(OFFER_OWNER, offer_id)
-        raw = await self.redis.hgetall(_offer_key(_text(owner), offer_id)) if owner else None
+        raw = await self.redis.hgetall(offer_key(_text(owner), offer_id)) if owner else None
         if not raw:
             raise EngineError("UNKNOWN_ORDER", "unknown offer")
         return offer_from({_text(k): _text(v) for k, v in raw.items()})
@@ -281,7 +269,7 @@ class P2P:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for owner, oid in refs:
-            pipe.hgetall(_offer_key(owner, oid))
+            pipe.hgetall(offer_key(owner, oid))
         out = []
         for raw in await pipe.execute():
             if raw:
@@ -310,7 +298,7 @@ class P2P:
     async def my_offers(self, user: str, *, limit: int = 100) -> list[Offer]:
         """``user``'s offers, newest first (closed ones included)."""
         ids = await self.redis.zrevrange(
-            _prefix(user) + "p2p:ol", 0, max(1, min(limit, MAX_LIST)) - 1
+            prefix(user) + "p2p:ol", 0, max(1, min(limit, MAX_LIST)) - 1
         )
         return await self._offers([(user, _text(i)) for i in ids])
 
@@ -352,11 +340,11 @@ class P2P:
         self, buyer: str, offer: Offer, amount: int, price: int, fiat: int, rid: str, now: int
     ) -> Trade:
         seller, tid = offer.owner, new_order_id()
-        keys = [*_shard(seller), _offer_key(seller, offer.id), _trade_key(seller, tid)]
+        keys = [*shard(seller), offer_key(seller, offer.id), trade_key(seller, tid)]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(TRADE_PARTIES, tid, f"{seller}|{buyer}")
         pipe.zadd(EXPIRY, {f"{seller}|{tid}": now + offer.payment_window * 60_000})
-        pipe.zadd(_prefix(buyer) + "p2p:tl", {f"{tid}|{seller}": now})
+        pipe.zadd(prefix(buyer) + "p2p:tl", {f"{tid}|{seller}": now})
         pipe.sadd(accounts.ACCOUNTS_KEY, seller, buyer)
         pipe.fcall("p2p_take", len(keys), *keys, tid, buyer, amount, price, fiat, now, rid)
         *_, reply = await pipe.execute(raise_on_error=False)
@@ -374,7 +362,7 @@ class P2P:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hdel(TRADE_PARTIES, tid)
         pipe.zrem(EXPIRY, f"{seller}|{tid}")
-        pipe.zrem(_prefix(buyer) + "p2p:tl", f"{tid}|{seller}")
+        pipe.zrem(prefix(buyer) + "p2p:tl", f"{tid}|{seller}")
         await pipe.execute()
 
     async def _take_buy(
@@ -382,7 +370,7 @@ class P2P:
     ) -> Trade:
         buyer, tid = offer.owner, new_order_id()
         member = f"{buyer}|{offer.id}|{tid}|{seller}"
-        okeys = [*_shard(buyer), _offer_key(buyer, offer.id)]
+        okeys = [*shard(buyer), offer_key(buyer, offer.id)]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(TRADE_PARTIES, tid, f"{seller}|{buyer}")
         pipe.zadd(RESERVATIONS, {member: now})
@@ -401,7 +389,7 @@ class P2P:
             await self.redis.hdel(TRADE_PARTIES, tid)
             tid = reserved
         terms = offer_from(flat)
-        tkeys = [*_shard(seller), _trade_key(seller, tid)]
+        tkeys = [*shard(seller), trade_key(seller, tid)]
         try:
             reply, bal = await self._fcall_bal(
                 "p2p_open", tkeys, tid, offer.id, buyer, terms.asset, terms.fiat, price, amount,
@@ -419,7 +407,7 @@ class P2P:
         """Tombstone a reserved trade id that has no trade and return its reservation;
         False when the trade exists after all."""
         status = _text(
-            await self._fcall("p2p_abort", [_trade_key(seller, tid)], tid, code, message, now_ms())
+            await self._fcall("p2p_abort", [trade_key(seller, tid)], tid, code, message, now_ms())
         )
         if status != "ABORTED":
             return False
@@ -429,7 +417,7 @@ class P2P:
     async def _unreserve(
         self, buyer: str, offer_id: str, tid: str, seller: str, outcome: str
     ) -> None:
-        keys = [*_shard(buyer), _offer_key(buyer, offer_id)]
+        keys = [*shard(buyer), offer_key(buyer, offer_id)]
         await self._fcall("p2p_unreserve", keys, tid, outcome, now_ms())
         await self.redis.zrem(RESERVATIONS, f"{buyer}|{offer_id}|{tid}|{seller}")
 
@@ -455,7 +443,7 @@ class P2P:
         now: int | None = None,
     ) -> tuple[str, Trade]:
         seller, buyer = await self._parties(trade_id)
-        keys = [*_shard(seller), _trade_key(seller, trade_id)]
+        keys = [*shard(seller), trade_key(seller, trade_id)]
         now = now or now_ms()  # one clock: the dispute index scores the dispute's ts
         pipe = self.redis.pipeline(transaction=False)
         if action in ("release", "resolve_release"):
@@ -573,7 +561,7 @@ class P2P:
     # -- reading ---------------------------------------------------------------------------
 
     async def _read_trade(self, seller: str, trade_id: str) -> Trade | None:
-        raw = await self.redis.hgetall(_trade_key(seller, trade_id))
+        raw = await self.redis.hgetall(trade_key(seller, trade_id))
         rec = {_text(k): _text(v) for k, v in raw.items()}
         if not rec or rec.get("status") == "ABORTED":
             return None
@@ -593,7 +581,7 @@ class P2P:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for seller, tid in refs:
-            pipe.hgetall(_trade_key(seller, tid))
+            pipe.hgetall(trade_key(seller, tid))
         out = []
         for raw in await pipe.execute():
             rec = {_text(k): _text(v) for k, v in raw.items()}
@@ -604,7 +592,7 @@ class P2P:
     async def my_trades(self, user: str, *, limit: int = 100) -> list[Trade]:
         """``user``'s trades as buyer or seller, newest first."""
         members = await self.redis.zrevrange(
-            _prefix(user) + "p2p:tl", 0, max(1, min(limit, MAX_LIST)) - 1
+            prefix(user) + "p2p:tl", 0, max(1, min(limit, MAX_LIST)) - 1
         )
         refs = [tuple(_text(m).split("|")[::-1]) for m in members]
         trades = await self._trades(refs)  # type: ignore[arg-type]
@@ -632,8 +620,8 @@ class P2P:
         """Add a short text to the trade's thread (parties; admins in a dispute)."""
         body = clean_text(body, "message")
         seller, _ = await self._parties(trade_id)
-        p = _prefix(seller)
-        keys = [_trade_key(seller, trade_id), f"{p}p2p:m:{trade_id}", p + "ev"]
+        p = prefix(seller)
+        keys = [trade_key(seller, trade_id), f"{p}p2p:m:{trade_id}", p + "ev"]
         _, raw = await self._fcall("p2p_msg_post", keys, user, role, body, now or now_ms(),
                                       _rid(request_id))  # fmt: skip
         msg = message_from(raw)
@@ -653,7 +641,7 @@ class P2P:
         trade = await self.get_trade(user, trade_id, role=role)
         if trade.party(user, role) == "admin" and not trade.dispute_ts:
             raise EngineError("FORBIDDEN", "admins may read the thread of a disputed trade only")
-        rows = await self.redis.lrange(f"{_prefix(trade.seller)}p2p:m:{trade_id}", 0, -1)
+        rows = await self.redis.lrange(f"{prefix(trade.seller)}p2p:m:{trade_id}", 0, -1)
         return [message_from(r) for r in rows]
 
     # -- repair ------------------------------------------------------------------------------
@@ -692,7 +680,7 @@ class P2P:
         pipe = self.redis.pipeline(transaction=False)
         for member in rows:
             _, _, _, owner, oid = _text(member).split("|")
-            pipe.hget(_offer_key(owner, oid), "status")
+            pipe.hget(offer_key(owner, oid), "status")
         statuses = await pipe.execute()
         stale = [
             m for m, s in zip(rows, statuses, strict=True) if s is None or _text(s) == "CLOSED"

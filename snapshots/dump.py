@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from engine import p2p as P
+from engine import p2p_keys as P
 from snapshots.snapshot import decode_dump
 
 GLOBAL_KEYS = ("{g}:assets", "{g}:markets", "{g}:addr", "{g}:wd", P.OFFERS, P.OFFER_OWNER,

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from engine import p2p as P
+from engine import p2p_keys as P
 from engine.p2p_rules import ACTIVE
 
 # (column of p2p_offers / p2p_trades, field of the Redis record)
@@ -90,20 +90,20 @@ async def restore_p2p(redis: Any, conn: psycopg.AsyncConnection[Any]) -> list[st
     offers = await _rows(conn, "p2p_offers", OFFER_FIELDS)
     trades = await _rows(conn, "p2p_trades", TRADE_FIELDS)
     for o in offers:
-        await redis.fcall("snap_p2p_put", 1, P._offer_key(o["u"], o["id"]), "offer",
+        await redis.fcall("snap_p2p_put", 1, P.offer_key(o["u"], o["id"]), "offer",
                           orjson.dumps(o))  # fmt: skip
     for t in trades:
-        await redis.fcall("snap_p2p_put", 1, P._trade_key(t["seller"], t["id"]), "trade",
+        await redis.fcall("snap_p2p_put", 1, P.trade_key(t["seller"], t["id"]), "trade",
                           orjson.dumps(t))  # fmt: skip
     await _messages(redis, conn, {t["id"]: t["seller"] for t in trades})
     by_offer: dict[str, list[dict[str, str]]] = defaultdict(list)
     for t in trades:
-        rec = await _current(redis, P._trade_key(t["seller"], t["id"]))
+        rec = await _current(redis, P.trade_key(t["seller"], t["id"]))
         by_offer[rec["offer"]].append(rec)
         await _index_trade(redis, rec)
     warnings = []
     for o in offers:
-        rec = await _current(redis, P._offer_key(o["u"], o["id"]))
+        rec = await _current(redis, P.offer_key(o["u"], o["id"]))
         await _index_offer(redis, rec)
         if rec["side"] == "buy":
             left = await _reservations(redis, rec, by_offer.get(rec["id"], []))
@@ -124,13 +124,13 @@ async def _messages(
                              "body": body})  # fmt: skip
     for tid, msgs in threads.items():
         if tid in sellers:
-            key = f"{P._prefix(sellers[tid])}p2p:m:{tid}"
+            key = f"{P.prefix(sellers[tid])}p2p:m:{tid}"
             await redis.fcall("snap_p2p_msgs", 1, key, orjson.dumps(msgs))
 
 
 async def _index_offer(redis: Any, o: dict[str, str]) -> None:
     pipe = redis.pipeline(transaction=False)
-    pipe.zadd(P._prefix(o["u"]) + "p2p:ol", {o["id"]: int(o["cts"])})
+    pipe.zadd(P.prefix(o["u"]) + "p2p:ol", {o["id"]: int(o["cts"])})
     pipe.hset(P.OFFER_OWNER, o["id"], o["u"])
     listing = f"{o['side']}|{o['asset']}|{o['fiat']}|{o['u']}|{o['id']}"
     if o["status"] == "CLOSED":
@@ -145,7 +145,7 @@ async def _index_trade(redis: Any, t: dict[str, str]) -> None:
     member = f"{seller}|{tid}"
     pipe = redis.pipeline(transaction=False)
     for user in (seller, buyer):
-        pipe.zadd(P._prefix(user) + "p2p:tl", {f"{tid}|{seller}": int(t["cts"])})
+        pipe.zadd(P.prefix(user) + "p2p:tl", {f"{tid}|{seller}": int(t["cts"])})
     pipe.hset(P.TRADE_PARTIES, tid, f"{seller}|{buyer}")
     if t["status"] == "PENDING":
         pipe.zadd(P.EXPIRY, {member: int(t["exp"])})
@@ -161,7 +161,7 @@ async def _index_trade(redis: Any, t: dict[str, str]) -> None:
 async def _reservations(redis: Any, o: dict[str, str], trades: list[dict[str, str]]) -> int:
     """Set the buy offer's ``r:<trade id>`` fields and the ``{g}`` reservation index;
     returns the part of ``locked`` no reservation explains (0 normally)."""
-    key = P._offer_key(o["u"], o["id"])
+    key = P.offer_key(o["u"], o["id"])
     known = {t["id"]: t for t in trades}
     old = {k[2:]: v for k, v in o.items() if k.startswith("r:")}
     values = {t["id"]: f"{t['amount']}|{t['seller']}|{t['price']}|{t['cts']}" for t in trades} | {

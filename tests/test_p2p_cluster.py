@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine import accounts, notify
-from engine.p2p import OFFERS
+from engine.p2p_keys import OFFERS
 from engine.types import Balance
 from tests.p2p_helpers import COIN, new_desk, spec
 from workers.settler import Settler

@@ -163,17 +163,30 @@ async def list_orders(call: Call) -> Any:
     return await history_io.orders(call.node, call.user_id, market_id, status, limit)
 
 
+CLIENT_ID_PREFIX = "client:"  # /orders/client:<client_order_id>, as Coinbase's API
+
+
+def _order_ref(call: Call) -> dict[str, str]:
+    """``{order_id}`` or, for ``client:<id>``, ``{client_order_id}`` of the path."""
+    ref = call.path("order_id")
+    if ref.startswith(CLIENT_ID_PREFIX):
+        return {"client_order_id": ref[len(CLIENT_ID_PREFIX) :]}
+    return {"order_id": ref}
+
+
 async def get_order(call: Call) -> Any:
     call.query()
-    order_id = call.path("order_id")
+    ref = _order_ref(call)
+    if "client_order_id" in ref:
+        return await service.get_order(call.node, call.user_id, ref)
     from api import history_io
 
-    return await history_io.order(call.node, call.user_id, order_id)
+    return await history_io.order(call.node, call.user_id, ref["order_id"])
 
 
 async def cancel_order(call: Call) -> Any:
     call.query()
-    return await service.cancel_order(call.node, call.user_id, {"order_id": call.path("order_id")})
+    return await service.cancel_order(call.node, call.user_id, _order_ref(call))
 
 
 async def cancel_all(call: Call) -> Any:

@@ -78,7 +78,8 @@ class OpenOrders(Strict):
 
 
 class GetOrder(Strict):
-    order_id: OrderId
+    order_id: OrderId | None = None
+    client_order_id: ClientOrderId | None = None
 
 
 class Empty(Strict):

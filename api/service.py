@@ -148,8 +148,7 @@ async def orders_to_wire(node: Node, orders: list[Order]) -> list[dict[str, Any]
 
 async def cancel_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     p = S.parse(S.CancelOrder, params)
-    if (p.order_id is None) == (p.client_order_id is None):
-        raise ApiError("INVALID_PARAM", "give exactly one of order_id, client_order_id")
+    _exactly_one_id(p)
     order = await node.ex.cancel_order(
         user_id, order_id=p.order_id, client_order_id=p.client_order_id
     )
@@ -170,8 +169,17 @@ async def open_orders(node: Node, user_id: str, params: Any) -> list[dict[str, A
 
 async def get_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     p = S.parse(S.GetOrder, params)
-    order = await node.ex.get_order(user_id, p.order_id)
+    _exactly_one_id(p)
+    if p.client_order_id is not None:
+        order = await node.ex.get_order_by_client_id(user_id, p.client_order_id)
+    else:
+        order = await node.ex.get_order(user_id, p.order_id)
     return order_to_wire(await market(node, order.market), order)
+
+
+def _exactly_one_id(p: S.CancelOrder | S.GetOrder) -> None:
+    if (p.order_id is None) == (p.client_order_id is None):
+        raise ApiError("INVALID_PARAM", "give exactly one of order_id, client_order_id")
 
 
 # -- wallet ------------------------------------------------------------------------

@@ -225,6 +225,12 @@ class HftxClient:
         result: Json = await self._get(_path("orders", order_id))
         return result
 
+    async def fetch_order_by_client_id(self, client_order_id: str) -> Json:
+        """The order placed with ``client_order_id`` in the last 24 h: how to learn the
+        outcome of a place that answered 5xx before retrying it."""
+        result: Json = await self._get(_path("orders", "client:" + client_order_id))
+        return result
+
     async def fetch_my_trades(
         self, market: str | None = None, limit: int | None = None
     ) -> list[Json]:

@@ -331,6 +331,15 @@ class Exchange:
                 return order
         raise EngineError("UNKNOWN_ORDER", "unknown order")
 
+    async def get_order_by_client_id(self, user_id: str, client_order_id: str) -> Order:
+        """The user's order with that client order id (placed in the last 24 h)."""
+        found = await accounts.client_order(self.redis, user_id, client_order_id)
+        if found is not None:
+            order = await M.get_order(self.redis, found[0], found[1])
+            if order is not None and order.user_id == user_id:
+                return order
+        raise EngineError("UNKNOWN_ORDER", "unknown order")
+
     async def live_orders(
         self, user_id: str, wanted: list[tuple[str, str]]
     ) -> dict[tuple[str, str], Order]:

@@ -466,3 +466,34 @@ async def test_all_orders_show_the_live_fill_of_an_open_order(exchange: Exchange
         assert (listed["id"], listed["status"], listed["filled"], listed["remaining"]) == (
             maker["id"], "PARTIALLY_FILLED", "0.500", "1.500"
         )  # fmt: skip
+
+
+async def test_orders_looked_up_and_canceled_by_client_order_id(exchange: Exchange) -> None:
+    """After an unknown outcome (5xx) a client finds its order by the id it chose:
+    WS ``order.get {client_order_id}``, HTTP ``/orders/client:<id>`` (as Coinbase)."""
+    market = await new_market(exchange)
+    user, other = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, user, {"USD": "1000"})
+    async with exchange.http("a", user.token) as http:
+        placed = (
+            await http.post("/orders", json=limit(market, "buy", "1", "10", client_order_id="k.1"))
+        ).json()
+        got = (await http.get("/orders/client:k.1")).json()
+        assert (got["id"], got["client_order_id"], got["status"]) == (placed["id"], "k.1", "NEW")
+        for path, code in (("/orders/client:nope", 404), ("/orders/client:bad id!", 400)):
+            r = await http.get(path)
+            assert r.status_code == code, r.text
+    ws = await Ws.connect(exchange.ws_url("b"), user.token)
+    answer = await ws.request("order.get", {"client_order_id": "k.1"})
+    assert answer["status"] == 200 and answer["result"]["id"] == placed["id"]
+    both = await ws.request("order.get", {"client_order_id": "k.1", "order_id": placed["id"]})
+    assert both["status"] == 400 and both["error"]["code"] == "INVALID_PARAM"
+    await ws.close()
+    async with exchange.http("b", other.token) as http:  # another user's id: unknown
+        r = await http.get("/orders/client:k.1")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "UNKNOWN_ORDER"
+        assert (await http.delete("/orders/client:k.1")).status_code == 404
+    async with exchange.http("a", user.token) as http:
+        r = await http.delete("/orders/client:k.1")
+        assert r.status_code == 200 and r.json()["status"] == "CANCELED"
+        assert (await http.get("/orders/client:k.1")).json()["status"] == "CANCELED"

@@ -336,7 +336,12 @@ class HftxClient:
     async def ws_request(
         self, method: str, params: Json | None = None, *, timeout: float | None = None
     ) -> Any:
-        """Any WebSocket method (``area.verb``); returns its ``result``."""
+        """Any WebSocket method (``area.verb``); returns its ``result``.
+
+        Opens the WebSocket on first use (a request never sent is not an outcome
+        unknown ``UNAVAILABLE``)."""
+        if not self.ws.started:
+            await self.connect()
         return await self.ws.request(method, params, timeout=timeout)
 
     async def ws_ping(self) -> Any:

@@ -82,6 +82,11 @@ class WsConnection:
         """True while the connection is open and authenticated."""
         return self._ready.is_set()
 
+    @property
+    def started(self) -> bool:
+        """True from :meth:`start` until :meth:`close` (connected or reconnecting)."""
+        return self._runner is not None
+
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
             await self._ready.wait()

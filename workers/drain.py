@@ -6,7 +6,8 @@ Consumer group ``drain`` on every ``{m:X}:ev`` and ``{u:U}:ev``. A batch of
 entries becomes rows (:mod:`workers.rows`), written by :mod:`workers.pgwrite` in
 ONE transaction (COPY, or COPY into temp tables + ``INSERT ... ON CONFLICT DO
 NOTHING`` on engine-assigned keys when re-delivered); candles are updated from the
-trades that insert actually added; then COMMIT, then XACK. A crash anywhere re-delivers; nothing is written twice.
+trades that insert actually added; then COMMIT, then XACK. A crash anywhere
+re-delivers; nothing is written twice.
 
 Entries of a consumer idle for ``claim_idle_ms`` are claimed (dead consumers).
 An entry whose processing failed ``max_failures`` times (bad data, or a row the

@@ -18,12 +18,12 @@ from urllib.parse import quote
 
 import httpx
 
-from client.amounts import Amount, to_wire
+from client.amounts import Amount
 from client.backoff import Backoff
 from client.codec import Json
 from client.errors import HftxError
 from client.http import HttpApi
-from client.orders import order_params
+from client.orders import order_params, wire_amount
 from client.subscriptions import (
     BookSubscription,
     Callback,
@@ -284,7 +284,7 @@ class HftxClient:
         body = {
             "transfer_id": transfer_id or uuid.uuid4().hex,
             "asset": asset,
-            "amount": to_wire(amount),
+            "amount": wire_amount(amount, "amount"),
             "to_address": to_address,
         }
         result: Json = await self._post("/transfers", body)
@@ -297,7 +297,7 @@ class HftxClient:
         body = {
             "withdrawal_id": withdrawal_id or uuid.uuid4().hex,
             "asset": asset,
-            "amount": to_wire(amount),
+            "amount": wire_amount(amount, "amount"),
             "address": address,
         }
         result: Json = await self._post("/withdrawals", body)

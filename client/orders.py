@@ -19,6 +19,15 @@ def _invalid(message: str) -> HftxError:
     return HftxError("INVALID_PARAM", message, 400)
 
 
+def wire_amount(value: Amount, what: str) -> str:
+    """``value`` as a wire decimal string; a malformed one (``"abc"``, ``"NaN"``) is
+    ``INVALID_PARAM`` like the exchange would answer. Floats stay a TypeError."""
+    try:
+        return to_wire(value)
+    except ValueError as exc:
+        raise _invalid(f"{what}: {exc}") from None
+
+
 def order_params(
     market: str,
     side: str,
@@ -60,9 +69,9 @@ def order_params(
         raise _invalid(f"client_order_id must match {CLIENT_ORDER_ID.pattern}")
     params: Json = {"market": market, "side": side, "type": type}
     optional = {
-        "amount": None if amount is None else to_wire(amount),
-        "price": None if price is None else to_wire(price),
-        "quote_amount": None if quote_amount is None else to_wire(quote_amount),
+        "amount": None if amount is None else wire_amount(amount, "amount"),
+        "price": None if price is None else wire_amount(price, "price"),
+        "quote_amount": None if quote_amount is None else wire_amount(quote_amount, "quote_amount"),
         "time_in_force": time_in_force,
         "post_only": post_only or None,
         "client_order_id": client_order_id,

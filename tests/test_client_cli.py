@@ -1,0 +1,147 @@
+"""``python -m client`` (client/cli.py) against a real exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from client import cli
+from tests.test_e2e_support import (
+    PASSWORD,
+    ROOT,
+    Exchange,
+    User,
+    balances,
+    eventually,
+    fund,
+    new_market,
+    new_user,
+    unique,
+)
+
+pytest_plugins = ["tests.test_e2e_support"]
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+async def run_cli(
+    capsys: pytest.CaptureFixture[str], exchange: Exchange, user: User | None, *argv: str
+) -> Run:
+    """``main(argv)`` in a thread (it runs its own event loop), output captured."""
+    login = ["--email", user.email, "--password", PASSWORD] if user else []
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, ["--url", exchange.url("b"), *login, *argv])
+    out, err = capsys.readouterr()
+    return Run(code, out, err)
+
+
+async def test_cli_trading_commands(exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    user = await new_user(exchange)
+    await fund(exchange, user, {base: "5", "USD": "100"})
+
+    listed = await run_cli(capsys, exchange, None, "markets")
+    assert listed.code == 0 and f"{market}  TRADING  0.01" in listed.out
+    shown = await run_cli(capsys, exchange, user, "balances")
+    assert shown.code == 0
+    assert any(line.split() == ["USD", "100.00000000", "0.00000000", "100.00000000"]
+               for line in shown.out.splitlines())  # fmt: skip
+
+    placed = await run_cli(
+        capsys, exchange, user, "place", "sell", market, "1", "20", "--client-order-id", "cli.1"
+    )
+    assert placed.code == 0, placed.err
+    order_id = placed.out.split()[0]
+    assert f"{market} sell limit 1.000 @ 20.00: NEW, filled 0.000 (client id cli.1)" in placed.out
+    opened = await run_cli(capsys, exchange, user, "orders", "--market", market)
+    assert opened.code == 0 and order_id in opened.out and "cli.1" in opened.out
+    book = await run_cli(capsys, exchange, None, "book", market, "--depth", "5")
+    assert book.code == 0 and ["ask", "20.00", "1.000"] in [
+        line.split() for line in book.out.splitlines()
+    ]
+
+    refused = await run_cli(capsys, exchange, user, "place", "buy", market, "1", "25",
+                            "--post-only")  # fmt: skip
+    assert refused.code == 1 and refused.out == ""
+    assert refused.err.startswith("error: POST_ONLY_WOULD_TAKE (400): ")
+    duplicate = await run_cli(capsys, exchange, user, "place", "sell", market, "1", "21",
+                              "--client-order-id", "cli.1")  # fmt: skip
+    assert duplicate.code == 1 and "DUPLICATE_CLIENT_ORDER_ID (409)" in duplicate.err
+    assert order_id in duplicate.err  # the existing order is shown
+    for bad in (["abc", "10"], ["1", "1e999999"], []):
+        wrong = await run_cli(capsys, exchange, user, "place", "buy", market, *bad)
+        assert wrong.code == 1 and wrong.err.startswith("error: INVALID_PARAM (400): "), bad
+    poor = await run_cli(capsys, exchange, user, "place", "buy", market, "100", "10")
+    assert poor.code == 1 and "error: INSUFFICIENT_FUNDS (400)" in poor.err
+
+    canceled = await run_cli(capsys, exchange, user, "cancel", order_id)
+    assert canceled.code == 0 and "CANCELED" in canceled.out
+    again = await run_cli(capsys, exchange, user, "cancel", order_id)
+    assert again.code == 1 and "error: UNKNOWN_ORDER (404)" in again.err
+    for price in ("30", "31"):
+        assert (
+            await run_cli(capsys, exchange, user, "place", "sell", market, "1", price)
+        ).code == 0
+    all_canceled = await run_cli(capsys, exchange, user, "cancel", "--all", "--market", market)
+    assert all_canceled.code == 0 and f"canceled 2 order(s) on {market}" in all_canceled.out
+
+    async def released() -> bool:
+        return (await balances(exchange, user))[base]["locked"] == "0.00000000"
+
+    await eventually(released)
+    traded = await run_cli(capsys, exchange, user, "place", "sell", market, "0.5")
+    assert traded.code == 0 and "market" in traded.out and "EXPIRED" in traded.out
+
+
+async def test_cli_wallet_commands(exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
+    alice, bob = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, alice, {"USD": "50"})
+    shown = await run_cli(capsys, exchange, bob, "address", "usd")
+    assert shown.code == 0
+    rows = [line.split() for line in shown.out.splitlines()[2:]]
+    assert len(rows) == 1 and rows[0][0] == "USD"
+    address = rows[0][1]
+    transfer_id = unique("cli-t-")
+    for replay in ("False", "True"):
+        sent = await run_cli(capsys, exchange, alice, "transfer", "usd", "12.5", address,
+                             "--id", transfer_id)  # fmt: skip
+        assert sent.code == 0, sent.err
+        assert f"transferred 12.5 USD to {address}" in sent.out
+        assert f"replay={replay}" in sent.out
+    assert (await balances(exchange, alice))["USD"]["total"] == "37.50000000"
+    for amount, to in (("1", "no-such-address"), ("abc", address)):
+        bad = await run_cli(capsys, exchange, alice, "transfer", "USD", amount, to)
+        assert bad.code == 1 and bad.err.startswith("error: INVALID_PARAM (400)"), bad
+    anonymous = await run_cli(capsys, exchange, None, "balances")
+    assert anonymous.code == 1 and "UNAUTHORIZED" in anonymous.err
+
+
+def test_python_dash_m_client_exit_codes(exchange: Exchange) -> None:
+    """The real entry point: output on stdout, errors on stderr, exit status 0/1."""
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "client", "--url", exchange.url("a"), *argv],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    ok = run("markets")
+    assert ok.returncode == 0 and "market" in ok.stdout.splitlines()[0] and ok.stderr == ""
+    email = f"{unique('cli')}@e2e.hftx.dev"
+    login = ["--email", email, "--password", PASSWORD]
+    first = run(*login, "--signup", "balances")
+    assert first.returncode == 0, first.stderr
+    refused = run(*login, "place", "buy", "NOPE-USD", "1", "1")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("error: UNKNOWN_MARKET (400)")
+    assert "Traceback" not in refused.stderr

@@ -3,7 +3,9 @@
 ``await run_market_maker(client, "BTC-USD")`` with a logged-in client, or
 ``python -m client.bots.market_maker --url ... --market BTC-USD``.
 
-Each cycle it reads its base position (balance change since start), picks the
+Each cycle it reads its base position (its own fills pushed on the private ``orders``
+channel since start: balances settle a moment after a fill, which let a re-quote
+right after a fill exceed ``max_inventory``), picks the
 reference (the book's mid, or a configured price moved by a small random walk),
 computes the wanted quotes (:mod:`client.bots.quotes`), then cancels and places the
 difference as post-only limit orders tagged with a ``client_order_id`` prefix. A fill
@@ -73,9 +75,11 @@ async def run_market_maker(
 
     await client.connect()
     filled = asyncio.Event()
+    position = Position(spec)
 
     async def on_order(push: Json) -> None:
         if push.get("market") == market and push.get("exec_type") in ("TRADE", "EXPIRED"):
+            position.apply(push)
             filled.set()
 
     orders = await client.subscribe_orders(callback=on_order)
@@ -92,8 +96,7 @@ async def run_market_maker(
                 assert book is not None
                 ref = await _book_reference(client, book)
             try:
-                position = await bot.base_total() - start
-                await bot.requote(ref, position)
+                await bot.requote(ref, position.base)
             except HftxError as exc:
                 log.warning("requote failed: %s", exc)
             filled.clear()
@@ -126,6 +129,30 @@ async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+class Position:
+    """Base inventory from the own fills pushed on the ``orders`` channel.
+
+    A ``TRADE`` push arrives as the order matches, before the balances settle, so a
+    re-quote it triggers already sees the fill. A buy adds its size less the fee
+    charged in base; a sell subtracts its size (its fee is in quote).
+    """
+
+    def __init__(self, spec: MarketSpec) -> None:
+        self.spec = spec
+        self.base = Fraction(0)
+
+    def apply(self, push: Json) -> None:
+        if push.get("exec_type") != "TRADE" or push.get("market") != self.spec.id:
+            return
+        size = to_fraction(push["last_size"])
+        if (push.get("order") or {}).get("side") == "sell":
+            self.base -= size
+            return
+        self.base += size
+        if push.get("fee_asset") == self.spec.base and push.get("fee"):
+            self.base -= to_fraction(push["fee"])
 
 
 class _Quoter:

@@ -1,0 +1,220 @@
+"""The example bots (client/bots) against a real exchange, each run for a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from client import HftxClient
+from client.bots.flow import FlowParams
+from client.bots.market_maker import Position, run_market_maker
+from client.bots.quotes import QuoteParams
+from client.bots.random_trader import run_random_trader
+from client.markets import MarketSpec
+from tests.test_e2e_support import (
+    PASSWORD,
+    ROOT,
+    Exchange,
+    eventually,
+    fund,
+    new_market,
+    new_user,
+)
+
+pytest_plugins = ["tests.test_e2e_support"]
+
+Trader = Callable[..., Awaitable[HftxClient]]
+
+
+@pytest.fixture
+async def trader(exchange: Exchange) -> AsyncIterator[Trader]:
+    """Make logged-in clients of fresh, funded users; all are closed at the end."""
+    made: list[HftxClient] = []
+
+    async def make(funds: dict[str, str], node: str = "a") -> HftxClient:
+        user = await new_user(exchange, node)
+        await fund(exchange, user, funds)
+        client = HftxClient(exchange.url(node))
+        made.append(client)
+        await client.login(user.email, PASSWORD)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+async def book_levels(client: HftxClient, market: str) -> tuple[list[Any], list[Any]]:
+    book = await client.fetch_order_book(market)
+    return book["bids"], book["asks"]
+
+
+async def stop_cleanly(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
+    """Set ``stop``; every bot must end by itself, without an exception."""
+    stop.set()
+    async with asyncio.timeout(15):
+        await asyncio.gather(*tasks)
+    for task in tasks:
+        assert task.done() and task.exception() is None
+
+
+def assert_no_errors(caplog: pytest.LogCaptureFixture) -> None:
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+async def test_market_maker_quotes_requotes_and_respects_inventory(
+    exchange: Exchange, trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    mm = await trader({base: "10", "USD": "10000"})
+    taker = await trader({"USD": "10000"}, node="b")
+    stop = asyncio.Event()
+    params = QuoteParams(levels=2, spread_bps=10, step_bps=10, size="0.100",
+                         max_inventory="0.25", requote_bps=1)  # fmt: skip
+    bot = asyncio.create_task(
+        run_market_maker(mm, market, params=params, reference="100.00", walk_ticks=0,
+                         interval=5.0, max_orders_per_second=50, stop=stop)
+    )  # cycles come from fills (the interval is longer than the test)  # fmt: skip
+    try:
+
+        async def quoted(bids: list[Any], asks: list[Any]) -> bool:
+            return await book_levels(taker, market) == (bids, asks)
+
+        full_bids = [["99.90", "0.100"], ["99.80", "0.100"]]
+        await eventually(lambda: quoted(full_bids, [["100.10", "0.100"], ["100.20", "0.100"]]))
+        quotes = await mm.fetch_open_orders(market)
+        assert {o["post_only"] for o in quotes} == {True}
+        assert all(o["client_order_id"].startswith("mm-") for o in quotes)
+        first_ask = next(o["id"] for o in quotes if o["price"] == "100.10")
+
+        second_ask = next(o["id"] for o in quotes if o["price"] == "100.20")
+        hit = await taker.create_order(market, "buy", "market", "0.1")
+        assert (hit["status"], hit["fills"][0]["maker_order_id"]) == ("FILLED", first_ask)
+
+        async def requoted() -> list[dict[str, Any]]:
+            asks = [o for o in await mm.fetch_open_orders(market) if o["side"] == "sell"]
+            return asks if {o["id"] for o in asks} - {first_ask, second_ask} else []
+
+        # Short 0.1, a second ask would allow -0.3 < -0.25: from the moment the fill
+        # is re-quoted there is one ask, at the top (never the new one beside 100.20).
+        asks = await eventually(requoted)
+        assert [(o["price"], o["remaining"]) for o in asks] == [("100.10", "0.100")]
+        assert await book_levels(taker, market) == (full_bids, [["100.10", "0.100"]])
+
+        await taker.create_order(market, "buy", "market", "0.1")
+        await eventually(lambda: quoted(full_bids, []))  # short 0.2: no ask fits
+    finally:
+        await stop_cleanly(stop, bot)
+    assert await mm.fetch_open_orders(market) == []  # its quotes are cancelled on exit
+    assert_no_errors(caplog)
+
+
+async def test_random_trader_trades_against_the_market_maker(
+    exchange: Exchange, trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    funds = {base: "100", "USD": "100000"}
+    mm, rt = await trader(funds), await trader(funds, node="b")
+    stop = asyncio.Event()
+    params = QuoteParams(levels=3, spread_bps=5, step_bps=5, size="0.050", max_inventory="5")
+    maker = asyncio.create_task(
+        run_market_maker(mm, market, params=params, reference="100.00", walk_ticks=1,
+                         interval=0.3, max_orders_per_second=50, stop=stop,
+                         rng=random.Random(1))
+    )  # fmt: skip
+    flow = FlowParams(max_size_multiple=20, market_pct=50, max_offset_ticks=10, cross_pct=50)
+    random_trader = asyncio.create_task(
+        run_random_trader(rt, market, orders_per_second=20, params=flow, max_open=3,
+                          stop=stop, rng=random.Random(2))
+    )  # fmt: skip
+    try:
+
+        async def traded() -> bool:
+            return len(await rt.fetch_trades(market, limit=100)) >= 5
+
+        await eventually(traded, timeout=15)
+    finally:
+        await stop_cleanly(stop, maker, random_trader)
+    assert await mm.fetch_open_orders(market) == [] and await rt.fetch_open_orders(market) == []
+
+    async def fills() -> list[dict[str, Any]]:
+        return await rt.fetch_my_trades(market)
+
+    mine = await eventually(fills)
+    maker_ids = {f["maker_order_id"] for f in mine if f["liquidity"] == "taker"}
+    assert maker_ids, mine  # the trader took liquidity ...
+    assert any(f["liquidity"] == "maker" for f in await mm.fetch_my_trades(market))  # from mm
+    assert_no_errors(caplog)
+
+
+def test_market_maker_command_stops_cleanly_on_ctrl_c(exchange: Exchange) -> None:
+    """``python -m client.bots.market_maker`` quotes; SIGINT cancels its quotes, exit 0."""
+    market, user = asyncio.run(_funded_market(exchange))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client.bots.market_maker", "--url", exchange.url("a"),
+         "--email", user, "--password", PASSWORD, "--market", market, "--reference", "50.00",
+         "--levels", "2", "--size", "0.010", "--interval", "0.5"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+
+        async def quoting() -> bool:
+            async with exchange.http("a") as http:
+                book = (await http.get(f"/markets/{market}/book")).json()
+            return len(book["bids"]) == 2 and len(book["asks"]) == 2
+
+        asyncio.run(eventually(quoting, timeout=15))
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "cancel 0, place" in out
+
+    async def empty() -> bool:
+        async with exchange.http("a") as http:
+            book = (await http.get(f"/markets/{market}/book")).json()
+        return book["bids"] == [] and book["asks"] == []
+
+    asyncio.run(eventually(empty, timeout=5))
+
+
+async def _funded_market(exchange: Exchange) -> tuple[str, str]:
+    market = await new_market(exchange)
+    user = await new_user(exchange)
+    await fund(exchange, user, {market.split("-")[0]: "1", "USD": "100"})
+    return market, user.email
+
+
+def test_market_maker_position_counts_pushed_fills_net_of_base_fees() -> None:
+    spec = MarketSpec.from_market(
+        {"id": "X-USD", "base": "X", "quote": "USD", "price_increment": "0.01",
+         "size_increment": "0.001"}
+    )  # fmt: skip
+    position = Position(spec)
+
+    def trade(side: str, size: str, fee: str, fee_asset: str, market: str = "X-USD") -> Any:
+        return {"channel": "orders", "exec_type": "TRADE", "market": market, "fee": fee,
+                "order": {"side": side}, "last_size": size, "fee_asset": fee_asset}  # fmt: skip
+
+    position.apply(trade("buy", "0.500", "0.001", "X"))
+    position.apply(trade("sell", "0.200", "0.03", "USD"))
+    position.apply(trade("sell", "9.000", "0.03", "USD", market="Y-USD"))
+    position.apply({**trade("sell", "1.000", "0", "USD"), "exec_type": "CANCELED"})
+    assert position.base == Fraction("0.299")

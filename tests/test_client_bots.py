@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
@@ -148,7 +149,10 @@ async def test_random_trader_trades_against_the_market_maker(
 
         await eventually(traded, timeout=15)
     finally:
-        await stop_cleanly(stop, maker, random_trader)
+        random_trader.cancel()  # the other way to stop a bot
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(random_trader, 15)
+        await stop_cleanly(stop, maker)
     assert await mm.fetch_open_orders(market) == [] and await rt.fetch_open_orders(market) == []
 
     async def fills() -> list[dict[str, Any]]:
@@ -159,6 +163,11 @@ async def test_random_trader_trades_against_the_market_maker(
     assert maker_ids, mine  # the trader took liquidity ...
     assert any(f["liquidity"] == "maker" for f in await mm.fetch_my_trades(market))  # from mm
     assert_no_errors(caplog)
+    await mm.close()
+    await rt.close()
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not left, left
 
 
 def test_market_maker_command_stops_cleanly_on_ctrl_c(exchange: Exchange) -> None:

@@ -171,8 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace) -> None:
-    # The WebSocket wants an ``auth`` first: ``book --watch`` logs in when it can.
-    watch = getattr(args, "watch", False) and bool(args.email and args.password)
+    # The WebSocket wants an ``auth`` first, even for public channels.
+    watch = getattr(args, "watch", False)
+    if watch and not (args.email and args.password):
+        raise HftxError(
+            "UNAUTHORIZED", "book --watch streams over the WebSocket: give --email/--password", 401
+        )
     client = await open_client(args, login=args.command not in PUBLIC or watch)
     async with client:
         await args.handler(client, args)

@@ -122,6 +122,30 @@ async def test_market_maker_quotes_requotes_and_respects_inventory(
     assert_no_errors(caplog)
 
 
+async def test_market_maker_quotes_around_the_book_mid(exchange: Exchange, trader: Trader) -> None:
+    """Without a fixed reference the bot quotes inside the spread of the live book."""
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    other = await trader({base: "1", "USD": "1000"})
+    mm = await trader({base: "1", "USD": "1000"}, node="b")
+    await other.create_order(market, "buy", "limit", "0.5", "98")
+    await other.create_order(market, "sell", "limit", "0.5", "102")
+    stop = asyncio.Event()
+    params = QuoteParams(levels=1, spread_bps=100, size="0.010")
+    bot = asyncio.create_task(run_market_maker(mm, market, params=params, interval=0.2, stop=stop))
+    try:
+
+        async def inside() -> bool:
+            bids, asks = await book_levels(other, market)
+            return bids[0] == ["99.00", "0.010"] and asks[0] == ["101.00", "0.010"]
+
+        await eventually(inside)
+        await asyncio.sleep(0.5)  # its own quotes keep the mid where it was
+        assert await inside()
+    finally:
+        await stop_cleanly(stop, bot)
+
+
 async def test_random_trader_trades_against_the_market_maker(
     exchange: Exchange, trader: Trader, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -124,6 +127,9 @@ async def test_cli_wallet_commands(exchange: Exchange, capsys: pytest.CaptureFix
         assert bad.code == 1 and bad.err.startswith("error: INVALID_PARAM (400)"), bad
     anonymous = await run_cli(capsys, exchange, None, "balances")
     assert anonymous.code == 1 and "UNAUTHORIZED" in anonymous.err
+    watch = await run_cli(capsys, exchange, None, "book", "BTC-USD", "--watch")
+    assert (watch.code, watch.out) == (1, "")
+    assert watch.err.startswith("error: UNAUTHORIZED (401): book --watch streams over")
 
 
 def test_python_dash_m_client_exit_codes(exchange: Exchange) -> None:
@@ -145,3 +151,39 @@ def test_python_dash_m_client_exit_codes(exchange: Exchange) -> None:
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.startswith("error: UNKNOWN_MARKET (400)")
     assert "Traceback" not in refused.stderr
+
+
+def test_book_watch_draws_the_live_book_until_ctrl_c(exchange: Exchange) -> None:
+    market, email = asyncio.run(_market_with_a_bid(exchange))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client", "--url", exchange.url("a"), "--email", email,
+         "--password", PASSWORD, "book", market, "--watch"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    killer = threading.Timer(20, proc.kill)  # bounds the blocking reads below
+    killer.start()
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]  # title, header, rule, gap, bid
+        assert f"{market} seq " in lines[0] and "checksum" in lines[0], lines
+        assert ["bid", "7.00", "1.000"] in [line.split() for line in lines]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        killer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+async def _market_with_a_bid(exchange: Exchange) -> tuple[str, str]:
+    market = await new_market(exchange)
+    user = await new_user(exchange)
+    await fund(exchange, user, {"USD": "10"})
+    async with exchange.http("a", user.token) as http:
+        r = await http.post("/orders", json={"market": market, "side": "buy", "type": "limit",
+                                             "amount": "1", "price": "7"})  # fmt: skip
+        assert r.status_code == 200, r.text
+    return market, user.email

@@ -169,6 +169,10 @@ async def test_ws_orders_and_private_pushes_reach_their_owner_only(
     got = await pushes["taker balances"].wait(lambda p: p["asset"] == base)
     assert got["total"] == "0.39920000"  # 0.4 less the 20 bps taker fee, in base
 
+    with pytest.raises(HftxError) as duplicate:
+        await maker.ws_create_order(market, "sell", "limit", "1", "101", client_order_id="m.1")
+    assert (duplicate.value.code, duplicate.value.status) == ("DUPLICATE_CLIENT_ORDER_ID", 409)
+    assert duplicate.value.result["id"] == ask["id"]
     with pytest.raises(HftxError) as refused:
         await taker.ws_create_order(market, "buy", "limit", "0.1", "100", post_only=True)
     assert (refused.value.code, refused.value.status) == ("POST_ONLY_WOULD_TAKE", 400)

@@ -140,7 +140,7 @@ class HftxClient:
 
     async def login(self, email: str, password: str) -> Json:
         """Log in and keep the token (and the credentials, to log in again when the
-        token expires)."""
+        token expires). An open WebSocket is authenticated with the new token."""
         result: Json = await self.http.post(
             "/auth/login", {"email": email, "password": password}, private=False
         )
@@ -148,8 +148,10 @@ class HftxClient:
         self._credentials = (email, password)
         expires_in = result.get("expires_in")
         self._token_expiry = time.monotonic() + int(expires_in) if expires_in else None
-        if self._refresher is None and self.ws.connected:
-            self._refresher = asyncio.create_task(self._refresh_token())
+        if self.ws.connected:
+            await self.ws.request("auth", {"token": self.http.token})
+            if self._refresher is None:
+                self._refresher = asyncio.create_task(self._refresh_token())
         return result
 
     async def _relogin(self) -> bool:
@@ -322,9 +324,7 @@ class HftxClient:
                 max(1.0, self._token_expiry - TOKEN_REFRESH_MARGIN - time.monotonic())
             )
             try:
-                await self._relogin()
-                if self.connected and self.token is not None:
-                    await self.ws_request("auth", {"token": self.token})
+                await self._relogin()  # which authenticates the open socket again
             except HftxError as exc:
                 log.warning("hftx: token refresh failed: %s", exc)
                 await asyncio.sleep(5)

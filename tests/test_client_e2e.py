@@ -403,3 +403,17 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
+
+
+async def test_login_authenticates_an_already_open_websocket(exchange: Exchange) -> None:
+    user = await new_user(exchange)
+    await fund(exchange, user, {"USD": "5"})
+    async with HftxClient(exchange.url("a"), backoff=FAST) as client:
+        await client.connect()  # anonymous
+        with pytest.raises(HftxError) as anonymous:
+            await client.ws_fetch_balance()
+        assert anonymous.value.code == "UNAUTHORIZED"
+        await client.login(user.email, PASSWORD)
+        assert (await client.ws_fetch_balance())["USD"]["total"] == "5.00000000"
+        orders = await client.subscribe_orders()
+        assert orders.channel == "orders"

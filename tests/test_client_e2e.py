@@ -5,15 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from client import HftxClient, HftxError
 from client.backoff import Backoff
 from client.subscriptions import BookSubscription
-from tests.test_e2e_support import PASSWORD, Exchange, eventually, fund, new_market, new_user
+from ops.processes import free_port
+from tests.test_e2e_support import (
+    PASSWORD,
+    Exchange,
+    _spawn,
+    eventually,
+    fund,
+    new_market,
+    new_user,
+)
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -327,7 +340,9 @@ async def _reopened(client: HftxClient, opened: int) -> bool:
     return client.ws._opened > opened and client.connected
 
 
-async def test_client_reconnects_after_the_link_drops(exchange: Exchange, trader: Trader) -> None:
+async def test_client_reconnects_after_the_link_drops(
+    exchange: Exchange, trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
     """The TCP link is cut (no close frame): the client reconnects, resubscribes and
     catches up with what happened meanwhile."""
     market = await new_market(exchange)
@@ -348,6 +363,8 @@ async def test_client_reconnects_after_the_link_drops(exchange: Exchange, trader
             await random_flow([flow], market, 30, seed=6)
             await eventually(lambda: book_matches(exchange, book, 10), timeout=15)
             assert link.accepted >= 2
+            failures = [r for r in caplog.records if r.levelno >= 40]
+            assert not failures, [r.getMessage() for r in failures]
         finally:
             await watcher.close()
 
@@ -417,3 +434,47 @@ async def test_login_authenticates_an_already_open_websocket(exchange: Exchange)
         assert (await client.ws_fetch_balance())["USD"]["total"] == "5.00000000"
         orders = await client.subscribe_orders()
         assert orders.channel == "orders"
+
+
+@contextlib.contextmanager
+def node_on(exchange: Exchange, name: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """An extra web node on ``port``, ready; killed on exit if still running."""
+    proc = _spawn(name, ["-m", "api", "--port", str(port)], exchange.env, exchange.logs)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, exchange.log_tail(name)
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+async def test_client_rides_through_a_node_restart(
+    exchange: Exchange, trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node shuts down (status push, close 1012) and comes back on its port: the
+    client retries meanwhile, then reconnects, resubscribes and resyncs its book."""
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    flow = await trader("a", {base: "1000", "USD": "1000000"})
+    port = free_port()
+    watcher = await trader("b")
+    watcher.ws.url = f"ws://127.0.0.1:{port}/ws"
+    with node_on(exchange, "restart-1", port) as node:
+        book = await watcher.subscribe_book(market, depth=10)
+        await book.wait_ready(5)
+        node.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(node.wait, 15)
+    assert not watcher.connected and watcher.ws.close_code == 1012
+    await random_flow([flow], market, 30, seed=8)
+    with node_on(exchange, "restart-2", port):
+        await eventually(lambda: book_matches(exchange, book, 10), timeout=15)
+        assert book.book.seq is not None and watcher.connected
+    failures = [r for r in caplog.records if r.name.startswith("client") and r.levelno >= 40]
+    assert not failures, [r.getMessage() for r in failures]

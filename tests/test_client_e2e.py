@@ -478,3 +478,21 @@ async def test_client_rides_through_a_node_restart(
         assert book.book.seq is not None and watcher.connected
     failures = [r for r in caplog.records if r.name.startswith("client") and r.levelno >= 40]
     assert not failures, [r.getMessage() for r in failures]
+
+
+async def test_rate_limited_then_flood_closed_client_reconnects(
+    exchange: Exchange, trader: Trader
+) -> None:
+    """On the strict node (100 requests/s, burst 300, close after 50 refusals): the
+    refusals are ``RATE_LIMITED`` (429), the 4429 close fails what was in flight as
+    ``UNAVAILABLE``, and the client comes back after its backoff."""
+    client = await trader("strict")
+    await client.connect()
+    opened = client.ws._opened
+    answers = await asyncio.gather(*(client.ws_ping() for _ in range(400)), return_exceptions=True)
+    codes = {a.code for a in answers if isinstance(a, HftxError)}
+    assert "RATE_LIMITED" in codes and codes <= {"RATE_LIMITED", "UNAVAILABLE"}, answers
+    assert sum(1 for a in answers if not isinstance(a, BaseException)) >= 250
+    await eventually(lambda: _reopened(client, opened), timeout=10)
+    assert client.ws.close_code == 4429
+    assert await client.ws_ping() is not None

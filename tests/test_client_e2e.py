@@ -103,6 +103,16 @@ async def test_http_orders_lifecycle(exchange: Exchange, trader: Trader) -> None
 
     fills = await eventually(my_trades)
     assert sorted(f["size"] for f in fills) == ["0.250", "0.500"]
+    public = [(t["trade_id"], t["size"]) for t in await taker.fetch_trades(market)]
+    assert sorted(public) == [(1, "0.500"), (2, "0.250")]
+    assert (await taker.fetch_ticker(market))["last"] == "100.00"
+    assert (await taker.fetch_order_book(market, depth=5))["asks"] == []
+    assert (await taker.fetch_time())["ts"] > 0
+
+    async def candle() -> list[dict[str, Any]]:
+        return await taker.fetch_candles(market, "1m", limit=5)
+
+    assert sum(int(c["volume"].replace(".", "")) for c in await eventually(candle)) == 750
     assert {f["liquidity"] for f in fills} == {"taker"}
     assert {f["liquidity"] for f in await maker.fetch_my_trades(market)} == {"maker"}
 

@@ -54,7 +54,10 @@ async def test_cli_trading_commands(exchange: Exchange, capsys: pytest.CaptureFi
     await fund(exchange, user, {base: "5", "USD": "100"})
 
     listed = await run_cli(capsys, exchange, None, "markets")
-    assert listed.code == 0 and f"{market}  TRADING  0.01" in listed.out
+    assert listed.code == 0  # columns are as wide as the longest value of any market
+    assert [market, "TRADING", "0.01", "0.001", "0.001", "10", "20"] in [
+        line.split() for line in listed.out.splitlines()
+    ]
     shown = await run_cli(capsys, exchange, user, "balances")
     assert shown.code == 0
     assert any(line.split() == ["USD", "100.00000000", "0.00000000", "100.00000000"]

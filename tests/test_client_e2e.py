@@ -26,6 +26,7 @@ from tests.test_e2e_support import (
     fund,
     new_market,
     new_user,
+    unique,
 )
 
 pytest_plugins = ["tests.test_e2e_support"]
@@ -146,8 +147,9 @@ async def test_http_wallets_transfer_and_withdrawals(exchange: Exchange, trader:
     addresses = await bob.fetch_deposit_addresses()
     assert addresses == await bob.fetch_deposit_addresses()  # stable
     to = {a["asset"]: a["address"] for a in addresses}["USD"]
-    first = await alice.transfer("USD", "30", to, transfer_id="t-client-e2e")
-    again = await alice.transfer("USD", "30", to, transfer_id="t-client-e2e")
+    transfer_id, withdrawal_id = unique("t-"), unique("w-")
+    first = await alice.transfer("USD", "30", to, transfer_id=transfer_id)
+    again = await alice.transfer("USD", "30", to, transfer_id=transfer_id)
     assert first["amount"] == "30.00000000" and again["replay"] is True
 
     async def credited() -> bool:
@@ -155,10 +157,10 @@ async def test_http_wallets_transfer_and_withdrawals(exchange: Exchange, trader:
 
     await eventually(credited)
     assert (await alice.fetch_balance())["USD"]["total"] == "70.00000000"
-    withdrawal = await alice.withdraw("USD", "20", "ext123", withdrawal_id="w-client-e2e")
+    withdrawal = await alice.withdraw("USD", "20", "ext123", withdrawal_id=withdrawal_id)
     assert withdrawal["status"] == "PENDING"
     listed = await alice.fetch_withdrawals()
-    assert [(w["withdrawal_id"], w["status"]) for w in listed] == [("w-client-e2e", "PENDING")]
+    assert [(w["withdrawal_id"], w["status"]) for w in listed] == [(withdrawal_id, "PENDING")]
     assert await bob.fetch_withdrawals() == []
 
 

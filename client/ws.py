@@ -83,6 +83,12 @@ class WsConnection:
         return self._ready.is_set()
 
     @property
+    def sessions(self) -> int:
+        """Connections opened (and authenticated) so far: a change means a reconnect,
+        across which pushes may have been missed."""
+        return self._opened
+
+    @property
     def started(self) -> bool:
         """True from :meth:`start` until :meth:`close` (connected or reconnecting)."""
         return self._runner is not None

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from client import HftxClient
+from client.backoff import Backoff
 from client.bots.flow import FlowParams
 from client.bots.market_maker import Position, run_market_maker
 from client.bots.quotes import QuoteParams
 from client.bots.random_trader import run_random_trader
 from client.markets import MarketSpec
+from tests.test_client_e2e import LinkCutter
 from tests.test_e2e_support import (
     PASSWORD,
     ROOT,
@@ -120,6 +122,54 @@ async def test_market_maker_quotes_requotes_and_respects_inventory(
         await stop_cleanly(stop, bot)
     assert await mm.fetch_open_orders(market) == []  # its quotes are cancelled on exit
     assert_no_errors(caplog)
+
+
+async def test_market_maker_counts_fills_it_missed_while_disconnected(
+    exchange: Exchange, trader: Trader
+) -> None:
+    """A quote fills while the bot's WebSocket is down (its TRADE push is lost): the
+    bot takes its position from the balances and keeps within the inventory limit."""
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    user = await new_user(exchange)
+    await fund(exchange, user, {base: "10", "USD": "10000"})
+    taker = await trader({"USD": "10000"}, node="b")
+    port = int(exchange.url("a").rsplit(":", 1)[1])
+    stop = asyncio.Event()
+    params = QuoteParams(levels=1, spread_bps=10, size="0.100", max_inventory="0.15")
+    async with (
+        LinkCutter(port) as link,
+        HftxClient(exchange.url("a"), ws_endpoint=f"ws://127.0.0.1:{link.port}/ws",
+                   backoff=Backoff(base=0.05, cap=0.2)) as mm,
+    ):  # fmt: skip
+        await mm.login(user.email, PASSWORD)
+        bot = asyncio.create_task(
+            run_market_maker(mm, market, params=params, reference="100.00", walk_ticks=0,
+                             interval=0.2, max_orders_per_second=50, stop=stop)
+        )  # fmt: skip
+        try:
+            bid, ask = ["99.90", "0.100"], ["100.10", "0.100"]
+
+            async def quoted(bids: list[Any], asks: list[Any]) -> bool:
+                return await book_levels(taker, market) == (bids, asks)
+
+            await eventually(lambda: quoted([bid], [ask]))
+            link.cut(stay_down=True)
+            await taker.create_order(market, "buy", "market", "0.1")
+            await asyncio.sleep(0.5)  # cycles without the WebSocket
+            link.up()
+            await eventually(lambda: _connected(mm))
+            # short 0.1: another ask could take it to -0.2, beyond 0.15; the settled
+            # balance shows the fill whose push was lost, and the ask goes for good
+            await eventually(lambda: quoted([bid], []), timeout=10)
+            await asyncio.sleep(1)
+            assert await book_levels(taker, market) == ([bid], [])
+        finally:
+            await stop_cleanly(stop, bot)
+
+
+async def _connected(client: HftxClient) -> bool:
+    return client.connected
 
 
 async def test_market_maker_quotes_around_the_book_mid(exchange: Exchange, trader: Trader) -> None:
@@ -251,3 +301,21 @@ def test_market_maker_position_counts_pushed_fills_net_of_base_fees() -> None:
     position.apply(trade("sell", "9.000", "0.03", "USD", market="Y-USD"))
     position.apply({**trade("sell", "1.000", "0", "USD"), "exec_type": "CANCELED"})
     assert position.base == Fraction("0.299")
+
+
+def test_market_maker_position_takes_a_lasting_balance_difference() -> None:
+    spec = MarketSpec.from_market(
+        {"id": "X-USD", "base": "X", "quote": "USD", "price_increment": "0.01",
+         "size_increment": "0.001"}
+    )  # fmt: skip
+    position = Position(spec)
+    position.base = Fraction("-0.1")  # a sell pushed, not settled yet
+    position.reconcile(Fraction(0), now=0.0)
+    position.reconcile(Fraction("-0.05"), now=5.0)  # settling: the difference changes
+    position.reconcile(Fraction("-0.1"), now=6.0)  # settled
+    assert position.base == Fraction("-0.1")
+    position.reconcile(Fraction("-0.3"), now=7.0)  # a fill of -0.2 whose push was missed
+    position.reconcile(Fraction("-0.3"), now=8.0)
+    assert position.base == Fraction("-0.1")  # within the grace: maybe still settling
+    position.reconcile(Fraction("-0.3"), now=7.0 + Position.settle_grace)
+    assert position.base == Fraction("-0.3")

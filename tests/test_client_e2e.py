@@ -335,7 +335,7 @@ async def test_client_reconnects_after_the_server_closes_4401(
     await book.wait_ready(5)
     await random_flow([flow], market, 40, seed=3)
     await eventually(lambda: book_matches(exchange, book, 10))
-    opened = watcher.ws._opened
+    opened = watcher.ws.sessions
 
     async with exchange.http("a", watcher.token) as http:
         assert (await http.post("/auth/logout")).status_code == 200
@@ -349,7 +349,7 @@ async def test_client_reconnects_after_the_server_closes_4401(
 
 
 async def _reopened(client: HftxClient, opened: int) -> bool:
-    return client.ws._opened > opened and client.connected
+    return client.ws.sessions > opened and client.connected
 
 
 async def test_client_reconnects_after_the_link_drops(
@@ -388,6 +388,7 @@ class LinkCutter:
         self.target = target
         self.port = 0
         self.accepted = 0
+        self.down = False
         self._links: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -405,12 +406,20 @@ class LinkCutter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def cut(self) -> None:
+    def cut(self, *, stay_down: bool = False) -> None:
+        """Abort the live links; with ``stay_down`` refuse new ones until :meth:`up`."""
+        self.down = stay_down
         for writer in self._links:
             writer.transport.abort()
         self._links.clear()
 
+    def up(self) -> None:
+        self.down = False
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.transport.abort()
+            return
         self.accepted += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         self._links += [writer, up_writer]
@@ -500,7 +509,7 @@ async def test_rate_limited_then_flood_closed_client_reconnects(
     ``UNAVAILABLE``, and the client comes back after its backoff."""
     client = await trader("strict")
     await client.connect()
-    opened = client.ws._opened
+    opened = client.ws.sessions
     answers = await asyncio.gather(*(client.ws_ping() for _ in range(400)), return_exceptions=True)
     codes = {a.code for a in answers if isinstance(a, HftxError)}
     assert "RATE_LIMITED" in codes and codes <= {"RATE_LIMITED", "UNAVAILABLE"}, answers

@@ -4,8 +4,9 @@
 ``python -m client.bots.market_maker --url ... --market BTC-USD``.
 
 Each cycle it reads its base position (its own fills pushed on the private ``orders``
-channel since start: balances settle a moment after a fill, which let a re-quote
-right after a fill exceed ``max_inventory``), picks the
+channel since start, which arrive before balances settle; checked against the
+balance change since start, which wins when it differs by the same amount for a
+while: pushes missed during a reconnect), picks the
 reference (the book's mid, or a configured price moved by a small random walk),
 computes the wanted quotes (:mod:`client.bots.quotes`), then cancels and places the
 difference as post-only limit orders tagged with a ``client_order_id`` prefix. A fill
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from fractions import Fraction
 
@@ -89,6 +91,8 @@ async def run_market_maker(
     log.info("market maker on %s: %s, start %s %s", market, params, fraction_str(start), spec.base)
     try:
         while not stop.is_set():
+            with contextlib.suppress(HftxError):
+                position.reconcile(await bot.base_total() - start, time.monotonic())
             if ref_ticks is not None:
                 ref_ticks = random_walk(ref_ticks, walk_ticks, rng)
                 ref: Fraction | None = spec.price.step * ref_ticks
@@ -136,12 +140,35 @@ class Position:
 
     A ``TRADE`` push arrives as the order matches, before the balances settle, so a
     re-quote it triggers already sees the fill. A buy adds its size less the fee
-    charged in base; a sell subtracts its size (its fee is in quote).
+    charged in base; a sell subtracts its size (its fee is in quote). Pushes missed
+    while the WebSocket was down are made up by :meth:`reconcile`.
     """
+
+    settle_grace = 2.0
+    """Seconds the settled balance may differ by the same amount before it wins."""
 
     def __init__(self, spec: MarketSpec) -> None:
         self.spec = spec
         self.base = Fraction(0)
+        self._gap: tuple[Fraction, float] | None = None
+
+    def reconcile(self, settled: Fraction, now: float) -> None:
+        """Compare with the balance change since start (``settled``).
+
+        The balance lags the pushes, so a difference that keeps changing is fills
+        not settled yet; one that stays the same for :attr:`settle_grace` seconds is
+        fills whose push was missed: the position takes the settled value.
+        """
+        gap = settled - self.base
+        if gap == 0:
+            self._gap = None
+        elif self._gap is None or self._gap[0] != gap:
+            self._gap = (gap, now)
+        elif now - self._gap[1] >= self.settle_grace:
+            log.info("%s position %s -> %s (missed fills)", self.spec.id,
+                     fraction_str(self.base), fraction_str(settled))  # fmt: skip
+            self.base = settled
+            self._gap = None
 
     def apply(self, push: Json) -> None:
         if push.get("exec_type") != "TRADE" or push.get("market") != self.spec.id:

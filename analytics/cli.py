@@ -13,7 +13,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -21,7 +21,7 @@ from analytics.dataset import TooLittleData, load_trades
 from analytics.features import FEATURE_NAMES
 from analytics.model import MODELS
 from analytics.report import as_json, as_text, build_report
-from ops.settings import Settings, get_settings
+from ops.settings import get_settings
 
 
 def parse_time(text: str) -> int:
@@ -41,24 +41,6 @@ def _where(url: str) -> str:
     """The database URL without its credentials, for messages."""
     parts = urlsplit(url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
-
-
-def database_url(settings: Settings) -> str:
-    """``DATABASE_URL``; else the embedded PostgreSQL of a running ``./hftx run`` on the
-    same data dir. That one moves to a free port when ``HFTX_PG_PORT`` is taken, so its
-    port is read from ``<data dir>/pg/postmaster.pid`` (4th line) when that file exists."""
-    if not settings.embedded_database:
-        return settings.database_url
-    try:
-        lines = (settings.data_dir / "pg" / "postmaster.pid").read_text().splitlines()
-    except OSError:
-        return settings.database_url
-    if len(lines) < 4 or not lines[3].strip().isdigit():
-        return settings.database_url
-    parts = urlsplit(settings.database_url)
-    user = f"{parts.username}@" if parts.username else ""
-    netloc = f"{user}{parts.hostname}:{lines[3].strip()}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    url = args.database_url or database_url(get_settings())
+    url = args.database_url or get_settings().database_url
     try:
         trades = load_trades(url, args.market, args.since, args.until)
         report = build_report(trades, args.model, args.test_fraction)

@@ -8,6 +8,7 @@ directly for throwaway servers (``ops.throwaway``).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from typing import TypeVar
 
 from ops.postgres import Postgres, start_postgres
 from ops.processes import EmbeddedError, PortInUse, port_is_free
-from ops.settings import Settings, get_settings
+from ops.settings import RUN_URLS_FILE, Settings, get_settings
 from ops.valkey import Valkey, start_valkey
 
 log = logging.getLogger("hftx.embedded")
@@ -86,7 +87,21 @@ class EmbeddedServices:
             raise
         self._saved_env = {name: os.environ.get(name) for name in self.env}
         os.environ.update(self.env)
+        self._write_run_urls()
         return self
+
+    def _write_run_urls(self) -> None:
+        """Tell tools on the same data dir where the started servers are (removed at stop)."""
+        urls = {}
+        if self.valkey is not None:
+            urls["REDIS_URL"] = self.settings.redis_url
+        if self.postgres is not None:
+            urls["DATABASE_URL"] = self.settings.database_url
+        if urls:
+            path = self.settings.data_dir / RUN_URLS_FILE
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps(urls) + "\n")
+            tmp.replace(path)
 
     def stop(self) -> None:
         """Stop what was started (idempotent)."""
@@ -100,6 +115,8 @@ class EmbeddedServices:
                     self.valkey.stop()
                     log.info("embedded valkey stopped")
             finally:
+                if self.valkey is not None or self.postgres is not None:
+                    (self.settings.data_dir / RUN_URLS_FILE).unlink(missing_ok=True)
                 self._unlock()
                 self._restore_env()
 

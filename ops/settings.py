@@ -14,6 +14,7 @@ nodes on different machines must share an explicit ``HFTX_JWT_SECRET``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from functools import lru_cache
@@ -26,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_VALKEY_PORT = 6390
 DEFAULT_PG_PORT = 5490
 JWT_SECRET_FILE = "jwt_secret"
+RUN_URLS_FILE = "urls.json"  # where a running ./hftx run's embedded servers really are
 
 
 class Settings(BaseSettings):
@@ -69,12 +71,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
+        running = run_urls(self.data_dir)
         if not self.redis_url:
             self._embedded_redis = True
-            self.redis_url = f"redis://127.0.0.1:{self.valkey_port}/0"
+            self.redis_url = running.get("REDIS_URL", f"redis://127.0.0.1:{self.valkey_port}/0")
         if not self.database_url:
             self._embedded_database = True
-            self.database_url = f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+            self.database_url = running.get(
+                "DATABASE_URL", f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+            )
         if not self.jwt_secret:
             self.jwt_secret = load_or_create_secret(self.data_dir / JWT_SECRET_FILE)
         return self
@@ -88,6 +93,20 @@ class Settings(BaseSettings):
     def embedded_database(self) -> bool:
         """True when ``DATABASE_URL`` was not given: the embedded PostgreSQL is meant."""
         return self._embedded_database
+
+
+def run_urls(data_dir: Path) -> dict[str, str]:
+    """The URLs of the embedded servers of the ``./hftx run`` using ``data_dir`` (they
+    move to free ports when the configured ones are taken), or {} if none is running.
+    Written by ``ops.embedded.EmbeddedServices`` while it runs, so that tools on the
+    same data dir (``python -m api.admin``, ``python -m analytics``) find them."""
+    try:
+        urls = json.loads((data_dir / RUN_URLS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(urls, dict):
+        return {}
+    return {k: v for k, v in urls.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def load_or_create_secret(path: Path, nbytes: int = 48) -> str:

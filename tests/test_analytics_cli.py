@@ -1,38 +1,10 @@
-"""analytics CLI: where it finds the database, how it reads times."""
+"""analytics CLI: how it reads times, its refusals."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from analytics.cli import database_url, main, parse_time
-from ops.settings import Settings
-
-
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("HFTX_PG_PORT", raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return Settings(data_dir=tmp_path)
-
-
-def test_database_url_finds_the_running_embedded_postgres_on_its_actual_port(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    s = settings(tmp_path, monkeypatch)
-    assert database_url(s) == "postgresql://postgres@127.0.0.1:5490/postgres"  # not running
-    (tmp_path / "pg").mkdir()
-    (tmp_path / "pg" / "postmaster.pid").write_text(f"4242\n{tmp_path}/pg\n1795665614\n36203\n")
-    assert database_url(s) == "postgresql://postgres@127.0.0.1:36203/postgres"
-
-
-def test_database_url_from_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    (tmp_path / "pg").mkdir()
-    (tmp_path / "pg" / "postmaster.pid").write_text("4242\nx\n1\n36203\n")
-    s = settings(tmp_path, monkeypatch, DATABASE_URL="postgresql://u:p@db.example:5433/hftx")
-    assert database_url(s) == "postgresql://u:p@db.example:5433/hftx"
+from analytics.cli import main, parse_time
 
 
 def test_times_are_iso_utc_or_milliseconds():

@@ -266,6 +266,28 @@ def test_embedded_services_persist_across_restarts(clean_env: Path) -> None:
             assert conn.execute("SELECT x FROM kept").fetchall() == [(7,)]
 
 
+def test_tools_on_the_data_dir_find_servers_that_moved_port(clean_env: Path) -> None:
+    """The configured Valkey port is taken, so the run's Valkey moves; a tool started
+    on the same data dir without REDIS_URL (``api.admin``, ``analytics``) finds it."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    os.environ["HFTX_VALKEY_PORT"] = str(taken.getsockname()[1])
+    os.environ["DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/x"  # only Valkey embedded
+    try:
+        with embedded.EmbeddedServices(Settings()) as services:
+            assert services.valkey is not None
+            assert services.valkey.port != taken.getsockname()[1]
+            del os.environ["REDIS_URL"]  # a tool started from another shell
+            tool = Settings()
+            assert tool.redis_url == services.valkey.url and tool.embedded_redis
+            assert tool.database_url == "postgresql://nobody@127.0.0.1:1/x"
+            assert sync_redis.Redis.from_url(tool.redis_url).ping()
+        assert Settings().redis_url == f"redis://127.0.0.1:{taken.getsockname()[1]}/0"
+    finally:
+        taken.close()
+
+
 def test_embedded_services_leave_given_urls_alone(clean_env: Path) -> None:
     os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"
     os.environ["DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/x"

@@ -4,9 +4,12 @@ For each account, one atomic read (``snap_keys``) gives its balances and the las
 entry id of its stream ``{u:U}:ev``: the balances are exactly the effect of the
 stream up to that entry. The ledger rows the drain wrote for the entries up to
 that id, summed per asset, must give the same available / held / escrow. An
-account whose last balance-changing entry up to that id the drain has not
-committed yet is waited for, then reported as not drained (entries without ledger
-rows, notices and P2P records, are not waited for: they change no balance).
+account whose stream the drain has not acknowledged up to that id is waited for,
+then reported as not drained: the drain acknowledges an entry only after its rows
+are committed, so every entry up to the id is in PostgreSQL once the drain's group
+has delivered past it and holds none of them pending (several drain writers may
+commit batches of one stream out of order, so the ledger row of the last entry
+alone proves nothing about the ones before it).
 
 Also per asset, conservation (meaningful once everything is settled and drained):
 the sum of all balances equals deposits minus completed withdrawals minus
@@ -20,13 +23,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import psycopg
+from redis.exceptions import ResponseError
 
 from snapshots.snapshot import ACCOUNTS, decode_dump
-from workers.rows import NOTICE, RECORD_KINDS
 
-NO_LEDGER_KINDS = RECORD_KINDS | {NOTICE}  # account events that write no ledger row
+DRAIN_GROUP = "drain"  # workers.drain's consumer group
 
 FIELDS = ("available", "held", "escrow")
 _SUFFIX = {"a": "available", "h": "held", "e": "escrow"}
@@ -101,21 +103,24 @@ async def _positions(redis: Any, users: list[str]) -> dict[str, tuple[str | None
     return out
 
 
-async def ledger_position(redis: Any, stream: str, position: str, page: int = 64) -> str | None:
-    """The newest entry of ``stream`` at or before ``position`` that has ledger rows
-    (a balance event); None if the stream holds none up to there (never had one, or
-    trimmed: the drain trims only what it committed). Entries up to ``position``
-    never change, so this needs no atomicity with the balances."""
-    bound = position
-    while True:
-        entries = await redis.xrevrange(stream, max=bound, count=page)
-        for entry_id, fields in entries:
-            raw = fields.get(b"e", fields.get("e"))
-            if {e.get("e") for e in orjson.loads(raw)} - NO_LEDGER_KINDS:
-                return _text(entry_id)
-        if len(entries) < page:
-            return None
-        bound = "(" + _text(entries[-1][0])
+def _id(entry_id: Any) -> tuple[int, int]:
+    ms, _, seq = _text(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def drained_through(redis: Any, stream: str, position: str, group: str = DRAIN_GROUP) -> bool:
+    """True when ``group`` has acknowledged every entry of ``stream`` up to ``position``
+    (delivered past it, none of those pending)."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return False
+    delivered = next(
+        (g.get("last-delivered-id") for g in groups if _text(g.get("name", "")) == group), None
+    )
+    if delivered is None or _id(delivered) < _id(position):
+        return False
+    return not await redis.xpending_range(stream, group, min="-", max=position, count=1)
 
 
 async def reconcile(redis: Any, database_url: str, *, wait_s: float = 10.0) -> ReconcileReport:
@@ -130,19 +135,14 @@ async def reconcile(redis: Any, database_url: str, *, wait_s: float = 10.0) -> R
         pos = {u: tuple(int(x) for x in p.split("-")) for u, (p, _) in state.items() if p}
         names = sorted(pos)
         params = [names, [pos[u][0] for u in names], [pos[u][1] for u in names]]
-        wait = {}  # user -> its last balance entry up to its position
-        for u in names:
-            found = await ledger_position(redis, f"{{u:{u}}}:ev", state[u][0] or "")
-            if found is not None:
-                wait[u] = tuple(int(x) for x in found.split("-"))
-        waited = sorted(wait)
-        check = [waited, [wait[u][0] for u in waited], [wait[u][1] for u in waited]]
         deadline = time.monotonic() + wait_s
+        missing = names
         while True:
-            missing = [r[0] for r in await (await conn.execute(
-                "SELECT p.u FROM unnest(%s::text[], %s::int8[], %s::int8[]) AS p(u, ms, sq)"
-                " WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.user_id = p.u"
-                " AND l.entry_ms = p.ms AND l.entry_seq = p.sq)", check)).fetchall()]  # fmt: skip
+            missing = [
+                u
+                for u in missing
+                if not await drained_through(redis, f"{{u:{u}}}:ev", state[u][0] or "")
+            ]
             if not missing or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)  # the drain is behind: let it catch up

@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import time
 import zlib
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +29,7 @@ from tests.test_e2e_support import (
     Exchange,
     Ws,
     _spawn,
+    acceptance_target,
     eventually,
     fund,
     new_market,
@@ -110,19 +109,7 @@ MARKET_FIELDS = {
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest) -> Exchange:
     """The exchange under test: ``HFTX_ACCEPT_URL`` or the e2e session exchange."""
-    url = os.environ.get("HFTX_ACCEPT_URL")
-    if not url:
-        exchange: Exchange = request.getfixturevalue("exchange")
-        return exchange
-    r = httpx.post(
-        f"{url}/api/v1/auth/login",
-        json={
-            "email": os.environ["HFTX_ACCEPT_ADMIN_EMAIL"],
-            "password": os.environ["HFTX_ACCEPT_ADMIN_PASSWORD"],
-        },
-    )
-    assert r.status_code == 200, r.text
-    return Exchange("", "", {"a": url, "b": url}, Path("."), r.json()["access_token"])
+    return acceptance_target(request)
 
 
 # -- helpers -------------------------------------------------------------------------

@@ -14,21 +14,18 @@ Targets the e2e session exchange, or a live one when ``HFTX_ACCEPT_URL`` is set
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import websockets
 
-from tests.test_e2e_support import Exchange, fund, new_market, new_user
+from tests.test_e2e_support import Exchange, acceptance_target, fund, new_market, new_user
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -38,19 +35,7 @@ Msg = dict[str, Any]
 @pytest.fixture(scope="session")
 def live(request: pytest.FixtureRequest) -> Exchange:
     """The exchange under test: ``HFTX_ACCEPT_URL`` or the e2e session exchange."""
-    url = os.environ.get("HFTX_ACCEPT_URL")
-    if not url:
-        exchange: Exchange = request.getfixturevalue("exchange")
-        return exchange
-    r = httpx.post(
-        f"{url}/api/v1/auth/login",
-        json={
-            "email": os.environ["HFTX_ACCEPT_ADMIN_EMAIL"],
-            "password": os.environ["HFTX_ACCEPT_ADMIN_PASSWORD"],
-        },
-    )
-    assert r.status_code == 200, r.text
-    return Exchange("", "", {"a": url, "b": url}, Path("."), r.json()["access_token"])
+    return acceptance_target(request)
 
 
 class Raw:

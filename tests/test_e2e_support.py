@@ -174,16 +174,40 @@ def exchange(pg_url: str) -> Iterator[Exchange]:
             exchange.admin_token = _login(exchange.url("a"), ADMIN_EMAIL, ADMIN_PASSWORD)
             yield exchange
         finally:
-            for proc in exchange.procs.values():
-                proc.terminate()
-            for proc in exchange.procs.values():
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(exchange.procs)
 
 
 # -- helpers -----------------------------------------------------------------------
+
+
+def acceptance_target(request: pytest.FixtureRequest) -> Exchange:
+    """The exchange the acceptance tests drive: a live one at ``HFTX_ACCEPT_URL`` (with
+    ``HFTX_ACCEPT_ADMIN_EMAIL`` / ``_PASSWORD``), else the e2e session exchange."""
+    url = os.environ.get("HFTX_ACCEPT_URL")
+    if not url:
+        exchange: Exchange = request.getfixturevalue("exchange")
+        return exchange
+    r = httpx.post(
+        f"{url}/api/v1/auth/login",
+        json={
+            "email": os.environ["HFTX_ACCEPT_ADMIN_EMAIL"],
+            "password": os.environ["HFTX_ACCEPT_ADMIN_PASSWORD"],
+        },
+    )
+    assert r.status_code == 200, r.text
+    return Exchange("", "", {"a": url, "b": url}, Path("."), r.json()["access_token"])
+
+
+def stop_processes(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process, then wait for each (SIGKILL after 10 s)."""
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def unique(prefix: str = "") -> str:

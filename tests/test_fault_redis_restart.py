@@ -52,6 +52,7 @@ from tests.test_e2e_support import (
     fund,
     new_market,
     new_user,
+    stop_processes,
 )
 from workers import streams
 
@@ -157,14 +158,7 @@ def stack_env(db_url: str) -> Iterator[Stack]:
             exchange.admin_token = _login(exchange.url("a"), ADMIN_EMAIL, ADMIN_PASSWORD)
             yield stack
         finally:
-            for proc in exchange.procs.values():
-                proc.terminate()
-            for proc in exchange.procs.values():
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_processes(exchange.procs)
             stack.valkey.stop()
 
 

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Redis down, restarting or loading its AOF: wait and go on, no traceback
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+
+T = TypeVar("T")
 
 
 def redis_url() -> str:
@@ -31,3 +43,22 @@ async def connect(url: str | None = None) -> Any:
         await cluster.initialize()
         return cluster
     return aredis.Redis.from_url(url)
+
+
+def skipped_while_redis_down(
+    job: Callable[..., Coroutine[Any, Any, T]],
+) -> Callable[..., Coroutine[Any, Any, T | None]]:
+    """An arq cron job that, meeting Redis down, logs one warning and skips this run
+    (the next run comes a few seconds later) instead of logging a traceback."""
+
+    @functools.wraps(job)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> T | None:
+        try:
+            return await job(ctx, *args, **kwargs)
+        except REDIS_DOWN as exc:
+            logging.getLogger("hftx.jobs").warning(
+                "%s skipped: redis unavailable (%r)", job.__name__, exc
+            )
+            return None
+
+    return run

@@ -40,11 +40,8 @@ from typing import Any, cast
 import hiredis
 import psycopg
 from prometheus_client import Counter, Gauge, Histogram
-from redis.exceptions import BusyLoadingError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers import streams
+from workers import REDIS_DOWN, streams
 from workers.pgwrite import Converted, convert, prepare_connection, write_rows
 from workers.rows import Rows
 from workers.streams import Entry
@@ -113,9 +110,6 @@ def fault(point: str) -> None:
         sys.stderr.write(f"hftx-drain-fault {point}\n")
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
 
 
 async def ack(redis: Any, group: str, entries: list[Entry]) -> int:
@@ -350,7 +344,7 @@ class Drain:
         while True:
             try:
                 return await fn()
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 delay = min(self.cfg.backoff_max_s, self.cfg.backoff_min_s * 2**attempt)
                 log.warning("redis unavailable (%s), retrying in %.2fs", exc, delay)
                 attempt += 1
@@ -471,7 +465,7 @@ class Drain:
 
         async def monitor() -> None:  # Redis only: keeps reporting while PostgreSQL is down
             while not stop.is_set():
-                with contextlib.suppress(*_REDIS_DOWN):
+                with contextlib.suppress(*REDIS_DOWN):
                     await self.update_lag()
                 await asyncio.sleep(self.cfg.maintain_s)
 

@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.functions import ensure_loaded
 from snapshots import snapshot
-from workers import connect, p2p_jobs, redis_url
+from workers import connect, p2p_jobs, redis_url, skipped_while_redis_down
 from workers.reconciler import reconcile_holds
 
 RECONCILE_EVERY_S = 3
@@ -60,7 +60,12 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 FUNCTIONS: list[Any] = [*p2p_jobs.FUNCTIONS]
 CRON_JOBS: list[Any] = [
-    cron(reconcile, second=set(range(0, 60, RECONCILE_EVERY_S)), run_at_startup=True, timeout=60),
+    cron(
+        skipped_while_redis_down(reconcile),
+        second=set(range(0, 60, RECONCILE_EVERY_S)),
+        run_at_startup=True,
+        timeout=60,
+    ),
     *p2p_jobs.CRON_JOBS,
     *snapshot.cron_jobs(),
 ]

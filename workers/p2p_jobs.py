@@ -24,6 +24,7 @@ from arq import Retry, cron, func
 
 from engine.p2p import P2P, ExpiryScheduler
 from engine.types import EngineError
+from workers import skipped_while_redis_down
 
 log = logging.getLogger("hftx.p2p_jobs")
 
@@ -89,5 +90,10 @@ def arq_scheduler(pool: Any) -> ExpiryScheduler:
 
 FUNCTIONS: list[Any] = [func(p2p_expire, name=EXPIRE_JOB, max_tries=MAX_TRIES, timeout=60)]
 CRON_JOBS: list[Any] = [
-    cron(p2p_sweep, second=set(range(0, 60, SWEEP_EVERY_S)), run_at_startup=True, timeout=120),
+    cron(
+        skipped_while_redis_down(p2p_sweep),
+        second=set(range(0, 60, SWEEP_EVERY_S)),
+        run_at_startup=True,
+        timeout=120,
+    ),
 ]

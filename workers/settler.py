@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.exceptions import BusyLoadingError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
 from api.redisbatch import batching
 from engine import accounts, keys, registry
@@ -48,12 +46,11 @@ from engine.settlement import (
     ops_for_entry,
 )
 from engine.types import Balance, EngineError
+from workers import REDIS_DOWN
 
 log = logging.getLogger("hftx.settler")
 
 PUSH_CHANNEL = "hftx:u:{}"
-# Redis down or restarting: wait and go on (no traceback, the process keeps running)
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
 
 
 def _text(v: Any) -> str:

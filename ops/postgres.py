@@ -21,14 +21,13 @@ from pathlib import Path
 
 from ops.processes import (
     LOOPBACK,
-    PORT_ATTEMPTS,
     START_TIMEOUT,
     EmbeddedError,
     PortInUse,
     ServerProcess,
     SystemAccount,
-    free_port,
     spawn,
+    start_on_port,
 )
 
 log = logging.getLogger("hftx.embedded")
@@ -239,15 +238,14 @@ def start_postgres(
     if not durable:
         options |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
     options |= dict(settings or {})
-    attempts = 1 if port is not None else PORT_ATTEMPTS
-    for _ in range(attempts):
-        chosen = port if port is not None else free_port(host)
+
+    def launch(chosen: int) -> ServerProcess:
         argv: list[str | Path] = [
             pg_bin_dir() / "postgres", "-D", data_dir, "-p", str(chosen), "-h", host, "-k", "",
         ]  # fmt: skip
         for name, value in options.items():
             argv += ["-c", f"{name}={value}"]
-        server = spawn(
+        return spawn(
             f"postgres:{chosen}",
             argv,
             data_dir.parent / f"{data_dir.name}.log",
@@ -255,17 +253,10 @@ def start_postgres(
             run_as=account,
             cwd=data_dir,
         )
-        pg = Postgres(server, data_dir, host, chosen)
-        try:
-            _postgres_ready(server, pg.url, chosen, timeout)
-        except PortInUse:
-            server.stop()
-            if port is not None:
-                raise
-            continue
-        except BaseException:
-            server.stop()
-            raise
-        log.info("postgres ready on %s:%d (pid %d, dir %s)", host, chosen, server.pid, data_dir)
-        return pg
-    raise EmbeddedError(f"no free port for postgres after {attempts} attempts")
+
+    def ready(server: ServerProcess, chosen: int) -> None:
+        _postgres_ready(server, Postgres(server, data_dir, host, chosen).url, chosen, timeout)
+
+    server, chosen = start_on_port("postgres", port, host, launch, ready)
+    log.info("postgres ready on %s:%d (pid %d, dir %s)", host, chosen, server.pid, data_dir)
+    return Postgres(server, data_dir, host, chosen)

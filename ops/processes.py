@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("hftx.embedded")
 
@@ -125,28 +126,46 @@ def spawn(
     cwd: Path | None = None,
 ) -> ServerProcess:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    account: dict[str, Any] = {}
+    if run_as is not None:
+        account = {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
     with open(log_path, "ab") as out:
-        if run_as is None:
-            proc = subprocess.Popen(
-                [str(a) for a in argv],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=_die_with_parent(stop_signal),
-            )
-        else:
-            proc = subprocess.Popen(
-                [str(a) for a in argv],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=_die_with_parent(stop_signal),
-                user=run_as.uid,
-                group=run_as.gid,
-                extra_groups=[],
-            )
+        proc = subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(stop_signal),
+            **account,
+        )
     return ServerProcess(name, proc, log_path, stop_signal)
+
+
+def start_on_port(
+    name: str,
+    port: int | None,
+    host: str,
+    launch: Callable[[int], ServerProcess],
+    ready: Callable[[ServerProcess, int], None],
+) -> tuple[ServerProcess, int]:
+    """``launch(port)`` then ``ready(server, port)``; with ``port=None`` on free ports,
+    trying another when the chosen one was taken meanwhile (``ready`` raises
+    PortInUse). A server that does not become ready is stopped."""
+    attempts = 1 if port is not None else PORT_ATTEMPTS
+    for _ in range(attempts):
+        chosen = port if port is not None else free_port(host)
+        server = launch(chosen)
+        try:
+            ready(server, chosen)
+        except PortInUse:
+            server.stop()
+            if port is not None:
+                raise
+            continue
+        except BaseException:
+            server.stop()
+            raise
+        return server, chosen
+    raise EmbeddedError(f"no free port for {name} after {attempts} attempts")

@@ -20,13 +20,13 @@ import redis
 
 from ops.processes import (
     LOOPBACK,
-    PORT_ATTEMPTS,
     START_TIMEOUT,
     EmbeddedError,
     PortInUse,
     ServerProcess,
     free_port,
     spawn,
+    start_on_port,
 )
 
 log = logging.getLogger("hftx.embedded")
@@ -104,9 +104,8 @@ def start_valkey(
     server_bin, _ = valkey_binaries()
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    attempts = 1 if port is not None else PORT_ATTEMPTS
-    for _ in range(attempts):
-        chosen = port if port is not None else free_port(host)
+
+    def launch(chosen: int) -> ServerProcess:
         argv: list[str | Path] = [
             server_bin,
             "--port", str(chosen),
@@ -127,20 +126,13 @@ def start_valkey(
                 "--cluster-node-timeout", "5000",
             ]  # fmt: skip
         argv += list(extra_args)
-        server = spawn(f"valkey:{chosen}", argv, directory / "valkey.log", signal.SIGTERM)
-        try:
-            _valkey_ready(server, host, chosen, timeout)
-        except PortInUse:
-            server.stop()
-            if port is not None:
-                raise
-            continue
-        except BaseException:
-            server.stop()
-            raise
-        log.info("valkey ready on %s:%d (pid %d, dir %s)", host, chosen, server.pid, directory)
-        return Valkey(server, directory, host, chosen)
-    raise EmbeddedError(f"no free port for valkey after {attempts} attempts")
+        return spawn(f"valkey:{chosen}", argv, directory / "valkey.log", signal.SIGTERM)
+
+    server, chosen = start_on_port(
+        "valkey", port, host, launch, lambda srv, p: _valkey_ready(srv, host, p, timeout)
+    )
+    log.info("valkey ready on %s:%d (pid %d, dir %s)", host, chosen, server.pid, directory)
+    return Valkey(server, directory, host, chosen)
 
 
 @dataclass

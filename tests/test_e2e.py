@@ -27,6 +27,16 @@ def limit(market: str, side: str, amount: str, price: str, **extra: Any) -> dict
             **extra}  # fmt: skip
 
 
+async def seller_and_buyer(exchange: Exchange) -> tuple[str, str, Any, Any]:
+    """A new market (and its base asset), a seller with 10 base, a buyer with 10,000 USD."""
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    seller, buyer = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, seller, {base: "10"})
+    await fund(exchange, buyer, {"USD": "10000"})
+    return market, base, seller, buyer
+
+
 async def test_signup_login_me_and_deposit(exchange: Exchange) -> None:
     user = await new_user(exchange)
     async with exchange.http("b") as http:
@@ -170,11 +180,7 @@ async def test_http_order_lifecycle_and_duplicate_client_order_id(exchange: Exch
 
 
 async def test_public_market_data_over_http(exchange: Exchange) -> None:
-    market = await new_market(exchange)
-    seller, buyer = await new_user(exchange), await new_user(exchange)
-    base = market.split("-")[0]
-    await fund(exchange, seller, {base: "10"})
-    await fund(exchange, buyer, {"USD": "10000"})
+    market, _base, seller, buyer = await seller_and_buyer(exchange)
     async with exchange.http("a", seller.token) as http:
         for price in ("101", "102", "103"):
             assert (
@@ -208,11 +214,7 @@ async def test_public_market_data_over_http(exchange: Exchange) -> None:
 
 
 async def test_ws_market_data_channels(exchange: Exchange) -> None:
-    market = await new_market(exchange)
-    base = market.split("-")[0]
-    seller, buyer = await new_user(exchange), await new_user(exchange)
-    await fund(exchange, seller, {base: "10"})
-    await fund(exchange, buyer, {"USD": "10000"})
+    market, _base, seller, buyer = await seller_and_buyer(exchange)
     ws = await Ws.connect(exchange.ws_url("b"), buyer.token)
     for channel in ("trades", "ticker", "heartbeat"):
         answer = await ws.request("subscribe", {"channel": channel, "markets": [market]})
@@ -406,11 +408,7 @@ async def test_health_ready_metrics(exchange: Exchange) -> None:
 
 
 async def test_history_fills_orders_and_candles(exchange: Exchange) -> None:
-    market = await new_market(exchange)
-    base = market.split("-")[0]
-    seller, buyer = await new_user(exchange), await new_user(exchange)
-    await fund(exchange, seller, {base: "10"})
-    await fund(exchange, buyer, {"USD": "10000"})
+    market, base, seller, buyer = await seller_and_buyer(exchange)
     async with exchange.http("a", seller.token) as http:
         maker = (await http.post("/orders", json=limit(market, "sell", "2", "20"))).json()
     async with exchange.http("b", buyer.token) as http:
@@ -445,11 +443,7 @@ async def test_history_fills_orders_and_candles(exchange: Exchange) -> None:
 async def test_all_orders_show_the_live_fill_of_an_open_order(exchange: Exchange) -> None:
     """PostgreSQL records an order's fills when it is done; ``status=all`` shows an
     open order as it is now (partly filled), not as it was recorded (NEW, nothing)."""
-    market = await new_market(exchange)
-    base = market.split("-")[0]
-    seller, buyer = await new_user(exchange), await new_user(exchange)
-    await fund(exchange, seller, {base: "10"})
-    await fund(exchange, buyer, {"USD": "10000"})
+    market, _base, seller, buyer = await seller_and_buyer(exchange)
     async with exchange.http("a", seller.token) as http:
         maker = (await http.post("/orders", json=limit(market, "sell", "2", "20"))).json()
     async with exchange.http("b", buyer.token) as http:

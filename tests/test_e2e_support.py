@@ -130,23 +130,9 @@ def exchange(pg_url: str) -> Iterator[Exchange]:
         database_url = _create_database(pg_url)
         logs = Path(tmp)
         env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-            "HFTX_DATA_DIR": str(logs / "data"),
-            "HFTX_JWT_SECRET": secrets.token_urlsafe(48),
-            "HFTX_ADMIN_EMAIL": ADMIN_EMAIL,
-            "HFTX_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            **exchange_env(redis_url, database_url, logs / "data"),
             "HFTX_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
-            "HFTX_USER_RATE": "20000",
-            "HFTX_USER_BURST": "20000",
-            "HFTX_IP_RATE": "20000",
-            "HFTX_IP_BURST": "20000",
-            "HFTX_SIGNUP_RATE": "1000",
-            "HFTX_SIGNUP_BURST": "1000",
-            "HFTX_DEMO": "0",
             "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
         }
         ports = {name: free_port() for name in ("a", "b", "strict")}
         exchange = Exchange(
@@ -178,6 +164,28 @@ def exchange(pg_url: str) -> Iterator[Exchange]:
 
 
 # -- helpers -----------------------------------------------------------------------
+
+
+def exchange_env(redis_url: str, database_url: str, data_dir: Path) -> dict[str, str]:
+    """The environment of the exchange's processes in tests: these servers, a test
+    admin, rate limits far above what a test sends, no demo."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "HFTX_DATA_DIR": str(data_dir),
+        "HFTX_JWT_SECRET": secrets.token_urlsafe(48),
+        "HFTX_ADMIN_EMAIL": ADMIN_EMAIL,
+        "HFTX_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "HFTX_USER_RATE": "20000",
+        "HFTX_USER_BURST": "20000",
+        "HFTX_IP_RATE": "20000",
+        "HFTX_IP_BURST": "20000",
+        "HFTX_SIGNUP_RATE": "1000",
+        "HFTX_SIGNUP_BURST": "1000",
+        "HFTX_DEMO": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def acceptance_target(request: pytest.FixtureRequest) -> Exchange:

@@ -15,7 +15,6 @@ followed the restart without a gap.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from tests.test_e2e_support import (
     _spawn,
     _wait_ready,
     eventually,
+    exchange_env,
     fund,
     new_market,
     new_user,
@@ -113,23 +113,9 @@ def stack_env(db_url: str) -> Iterator[Stack]:
             Exchange("", db_url, {}, logs), start_valkey(logs / "valkey", persistent=True)
         )
         env = {
-            **os.environ,
-            "REDIS_URL": stack.valkey.url,
-            "DATABASE_URL": db_url,
-            "HFTX_DATA_DIR": str(logs / "data"),
-            "HFTX_JWT_SECRET": "restart-test-" + "x" * 40,
-            "HFTX_ADMIN_EMAIL": ADMIN_EMAIL,
-            "HFTX_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "HFTX_USER_RATE": "20000",
-            "HFTX_USER_BURST": "20000",
-            "HFTX_IP_RATE": "20000",
-            "HFTX_IP_BURST": "20000",
-            "HFTX_SIGNUP_RATE": "1000",
-            "HFTX_SIGNUP_BURST": "1000",
-            "HFTX_DEMO": "0",
+            **exchange_env(stack.valkey.url, db_url, logs / "data"),
             "HFTX_LOG_LEVEL": "WARNING",
             "LOGLEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
         }
         ports = {name: free_port() for name in ("a", "b")}
         exchange = stack.exchange

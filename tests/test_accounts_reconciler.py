@@ -42,6 +42,17 @@ async def test_orphan_hold_is_released_and_its_order_id_tombstoned(r: Any) -> No
     assert await accounts.index_members(r, "holders") == []  # no holds left: unindexed
 
 
+async def test_a_sweep_cut_between_tombstone_and_release_is_finished_by_the_next(
+    r: Any,
+) -> None:
+    """Redis went down after the tombstone, before the release: the next sweep releases."""
+    await accounts.hold(r, "alice", "104", "BTC-USD", "USD", PRICE, now=NOW)
+    assert await M.tombstone(r, "BTC-USD", "104", NOW + 5000)
+    result = await reconcile_holds(r, min_age_ms=5000, now=NOW + 5000)
+    assert result.released == [("alice", "104")]
+    assert await accounts.balance(r, "alice", "USD") == Balance("USD", 100_000 * COIN, 0, 0)
+
+
 async def test_holds_of_placed_or_young_orders_stay(r: Any) -> None:
     await accounts.hold(r, "alice", "101", "BTC-USD", "USD", PRICE, now=NOW)
     await M.place(r, "101", "alice", bid(), NOW)

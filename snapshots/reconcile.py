@@ -24,11 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from redis.exceptions import ResponseError
 
 from snapshots.snapshot import ACCOUNTS, decode_dump
-
-DRAIN_GROUP = "drain"  # workers.drain's consumer group
+from workers.streams import drained_through
 
 FIELDS = ("available", "held", "escrow")
 _SUFFIX = {"a": "available", "h": "held", "e": "escrow"}
@@ -101,26 +99,6 @@ async def _positions(redis: Any, users: list[str]) -> dict[str, tuple[str | None
         position, keys = decode_dump(await redis.fcall_ro("snap_keys", 2, bal, ev, ev))
         out[u] = (position or None, keys.get(bal, ["hash", -1, {}])[2])
     return out
-
-
-def _id(entry_id: Any) -> tuple[int, int]:
-    ms, _, seq = _text(entry_id).partition("-")
-    return int(ms), int(seq or 0)
-
-
-async def drained_through(redis: Any, stream: str, position: str, group: str = DRAIN_GROUP) -> bool:
-    """True when ``group`` has acknowledged every entry of ``stream`` up to ``position``
-    (delivered past it, none of those pending)."""
-    try:
-        groups = await redis.xinfo_groups(stream)
-    except ResponseError:  # no such stream
-        return False
-    delivered = next(
-        (g.get("last-delivered-id") for g in groups if _text(g.get("name", "")) == group), None
-    )
-    if delivered is None or _id(delivered) < _id(position):
-        return False
-    return not await redis.xpending_range(stream, group, min="-", max=position, count=1)
 
 
 async def reconcile(redis: Any, database_url: str, *, wait_s: float = 10.0) -> ReconcileReport:

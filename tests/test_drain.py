@@ -198,3 +198,34 @@ async def test_two_drains_share_the_streams_exactly_once(redis_real, db_url):
         )
     }
     assert have == want
+
+
+async def test_a_running_drain_picks_up_a_new_market_within_moments(redis_real, db_url):
+    """A market created after the drain started is read after the next probe of the
+    registry's size (0.1 s), not at its next full re-read (here a minute away)."""
+    import asyncio
+    import time
+
+    stop = asyncio.Event()
+    drain = Drain(redis_real, db_url, cfg(refresh_s=60))
+    task = asyncio.create_task(drain.run(stop))
+    try:
+        await asyncio.sleep(0.3)  # running, with no stream yet
+        load = EngineLoad(redis_real, seed=5)
+        await load.setup()
+        await load.run(100)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2:
+            if await rows(db_url, "SELECT market, trade_id FROM trades ORDER BY trade_id") == (
+                load.trades
+            ):
+                break
+            await asyncio.sleep(0.05)
+        assert load.trades
+        assert await rows(db_url, "SELECT market, trade_id FROM trades ORDER BY trade_id") == (
+            load.trades
+        )
+    finally:
+        stop.set()
+        await task
+        await drain.close()

@@ -203,3 +203,24 @@ async def test_running_settler_applies_entries_as_they_arrive(
     stop.set()
     await task
     assert await accounts.balance(redis, "bob", "BTC") == Balance("BTC", 10 * COIN, 0, 0)
+
+
+async def test_running_settler_picks_up_a_market_created_after_it_started(redis: Any) -> None:
+    """New markets are noticed within moments (a SCARD probe), not at the next full
+    re-read of the registry (here a minute away)."""
+    s = Settler(redis, refresh_s=60)
+    stop = asyncio.Event()
+    task = asyncio.create_task(s.run(stop))
+    await asyncio.sleep(0.2)  # running, with no market yet
+    mkt = await funded_market(redis)
+    ask = await mkt.hold("bob", "sell", PRICE, COIN)
+    assert ask
+    await mkt.rest(ask)
+    await mkt.cancel(ask)
+    for _ in range(100):
+        if await accounts.holds(redis, "bob") == []:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await task
+    assert await accounts.holds(redis, "bob") == []

@@ -68,7 +68,7 @@ def consumer_name() -> str:
 
 @dataclass(slots=True)
 class DrainConfig:
-    group: str = "drain"
+    group: str = streams.DRAIN_GROUP
     consumer: str = field(default_factory=consumer_name)
     count: int = 4000  # XREADGROUP COUNT per stream (bench: less CPU per trade than 1000)
     block_ms: int = 100
@@ -76,6 +76,7 @@ class DrainConfig:
     max_failures: int = 3
     max_deliveries: int = 50
     refresh_s: float = 5.0  # re-read {g}:markets and {g}:accounts
+    probe_s: float = 0.1  # ... or sooner when their sizes changed (a new market or account)
     scan_s: float = 60.0  # SCAN for streams missing from those registries
     maintain_s: float = 1.0
     trim_s: float = 10.0
@@ -168,6 +169,8 @@ class Drain:
         self._inflight: dict[tuple[str, str], Entry] = {}
         self._retried: set[tuple[str, str]] = set()
         self._next_refresh = 0.0
+        self._next_probe = 0.0
+        self._registry_sizes: tuple[int, int] | None = None
         self._next_scan = 0.0
         self._next_maintain = 0.0
         self._next_trim = 0.0
@@ -205,8 +208,13 @@ class Drain:
         """Discover streams and create the consumer group on new ones."""
         now = time.monotonic()
         if not force and now < self._next_refresh:
-            return
+            if now < self._next_probe:
+                return
+            self._next_probe = now + self.cfg.probe_s
+            if await streams.registry_sizes(self.redis) == self._registry_sizes:
+                return
         self._next_refresh = now + self.cfg.refresh_s
+        self._registry_sizes = await streams.registry_sizes(self.redis)
         scan = force or now >= self._next_scan
         if scan:
             self._next_scan = now + self.cfg.scan_s

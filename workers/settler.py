@@ -51,6 +51,7 @@ from workers import REDIS_DOWN
 log = logging.getLogger("hftx.settler")
 
 PUSH_CHANNEL = "hftx:u:{}"
+PROBE_S = 0.1  # how often the run loop looks for new markets
 
 
 def _text(v: Any) -> str:
@@ -143,6 +144,11 @@ class Settler:
             self._scales = await registry.assets(self._batched)
             self._refreshed = time.monotonic()
         return self._market_ids
+
+    async def _new_market(self) -> bool:
+        """Whether the registry holds a market this settler has not seen (a cheap
+        SCARD every ``PROBE_S``: a new market's first fills settle within moments)."""
+        return int(await self._batched.scard(keys.GLOBAL_MARKETS)) != len(self._market_ids)
 
     async def _market(self, market_id: str) -> MarketAssets | None:
         m = self._markets.get(market_id)
@@ -426,7 +432,7 @@ class Settler:
         try:
             while not stop.is_set():
                 try:
-                    markets = await self.refresh(force=True)
+                    markets = await self.refresh(force=await self._new_market())
                 except REDIS_DOWN as exc:  # the market loops wait for Redis too
                     log.warning("markets: redis unavailable (%r), retrying", exc)
                     markets = []
@@ -434,7 +440,7 @@ class Settler:
                     if m not in tasks:
                         tasks[m] = asyncio.create_task(self._market_loop(m, stop))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.refresh_s)
+                    await asyncio.wait_for(stop.wait(), PROBE_S)
         finally:
             stop.set()
             await asyncio.gather(outbox, *tasks.values(), return_exceptions=True)

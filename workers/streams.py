@@ -17,6 +17,7 @@ from redis.exceptions import ResponseError
 
 MARKETS_SET = "{g}:markets"
 ACCOUNTS_SET = "{g}:accounts"
+DRAIN_GROUP = "drain"  # the consumer group of workers.drain
 
 
 @dataclass(slots=True)
@@ -84,6 +85,15 @@ async def discover(redis: Any, *, scan: bool = False) -> list[str]:
             async for key in redis.scan_iter(match=pattern, count=1000, _type="stream"):
                 streams.add(text(key))
     return sorted(streams)
+
+
+async def registry_sizes(redis: Any) -> tuple[int, int]:
+    """How many markets and accounts are registered: a change means new streams."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.scard(MARKETS_SET)
+    pipe.scard(ACCOUNTS_SET)
+    markets, accounts = await pipe.execute()
+    return int(markets), int(accounts)
 
 
 async def ensure_group(redis: Any, stream: str, group: str, start: str = "0") -> bool:
@@ -291,6 +301,33 @@ def _group_infos(rows: Any) -> list[GroupInfo]:
             )
         )
     return out
+
+
+async def drained_through(redis: Any, stream: str, position: str, group: str = DRAIN_GROUP) -> bool:
+    """True when ``group`` has acknowledged every entry of ``stream`` up to ``position``
+    (delivered past it, none of those pending). The drain acknowledges an entry only
+    after its rows are committed, so these entries are then all in PostgreSQL."""
+    info = next((g for g in await groups(redis, stream) if g.name == group), None)
+    if info is None or parse_id(info.last_delivered) < parse_id(position):
+        return False
+    if info.pending == 0:
+        return True
+    return not await redis.xpending_range(stream, group, min="-", max=position, count=1)
+
+
+async def last_ids(redis: Any, stream_keys: list[str]) -> dict[str, str]:
+    """The id of the newest entry of each stream that has one, in one pipeline."""
+    if not stream_keys:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for s in stream_keys:
+        pipe.xrevrange(s, count=1)
+    replies = await pipe.execute(raise_on_error=False)
+    return {
+        s: text(r[0][0])
+        for s, r in zip(stream_keys, replies, strict=True)
+        if r and not isinstance(r, Exception)
+    }
 
 
 async def oldest_pending(redis: Any, stream: str, group: str) -> str | None:

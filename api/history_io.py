@@ -1,7 +1,8 @@
 """History routes: PostgreSQL reads (``api.history``) turned into wire objects.
 
 Never on the order path; when PostgreSQL is down these answer 503 UNAVAILABLE.
-History lags the engine by the drain's lag (normally well under a second).
+Reads of trades and orders first wait (bounded) for the drain to commit what the
+engine had done when the request came (:mod:`api.catchup`): read-your-writes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from redis.exceptions import RedisError
 
 from api import history, service
 from api.errors import ApiError
+from engine import registry
 from engine.types import EngineError, Market, Order
 from engine.units import format_amount, format_price, format_size, order_to_wire
 
@@ -24,6 +26,16 @@ async def _market_or_none(node: Node, market_id: str) -> Market | None:
         return await service.market(node, market_id)
     except EngineError:
         return None
+
+
+async def _caught_up(node: Node, market_id: str | None) -> None:
+    """Wait for the drain on ``market_id`` (all markets when None); Redis down: skip."""
+    try:
+        ids = [market_id] if market_id else await registry.market_ids(node.redis)
+        if not await node.catchup.markets(ids):
+            node.metrics.history_stale.inc()
+    except (RedisError, OSError):
+        node.metrics.history_stale.inc()
 
 
 async def order(node: Node, user_id: str, order_id: str) -> dict[str, Any]:
@@ -73,6 +85,7 @@ async def _live_state(
 async def fills(
     node: Node, user_id: str, market_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
+    await _caught_up(node, market_id)
     async with node.db.connection() as conn:
         page = await history.fills(conn, user_id, market=market_id, limit=limit)
     out = []
@@ -103,6 +116,7 @@ async def fills(
 
 
 async def candles(node: Node, market: Market, interval: str, limit: int) -> list[dict[str, Any]]:
+    await _caught_up(node, market.id)
     async with node.db.connection() as conn:
         rows = await history.candles(conn, market.id, interval, limit=limit)
     return [

@@ -36,6 +36,11 @@ class Metrics:
         self.ws_rejects = Counter(
             "hftx_ws_rejected", "WebSocket handshakes refused", ["reason"], registry=r
         )
+        self.history_stale = Counter(
+            "hftx_history_stale",
+            "History reads answered before the drain caught up (waited history_wait)",
+            registry=r,
+        )
         self._http: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self._ws: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from api import auth
+from api.catchup import Catchup
 from api.connection import CLOSE_RESTART, Connection
 from api.db import Database
 from api.errors import ApiError
@@ -79,6 +80,7 @@ class Node:
             self.redis = batching(self.redis)
         self.ex = await Exchange.connect(self.redis)
         self.versions = auth.TokenVersions(self.redis, self.users)
+        self.catchup = Catchup(self.redis, self.limits.history_wait)
         self.login_throttle = LoginThrottle(
             self.redis,
             self.limits.login_failures_per_email,

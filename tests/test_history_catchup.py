@@ -1,0 +1,75 @@
+"""History reads wait for the drain (``api.catchup``): bounded, and only with a drain."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from api.catchup import Catchup
+from workers import streams
+
+MARKETS = ("AAA-USD", "BBB-USD")
+
+
+async def registered(redis: Any, *market_ids: str) -> list[str]:
+    for m in market_ids:
+        await redis.sadd(streams.MARKETS_SET, m)
+        await redis.xadd(streams.market_stream(m), {"e": "[]"})
+    return [streams.market_stream(m) for m in market_ids]
+
+
+async def read_and_ack(redis: Any, stream: str, ack: bool = True) -> None:
+    got = await redis.xreadgroup(streams.DRAIN_GROUP, "c1", {stream: ">"})
+    if ack:
+        for _, entries in got:
+            await redis.xack(stream, streams.DRAIN_GROUP, *[i for i, _ in entries])
+
+
+async def test_without_a_drain_nothing_is_waited_for(redis: Any) -> None:
+    await registered(redis, *MARKETS)
+    t0 = time.monotonic()
+    assert await Catchup(redis, timeout_s=2.0).markets(list(MARKETS)) is True
+    assert time.monotonic() - t0 < 1.0
+
+
+async def test_waits_until_the_drain_acknowledged_what_was_there(redis: Any) -> None:
+    a, b = await registered(redis, *MARKETS)
+    for s in (a, b):
+        await streams.ensure_group(redis, s, streams.DRAIN_GROUP)
+    catchup = Catchup(redis, timeout_s=0.2)
+    assert await catchup.markets(list(MARKETS)) is False  # nothing delivered yet
+    await read_and_ack(redis, a)
+    assert await catchup.markets([MARKETS[0]]) is True
+    await read_and_ack(redis, b, ack=False)  # delivered, still pending: not committed
+    assert await catchup.markets(list(MARKETS)) is False
+    await redis.xack(b, streams.DRAIN_GROUP, *[i for i, _ in await redis.xrange(b)])
+    assert await catchup.markets(list(MARKETS)) is True
+
+
+async def test_drained_through_a_position_ignores_later_entries(redis: Any) -> None:
+    (a,) = await registered(redis, MARKETS[0])
+    await streams.ensure_group(redis, a, streams.DRAIN_GROUP)
+    await read_and_ack(redis, a)
+    await redis.xadd(a, {"e": "[]"})
+    await read_and_ack(redis, a, ack=False)  # the later entry: delivered, not committed
+    first, last = [streams.text(i) for i, _ in await redis.xrange(a)]
+    assert await streams.drained_through(redis, a, first) is True
+    assert await streams.drained_through(redis, a, last) is False
+
+
+async def test_a_new_stream_is_waited_for_when_a_drain_runs(redis: Any) -> None:
+    """A drain runs (another market has its group): a market it has not picked up yet
+    is waited for, not skipped."""
+    a, b = await registered(redis, *MARKETS)
+    await streams.ensure_group(redis, a, streams.DRAIN_GROUP)
+    catchup = Catchup(redis, timeout_s=0.2)
+    assert await catchup.markets([MARKETS[1]]) is False
+    await streams.ensure_group(redis, b, streams.DRAIN_GROUP)
+    await read_and_ack(redis, b)
+    assert await catchup.markets([MARKETS[1]]) is True
+
+
+async def test_a_zero_wait_disables_it(redis: Any) -> None:
+    (a,) = await registered(redis, MARKETS[0])
+    await streams.ensure_group(redis, a, streams.DRAIN_GROUP)
+    assert await Catchup(redis, timeout_s=0).markets([MARKETS[0]]) is True

@@ -1,70 +1,150 @@
-"""Read-your-writes for the history routes.
+"""Read-your-writes across the asynchronous workers.
 
-Trades and finished orders reach PostgreSQL through the drain, usually a few
-milliseconds after the engine produced them. A history read first waits until the
-drain has committed every entry that the market streams it reads held when the
-request arrived, so a fill the caller was just told about is in the answer. The wait
-is bounded (``Limits.history_wait``, 1 s by default): if the drain is behind or
-down, the answer is what PostgreSQL has by then (counted in
-``hftx_history_stale_total``).
+The engine answers an order before the settler has moved its balances and before
+the drain has recorded it in PostgreSQL; a transfer is answered once the payer is
+debited, before the settler credits the payee. Each is a few milliseconds behind.
+So that a client reading right after an answer sees its effect, the web node waits
+(bounded) for the worker concerned:
 
-Without a drain (no stream has its consumer group), nothing is waited for.
+- history reads (``GET /fills``, closed orders, candles): until the drain has
+  committed what the markets' streams held when the request came
+  (``Limits.history_wait``);
+- balance reads: until the settler has applied what the market streams held
+  (``Limits.settle_wait``);
+- a transfer's answer: until the payee is credited (``Limits.settle_wait``).
+
+If the worker is behind or down, the answer comes after the wait with what is there
+(counted in ``hftx_catchup_timeouts_total``). A worker that was never deployed (no
+stream has its consumer group or read position) is not waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from engine import accounts
 from workers import streams
 
-DRAIN_SEEN_TTL_S = 10.0  # how long "a drain is deployed" is believed without a re-check
+SEEN_TTL_S = 10.0  # how long "this worker is deployed" is believed without a re-check
+
+
+def _after_or_at(position: Any, target: str) -> bool:
+    return position is not None and streams.parse_id(streams.text(position)) >= (
+        streams.parse_id(target)
+    )
 
 
 class Catchup:
-    """Waits for the drain on behalf of one web node."""
+    """Waits for the drain and the settler on behalf of one web node."""
 
-    def __init__(self, redis: Any, timeout_s: float) -> None:
+    def __init__(self, redis: Any, history_wait: float, settle_wait: float) -> None:
         self.redis = redis
-        self.timeout_s = timeout_s
-        self._drain_seen_until = 0.0
+        self.history_wait = history_wait
+        self.settle_wait = settle_wait
+        self._seen_until: dict[str, float] = {}  # worker -> monotonic time
 
-    async def markets(self, market_ids: list[str]) -> bool:
+    # -- what is waited for ------------------------------------------------------
+
+    async def drained(self, market_ids: list[str]) -> bool:
         """Wait until the drain has committed what these markets' streams held now.
-        True when it has, False when the wait timed out (or was skipped: no drain)."""
-        if self.timeout_s <= 0 or not market_ids:
+        True when it has (or there is nothing to wait for), False after the wait."""
+        if self.history_wait <= 0 or not market_ids:
             return True
         keys = [streams.market_stream(m) for m in market_ids]
         targets = await streams.last_ids(self.redis, keys)
-        if not targets or not await self._drain_deployed(keys):
+        if not targets or not await self._deployed("drain", keys, self._any_drain_group):
             return True
-        deadline = time.monotonic() + self.timeout_s
-        delay = 0.002
-        while True:
+
+        async def pending(todo: dict[str, str]) -> dict[str, str]:
             done = await asyncio.gather(
-                *(streams.drained_through(self.redis, s, p) for s, p in targets.items())
+                *(streams.drained_through(self.redis, s, p) for s, p in todo.items())
             )
-            targets = {s: p for (s, p), ok in zip(targets.items(), done, strict=True) if not ok}
-            if not targets:
+            return {s: p for (s, p), ok in zip(todo.items(), done, strict=True) if not ok}
+
+        return await self._wait(pending, targets, self.history_wait)
+
+    async def settled(self, market_ids: list[str]) -> bool:
+        """Wait until the settler has applied what these markets' streams held now."""
+        if self.settle_wait <= 0 or not market_ids:
+            return True
+        keys = [streams.market_stream(m) for m in market_ids]
+        pipe = self.redis.pipeline(transaction=False)
+        for k in keys:  # one round trip when all is applied: the common case
+            pipe.xrevrange(k, count=1)
+            pipe.get(streams.settler_position_key(k))
+        replies = await pipe.execute()
+        targets = {
+            k: streams.text(last[0][0])
+            for k, last, pos in zip(keys, replies[::2], replies[1::2], strict=True)
+            if last and not _after_or_at(pos, streams.text(last[0][0]))
+        }
+        if not targets or not await self._deployed("settler", keys, self._any_settler_position):
+            return True
+
+        async def pending(todo: dict[str, str]) -> dict[str, str]:
+            got = await asyncio.gather(
+                *(self.redis.get(streams.settler_position_key(s)) for s in todo)
+            )
+            return {s: p for (s, p), pos in zip(todo.items(), got, strict=True)
+                    if not _after_or_at(pos, p)}  # fmt: skip
+
+        return await self._wait(pending, targets, self.settle_wait)
+
+    async def credited(self, payee: str, payer: str, position: str) -> bool:
+        """Wait until ``payee`` is credited from ``payer``'s stream up to ``position``."""
+        if self.settle_wait <= 0:
+            return True
+        cursor_key = accounts.account_keys(payee)[2]
+        source = accounts.account_stream_key(payer)
+
+        async def pending(todo: dict[str, str]) -> dict[str, str]:
+            return {} if _after_or_at(await self.redis.hget(cursor_key, source), position) else todo
+
+        return await self._wait(pending, {source: position}, self.settle_wait)
+
+    # -- how -----------------------------------------------------------------------
+
+    @staticmethod
+    async def _wait(
+        pending: Callable[[dict[str, str]], Awaitable[dict[str, str]]],
+        todo: dict[str, str],
+        timeout_s: float,
+    ) -> bool:
+        """Re-check ``pending`` (1, 2, 4 ... 50 ms apart) until nothing is left."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.001
+        while True:
+            todo = await pending(todo)
+            if not todo:
                 return True
             if time.monotonic() + delay > deadline:
                 return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    async def _drain_deployed(self, keys: list[str]) -> bool:
-        """Whether a drain runs: one of ``keys``, or of all market streams, has its
-        group. A new stream gets the group within moments of the drain seeing it, so
-        a stream without one is waited for when a drain runs."""
-        if time.monotonic() < self._drain_seen_until:
+    async def _deployed(
+        self, worker: str, keys: list[str], found_in: Callable[[list[str]], Awaitable[bool]]
+    ) -> bool:
+        """Whether ``worker`` runs: it has left its mark on one of ``keys`` or, failing
+        that, on any market stream. A stream it has not picked up yet (a new market:
+        within moments) is waited for when it runs."""
+        if time.monotonic() < self._seen_until.get(worker, 0.0):
             return True
-        found = await streams.groups_many(self.redis, keys)
-        if not any(g.name == streams.DRAIN_GROUP for gs in found.values() for g in gs):
-            others = await self.redis.smembers(streams.MARKETS_SET)
-            more = [streams.market_stream(streams.text(m)) for m in others]
-            found = await streams.groups_many(self.redis, [k for k in more if k not in keys])
-            if not any(g.name == streams.DRAIN_GROUP for gs in found.values() for g in gs):
+        if not await found_in(keys):
+            others = [streams.market_stream(streams.text(m))
+                      for m in await self.redis.smembers(streams.MARKETS_SET)]  # fmt: skip
+            if not await found_in([k for k in others if k not in keys]):
                 return False
-        self._drain_seen_until = time.monotonic() + DRAIN_SEEN_TTL_S
+        self._seen_until[worker] = time.monotonic() + SEEN_TTL_S
         return True
+
+    async def _any_drain_group(self, keys: list[str]) -> bool:
+        found = await streams.groups_many(self.redis, keys)
+        return any(g.name == streams.DRAIN_GROUP for gs in found.values() for g in gs)
+
+    async def _any_settler_position(self, keys: list[str]) -> bool:
+        positions = [streams.settler_position_key(k) for k in keys]
+        return any(await asyncio.gather(*(self.redis.exists(k) for k in positions)))

@@ -32,10 +32,10 @@ async def _caught_up(node: Node, market_id: str | None) -> None:
     """Wait for the drain on ``market_id`` (all markets when None); Redis down: skip."""
     try:
         ids = [market_id] if market_id else await registry.market_ids(node.redis)
-        if not await node.catchup.markets(ids):
-            node.metrics.history_stale.inc()
+        if not await node.catchup.drained(ids):
+            node.metrics.catchup_timeouts.labels("drain").inc()
     except (RedisError, OSError):
-        node.metrics.history_stale.inc()
+        node.metrics.catchup_timeouts.labels("drain").inc()
 
 
 async def order(node: Node, user_id: str, order_id: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class Limits:
     login_window: int = 900  # seconds failed logins are counted for
     request_timeout: float = 10.0  # seconds a request may wait (on Redis...): then 503
     history_wait: float = 1.0  # seconds a history read waits for the drain (api.catchup)
+    settle_wait: float = 1.0  # seconds a balance read or transfer waits for the settler
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Limits:

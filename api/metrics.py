@@ -36,9 +36,10 @@ class Metrics:
         self.ws_rejects = Counter(
             "hftx_ws_rejected", "WebSocket handshakes refused", ["reason"], registry=r
         )
-        self.history_stale = Counter(
-            "hftx_history_stale",
-            "History reads answered before the drain caught up (waited history_wait)",
+        self.catchup_timeouts = Counter(
+            "hftx_catchup_timeouts",
+            "Reads answered before the drain or settler caught up (api.catchup)",
+            ["worker"],
             registry=r,
         )
         self._http: dict[tuple[str, int], tuple[Counter, Histogram]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from typing import Any
 
 from client.book import BookStatus, LocalBook
@@ -354,10 +355,8 @@ async def test_transfer_and_withdrawal(exchange: Exchange) -> None:
     replay = await ws.request("transfers.create", body)
     assert replay["status"] == 200 and replay["result"]["replay"] is True
 
-    async def credited() -> bool:
-        return (await balances(exchange, bob)).get("USD", {}).get("total") == "30.00000000"
-
-    await eventually(credited)
+    # the answer comes once the payee is credited: bob sees it at once
+    assert (await balances(exchange, bob))["USD"]["total"] == "30.00000000"
     async with exchange.http("a", alice.token) as http:
         wid = unique("w")
         r = await http.post("/withdrawals", json={"withdrawal_id": wid, "asset": "USD",
@@ -476,3 +475,43 @@ async def test_orders_looked_up_and_canceled_by_client_order_id(exchange: Exchan
         r = await http.delete("/orders/client:k.1")
         assert r.status_code == 200 and r.json()["status"] == "CANCELED"
         assert (await http.get("/orders/client:k.1")).json()["status"] == "CANCELED"
+
+
+async def test_a_transfer_is_in_the_payees_balance_when_answered(exchange: Exchange) -> None:
+    """The settler credits the payee (~10 ms after the debit); the answer waits for it."""
+    alice, bob = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, alice, {"USD": "100"})
+    async with exchange.http("b", bob.token) as bob_http:
+        bob_usd = {a["asset"]: a["address"] for a in (await bob_http.get("/addresses")).json()}
+        async with exchange.http("a", alice.token) as alice_http:
+            for i in range(1, 6):
+                body = {"transfer_id": unique("t"), "asset": "USD", "amount": "1",
+                        "to_address": bob_usd["USD"]}  # fmt: skip
+                assert (await alice_http.post("/transfers", json=body)).status_code == 200
+                got = {b["asset"]: b for b in (await bob_http.get("/balances")).json()}
+                assert got["USD"]["total"] == f"{i}.00000000"
+
+
+async def test_balances_read_after_an_order_answer_include_its_fills(exchange: Exchange) -> None:
+    """A fill moves balances in the settler, after the order is answered; a balance
+    read waits for it (api.catchup). Here the settler is paused while the taker's
+    order fills: the taker's read waits, and shows the fill once the settler runs."""
+    market, base, seller, buyer = await seller_and_buyer(exchange)
+    ws = await Ws.connect(exchange.ws_url("b"), buyer.token)
+    async with exchange.http("a", seller.token) as http:
+        maker = await http.post("/orders", json=limit(market, "sell", "0.1", "20"))
+        assert maker.status_code == 200, maker.text
+    settler = exchange.procs["settler"]
+    settler.send_signal(signal.SIGSTOP)
+    try:
+        taker = await ws.request(
+            "order.place", limit(market, "buy", "0.1", "20", time_in_force="IOC")
+        )
+        assert taker["result"]["status"] == "FILLED", taker
+        read = asyncio.create_task(ws.request("balances.get"))
+        await asyncio.sleep(0.3)
+        assert not read.done()  # waiting for the settler
+    finally:
+        settler.send_signal(signal.SIGCONT)
+    got = {b["asset"]: b for b in (await read)["result"]}
+    assert got[base]["total"] == "0.09980000"  # 0.1 less the 20 bps taker fee

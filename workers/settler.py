@@ -47,6 +47,7 @@ from engine.settlement import (
 )
 from engine.types import Balance, EngineError
 from workers import REDIS_DOWN
+from workers.streams import SETTLER_POSITION
 
 log = logging.getLogger("hftx.settler")
 
@@ -211,7 +212,7 @@ class Settler:
             for channel, message in s.pushes:
                 pipe.publish(channel, message)
         if s.pos is not None and s.pos != s.saved:
-            pipe.set(s.tag + ":stl", s.pos)
+            pipe.set(s.tag + SETTLER_POSITION, s.pos)
 
     async def _sent(self, s: _Stream, pushes: list[tuple[str, bytes]], pos: str | None) -> None:
         """Record that ``pushes`` and ``pos`` reached Redis."""
@@ -240,7 +241,7 @@ class Settler:
         """Up to ``batch`` entries after ``s.pos``, in one round trip with the pending
         pushes and position of the stream (sent before the read blocks)."""
         if s.pos is None:
-            s.pos = s.saved = _text(await self._batched.get(s.tag + ":stl") or b"0-0")
+            s.pos = s.saved = _text(await self._batched.get(s.tag + SETTLER_POSITION) or b"0-0")
         pushes, pos = list(s.pushes), s.pos
         if self._cluster:  # a cluster pipeline refuses PUBLISH: flush, then read
             await self.flush([s])

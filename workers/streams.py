@@ -369,6 +369,14 @@ def tag_of(stream: str) -> str:
     return stream[: stream.index("}") + 1]
 
 
+SETTLER_POSITION = ":stl"  # suffix of the settler's read position of a stream
+
+
+def settler_position_key(stream: str) -> str:
+    """``{m:X}:ev`` -> ``{m:X}:stl``: the last entry the settler has applied."""
+    return tag_of(stream) + SETTLER_POSITION
+
+
 async def trim(
     redis: Any,
     stream: str,

@@ -1,4 +1,4 @@
-"""History reads wait for the drain (``api.catchup``): bounded, and only with a drain."""
+"""Reads wait for the drain and the settler (``api.catchup``): bounded, only when deployed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from api.catchup import Catchup
+from engine import accounts
 from workers import streams
 
 MARKETS = ("AAA-USD", "BBB-USD")
@@ -28,7 +29,7 @@ async def read_and_ack(redis: Any, stream: str, ack: bool = True) -> None:
 async def test_without_a_drain_nothing_is_waited_for(redis: Any) -> None:
     await registered(redis, *MARKETS)
     t0 = time.monotonic()
-    assert await Catchup(redis, timeout_s=2.0).markets(list(MARKETS)) is True
+    assert await Catchup(redis, 2.0, 2.0).drained(list(MARKETS)) is True
     assert time.monotonic() - t0 < 1.0
 
 
@@ -36,14 +37,14 @@ async def test_waits_until_the_drain_acknowledged_what_was_there(redis: Any) -> 
     a, b = await registered(redis, *MARKETS)
     for s in (a, b):
         await streams.ensure_group(redis, s, streams.DRAIN_GROUP)
-    catchup = Catchup(redis, timeout_s=0.2)
-    assert await catchup.markets(list(MARKETS)) is False  # nothing delivered yet
+    catchup = Catchup(redis, 0.2, 0.2)
+    assert await catchup.drained(list(MARKETS)) is False  # nothing delivered yet
     await read_and_ack(redis, a)
-    assert await catchup.markets([MARKETS[0]]) is True
+    assert await catchup.drained([MARKETS[0]]) is True
     await read_and_ack(redis, b, ack=False)  # delivered, still pending: not committed
-    assert await catchup.markets(list(MARKETS)) is False
+    assert await catchup.drained(list(MARKETS)) is False
     await redis.xack(b, streams.DRAIN_GROUP, *[i for i, _ in await redis.xrange(b)])
-    assert await catchup.markets(list(MARKETS)) is True
+    assert await catchup.drained(list(MARKETS)) is True
 
 
 async def test_drained_through_a_position_ignores_later_entries(redis: Any) -> None:
@@ -62,14 +63,40 @@ async def test_a_new_stream_is_waited_for_when_a_drain_runs(redis: Any) -> None:
     is waited for, not skipped."""
     a, b = await registered(redis, *MARKETS)
     await streams.ensure_group(redis, a, streams.DRAIN_GROUP)
-    catchup = Catchup(redis, timeout_s=0.2)
-    assert await catchup.markets([MARKETS[1]]) is False
+    catchup = Catchup(redis, 0.2, 0.2)
+    assert await catchup.drained([MARKETS[1]]) is False
     await streams.ensure_group(redis, b, streams.DRAIN_GROUP)
     await read_and_ack(redis, b)
-    assert await catchup.markets([MARKETS[1]]) is True
+    assert await catchup.drained([MARKETS[1]]) is True
 
 
 async def test_a_zero_wait_disables_it(redis: Any) -> None:
     (a,) = await registered(redis, MARKETS[0])
     await streams.ensure_group(redis, a, streams.DRAIN_GROUP)
-    assert await Catchup(redis, timeout_s=0).markets([MARKETS[0]]) is True
+    assert await Catchup(redis, 0, 0).drained([MARKETS[0]]) is True
+
+
+async def test_balance_reads_wait_for_the_settlers_position(redis: Any) -> None:
+    a, b = await registered(redis, *MARKETS)
+    catchup = Catchup(redis, 0.2, 0.2)
+    assert await catchup.settled(list(MARKETS)) is True  # no settler ever ran: no wait
+    last_a = streams.text((await redis.xrevrange(a, count=1))[0][0])
+    await redis.set(streams.settler_position_key(a), last_a)
+    assert await catchup.settled(list(MARKETS)) is False  # b is not applied yet
+    last_b = streams.text((await redis.xrevrange(b, count=1))[0][0])
+    await redis.set(streams.settler_position_key(b), last_b)
+    assert await catchup.settled(list(MARKETS)) is True
+    await redis.xadd(a, {"e": "[]"})
+    assert await catchup.settled(list(MARKETS)) is False
+
+
+async def test_a_transfer_waits_for_the_payees_cursor(redis: Any) -> None:
+    catchup = Catchup(redis, 0.2, 0.2)
+    cursor = accounts.account_keys("bob")[2]
+    source = accounts.account_stream_key("alice")
+    assert await catchup.credited("bob", "alice", "1700000000000-1") is False
+    await redis.hset(cursor, source, "1700000000000-0")
+    assert await catchup.credited("bob", "alice", "1700000000000-1") is False
+    await redis.hset(cursor, source, "1700000000000-1")
+    assert await catchup.credited("bob", "alice", "1700000000000-1") is True
+    assert await Catchup(redis, 0, 0).credited("bob", "alice", "1800000000000-0") is True

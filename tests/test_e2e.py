@@ -515,3 +515,32 @@ async def test_balances_read_after_an_order_answer_include_its_fills(exchange: E
         settler.send_signal(signal.SIGCONT)
     got = {b["asset"]: b for b in (await read)["result"]}
     assert got[base]["total"] == "0.09980000"  # 0.1 less the 20 bps taker fee
+
+
+async def test_a_p2p_release_is_in_the_buyers_balance_when_answered(exchange: Exchange) -> None:
+    """The buyer's credit of a release is the settler's work; the release answer waits
+    for it (api.catchup). The settler is paused across the release to show the wait."""
+    seller, buyer = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, seller, {"USD": "100"})
+    offer = {"side": "sell", "asset": "USD", "fiat": "EUR", "price": "0.9", "amount": "10",
+             "min_amount": "1", "max_amount": "10", "payment_methods": ["SEPA"],
+             "payment_window": 15}  # fmt: skip
+    async with exchange.http("a", seller.token) as sh, exchange.http("b", buyer.token) as bh:
+        made = await sh.post("/p2p/offers", json=offer)
+        assert made.status_code == 200, made.text
+        take = await bh.post(f"/p2p/offers/{made.json()['id']}/take", json={"amount": "4"})
+        assert take.status_code == 200, take.text
+        path = f"/p2p/trades/{take.json()['id']}"
+        assert (await bh.post(path + "/paid", json={})).status_code == 200
+        settler = exchange.procs["settler"]
+        settler.send_signal(signal.SIGSTOP)
+        try:
+            release = asyncio.create_task(sh.post(path + "/release", json={}))
+            await asyncio.sleep(0.3)
+            assert not release.done()  # waiting for the buyer's credit
+        finally:
+            settler.send_signal(signal.SIGCONT)
+        answer = await release
+        assert answer.status_code == 200 and answer.json()["status"] == "RELEASED", answer.text
+        got = {b["asset"]: b for b in (await bh.get("/balances")).json()}
+        assert got["USD"]["total"] == "4.00000000"

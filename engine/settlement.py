@@ -131,6 +131,21 @@ def ops_for_entry(
     def add(user: str, op: SettleOp) -> None:
         out.setdefault(user, []).append(op)
 
+    # limit buys accepted in this entry: user, price, amount, filled as taker, last ts.
+    # One that matched at better prices and is not done here (it rests) keeps only the
+    # hold of its remainder at its limit price: the price improvement is released now,
+    # not when the order ends (``locked`` = remaining x price, as Binance shows it).
+    improved: dict[str, list[Any]] = {}
+    for ev in events:
+        kind = ev.get("e")
+        ts = int(ev.get("ts", 0))
+        if kind == "accepted" and ev.get("side") == "buy" and ev.get("type") == "limit":
+            improved[ev["id"]] = [ev["u"], int(ev["price"]), int(ev["amount"]), 0, ts]
+        elif kind == "trade" and ev["taker"] in improved:
+            improved[ev["taker"]][3] += int(ev["size"])
+            improved[ev["taker"]][4] = ts
+        elif kind == "done":
+            improved.pop(ev["id"], None)
     for ev in events:
         kind = ev.get("e")
         ts = int(ev.get("ts", 0))
@@ -156,6 +171,9 @@ def ops_for_entry(
             add(ev["u"], ReduceOp(pos, ts, ev["id"], keep))
         # accepted / level / market / reduced without order state: nothing to move
         # (a reduced hold is then released in full by the order's "done").
+    for oid, (user, price, amount, filled, ts) in improved.items():
+        if filled > 0:
+            add(user, ReduceOp(pos, ts, oid, m.notional(price, amount - filled)))
     return out
 
 

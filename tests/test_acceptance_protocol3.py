@@ -468,3 +468,125 @@ async def test_a_random_burst_conserves_every_asset_and_the_views_agree(
     top_bid, top_ask = (snap["bids"] or [[None, None]])[0], (snap["asks"] or [[None, None]])[0]
     assert [ticker["best_bid"], ticker["best_bid_size"]] == top_bid
     assert [ticker["best_ask"], ticker["best_ask_size"]] == top_ask
+
+
+async def test_a_partly_filled_maker_and_the_market_views_right_after_the_trade(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    market, (maker, taker) = await setup(live, 2, "10", "1000")
+    base = market.split("-")[0]
+    watch = await connect(live, sockets, maker, "b")
+    for channel in ("orders", "balances"):
+        assert (await watch.request("subscribe", {"channel": channel}))["status"] == 200
+    mws, tws = await connect(live, sockets, maker), await connect(live, sockets, taker, "b")
+    bid = await place(mws, limit(market, "buy", "3", "20.5"))
+    sell = await place(tws, limit(market, "sell", "1.2", "20"))
+    assert (sell["status"], D(sell["cost"]), sell["average"]) == ("FILLED", D("24.6"), "20.50")
+    trade_id = sell["fills"][0]["trade_id"]
+    for node in ("a", "b"):
+        live_bid = await get_json(live, maker, f"/orders/{bid['id']}", node)
+        assert (live_bid["status"], live_bid["filled"], live_bid["remaining"]) == (
+            "PARTIALLY_FILLED", "1.200", "1.800")  # fmt: skip
+        [every] = await get_json(live, maker, "/orders", node, status="all", market=market)
+        assert (every["id"], every["status"], every["filled"]) == (
+            bid["id"], "PARTIALLY_FILLED", "1.200")  # fmt: skip
+    [opened] = (await mws.request("orders.open"))["result"]
+    assert (opened["filled"], D(opened["cost"])) == ("1.200", D("24.6"))
+    mfee = fee("1.2", "20.5", MAKER_BPS, "base")
+    await both_bal(live, maker, mws, {base: (D("11.2") - mfee, 0), "USD": ("938.5", "36.9")})
+    async with live.http("b") as http:
+        ticker = (await http.get(f"/markets/{market}/ticker")).json()
+        trades = (await http.get(f"/markets/{market}/trades")).json()
+        book = (await http.get(f"/markets/{market}/book")).json()
+        candles = (await http.get(f"/markets/{market}/candles", params={"interval": "1m"})).json()
+    assert (ticker["last"], ticker["last_trade_id"], D(ticker["volume_24h"])) == (
+        "20.50", trade_id, D("1.2"))  # fmt: skip
+    assert (ticker["best_bid"], ticker["best_bid_size"], ticker["best_ask"]) == (
+        "20.50", "1.800", None)  # fmt: skip
+    assert [(t["trade_id"], t["price"], t["size"], t["taker_side"]) for t in trades] == [
+        (trade_id, "20.50", "1.200", "sell")]  # fmt: skip
+    assert (book["bids"], book["asks"]) == ([["20.50", "1.800"]], [])
+    assert [(D(c["volume"]), D(c["quote_volume"]), c["trades"]) for c in candles] == [
+        (D("1.2"), D("24.6"), 1)]  # fmt: skip
+    report = await watch.wait_push(lambda m: m.get("exec_type") == "TRADE")
+    assert (report["order"]["status"], report["order"]["remaining"], report["liquidity"]) == (
+        "PARTIALLY_FILLED", "1.800", "maker")  # fmt: skip
+    assert (D(report["fee"]), report["fee_asset"]) == (mfee, base)
+    # the last balances push of each asset is the state read now
+    await watch.wait_push(lambda m: m.get("asset") == base and D(m["total"]) == D("11.2") - mfee)
+    await asyncio.sleep(0.3)  # let any stray, older push arrive: none may follow
+    last = {m["asset"]: m for m in watch.pushes if m.get("channel") == "balances"}
+    now = await ws_bal(mws)
+    assert {a: (D(m["free"]), D(m["locked"]), D(m["total"])) for a, m in last.items()} == {
+        a: now[a] for a in last}  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="api/service.py caches the asset list 5 s per node")
+async def test_a_new_asset_is_listed_on_every_node_at_once(live: Exchange) -> None:
+    """An asset created through node a: GET /assets and GET /balances ("one row per
+    listed asset, zeros included") on node b list it at once."""
+    user = await new_user(live)
+    async with live.http("b") as http:  # node b has its asset list in hand
+        assert (await http.get("/assets")).status_code == 200
+    assert await http_bal(live, user, "b")
+    market = await new_market(live)  # through node a
+    base = market.split("-")[0]
+    async with live.http("b") as http:
+        assert (await http.get(f"/markets/{market}")).status_code == 200
+        assert base in {a["symbol"] for a in (await http.get("/assets")).json()}
+    assert base in await http_bal(live, user, "b")
+
+
+async def test_leftovers_of_market_orders_and_partial_cancels_return_at_once(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    market, (maker, taker) = await setup(live, 2, "10", "1000")
+    base = market.split("-")[0]
+    mws, tws = await connect(live, sockets, maker, "b"), await connect(live, sockets, taker)
+    await place(mws, limit(market, "sell", "5", "3"))
+    # a quote budget of 10 buys 3.333 at 3 (cost 9.999): the 0.001 left is free again
+    q = await place(tws, {"market": market, "side": "buy", "type": "market", "quote_amount": "10"})
+    assert (q["status"], q["filled"], D(q["cost"])) == ("FILLED", "3.333", D("9.999"))
+    tfee = fee("3.333", "3", TAKER_BPS, "base")
+    await both_bal(live, taker, tws, {base: (D("13.333") - tfee, 0), "USD": ("990.001", "0")})
+    # by amount, more than the book holds: the rest expires, the 5 % hold is released
+    m = await place(tws, {"market": market, "side": "buy", "type": "market", "amount": "4"})
+    assert (m["status"], m["filled"], D(m["cost"])) == ("EXPIRED", "1.667", D("5.001"))
+    tfee += fee("1.667", "3", TAKER_BPS, "base")
+    await both_bal(live, taker, tws, {base: (D(15) - tfee, 0), "USD": ("985", "0")})
+    mfee = fee("3.333", "3", MAKER_BPS, "quote") + fee("1.667", "3", MAKER_BPS, "quote")
+    await both_bal(live, maker, mws, {base: ("5", "0"), "USD": (D(1015) - mfee, 0)})
+    # a partly filled sell canceled: the unfilled base returns, filled stays filled
+    ask = await place(mws, limit(market, "sell", "2", "4"))
+    await place(tws, limit(market, "buy", "0.5", "4"))
+    gone = await mws.request("order.cancel", {"order_id": ask["id"]})
+    assert (gone["result"]["status"], gone["result"]["filled"], gone["result"]["remaining"]) == (
+        "CANCELED", "0.500", "0.000")  # fmt: skip
+    mfee += fee("0.5", "4", MAKER_BPS, "quote")
+    await both_bal(live, maker, mws, {base: ("4.5", "0"), "USD": (D(1017) - mfee, 0)})
+    closed = await get_json(live, maker, "/orders", status="closed", market=market)
+    assert [(o["status"], o["filled"], D(o["cost"])) for o in closed if o["id"] == ask["id"]] == [
+        ("CANCELED", "0.500", 2)]  # fmt: skip
+    assert [o["status"] for o in closed] == ["CANCELED", "FILLED"]  # newest first
+
+
+@pytest.mark.xfail(strict=True, reason="trades of a continued match carry no taker price")
+async def test_a_buy_over_more_than_200_makers_then_resting_holds_only_its_rest(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    """The engine matches at most 200 fills per call and continues in another; the
+    improvement of the fills after the 200th is held until the order ends."""
+    market, (maker, taker) = await setup(live, 2, "10", "1000")
+    base = market.split("-")[0]
+    mws, tws = await connect(live, sockets, maker), await connect(live, sockets, taker)
+    for _ in range(205):
+        await place(mws, limit(market, "sell", "0.001", "10"))
+    buy = await place(tws, limit(market, "buy", "1.205", "11"))
+    assert (buy["status"], buy["filled"], D(buy["cost"])) == (
+        "PARTIALLY_FILLED",
+        "0.205",
+        D("2.05"),
+    )
+    assert len(buy["fills"]) == 205
+    tfee = 205 * fee("0.001", "10", TAKER_BPS, "base")
+    await both_bal(live, taker, tws, {base: (D("10.205") - tfee, 0), "USD": ("986.95", "11")})

@@ -434,6 +434,8 @@ async def test_a_random_burst_conserves_every_asset_and_the_views_agree(
         fills = await get_json(live, user, "/fills", market=market, limit=1000)
         answered = {f["trade_id"] for r in results[socks.index(ws)] for f in r["fills"]}
         assert answered <= {f["trade_id"] for f in fills}
+        assert [(f["ts"], f["trade_id"]) for f in fills] == sorted(
+            ((f["ts"], f["trade_id"]) for f in fills), reverse=True)  # fmt: skip
         for f in fills:
             fees[f["fee_asset"]] += D(f["fee"])
             trade_ids.add(f["trade_id"])
@@ -458,6 +460,10 @@ async def test_a_random_burst_conserves_every_asset_and_the_views_agree(
         snap = r.json()
         trades = (await http.get(f"/markets/{market}/trades", params={"limit": 1000})).json()
         ticker = (await http.get(f"/markets/{market}/ticker")).json()
+        candles = (await http.get(f"/markets/{market}/candles", params={"interval": "1h"})).json()
+    volume = sum((D(t["size"]) for t in trades), D(0))
+    assert D(ticker["volume_24h"]) == volume == sum((D(c["volume"]) for c in candles), D(0))
+    assert sum(c["trades"] for c in candles) == len(trades)
     for side, key in (("buy", "bids"), ("sell", "asks")):
         want = sorted(((p, s) for p, s in book[side].items()), reverse=side == "buy")
         assert [(D(p), D(s)) for p, s in snap[key]] == want

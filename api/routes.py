@@ -78,7 +78,8 @@ async def server_time(call: Call) -> Any:
 
 async def assets(call: Call) -> Any:
     call.query()
-    return [{"symbol": s, "scale": n} for s, n in sorted((await service.scales(call.node)).items())]
+    listed = await service.listed_assets(call.node)
+    return [{"symbol": s, "scale": n} for s, n in sorted(listed.items())]
 
 
 async def markets(call: Call) -> Any:

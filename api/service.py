@@ -8,6 +8,7 @@ PROTOCOL.md wire format.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,20 @@ async def scales(node: Node) -> dict[str, int]:
     value = {a.symbol: a.scale for a in await node.ex.assets()}
     node.cache["scales"] = (value, time.monotonic())
     return value
+
+
+async def listed_assets(node: Node) -> dict[str, int]:
+    """asset -> scale of every listed asset, read now: a listing shows an asset created
+    a moment ago through another node. Refreshes the cache of :func:`scales`."""
+    value = {a.symbol: a.scale for a in await node.ex.assets()}
+    node.cache["scales"] = (value, time.monotonic())
+    return value
+
+
+async def _settled(node: Node) -> None:
+    """Read-your-writes: the fills of an order just answered are applied (api.catchup)."""
+    if not await node.catchup.settled(await registry.market_ids(node.redis)):
+        node.metrics.catchup_timeouts.labels("settler").inc()
 
 
 async def asset_scale(node: Node, asset: str) -> int:
@@ -215,10 +230,7 @@ def balance_to_wire(b: Balance, scale: int) -> dict[str, Any]:
 
 async def balances(node: Node, user_id: str, params: Any = None) -> list[dict[str, Any]]:
     S.parse(S.Empty, params)
-    known = await scales(node)
-    # read-your-writes: the fills of an order just answered are applied (api.catchup)
-    if not await node.catchup.settled(await registry.market_ids(node.redis)):
-        node.metrics.catchup_timeouts.labels("settler").inc()
+    known, _ = await asyncio.gather(listed_assets(node), _settled(node))
     held = {b.asset: b for b in await node.ex.balances(user_id)}
     # every listed asset, zeros included (as Binance's account and Coinbase's accounts)
     return [

@@ -527,7 +527,6 @@ async def test_a_partly_filled_maker_and_the_market_views_right_after_the_trade(
         a: now[a] for a in last}  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="api/service.py caches the asset list 5 s per node")
 async def test_a_new_asset_is_listed_on_every_node_at_once(live: Exchange) -> None:
     """An asset created through node a: GET /assets and GET /balances ("one row per
     listed asset, zeros included") on node b list it at once."""

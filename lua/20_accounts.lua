@@ -1,7 +1,7 @@
 -- hftx function library: the account shard (balances, holds, wallet, settlement).
 --
 -- Keys of one account carry the hash tag {u:<USER>} (docs/internals.md). Every
--- acct_* function except acct_lease / acct_zrem_if takes the same five KEYS:
+-- acct_* function except acct_lease / acct_position / acct_zrem_if takes the same five KEYS:
 --   KEYS[1] {u:U}:bal    hash    <ASSET>:a available, <ASSET>:h held, <ASSET>:e escrow
 --   KEYS[2] {u:U}:holds  hash    order id -> market|asset|amount|ts|cid
 --   KEYS[3] {u:U}:cur    hash    source stream key -> last applied position
@@ -520,6 +520,20 @@ local function acct_balances(keys, argv)
   return redis.call('HGETALL', keys[1])
 end
 
+-- acct_position: move a reader's saved stream position forward, never back (a
+-- settler whose lease lapsed may still write an older one; readers rely on it).
+-- KEYS[1] position key (in the hash tag of the stream it is a position of)
+-- ARGV  position (entry id "ms-seq")
+-- Returns 1 when the key now holds that position, 0 when it held a later one.
+local function acct_position(keys, argv)
+  local p = parse_pos(argv[1])
+  if not p then return fail('INVALID_PARAM', 'bad position') end
+  local cur = parse_pos(redis.call('GET', keys[1]))
+  if cur and pos_after(cur, p) then return 0 end
+  redis.call('SET', keys[1], argv[1])
+  return 1
+end
+
 -- acct_lease: take, renew or give up a lease (one settler instance per stream).
 -- KEYS[1] lease key (in the hash tag of the stream it guards)
 -- ARGV  instance id, ttl_ms ('0' = give up)
@@ -567,4 +581,5 @@ redis.register_function('acct_withdraw_reject', acct_withdraw_reject)
 redis.register_function('acct_transfer_out', acct_transfer_out)
 redis.register_function{function_name = 'acct_balances', callback = acct_balances, flags = {'no-writes'}}
 redis.register_function('acct_lease', acct_lease)
+redis.register_function('acct_position', acct_position)
 redis.register_function('acct_zrem_if', acct_zrem_if)

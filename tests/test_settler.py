@@ -224,3 +224,17 @@ async def test_running_settler_picks_up_a_market_created_after_it_started(redis:
     stop.set()
     await task
     assert await accounts.holds(redis, "bob") == []
+
+
+async def test_a_saved_position_never_moves_back(redis: Any) -> None:
+    """A settler whose lease lapsed may still write the position it had: readers (the
+    web node's read-your-writes wait) rely on it only moving forward."""
+    await setup_assets(redis)  # loads the function library
+    key = "{m:BTC-USD}:stl"
+    assert await redis.fcall("acct_position", 1, key, "1700000000000-5") == 1
+    assert await redis.fcall("acct_position", 1, key, "1700000000000-4") == 0
+    assert await redis.get(key) == b"1700000000000-5"
+    assert await redis.fcall("acct_position", 1, key, "1700000000001-0") == 1
+    assert await redis.get(key) == b"1700000000001-0"
+    with pytest.raises(Exception, match="bad position"):
+        await redis.fcall("acct_position", 1, key, "later")

@@ -47,7 +47,7 @@ from engine.settlement import (
 )
 from engine.types import Balance, EngineError
 from workers import REDIS_DOWN
-from workers.streams import SETTLER_POSITION
+from workers.streams import SETTLER_POSITION, market_count
 
 log = logging.getLogger("hftx.settler")
 
@@ -149,7 +149,7 @@ class Settler:
     async def _new_market(self) -> bool:
         """Whether the registry holds a market this settler has not seen (a cheap
         SCARD every ``PROBE_S``: a new market's first fills settle within moments)."""
-        return int(await self._batched.scard(keys.GLOBAL_MARKETS)) != len(self._market_ids)
+        return await market_count(self._batched) != len(self._market_ids)
 
     async def _market(self, market_id: str) -> MarketAssets | None:
         m = self._markets.get(market_id)
@@ -212,7 +212,7 @@ class Settler:
             for channel, message in s.pushes:
                 pipe.publish(channel, message)
         if s.pos is not None and s.pos != s.saved:
-            pipe.set(s.tag + SETTLER_POSITION, s.pos)
+            pipe.fcall("acct_position", 1, s.tag + SETTLER_POSITION, s.pos)  # never back
 
     async def _sent(self, s: _Stream, pushes: list[tuple[str, bytes]], pos: str | None) -> None:
         """Record that ``pushes`` and ``pos`` reached Redis."""

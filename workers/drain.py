@@ -76,7 +76,7 @@ class DrainConfig:
     max_failures: int = 3
     max_deliveries: int = 50
     refresh_s: float = 5.0  # re-read {g}:markets and {g}:accounts
-    probe_s: float = 0.1  # ... or sooner when their sizes changed (a new market or account)
+    probe_s: float = 0.1  # ... or sooner when a market was added (SCARD {g}:markets)
     scan_s: float = 60.0  # SCAN for streams missing from those registries
     maintain_s: float = 1.0
     trim_s: float = 10.0
@@ -170,7 +170,7 @@ class Drain:
         self._retried: set[tuple[str, str]] = set()
         self._next_refresh = 0.0
         self._next_probe = 0.0
-        self._registry_sizes: tuple[int, int] | None = None
+        self._markets_seen = -1
         self._next_scan = 0.0
         self._next_maintain = 0.0
         self._next_trim = 0.0
@@ -205,25 +205,29 @@ class Drain:
     # -- streams ----------------------------------------------------------------
 
     async def refresh(self, force: bool = False) -> None:
-        """Discover streams and create the consumer group on new ones."""
+        """Discover streams and create the consumer group on new ones: every
+        ``refresh_s``, and within ``probe_s`` of a new market (web nodes' history
+        reads wait for the drain on it)."""
         now = time.monotonic()
         if not force and now < self._next_refresh:
             if now < self._next_probe:
                 return
             self._next_probe = now + self.cfg.probe_s
-            if await streams.registry_sizes(self.redis) == self._registry_sizes:
+            if await streams.market_count(self.redis) == self._markets_seen:
                 return
-        self._next_refresh = now + self.cfg.refresh_s
-        self._registry_sizes = await streams.registry_sizes(self.redis)
+        markets = await streams.market_count(self.redis)
         scan = force or now >= self._next_scan
-        if scan:
-            self._next_scan = now + self.cfg.scan_s
         found = await streams.discover(self.redis, scan=scan)
         for s in found:
             if s not in self._known:
                 await streams.ensure_group(self.redis, s, self.cfg.group)
                 self._known.add(s)
         self.streams = sorted(self._known)
+        # only once all of it worked: after a Redis error the next call tries again
+        self._markets_seen = markets
+        self._next_refresh = now + self.cfg.refresh_s
+        if scan:
+            self._next_scan = now + self.cfg.scan_s
 
     async def read(self, block: bool = True) -> list[Entry]:
         """New entries of our streams (waiting up to ``block_ms`` if ``block``)."""

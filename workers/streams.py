@@ -87,13 +87,9 @@ async def discover(redis: Any, *, scan: bool = False) -> list[str]:
     return sorted(streams)
 
 
-async def registry_sizes(redis: Any) -> tuple[int, int]:
-    """How many markets and accounts are registered: a change means new streams."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.scard(MARKETS_SET)
-    pipe.scard(ACCOUNTS_SET)
-    markets, accounts = await pipe.execute()
-    return int(markets), int(accounts)
+async def market_count(redis: Any) -> int:
+    """How many markets are registered: a change means a new market stream."""
+    return int(await redis.scard(MARKETS_SET))
 
 
 async def ensure_group(redis: Any, stream: str, group: str, start: str = "0") -> bool:

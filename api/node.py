@@ -80,7 +80,12 @@ class Node:
             self.redis = batching(self.redis)
         self.ex = await Exchange.connect(self.redis)
         self.versions = auth.TokenVersions(self.redis, self.users)
-        self.catchup = Catchup(self.redis, self.limits.history_wait, self.limits.settle_wait)
+        self.catchup = Catchup(
+            self.redis,
+            self.limits.history_wait,
+            self.limits.settle_wait,
+            self.metrics.catchup_timeouts,
+        )
         self.login_throttle = LoginThrottle(
             self.redis,
             self.limits.login_failures_per_email,

@@ -403,6 +403,13 @@ async def transfer(
     return TransferResult(owner.user, _text(reply[0]) == "replay", _text(reply[1]))
 
 
+async def transfer_entry(redis: Any, payer: str, transfer_id: str) -> str | None:
+    """The payer's stream entry the payee of a transfer is credited from (P2P releases
+    are transfers ``p2p:<trade id>``), or None if there is no such transfer."""
+    raw = await redis.hget(account_keys(payer)[4], "t:" + transfer_id)
+    return None if raw is None else _text(raw).split("|")[3]
+
+
 async def balances(redis: Any, user: str) -> list[Balance]:
     """The user's balances per asset, sorted by asset."""
     keys = account_keys(user)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import redis.asyncio as aredis
+
 from api.catchup import Catchup
 from engine import accounts
+from ops.processes import free_port
 from workers import streams
 
 MARKETS = ("AAA-USD", "BBB-USD")
@@ -76,24 +79,32 @@ async def test_a_zero_wait_disables_it(redis: Any) -> None:
     assert await Catchup(redis, 0, 0).drained([MARKETS[0]]) is True
 
 
-async def test_balance_reads_wait_for_the_settlers_position(redis: Any) -> None:
+async def test_balance_reads_wait_for_the_settler_on_the_users_markets(redis: Any) -> None:
+    """Only the markets the user has holds in (orders not settled to the end) count."""
     a, b = await registered(redis, *MARKETS)
     catchup = Catchup(redis, 0.2, 0.2)
-    assert await catchup.settled(list(MARKETS)) is True  # no settler ever ran: no wait
+    holds = accounts.account_keys("bob")[1]
+    assert await catchup.settled_for("bob") is True  # no holds: nothing to wait for
+    await redis.hset(holds, "o1", f"{MARKETS[0]}|USD|100|1|")
+    assert await catchup.settled_for("bob") is True  # no settler ever ran: no wait
     last_a = streams.text((await redis.xrevrange(a, count=1))[0][0])
+    await redis.set(streams.settler_position_key(b), "1-0")  # a settler runs (on b)
+    catchup = Catchup(redis, 0.2, 0.2)  # "no settler" is believed for a second
+    assert await catchup.settled_for("bob") is False  # a: not applied
     await redis.set(streams.settler_position_key(a), last_a)
-    assert await catchup.settled(list(MARKETS)) is False  # b is not applied yet
-    last_b = streams.text((await redis.xrevrange(b, count=1))[0][0])
-    await redis.set(streams.settler_position_key(b), last_b)
-    assert await catchup.settled(list(MARKETS)) is True
+    assert await catchup.settled_for("bob") is True  # b lags, but bob has nothing there
+    await redis.hset(holds, "o2", f"{MARKETS[1]}|USD|100|1|")
+    assert await catchup.settled_for("bob") is False
     await redis.xadd(a, {"e": "[]"})
-    assert await catchup.settled(list(MARKETS)) is False
+    await redis.set(streams.settler_position_key(b), "99999999999999-0")
+    assert await catchup.settled_for("bob") is False  # a has a new entry
 
 
 async def test_a_transfer_waits_for_the_payees_cursor(redis: Any) -> None:
     catchup = Catchup(redis, 0.2, 0.2)
     assert await catchup.credited("bob", "alice", "1700000000000-1") is True  # no settler
     await redis.set(streams.settler_position_key(accounts.account_stream_key("alice")), "1-0")
+    catchup = Catchup(redis, 0.2, 0.2)  # "no settler" is believed for a second
     cursor = accounts.account_keys("bob")[2]
     source = accounts.account_stream_key("alice")
     assert await catchup.credited("bob", "alice", "1700000000000-1") is False
@@ -104,11 +115,23 @@ async def test_a_transfer_waits_for_the_payees_cursor(redis: Any) -> None:
     assert await Catchup(redis, 0, 0).credited("bob", "alice", "1800000000000-0") is True
 
 
-async def test_a_release_waits_for_the_payers_outbox(redis: Any) -> None:
-    await redis.set(streams.settler_position_key(accounts.account_stream_key("alice")), "1-0")
-    catchup = Catchup(redis, 0.2, 0.2)
-    assert await catchup.outbox_credited("alice") is True  # nothing in its outbox
-    await redis.zincrby(accounts.OUTBOX_KEY, 1, "alice")
-    assert await catchup.outbox_credited("alice") is False
-    await redis.zrem(accounts.OUTBOX_KEY, "alice")  # the settler credited it all
-    assert await catchup.outbox_credited("alice") is True
+async def test_redis_errors_end_a_wait_and_are_counted() -> None:
+    class Timeouts:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def labels(self, worker: str) -> Any:
+            self.seen.append(worker)
+            return self
+
+        def inc(self) -> None:
+            pass
+
+    timeouts = Timeouts()
+    down = aredis.Redis(host="127.0.0.1", port=free_port())  # nothing listens there
+    catchup = Catchup(down, 0.2, 0.2, timeouts)
+    assert await catchup.credited("bob", "alice", "1-0") is False
+    assert await catchup.settled_for("bob") is False
+    assert await catchup.drained(["AAA-USD"]) is False
+    assert timeouts.seen == ["settler", "settler", "drain"]
+    await down.aclose()

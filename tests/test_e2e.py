@@ -544,3 +544,26 @@ async def test_a_p2p_release_is_in_the_buyers_balance_when_answered(exchange: Ex
         assert answer.status_code == 200 and answer.json()["status"] == "RELEASED", answer.text
         got = {b["asset"]: b for b in (await bh.get("/balances")).json()}
         assert got["USD"]["total"] == "4.00000000"
+
+
+async def test_history_reads_wait_for_the_drain(exchange: Exchange) -> None:
+    """Closed orders and fills come from PostgreSQL, which the drain fills after the
+    engine answered; with the drain paused, the reads wait for it (api.catchup)."""
+    market, _base, seller, buyer = await seller_and_buyer(exchange)
+    async with exchange.http("a", seller.token) as http:
+        maker = await http.post("/orders", json=limit(market, "sell", "1", "20"))
+        assert maker.status_code == 200, maker.text
+    drain = exchange.procs["drain"]
+    async with exchange.http("b", buyer.token) as http:
+        drain.send_signal(signal.SIGSTOP)
+        try:
+            taker = (await http.post("/orders", json=limit(market, "buy", "1", "20"))).json()
+            assert taker["status"] == "FILLED"
+            closed = asyncio.create_task(http.get("/orders", params={"status": "closed"}))
+            fills = asyncio.create_task(http.get("/fills", params={"market": market}))
+            await asyncio.sleep(0.3)
+            assert not closed.done() and not fills.done()  # waiting for the drain
+        finally:
+            drain.send_signal(signal.SIGCONT)
+        assert [o["id"] for o in (await closed).json()] == [taker["id"]]
+        assert [f["order_id"] for f in (await fills).json()] == [taker["id"]]

@@ -184,6 +184,9 @@ def exchange_env(redis_url: str, database_url: str, data_dir: Path) -> dict[str,
         "HFTX_SIGNUP_RATE": "1000",
         "HFTX_SIGNUP_BURST": "1000",
         "HFTX_DEMO": "0",
+        # read-your-writes waits: generous on a loaded test machine (tests pause workers)
+        "HFTX_SETTLE_WAIT": "5",
+        "HFTX_HISTORY_WAIT": "5",
         "PYTHONUNBUFFERED": "1",
     }
 

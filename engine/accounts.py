@@ -25,6 +25,7 @@ ACCOUNTS_KEY = "{g}:accounts"  # set of users with an account stream (read by th
 WITHDRAWALS_KEY = "{g}:wd"  # withdrawal id -> user (so admins can act by id)
 HOLDERS_KEY = "{g}:holders"  # zset: users that may have holds (bumped before each hold)
 OUTBOX_KEY = "{g}:outbox"  # zset: users that may have uncredited transfers (bumped before)
+OUTBOX_WAKE_KEY = "{g}:outbox:wake"  # list of at most one token: wakes the settler at once
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,36}$")
@@ -397,7 +398,8 @@ async def transfer(
     pipe.sadd(ACCOUNTS_KEY, owner.user)
     pipe.fcall("acct_transfer_out", len(keys), *keys, transfer_id, asset, amount, owner.user,
                now or now_ms())  # fmt: skip
-    *_, reply = await pipe.execute(raise_on_error=False)
+    wake_outboxes(pipe)
+    _, _, reply, *_ = await pipe.execute(raise_on_error=False)
     if isinstance(reply, ResponseError):
         raise engine_error(reply)
     return TransferResult(owner.user, _text(reply[0]) == "replay", _text(reply[1]))
@@ -408,6 +410,13 @@ async def transfer_entry(redis: Any, payer: str, transfer_id: str) -> str | None
     are transfers ``p2p:<trade id>``), or None if there is no such transfer."""
     raw = await redis.hget(account_keys(payer)[4], "t:" + transfer_id)
     return None if raw is None else _text(raw).split("|")[3]
+
+
+def wake_outboxes(pipe: Any) -> None:
+    """Add to ``pipe`` the wake-up of the settler's outbox loop (after the transfer:
+    woken, it finds the entry; a lost wake-up only costs its 10 ms poll)."""
+    pipe.lpush(OUTBOX_WAKE_KEY, 1)
+    pipe.ltrim(OUTBOX_WAKE_KEY, 0, 0)
 
 
 async def balances(redis: Any, user: str) -> list[Balance]:

@@ -451,10 +451,14 @@ class P2P:
             pipe.sadd(accounts.ACCOUNTS_KEY, buyer)
         if action == "dispute":
             pipe.zadd(DISPUTES, {f"{seller}|{trade_id}": now})
+        at = len(pipe)
         pipe.fcall("p2p_act", len(keys), *keys, action, actor, role, now, _rid(request_id),
                    reason)  # fmt: skip
         pipe.hgetall(keys[0])  # the seller's balances after the call (for the push)
-        *_, reply, bal = await pipe.execute(raise_on_error=False)
+        if action in ("release", "resolve_release"):
+            accounts.wake_outboxes(pipe)
+        replies = await pipe.execute(raise_on_error=False)
+        reply, bal = replies[at], replies[at + 1]
         kind, flat = _raise(reply)
         trade = trade_from(flat)
         if _text(kind) != "not_due":

@@ -238,3 +238,24 @@ async def test_a_saved_position_never_moves_back(redis: Any) -> None:
     assert await redis.get(key) == b"1700000000001-0"
     with pytest.raises(Exception, match="bad position"):
         await redis.fcall("acct_position", 1, key, "later")
+
+
+async def test_a_transfer_wakes_the_running_settler(redis: Any) -> None:
+    """The outbox loop sleeps on a wake-up list: a transfer pushes a token, so the payee
+    is credited at once, not at the next poll (here 3 s away)."""
+    await setup_assets(redis)
+    await fund(redis, "alice", "USD", 10 * COIN)
+    bob = await addresses.deposit_address(redis, "bob", "USD")
+    s = Settler(redis, outbox_idle_s=3.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(s.run(stop))
+    await asyncio.sleep(0.3)  # idle, blocked on the wake-up list
+    await accounts.transfer(redis, "alice", "t1", "USD", COIN, bob)
+    for _ in range(100):
+        if (await accounts.balance(redis, "bob", "USD")).available == COIN:
+            break
+        await asyncio.sleep(0.01)
+    credited = await accounts.balance(redis, "bob", "USD")
+    stop.set()
+    await task
+    assert credited == Balance("USD", COIN, 0, 0)

@@ -118,8 +118,10 @@ class Settler:
         lease_ms: int = 5000,
         refresh_s: float = 2.0,
         publish: bool = True,
+        outbox_idle_s: float = 0.01,
     ) -> None:
         self.redis = redis
+        self.outbox_idle_s = outbox_idle_s  # longest wait between outbox polls
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.batch = batch
         self.lease_ms = lease_ms
@@ -415,8 +417,8 @@ class Settler:
         while not stop.is_set():
             try:
                 stats = await self.outboxes_once()
-                if stats.entries == 0:
-                    await asyncio.sleep(0.01)
+                if stats.entries == 0:  # a transfer's wake-up token, else the next poll
+                    await self.redis.blpop([accounts.OUTBOX_WAKE_KEY], self.outbox_idle_s)
             except REDIS_DOWN as exc:
                 log.warning("outboxes: redis unavailable (%r), retrying", exc)
                 await asyncio.sleep(0.5)

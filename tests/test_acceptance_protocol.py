@@ -32,6 +32,7 @@ from tests.test_e2e_support import (
     acceptance_target,
     eventually,
     fund,
+    limit,
     new_market,
     new_user,
     unique,
@@ -113,17 +114,6 @@ def target(request: pytest.FixtureRequest) -> Exchange:
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def limit(market: str, side: str, amount: Any, price: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "market": market,
-        "side": side,
-        "type": "limit",
-        "amount": amount,
-        "price": price,
-        **extra,
-    }
 
 
 def checksum(asks: list[list[str]], bids: list[list[str]]) -> int:

@@ -25,7 +25,7 @@ import orjson
 import pytest
 import websockets
 
-from tests.test_e2e_support import Exchange, acceptance_target, fund, new_market, new_user
+from tests.test_e2e_support import Exchange, acceptance_target, fund, limit, new_market, new_user
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -112,11 +112,6 @@ async def connect(live: Exchange, sockets: list[Raw], token: str | None) -> Raw:
     raw = await Raw.open(live.ws_url(), token)
     sockets.append(raw)
     return raw
-
-
-def limit(market: str, side: str, amount: str, price: str, **extra: Any) -> Msg:
-    return {"market": market, "side": side, "type": "limit", "amount": amount, "price": price,
-            **extra}  # fmt: skip
 
 
 async def placed(raw: Raw, params: Msg) -> Msg:

@@ -22,7 +22,16 @@ from typing import Any
 
 import pytest
 
-from tests.test_e2e_support import Exchange, User, Ws, acceptance_target, fund, new_market, new_user
+from tests.test_e2e_support import (
+    Exchange,
+    User,
+    Ws,
+    acceptance_target,
+    fund,
+    limit,
+    new_market,
+    new_user,
+)
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -55,11 +64,6 @@ def fee(size: str | D, price: str | D, bps: int, receives: str) -> D:
     """PROTOCOL.md's fee: bps of what the side receives, rounded up to the unit."""
     received = D(size) if receives == "base" else D(size) * D(price)
     return (received * bps / 10000).quantize(UNIT, rounding=ROUND_CEILING)
-
-
-def limit(market: str, side: str, amount: str, price: str, **extra: Any) -> Msg:
-    return {"market": market, "side": side, "type": "limit", "amount": amount, "price": price,
-            **extra}  # fmt: skip
 
 
 async def place(ws: Ws, params: Msg) -> Msg:

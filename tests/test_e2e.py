@@ -15,17 +15,13 @@ from tests.test_e2e_support import (
     balances,
     eventually,
     fund,
+    limit,
     new_market,
     new_user,
     unique,
 )
 
 pytest_plugins = ["tests.test_e2e_support"]
-
-
-def limit(market: str, side: str, amount: str, price: str, **extra: Any) -> dict[str, Any]:
-    return {"market": market, "side": side, "type": "limit", "amount": amount, "price": price,
-            **extra}  # fmt: skip
 
 
 async def seller_and_buyer(exchange: Exchange) -> tuple[str, str, Any, Any]:

@@ -232,6 +232,13 @@ class User:
     token: str
 
 
+def limit(market: str, side: str, amount: Any, price: Any, **extra: Any) -> dict[str, Any]:
+    """``order.place`` params of a limit order (amount and price as given: decimal strings,
+    or anything else for bad-input tests)."""
+    return {"market": market, "side": side, "type": "limit", "amount": amount, "price": price,
+            **extra}  # fmt: skip
+
+
 async def new_user(exchange: Exchange, node: str = "a") -> User:
     email = f"{unique('u')}@e2e.hftx.dev"
     async with exchange.http(node) as http:

@@ -165,10 +165,11 @@ def ops_for_entry(
                     add(FEES_USER, FeeOp(pos, ts, tid, op.recv_asset, fee))
         elif kind == "done":
             add(ev["u"], DoneOp(pos, ts, ev["id"]))
-        elif kind == "reduced" and "filled" in ev and "price" in ev:
+        elif kind in ("reduced", "rested") and "filled" in ev and "price" in ev:
             left = int(ev["amount"]) - int(ev["filled"])
             keep = m.notional(int(ev["price"]), left) if ev["side"] == "buy" else left
             add(ev["u"], ReduceOp(pos, ts, ev["id"], keep))
+        # (rested: a buy at rest after a continued match keeps remaining x its price)
         # accepted / level / market / reduced without order state: nothing to move
         # (a reduced hold is then released in full by the order's "done").
     for oid, (user, price, amount, filled, ts) in improved.items():

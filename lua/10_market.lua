@@ -633,7 +633,8 @@ local function mkt_place(keys, argv)
   return order_reply('new', t, events, more, filled_s, cost_s)
 end
 
--- mkt_continue: resume matching of an order that stopped at max_fills.
+-- mkt_continue: resume matching of an order that stopped at max_fills. A buy that comes
+-- to rest ends the call's events with `rested` (id, u, side, price, amount, filled).
 -- KEYS[1] {m:X}:cfg
 -- ARGV  order id, now_ms, max_fills ('' = default)
 -- Returns as mkt_place (kind 'new'; kind 'replay' when nothing was left to do).
@@ -669,6 +670,12 @@ local function mkt_continue(keys, argv)
     more = false
     call('HDEL', P .. 'o:' .. id, 'cont')
     filled_s, cost_s = finish(P, cfg, log, levels, t, now_s)
+    if t.side == 'buy' and (t.status == 'NEW' or t.status == 'PARTIALLY_FILLED') then
+      -- a buy that rests after a continued match: its trades here carry no limit price,
+      -- so this says what it keeps holding (the settler releases the rest)
+      emit(log, '"e":"rested","id":"' .. t.id .. '","u":"' .. t.u .. '","side":"buy","price":' ..
+        t.ps .. ',"amount":' .. t.as .. ',"filled":' .. filled_s)
+    end
   end
   local events = commit_log(log, P)
   return order_reply('new', t, events, more, filled_s, cost_s)

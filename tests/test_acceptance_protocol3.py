@@ -579,7 +579,6 @@ async def test_leftovers_of_market_orders_and_partial_cancels_return_at_once(
     assert [o["status"] for o in closed] == ["CANCELED", "FILLED"]  # newest first
 
 
-@pytest.mark.xfail(strict=True, reason="trades of a continued match carry no taker price")
 async def test_a_buy_over_more_than_200_makers_then_resting_holds_only_its_rest(
     live: Exchange, sockets: list[Ws]
 ) -> None:

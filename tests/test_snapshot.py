@@ -7,7 +7,10 @@ import psycopg
 import pytest
 import redis.asyncio as aredis
 
+from engine import accounts, addresses
 from engine.exchange import Exchange
+from engine.types import OrderRequest
+from engine.units import notional
 from ops.bench.drain import ExchangeLoad
 from snapshots import snapshot as S
 from snapshots.restore import RestoreError, canonical_dump, restore
@@ -93,8 +96,25 @@ async def test_restore_from_snapshot_and_later_events_equals_live(
     info = await S.snapshot_day(redis_real, db_url, tmp_path, now_ms=DAY_MS)
     doc = S.load_file(tmp_path / info.path)
     await load.run(250)
+    # a buy over more than 200 resting asks: matched over several engine calls, the
+    # last one ending with `rested`; replayed the same way
+    m, (seller, buyer) = load.market, ("deep-seller", "deep-buyer")
+    for user, asset in ((seller, m.base), (buyer, m.quote)):
+        address = await addresses.deposit_address(redis_real, user, asset)
+        await load.ex.deposit(f"dep-{user}", address, asset, 10**12)
+    high = 20_000 * m.tick
+    for _ in range(210):
+        await load.ex.place_order(seller, OrderRequest(m.id, "sell", "limit", m.lot, high))
+    deep = await load.ex.place_order(
+        buyer, OrderRequest(m.id, "buy", "limit", 100_000 * m.lot, high + 5 * m.tick)
+    )
+    assert deep.order.status == "PARTIALLY_FILLED" and deep.order.filled >= 210 * m.lot
     await load.settle()
     await drain_all(redis_real, db_url)
+    hold = await accounts.hold_record(redis_real, buyer, deep.order.id)
+    assert hold is not None and hold.amount == notional(
+        m, high + 5 * m.tick, deep.order.amount - deep.order.filled
+    )  # what it saved on every fill is released once it rests
     live = await canonical_dump(redis_real)
     assert live["markets"][load.market.id]["{m:DRN-USD}:bids"]  # a non-trivial book
     assert len(live["accounts"]) >= len(load.users)

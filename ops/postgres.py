@@ -23,7 +23,6 @@ from ops.processes import (
     LOOPBACK,
     START_TIMEOUT,
     EmbeddedError,
-    PortInUse,
     ServerProcess,
     SystemAccount,
     spawn,
@@ -185,25 +184,15 @@ def _initdb(data_dir: Path, account: SystemAccount | None, *, sync: bool) -> Non
 def _postgres_ready(server: ServerProcess, url: str, port: int, timeout: float) -> None:
     import psycopg
 
-    deadline = time.monotonic() + timeout
-    while True:
-        if not server.alive():
-            tail = server.log_tail()
-            if "could not bind" in tail or "Address already in use" in tail:
-                raise PortInUse(f"port {port} is taken")
-            raise EmbeddedError(f"{server.name} exited at start:\n{tail}")
+    def ready() -> bool:
         try:
             with psycopg.connect(url, connect_timeout=2, autocommit=True) as conn:
                 conn.execute("SELECT 1")
-            return
         except psycopg.OperationalError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise EmbeddedError(
-                f"{server.name} not ready after {timeout:.0f}s:\n{server.log_tail()}"
-            )
-        time.sleep(0.01)
+            return False
+        return True
+
+    server.wait_ready(ready, port, timeout, ("could not bind", "Address already in use"))
 
 
 def start_postgres(

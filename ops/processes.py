@@ -12,6 +12,7 @@ import logging
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,28 @@ class ServerProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(
+        self, ready: Callable[[], bool], port: int, timeout: float, bind_errors: tuple[str, ...]
+    ) -> None:
+        """Poll ``ready()`` until it is true. PortInUse when the server exited and its
+        log shows one of ``bind_errors``; EmbeddedError when it exited otherwise, or
+        was not ready within ``timeout`` seconds (it is stopped then)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                tail = self.log_tail()
+                if any(marker in tail for marker in bind_errors):
+                    raise PortInUse(f"port {port} is taken")
+                raise EmbeddedError(f"{self.name} exited at start:\n{tail}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedError(
+                    f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.01)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         if self.proc.poll() is not None:

@@ -22,7 +22,6 @@ from ops.processes import (
     LOOPBACK,
     START_TIMEOUT,
     EmbeddedError,
-    PortInUse,
     ServerProcess,
     free_port,
     spawn,
@@ -58,26 +57,16 @@ class Valkey:
 
 
 def _valkey_ready(server: ServerProcess, host: str, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     client = redis.Redis(host=host, port=port, socket_connect_timeout=1, socket_timeout=2)
+
+    def ready() -> bool:
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            return False
+
     try:
-        while True:
-            if not server.alive():
-                tail = server.log_tail()
-                if "Address already in use" in tail:
-                    raise PortInUse(f"port {port} is taken")
-                raise EmbeddedError(f"{server.name} exited at start:\n{tail}")
-            try:
-                if client.ping():
-                    return
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                pass
-            if time.monotonic() > deadline:
-                server.stop()
-                raise EmbeddedError(
-                    f"{server.name} not ready after {timeout:.0f}s:\n{server.log_tail()}"
-                )
-            time.sleep(0.01)
+        server.wait_ready(ready, port, timeout, ("Address already in use",))
     finally:
         client.close()
 

@@ -25,6 +25,8 @@ from workers.rows import (
     NOTIFICATION_COLUMNS,
     ORDER_COLUMNS,
     ORDER_CREATED,
+    ORDER_IDENTITY,
+    ORDER_STATE,
     P2P_MESSAGE_COLUMNS,
     P2P_OFFER_COLUMNS,
     P2P_TRADE_COLUMNS,
@@ -109,24 +111,12 @@ _TEMP_TABLES = {
 _ORDERS_UPSERT = (
     "INSERT INTO orders AS o ({cols}) SELECT {cols} FROM _d_orders ORDER BY id "
     "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = COALESCE(o.{c}, EXCLUDED.{c})"
-        for c in (
-            "type",
-            "tif",
-            "post_only",
-            "stp",
-            "client_order_id",
-            "price",
-            "quote_amount",
-            "created_ts",
-        )
-    )
+    + ", ".join(f"{c} = COALESCE(o.{c}, EXCLUDED.{c})" for c in ORDER_IDENTITY)
     + ", "
     + ", ".join(
         f"{c} = CASE WHEN EXCLUDED.seq > o.seq THEN COALESCE(EXCLUDED.{c}, o.{c}) "
         f"ELSE COALESCE(o.{c}, EXCLUDED.{c}) END"
-        for c in ("filled", "cost", "status", "reason", "updated_ts")
+        for c in ORDER_STATE
     )
     + ", amount = CASE WHEN EXCLUDED.amount_seq > COALESCE(o.amount_seq, -1) "
     "THEN EXCLUDED.amount ELSE o.amount END"

@@ -93,8 +93,10 @@ ORDER_COLUMNS = (
 )
 OrderRow = list[Any]
 ORDER_CREATED = ORDER_COLUMNS.index("created_ts")  # set iff the batch saw `accepted`
-_SEQ, _AMOUNT, _AMOUNT_SEQ = 4, 13, 14
-_GAPS = (5, 6, 7, 8, 9, 10, 11, 12, 15, 16, 17, 18, 19)  # identity + state columns
+ORDER_IDENTITY = ORDER_COLUMNS[ORDER_COLUMNS.index("type") : ORDER_CREATED + 1]
+ORDER_STATE = ORDER_COLUMNS[ORDER_COLUMNS.index("filled") :]
+_SEQ, _AMOUNT, _AMOUNT_SEQ = (ORDER_COLUMNS.index(c) for c in ("seq", "amount", "amount_seq"))
+_GAPS = tuple(ORDER_COLUMNS.index(c) for c in ORDER_IDENTITY + ORDER_STATE)
 
 
 def merge_order(a: OrderRow, b: OrderRow) -> OrderRow:

@@ -47,9 +47,7 @@ async def scales(node: Node) -> dict[str, int]:
     cached = node.cache.get("scales")
     if cached is not None and time.monotonic() - cached[1] < ASSETS_CACHE_S:
         return cached[0]
-    value = {a.symbol: a.scale for a in await node.ex.assets()}
-    node.cache["scales"] = (value, time.monotonic())
-    return value
+    return await listed_assets(node)
 
 
 async def listed_assets(node: Node) -> dict[str, int]:
@@ -63,8 +61,7 @@ async def listed_assets(node: Node) -> dict[str, int]:
 async def asset_scale(node: Node, asset: str) -> int:
     known = await scales(node)
     if asset not in known:
-        node.cache.pop("scales", None)
-        known = await scales(node)
+        known = await listed_assets(node)
     if asset not in known:
         raise ApiError("INVALID_PARAM", f"unknown asset {asset}")
     return known[asset]
@@ -345,8 +342,7 @@ async def create_market(node: Node, params: Any) -> dict[str, Any]:
     known = await scales(node)
     for symbol in (p.base, p.quote):
         if symbol not in known:
-            node.cache.pop("scales", None)
-            known = await scales(node)
+            known = await listed_assets(node)
             if symbol not in known:
                 raise ApiError("INVALID_PARAM", f"unknown asset {symbol}")
     if p.base == p.quote:

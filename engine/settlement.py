@@ -135,17 +135,8 @@ def ops_for_entry(
     # One that matched at better prices and is not done here (it rests) keeps only the
     # hold of its remainder at its limit price: the price improvement is released now,
     # not when the order ends (``locked`` = remaining x price, as Binance shows it).
+    # After a continued match (more than 200 fills) the engine says so with `rested`.
     improved: dict[str, list[Any]] = {}
-    for ev in events:
-        kind = ev.get("e")
-        ts = int(ev.get("ts", 0))
-        if kind == "accepted" and ev.get("side") == "buy" and ev.get("type") == "limit":
-            improved[ev["id"]] = [ev["u"], int(ev["price"]), int(ev["amount"]), 0, ts]
-        elif kind == "trade" and ev["taker"] in improved:
-            improved[ev["taker"]][3] += int(ev["size"])
-            improved[ev["taker"]][4] = ts
-        elif kind == "done":
-            improved.pop(ev["id"], None)
     for ev in events:
         kind = ev.get("e")
         ts = int(ev.get("ts", 0))
@@ -163,14 +154,21 @@ def ops_for_entry(
                 add(user, op)
                 if fee > 0:
                     add(FEES_USER, FeeOp(pos, ts, tid, op.recv_asset, fee))
+            taker = improved.get(ev["taker"])
+            if taker is not None:
+                taker[3] += size
+                taker[4] = ts
+        elif kind == "accepted":
+            if ev["side"] == "buy" and ev["type"] == "limit":
+                improved[ev["id"]] = [ev["u"], int(ev["price"]), int(ev["amount"]), 0, ts]
         elif kind == "done":
             add(ev["u"], DoneOp(pos, ts, ev["id"]))
+            improved.pop(ev["id"], None)
         elif kind in ("reduced", "rested") and "filled" in ev and "price" in ev:
             left = int(ev["amount"]) - int(ev["filled"])
             keep = m.notional(int(ev["price"]), left) if ev["side"] == "buy" else left
             add(ev["u"], ReduceOp(pos, ts, ev["id"], keep))
-        # (rested: a buy at rest after a continued match keeps remaining x its price)
-        # accepted / level / market / reduced without order state: nothing to move
+        # level / market / reduced without order state: nothing to move
         # (a reduced hold is then released in full by the order's "done").
     for oid, (user, price, amount, filled, ts) in improved.items():
         if filled > 0:

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from fractions import Fraction
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.test_e2e_support import (
     PASSWORD,
     ROOT,
     Exchange,
+    Trader,
     eventually,
     fund,
     new_market,
@@ -34,26 +34,6 @@ from tests.test_e2e_support import (
 )
 
 pytest_plugins = ["tests.test_e2e_support"]
-
-Trader = Callable[..., Awaitable[HftxClient]]
-
-
-@pytest.fixture
-async def trader(exchange: Exchange) -> AsyncIterator[Trader]:
-    """Make logged-in clients of fresh, funded users; all are closed at the end."""
-    made: list[HftxClient] = []
-
-    async def make(funds: dict[str, str], node: str = "a") -> HftxClient:
-        user = await new_user(exchange, node)
-        await fund(exchange, user, funds)
-        client = HftxClient(exchange.url(node))
-        made.append(client)
-        await client.login(user.email, PASSWORD)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def book_levels(client: HftxClient, market: str) -> tuple[list[Any], list[Any]]:
@@ -81,8 +61,8 @@ async def test_market_maker_quotes_requotes_and_respects_inventory(
     caplog.set_level(logging.INFO)
     market = await new_market(exchange)
     base = market.split("-")[0]
-    mm = await trader({base: "10", "USD": "10000"})
-    taker = await trader({"USD": "10000"}, node="b")
+    mm = await trader("a", {base: "10", "USD": "10000"})
+    taker = await trader("b", {"USD": "10000"})
     stop = asyncio.Event()
     params = QuoteParams(levels=2, spread_bps=10, step_bps=10, size="0.100",
                          max_inventory="0.25", requote_bps=1)  # fmt: skip
@@ -133,7 +113,7 @@ async def test_market_maker_counts_fills_it_missed_while_disconnected(
     base = market.split("-")[0]
     user = await new_user(exchange)
     await fund(exchange, user, {base: "10", "USD": "10000"})
-    taker = await trader({"USD": "10000"}, node="b")
+    taker = await trader("b", {"USD": "10000"})
     port = int(exchange.url("a").rsplit(":", 1)[1])
     stop = asyncio.Event()
     params = QuoteParams(levels=1, spread_bps=10, size="0.100", max_inventory="0.15")
@@ -176,8 +156,8 @@ async def test_market_maker_quotes_around_the_book_mid(exchange: Exchange, trade
     """Without a fixed reference the bot quotes inside the spread of the live book."""
     market = await new_market(exchange)
     base = market.split("-")[0]
-    other = await trader({base: "1", "USD": "1000"})
-    mm = await trader({base: "1", "USD": "1000"}, node="b")
+    other = await trader("a", {base: "1", "USD": "1000"})
+    mm = await trader("b", {base: "1", "USD": "1000"})
     await other.create_order(market, "buy", "limit", "0.5", "98")
     await other.create_order(market, "sell", "limit", "0.5", "102")
     stop = asyncio.Event()
@@ -203,7 +183,7 @@ async def test_random_trader_trades_against_the_market_maker(
     market = await new_market(exchange)
     base = market.split("-")[0]
     funds = {base: "100", "USD": "100000"}
-    mm, rt = await trader(funds), await trader(funds, node="b")
+    mm, rt = await trader("a", funds), await trader("b", funds)
     stop = asyncio.Event()
     params = QuoteParams(levels=3, spread_bps=5, step_bps=5, size="0.050", max_inventory="5")
     maker = asyncio.create_task(

@@ -8,19 +8,20 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from client import HftxClient, HftxError
-from client.backoff import Backoff
 from client.subscriptions import BookSubscription
 from ops.processes import free_port
 from tests.test_e2e_support import (
+    FAST,
     PASSWORD,
     Exchange,
+    Trader,
     _spawn,
     eventually,
     fund,
@@ -30,28 +31,6 @@ from tests.test_e2e_support import (
 )
 
 pytest_plugins = ["tests.test_e2e_support"]
-
-Trader = Callable[..., Awaitable[HftxClient]]
-FAST = Backoff(base=0.05, factor=2.0, cap=0.5)
-
-
-@pytest.fixture
-async def trader(exchange: Exchange) -> AsyncIterator[Trader]:
-    """Make logged-in clients of fresh, funded users; all are closed at the end."""
-    made: list[HftxClient] = []
-
-    async def make(node: str = "a", funds: dict[str, str] | None = None) -> HftxClient:
-        user = await new_user(exchange, node)
-        if funds:
-            await fund(exchange, user, funds)
-        client = HftxClient(exchange.url(node), backoff=FAST, timeout=10)
-        made.append(client)
-        await client.login(user.email, PASSWORD)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def test_http_orders_lifecycle(exchange: Exchange, trader: Trader) -> None:

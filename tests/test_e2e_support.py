@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ import psycopg
 import pytest
 import websockets
 
+from client.backoff import Backoff
+from client.exchange import HftxClient
 from ops.processes import free_port
 from tests import servers
 
@@ -237,6 +239,29 @@ def limit(market: str, side: str, amount: Any, price: Any, **extra: Any) -> dict
     or anything else for bad-input tests)."""
     return {"market": market, "side": side, "type": "limit", "amount": amount, "price": price,
             **extra}  # fmt: skip
+
+
+Trader = Callable[..., Awaitable[HftxClient]]
+FAST = Backoff(base=0.05, factor=2.0, cap=0.5)  # client reconnects, quick in tests
+
+
+@pytest.fixture
+async def trader(exchange: Exchange) -> AsyncIterator[Trader]:
+    """Make logged-in clients of fresh, funded users; all are closed at the end."""
+    made: list[HftxClient] = []
+
+    async def make(node: str = "a", funds: dict[str, str] | None = None) -> HftxClient:
+        user = await new_user(exchange, node)
+        if funds:
+            await fund(exchange, user, funds)
+        client = HftxClient(exchange.url(node), backoff=FAST, timeout=10)
+        made.append(client)
+        await client.login(user.email, PASSWORD)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
 
 
 async def new_user(exchange: Exchange, node: str = "a") -> User:

@@ -240,6 +240,24 @@ async def test_a_saved_position_never_moves_back(redis: Any) -> None:
         await redis.fcall("acct_position", 1, key, "later")
 
 
+async def test_a_lapsed_settler_does_not_write_its_older_position_back(
+    redis: Any, mkt: SyntheticMarket
+) -> None:
+    ask = await mkt.hold("bob", "sell", PRICE, COIN)
+    assert ask
+    await mkt.rest(ask)
+    s = Settler(redis, instance="a")
+    await s.drain()  # its position is the entry of the rest, saved
+    key = keys.market_prefix("BTC-USD") + "stl"
+    mine = (await redis.get(key)).decode()
+    await redis.set(key, "99999999999999-0")  # another instance went further meanwhile
+    (stream,) = [st for st in s._streams.values() if st.key.startswith("{m:")]
+    stream.saved = "0-0"  # the older position is still to be written by this one
+    await s.flush()
+    assert stream.pos == mine
+    assert await redis.get(key) == b"99999999999999-0"
+
+
 async def test_a_transfer_wakes_the_running_settler(redis: Any) -> None:
     """The outbox loop sleeps on a wake-up list: a transfer pushes a token, so the payee
     is credited at once, not at the next poll (here 3 s away)."""

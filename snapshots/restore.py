@@ -210,7 +210,8 @@ async def replay_market(
         ).fetchall()
         if not rows:
             return seq, count
-        for first, last, events in rows:
+        for first, last, text in rows:
+            events = orjson.loads(text)  # the entry's events, stored verbatim as text
             if first != seq + 1:
                 raise RestoreError(f"{market}: events {seq + 1}..{first - 1} are not recorded")
             fn, args = market_call(events, continuing)

@@ -21,7 +21,12 @@ How it stays honest on a shared, noisy machine:
   1/2/3 lots with probability 1/2, 1/3, 1/6 (1.67 orders on average), cancels target
   orders that are still resting, so the flow balances; timestamps are real;
 - it also reports the server's own time per call by kind (``INFO commandstats``
-  around a rest-only, a cross-only and a cancel-only phase).
+  around a rest-only, a cross-only and a cancel-only phase);
+- as a yardstick it runs, interleaved with the others, the issue's reference: a
+  function that only rests one order with its XADD (``REFERENCE_LIB``: ZADD, HSET,
+  XADD, one JSON event; same arguments as a resting place, keys apart from the
+  engine's). ``reference_ratio`` is its pipelined rate over the no-op's,
+  ``engine_vs_reference`` the engine's over its own, both from the same rounds.
 
 Prints a table; the last line is one JSON object.
 """
@@ -54,6 +59,21 @@ BOOK = 10_000
 BATCH = 200
 
 Cmd = list[Any]
+
+# The issue's yardstick: rest one order and append its event, nothing else.
+REFERENCE_LIB = """#!lua name=hftxbench
+redis.register_function('bench_rest', function(keys, argv)
+  local P = string.sub(keys[1], 1, #keys[1] - 3)
+  local id, u, side, price, amount = argv[1], argv[2], argv[3], argv[7], argv[8]
+  redis.call('ZADD', P .. 'ref:' .. side, price, id)
+  redis.call('HSET', P .. 'ref:o:' .. id, 'u', u, 'side', side, 'price', price,
+             'amount', amount, 'ts', argv[12])
+  local json = '[{"e":"accepted","id":"' .. id .. '","u":"' .. u .. '","side":"' ..
+    side .. '","price":' .. price .. ',"amount":' .. amount .. '}]'
+  redis.call('XADD', P .. 'ref:ev', '*', 'e', json)
+  return {'ok', json}
+end)
+"""
 
 
 def now_ms() -> int:
@@ -128,6 +148,17 @@ class Mix:
 
 def noop() -> Cmd:
     return ["hftx_version", 0]
+
+
+def reference(mix: Mix) -> Callable[[], Cmd]:
+    """The reference workload: resting places, as the mix makes them, to ``bench_rest``."""
+
+    def make() -> Cmd:
+        cmd = mix.rest()
+        mix._forget(cmd[3])  # rests apart from the engine's book
+        return ["bench_rest", *cmd[1:]]
+
+    return make
 
 
 async def prepare(r: Any, resting: int) -> Mix:
@@ -208,12 +239,14 @@ async def measure(
     n_single = 1_000 if quick else 2_000  # per workload per round
     n_pipe = 4_000 if quick else 10_000
     mix = await prepare(r, BOOK)
+    await r.execute_command("FUNCTION", "LOAD", "REPLACE", REFERENCE_LIB)
+    ref = reference(mix)
     await single(r, noop, 300, None)  # warm-up, not measured
     await single(r, mix.next, 300, mix)
     await pipelined(r, mix.next, 2_000, mix)
     noop_lat: list[float] = []
     eng_lat: list[float] = []
-    noop_single, eng_single, noop_pipe, eng_pipe = [], [], [], []
+    noop_single, eng_single, noop_pipe, eng_pipe, ref_pipe = [], [], [], [], []
     for k in range(rounds):
         for which in ("noop", "engine") if k % 2 == 0 else ("engine", "noop"):
             if which == "noop":
@@ -224,9 +257,11 @@ async def measure(
                 lat = await single(r, mix.next, n_single, mix)
                 eng_lat += lat
                 eng_single.append(len(lat) / (sum(lat) / 1e6))
-        for which in ("engine", "noop") if k % 2 == 0 else ("noop", "engine"):
+        for which in ("engine", "noop", "ref") if k % 2 == 0 else ("ref", "noop", "engine"):
             if which == "noop":
                 noop_pipe.append(await pipelined(r, noop, n_pipe, None))
+            elif which == "ref":
+                ref_pipe.append(await pipelined(r, ref, n_pipe, None))
             else:
                 eng_pipe.append(await pipelined(r, mix.next, n_pipe, mix))
     # the server's own time per call, by kind (balanced so the book keeps its size)
@@ -235,6 +270,7 @@ async def measure(
     rest_us = await server_us(r, [mix.rest() for _ in range(n_kind * 5 // 3)], mix)
     cross_us = await server_us(r, cross_cmds, mix)
     cancel_us = await server_us(r, [mix.cancel() for _ in range(n_kind // 2)], mix)
+    ref_us = await server_us(r, [ref() for _ in range(n_kind)], mix)
     await server_us(r, [mix.rest() for _ in range(n_kind // 2)], mix)
     depth = await M.depth(r, MARKET.id, 1_000_000)
     result: dict[str, Any] = {
@@ -249,6 +285,8 @@ async def measure(
         "server_us_rest": round(rest_us, 1),
         "server_us_cross": round(cross_us, 1),
         "server_us_cancel": round(cancel_us, 1),
+        "server_us_reference": round(ref_us, 1),
+        "reference_rest_per_s": round(statistics.median(ref_pipe)),
         "book_orders_end": len(mix.live),
         "book_levels_end": len(depth.bids) + len(depth.asks),
         "rounds": rounds,
@@ -256,6 +294,12 @@ async def measure(
     result["ratio"] = round(result["engine_orders_per_s"] / result["noop_fcall_per_s"], 3)
     result["single_ratio"] = round(result["engine_single_per_s"] / result["noop_single_per_s"], 3)
     result["p99_vs_noop"] = round(result["p99_us"] / result["noop_p99_us"], 2)
+    result["reference_ratio"] = round(
+        result["reference_rest_per_s"] / result["noop_fcall_per_s"], 3
+    )
+    result["engine_vs_reference"] = round(
+        result["engine_orders_per_s"] / result["reference_rest_per_s"], 3
+    )
     result["ratio_rounds"] = [round(e / n, 3) for e, n in zip(eng_pipe, noop_pipe, strict=True)]
     result["single_ratio_rounds"] = [
         round(e / n, 3) for e, n in zip(eng_single, noop_single, strict=True)

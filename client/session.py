@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from client.errors import HftxError
 from client.exchange import DEFAULT_URL, HftxClient
@@ -55,3 +59,21 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def run_program(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run a bot's ``main`` coroutine as a program; the exit status.
+
+    0 when it ends or is stopped with Ctrl-C; 1 after ``error: CODE (status): message``
+    on stderr when it fails with an :class:`HftxError` (no or wrong credentials, an
+    unknown market, an exchange that cannot be reached), as the CLI prints it, rather
+    than a traceback.
+    """
+    try:
+        asyncio.run(main())
+    except HftxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

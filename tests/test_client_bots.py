@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 import signal
+import socket
 import subprocess
 import sys
 from fractions import Fraction
@@ -16,6 +17,7 @@ import pytest
 
 from client import HftxClient
 from client.backoff import Backoff
+from client.bots import market_maker, random_trader
 from client.bots.flow import FlowParams
 from client.bots.market_maker import Position, run_market_maker
 from client.bots.quotes import QuoteParams
@@ -299,3 +301,41 @@ def test_market_maker_position_takes_a_lasting_balance_difference() -> None:
     assert position.base == Fraction("-0.1")  # within the grace: maybe still settling
     position.reconcile(Fraction("-0.3"), now=7.0 + Position.settle_grace)
     assert position.base == Fraction("-0.3")
+
+
+@pytest.mark.parametrize("bot", [market_maker, random_trader])
+def test_bot_commands_report_errors_without_a_traceback(
+    bot: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No credentials, or an exchange that is not there: one ``error:`` line, exit 1."""
+    monkeypatch.delenv("HFTX_EMAIL", raising=False)
+    monkeypatch.delenv("HFTX_PASSWORD", raising=False)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert bot.main(["--url", url, "--market", "BTC-USD"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: UNAUTHORIZED (401): give --email/--password"), err
+    login = ["--email", "x@example.com", "--password", "whatever-pw"]
+    assert bot.main(["--url", url, *login, "--market", "BTC-USD"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: UNAVAILABLE (503): ") and "Traceback" not in err, err
+
+
+def test_bot_command_refused_by_the_exchange_exits_1(exchange: Exchange) -> None:
+    """``python -m client.bots.random_trader`` with a wrong password or an unknown market."""
+    market, user = asyncio.run(_funded_market(exchange))
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "client.bots.random_trader", "--url", exchange.url("a"),
+             "--email", user, *argv],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    wrong = run("--password", "not-the-password", "--market", market)
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr, wrong.stderr
+    assert "error: UNAUTHORIZED (401): " in wrong.stderr
+    unknown = run("--password", PASSWORD, "--market", "NOPE-USD")
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr, unknown.stderr
+    assert "error: UNKNOWN_MARKET (400): " in unknown.stderr

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 import uuid
 from fractions import Fraction
@@ -40,7 +41,7 @@ from client.errors import HftxError
 from client.exchange import HftxClient
 from client.markets import MarketSpec
 from client.ratelimit import RateLimiter
-from client.session import add_connection_args, configure_logging, open_client
+from client.session import add_connection_args, configure_logging, open_client, run_program
 from client.subscriptions import BookSubscription
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def _log_error(action: str, what: str, exc: HftxError) -> None:
     log.log(level, "%s %s: %s", action, what, exc)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m client.bots.market_maker", description=__doc__.split("\n\n")[0]
     )
@@ -301,9 +302,8 @@ def main(argv: list[str] | None = None) -> None:
                 max_orders_per_second=args.rate, tag=args.tag,
             )  # fmt: skip
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    return run_program(run)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import uuid
 
 from client.amounts import to_fraction
@@ -24,7 +25,7 @@ from client.errors import HftxError
 from client.exchange import HftxClient
 from client.markets import MarketSpec
 from client.ratelimit import RateLimiter
-from client.session import add_connection_args, configure_logging, open_client
+from client.session import add_connection_args, configure_logging, open_client, run_program
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ async def _trim_open_orders(
             log.debug("cancel %s: %s", order["id"], exc)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m client.bots.random_trader", description=__doc__.split("\n\n")[0]
     )
@@ -146,9 +147,8 @@ def main(argv: list[str] | None = None) -> None:
                 rng=random.Random(args.seed),
             )  # fmt: skip
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    return run_program(run)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

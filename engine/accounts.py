@@ -303,6 +303,9 @@ async def request_withdrawal(
     await asset_scale(redis, asset)
     if addresses.is_valid(address):
         raise EngineError("INVALID_PARAM", "an hftx address: use a transfer")
+    if isinstance(address, str) and address.lower().startswith(addresses.HRP + "1"):
+        # a mistyped hftx address (bad checksum) is not an external one
+        raise EngineError("INVALID_PARAM", "invalid address (bad format or checksum)")
     if not re.fullmatch(r"[A-Za-z0-9]{1,100}", address or ""):
         raise EngineError("INVALID_PARAM", "bad address")
     # index first (admins act by id); a refused request gives the id back

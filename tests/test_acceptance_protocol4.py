@@ -1,0 +1,572 @@
+"""Fourth black-box acceptance pass over /work/shared/PROTOCOL.md and docs/protocol.md:
+the areas the first three passes leave out, as a demanding client author drives them.
+
+- P2P over the running exchange (two nodes, HTTP and the ``p2p.*`` WebSocket methods):
+  sell offer -> take -> paid -> release, a buyer's cancel, disputes resolved by an
+  admin; every wrong party or wrong state is refused with a protocol code and changes
+  nothing (balances, trade and offer identical before and after); each move is pushed
+  on ``notifications`` to both parties and stored in their ``GET /notifications``.
+- Withdrawals: the hold (free down, locked up), admin complete / reject, idempotency by
+  ``withdrawal_id``, states in ``GET /withdrawals``, a user cannot finish their own,
+  malformed and mistyped (bad checksum) addresses.
+- Tokens: refresh, logout, login again, re-``auth`` with a revoked token, an expired
+  token refused by refresh; login lock-out; a flooded socket beside a healthy one; the
+  per-user socket slots freed by a logout.
+- Orders by ``client_order_id`` over WebSocket and HTTP, duplicates carrying the
+  existing order, finished orders by id, ``orders.open`` with and without ``market``,
+  candles of every interval (OHLCV against the public trades).
+
+Raw ``Ws`` / ``httpx`` only; money compared as ``Decimal`` or exact strings. Targets
+the e2e session exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.test_e2e_support import (
+    Exchange,
+    User,
+    Ws,
+    acceptance_target,
+    eventually,
+    fund,
+    new_user,
+    unique,
+)
+
+pytest_plugins = ["tests.test_e2e_support"]
+
+Msg = dict[str, Any]
+D = Decimal
+NOTE_PUSH = {"channel", "notification_id", "kind", "message", "ref", "ts"}
+NOTE_ROW = {"id", "kind", "message", "ref", "ts"}
+TRADE_FIELDS = {
+    "id", "offer_id", "offer_side", "seller", "buyer", "asset", "fiat", "price", "amount",
+    "fiat_amount", "payment_methods", "status", "created_ts", "updated_ts", "expires_ts",
+    "paid_ts", "dispute", "resolution",
+}  # fmt: skip
+OFFER_FIELDS = {
+    "id", "owner", "side", "asset", "fiat", "price", "amount", "locked", "filled",
+    "min_amount", "max_amount", "payment_methods", "payment_window", "status",
+    "created_ts", "updated_ts",
+}  # fmt: skip
+WITHDRAWAL_ROW = {"withdrawal_id", "asset", "amount", "address", "status", "ts"}
+SELL_OFFER = {
+    "side": "sell", "asset": "BTC", "fiat": "EUR", "price": "30000.07", "amount": "1",
+    "min_amount": "0.01", "max_amount": "0.5", "payment_methods": ["SEPA"],
+    "payment_window": 30,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def live(request: pytest.FixtureRequest) -> Exchange:
+    return acceptance_target(request)
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[list[Ws]]:
+    opened: list[Ws] = []
+    yield opened
+    for ws in opened:
+        await ws.close()
+
+
+async def connect(live: Exchange, sockets: list[Ws], user: User, node: str = "a") -> Ws:
+    ws = await Ws.connect(live.ws_url(node), user.token)
+    sockets.append(ws)
+    return ws
+
+
+async def call(live: Exchange, user: User | None, method: str, path: str, node: str = "a",
+               **kwargs: Any) -> httpx.Response:  # fmt: skip
+    async with live.http(node, user.token if user else None) as http:
+        return await http.request(method, path, **kwargs)
+
+
+async def ok(live: Exchange, user: User | None, method: str, path: str, node: str = "a",
+             **kwargs: Any) -> Any:  # fmt: skip
+    r = await call(live, user, method, path, node, **kwargs)
+    assert r.status_code == 200, (method, path, r.status_code, r.text)
+    return r.json()
+
+
+def refused(r: httpx.Response, status: int, code: str) -> Msg:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.json()["error"]["code"] == code, r.text
+    assert isinstance(r.json()["error"]["message"], str)
+    return dict(r.json()["error"])
+
+
+async def ws_ok(ws: Ws, method: str, params: Any = None) -> Any:
+    answer = await ws.request(method, params)
+    assert answer["status"] == 200, (method, answer)
+    return answer["result"]
+
+
+def ws_refused(answer: Msg, status: int, code: str) -> None:
+    assert (answer["status"], answer["error"]["code"]) == (status, code), answer
+    assert isinstance(answer["error"]["message"], str)
+
+
+async def balances(live: Exchange, user: User, node: str = "a") -> dict[str, tuple[D, D, D]]:
+    rows = await ok(live, user, "GET", "/balances", node)
+    out = {r["asset"]: (D(r["free"]), D(r["locked"]), D(r["total"])) for r in rows}
+    for free, locked, total in out.values():
+        assert free + locked == total, rows
+    return out
+
+
+def note_of(kind: str, ref: str) -> Any:
+    return lambda m: m.get("channel") == "notifications" and m["kind"] == kind and m["ref"] == ref
+
+
+async def notified(live: Exchange, ws: Ws, user: User, kind: str, ref: str) -> Msg:
+    """The ``notifications`` push of ``kind`` about ``ref`` on ``ws``, and the same entry
+    (same id, kind, message, ref, ts) in the user's stored inbox."""
+    push = await ws.wait_push(note_of(kind, ref))
+    assert set(push) == NOTE_PUSH, push
+    assert isinstance(push["notification_id"], str) and isinstance(push["ts"], int)
+    inbox = await ok(live, user, "GET", "/notifications", "b", params={"limit": 50})
+    rows = [n for n in inbox if n["id"] == push["notification_id"]]
+    assert rows == [{"id": push["notification_id"], "kind": kind, "message": push["message"],
+                     "ref": ref, "ts": push["ts"]}], inbox  # fmt: skip
+    return push
+
+
+# -- P2P -------------------------------------------------------------------------------
+
+
+async def p2p_pair(live: Exchange, sockets: list[Ws], btc: str = "2") -> tuple[User, User, Ws, Ws]:
+    """A funded seller (socket on node a) and a buyer (socket on node b), both
+    subscribed to ``notifications``."""
+    seller, buyer = await new_user(live), await new_user(live)
+    await fund(live, seller, {"BTC": btc})
+    sws, bws = await connect(live, sockets, seller, "a"), await connect(live, sockets, buyer, "b")
+    for ws in (sws, bws):
+        assert await ws_ok(ws, "subscribe", {"channel": "notifications"}) == {
+            "channel": "notifications"
+        }
+    return seller, buyer, sws, bws
+
+
+async def test_p2p_sell_offer_take_paid_release_over_ws_and_http(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    seller, buyer, sws, bws = await p2p_pair(live, sockets)
+    offer = await ws_ok(sws, "p2p.offer.create", {**SELL_OFFER, "request_id": unique("o")})
+    assert set(offer) == OFFER_FIELDS, offer
+    assert (offer["owner"], offer["status"], offer["amount"], offer["locked"], offer["filled"]) == (
+        seller.user_id, "OPEN", "1.00000000", "0.00000000", "0.00000000"
+    )  # fmt: skip
+    # the offer's amount left the seller's available balance into escrow
+    assert (await balances(live, seller, "b"))["BTC"] == (D("1"), D("1"), D("2"))
+    public = await ok(live, None, "GET", f"/p2p/offers/{offer['id']}", "b")
+    assert public == offer
+
+    trade = await ok(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take", "b",
+                     json={"amount": "0.123", "price": "30000.07"})  # fmt: skip
+    assert set(trade) == TRADE_FIELDS, trade
+    assert (trade["status"], trade["seller"], trade["buyer"], trade["offer_id"]) == (
+        "PENDING", seller.user_id, buyer.user_id, offer["id"]
+    )  # fmt: skip
+    # 30000.07 x 0.123 = 3690.00861, rounded up to the cent
+    assert (trade["amount"], trade["fiat_amount"], trade["offer_side"]) == (
+        "0.12300000", "3690.01", "sell"
+    )  # fmt: skip
+    assert trade["paid_ts"] is None and trade["dispute"] is None and trade["resolution"] is None
+    assert trade["expires_ts"] >= trade["created_ts"] + 30 * 60_000 - 1000
+    tid = trade["id"]
+    for ws, user in ((sws, seller), (bws, buyer)):
+        await notified(live, ws, user, "p2p.trade_opened", tid)
+    left = await ws_ok(bws, "p2p.offer.get", {"offer_id": offer["id"]})
+    assert (left["amount"], left["locked"]) == ("0.87700000", "0.12300000")
+    assert (await balances(live, seller))["BTC"] == (D("1"), D("1"), D("2"))  # escrow still
+
+    paid = await ws_ok(bws, "p2p.trade.paid", {"trade_id": tid})
+    assert paid["status"] == "PAID" and isinstance(paid["paid_ts"], int)
+    for ws, user in ((sws, seller), (bws, buyer)):
+        await notified(live, ws, user, "p2p.trade_paid", tid)
+    released = await ok(live, seller, "POST", f"/p2p/trades/{tid}/release", json={})
+    assert released["status"] == "RELEASED"
+    # the release answers once the buyer is credited: both nodes show it at once
+    for node in ("a", "b"):
+        assert (await balances(live, buyer, node))["BTC"] == (D("0.123"), D("0"), D("0.123"))
+        assert (await balances(live, seller, node))["BTC"] == (D("1"), D("0.877"), D("1.877"))
+    for ws, user in ((sws, seller), (bws, buyer)):
+        await notified(live, ws, user, "p2p.trade_released", tid)
+    done = await ok(live, None, "GET", f"/p2p/offers/{offer['id']}")
+    assert (done["amount"], done["locked"], done["filled"]) == (
+        "0.87700000", "0.00000000", "0.12300000"
+    )  # fmt: skip
+    for user in (seller, buyer):
+        kinds = [
+            n["kind"] for n in await ok(live, user, "GET", "/notifications") if n["ref"] == tid
+        ]
+        assert kinds == ["p2p.trade_released", "p2p.trade_paid", "p2p.trade_opened"]
+        mine = await ok(live, user, "GET", "/p2p/trades")
+        assert [(t["id"], t["status"]) for t in mine] == [(tid, "RELEASED")]
+    # the same answer on every route and method, for both parties
+    assert await ws_ok(sws, "p2p.trade.get", {"trade_id": tid}) == await ok(
+        live, buyer, "GET", f"/p2p/trades/{tid}", "b"
+    )
+    closed = await ws_ok(sws, "p2p.offer.close", {"offer_id": offer["id"]})
+    assert (closed["status"], closed["amount"]) == ("CLOSED", "0.00000000")
+    assert (await balances(live, seller))["BTC"] == (D("1.877"), D("0"), D("1.877"))
+    listed = await ok(live, None, "GET", "/p2p/offers", params={"asset": "BTC", "fiat": "EUR"})
+    assert offer["id"] not in [o["id"] for o in listed]  # a closed offer is not listed
+
+
+async def _p2p_state(live: Exchange, users: list[User], tid: str, offer_id: str) -> Any:
+    return (
+        [await balances(live, u) for u in users],
+        await ok(live, users[0], "GET", f"/p2p/trades/{tid}"),
+        await ok(live, None, "GET", f"/p2p/offers/{offer_id}"),
+    )
+
+
+async def test_p2p_wrong_party_and_wrong_state_change_nothing(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    seller, buyer, sws, bws = await p2p_pair(live, sockets)
+    other = await new_user(live)
+    await fund(live, other, {"BTC": "1"})
+    ows = await connect(live, sockets, other, "b")
+    offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+    trade = await ok(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.2"})
+    tid = trade["id"]
+    users = [seller, buyer, other]
+    path = f"/p2p/trades/{tid}"
+
+    async def nothing_changes(attempts: list[tuple[Any, int, str]]) -> None:
+        before = await _p2p_state(live, users, tid, offer["id"])
+        for attempt, status, code in attempts:
+            if isinstance(attempt, tuple):  # (ws, method, params)
+                ws_refused(await attempt[0].request(attempt[1], attempt[2]), status, code)
+            else:
+                refused(await attempt, status, code)
+        assert await _p2p_state(live, users, tid, offer["id"]) == before
+
+    ref = {"trade_id": tid}
+    # PENDING: the seller cannot mark paid or cancel, the buyer cannot release, nobody
+    # disputes yet, a third user sees nothing, a user cannot resolve
+    await nothing_changes([
+        (call(live, seller, "POST", path + "/paid", json={}), 403, "FORBIDDEN"),
+        ((sws, "p2p.trade.paid", ref), 403, "FORBIDDEN"),
+        (call(live, seller, "POST", path + "/cancel", json={}), 403, "FORBIDDEN"),
+        (call(live, buyer, "POST", path + "/release", "b", json={}), 403, "FORBIDDEN"),
+        ((bws, "p2p.trade.release", ref), 403, "FORBIDDEN"),
+        (call(live, buyer, "POST", path + "/dispute", json={"reason": "x"}), 400, "INVALID_PARAM"),
+        (call(live, other, "POST", path + "/release", json={}), 404, "UNKNOWN_ORDER"),
+        ((ows, "p2p.trade.cancel", ref), 404, "UNKNOWN_ORDER"),
+        ((ows, "p2p.trade.get", ref), 404, "UNKNOWN_ORDER"),
+        (call(live, other, "GET", path + "/messages"), 404, "UNKNOWN_ORDER"),
+        (call(live, buyer, "POST", f"/p2p/admin/trades/{tid}/resolve",
+              json={"resolution": "release"}), 403, "FORBIDDEN"),
+        ((sws, "p2p.trade.resolve", {**ref, "resolution": "refund"}), 403, "FORBIDDEN"),
+        (call(live, seller, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.1"}),
+         400, "INVALID_PARAM"),  # own offer
+        (call(live, other, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.9"}),
+         400, "INVALID_PARAM"),  # above max_amount
+        (call(live, other, "PATCH", f"/p2p/offers/{offer['id']}", json={"amount": "0"}),
+         404, "UNKNOWN_ORDER"),  # not the owner
+        (call(live, other, "POST", f"/p2p/offers/{offer['id']}/close", json={}),
+         404, "UNKNOWN_ORDER"),
+    ])  # fmt: skip
+    async with live.admin() as admin:
+        refused(await admin.post(f"/p2p/admin/trades/{tid}/resolve",
+                                 json={"resolution": "refund"}), 400, "INVALID_PARAM")  # fmt: skip
+        refused(await admin.get(path + "/messages"), 403, "FORBIDDEN")  # never disputed
+
+    paid = await ws_ok(bws, "p2p.trade.paid", ref)
+    assert paid["status"] == "PAID"
+    # PAID: cancel is over (the buyer said they paid), paid again is a no-op success
+    await nothing_changes([
+        (call(live, buyer, "POST", path + "/cancel", json={}), 400, "INVALID_PARAM"),
+        (call(live, seller, "POST", path + "/paid", json={}), 403, "FORBIDDEN"),
+        (call(live, buyer, "POST", path + "/dispute", json={"reason": ""}), 400, "INVALID_PARAM"),
+        ((ows, "p2p.trade.dispute", {**ref, "reason": "me too"}), 404, "UNKNOWN_ORDER"),
+    ])  # fmt: skip
+    assert await ws_ok(bws, "p2p.trade.paid", ref) == paid  # a no-op: the same trade
+    assert (await ws_ok(sws, "p2p.trade.release", ref))["status"] == "RELEASED"
+    # RELEASED is final: every other move is refused and changes nothing
+    await nothing_changes([
+        (call(live, buyer, "POST", path + "/cancel", json={}), 400, "INVALID_PARAM"),
+        (call(live, buyer, "POST", path + "/paid", json={}), 400, "INVALID_PARAM"),
+        ((sws, "p2p.trade.dispute", {**ref, "reason": "late"}), 400, "INVALID_PARAM"),
+        (call(live, buyer, "POST", path + "/messages", json={"body": "hi"}), 400,
+         "INVALID_PARAM"),
+        (call(live, buyer, "POST", path + "/release", json={}), 403, "FORBIDDEN"),
+    ])  # fmt: skip
+    # the seller's release again is a no-op success: the buyer is not credited twice
+    assert (await ok(live, seller, "POST", path + "/release", json={}))["status"] == "RELEASED"
+    assert (await balances(live, buyer, "b"))["BTC"] == (D("0.2"), D("0"), D("0.2"))
+
+
+async def test_p2p_buyer_cancel_gives_the_amount_back_to_the_offer(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    seller, buyer, sws, bws = await p2p_pair(live, sockets)
+    offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+    before = await balances(live, seller)
+    trade = await ws_ok(bws, "p2p.offer.take", {"offer_id": offer["id"], "amount": "0.5"})
+    tid = trade["id"]
+    await notified(live, sws, seller, "p2p.trade_opened", tid)
+    cancelled = await ok(live, buyer, "POST", f"/p2p/trades/{tid}/cancel", "b", json={})
+    assert cancelled["status"] == "CANCELLED"
+    for ws, user in ((sws, seller), (bws, buyer)):
+        await notified(live, ws, user, "p2p.trade_cancelled", tid)
+    again = await ok(live, None, "GET", f"/p2p/offers/{offer['id']}")
+    assert (again["amount"], again["locked"], again["filled"]) == (
+        "1.00000000", "0.00000000", "0.00000000"
+    )  # fmt: skip
+    assert await balances(live, seller) == before  # still all in the offer's escrow
+    assert (await balances(live, buyer)).get("BTC", (0, 0, 0)) == (0, 0, 0)
+    # a cancel of a cancelled trade is a no-op success, the seller's release is refused
+    assert (await ws_ok(bws, "p2p.trade.cancel", {"trade_id": tid}))["status"] == "CANCELLED"
+    ws_refused(await sws.request("p2p.trade.release", {"trade_id": tid}), 400, "INVALID_PARAM")
+    # the offer can be taken again for its full amount
+    retake = await ok(
+        live, buyer, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.5"}
+    )
+    assert retake["status"] == "PENDING" and retake["id"] != tid
+
+
+async def test_p2p_disputes_resolved_by_an_admin_release_and_refund(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    seller, buyer, sws, bws = await p2p_pair(live, sockets)
+    offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+    one = await ok(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.3"})
+    two = await ok(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.2"})
+    for trade in (one, two):
+        await ws_ok(bws, "p2p.trade.paid", {"trade_id": trade["id"]})
+    d1 = await ws_ok(sws, "p2p.trade.dispute", {"trade_id": one["id"], "reason": "no money"})
+    assert d1["status"] == "DISPUTED" and d1["dispute"]["by"] == seller.user_id
+    assert d1["dispute"]["reason"] == "no money" and isinstance(d1["dispute"]["ts"], int)
+    d2 = await ok(live, buyer, "POST", f"/p2p/trades/{two['id']}/dispute", "b",
+                  json={"reason": "I paid"})  # fmt: skip
+    assert d2["dispute"]["by"] == buyer.user_id
+    for trade in (one, two):
+        for ws, user in ((sws, seller), (bws, buyer)):
+            await notified(live, ws, user, "p2p.trade_disputed", trade["id"])
+    # in a dispute neither party can release or cancel any more; the buyer cannot resolve
+    before = await _p2p_state(live, [seller, buyer], one["id"], offer["id"])
+    refused(await call(live, seller, "POST", f"/p2p/trades/{one['id']}/release", json={}),
+            400, "INVALID_PARAM")  # fmt: skip
+    refused(await call(live, buyer, "POST", f"/p2p/trades/{one['id']}/cancel", json={}),
+            400, "INVALID_PARAM")  # fmt: skip
+    ws_refused(
+        await bws.request("p2p.trade.resolve", {"trade_id": one["id"], "resolution": "release"}),
+        403,
+        "FORBIDDEN",
+    )
+    assert await _p2p_state(live, [seller, buyer], one["id"], offer["id"]) == before
+
+    admin_ws = await connect(live, sockets, User("", "", live.admin_token), "b")
+    listed = [t["id"] for t in await ws_ok(admin_ws, "p2p.disputes.list", {})]
+    assert listed.index(one["id"]) < listed.index(two["id"])  # oldest first
+    await ws_ok(admin_ws, "p2p.message.post", {"trade_id": one["id"], "body": "proof please"})
+    thread = await ok(live, seller, "GET", f"/p2p/trades/{one['id']}/messages")
+    assert [(m["role"], m["body"]) for m in thread] == [("admin", "proof please")]
+    ws_refused(await admin_ws.request("p2p.trade.resolve", {"trade_id": one["id"],
+                                                            "resolution": "keep"}),
+               400, "INVALID_PARAM")  # fmt: skip
+    released = await ws_ok(admin_ws, "p2p.trade.resolve",
+                           {"trade_id": one["id"], "resolution": "release"})  # fmt: skip
+    assert (released["status"], released["resolution"]) == ("RELEASED", "release")
+    assert (await balances(live, buyer, "b"))["BTC"] == (D("0.3"), D("0"), D("0.3"))
+    async with live.admin("a") as admin:
+        refunded = await admin.post(f"/p2p/admin/trades/{two['id']}/resolve",
+                                    json={"resolution": "refund"})  # fmt: skip
+        assert refunded.status_code == 200, refunded.text
+        assert (refunded.json()["status"], refunded.json()["resolution"]) == ("REFUNDED", "refund")
+        # the other resolution of a resolved trade is refused; the same one is a no-op
+        refused(await admin.post(f"/p2p/admin/trades/{two['id']}/resolve",
+                                 json={"resolution": "release"}), 400, "INVALID_PARAM")  # fmt: skip
+        same = await admin.post(f"/p2p/admin/trades/{two['id']}/resolve",
+                                json={"resolution": "refund"})  # fmt: skip
+        assert same.status_code == 200 and same.json()["status"] == "REFUNDED"
+        left = [t["id"] for t in (await admin.get("/p2p/admin/disputes")).json()]
+        assert one["id"] not in left and two["id"] not in left
+    for trade in (one, two):
+        for ws, user in ((sws, seller), (bws, buyer)):
+            await notified(live, ws, user, "p2p.dispute_resolved", trade["id"])
+    assert (await balances(live, buyer))["BTC"] == (D("0.3"), D("0"), D("0.3"))  # no refund gain
+    state = await ok(live, None, "GET", f"/p2p/offers/{offer['id']}")
+    assert (state["amount"], state["locked"], state["filled"]) == (
+        "0.70000000", "0.00000000", "0.30000000"
+    )  # fmt: skip
+    assert (await balances(live, seller))["BTC"] == (D("1"), D("0.7"), D("1.7"))
+
+
+async def test_an_admin_who_is_a_party_cannot_resolve_the_dispute(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    seller, _, sws, _ = await p2p_pair(live, sockets)
+    offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+    admin = User((await ok(live, User("", "", live.admin_token), "GET", "/me"))["user_id"], "",
+                 live.admin_token)  # fmt: skip
+    trade = await ok(live, admin, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.1"})
+    tid = trade["id"]
+    await ok(live, admin, "POST", f"/p2p/trades/{tid}/paid", json={})
+    await ws_ok(sws, "p2p.trade.dispute", {"trade_id": tid, "reason": "not received"})
+    before = await _p2p_state(live, [seller, admin], tid, offer["id"])
+    for resolution in ("release", "refund"):
+        refused(await call(live, admin, "POST", f"/p2p/admin/trades/{tid}/resolve", "b",
+                           json={"resolution": resolution}), 403, "FORBIDDEN")  # fmt: skip
+    assert await _p2p_state(live, [seller, admin], tid, offer["id"]) == before
+    assert before[1]["status"] == "DISPUTED"
+
+
+async def test_notifications_page_back_with_before(live: Exchange, sockets: list[Ws]) -> None:
+    seller, buyer, _, bws = await p2p_pair(live, sockets)
+    offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+    trade = await ok(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.1"})
+    await ok(live, buyer, "POST", f"/p2p/trades/{trade['id']}/paid", json={})
+    await ok(live, seller, "POST", f"/p2p/trades/{trade['id']}/release", json={})
+    await notified(live, bws, buyer, "p2p.trade_released", trade["id"])
+    inbox = await ok(live, buyer, "GET", "/notifications")
+    assert [n["kind"] for n in inbox] == ["p2p.trade_released", "p2p.trade_paid",
+                                          "p2p.trade_opened"]  # fmt: skip
+    for n in inbox:
+        assert set(n) == NOTE_ROW and n["ref"] == trade["id"]
+    assert await ws_ok(bws, "notifications.get", {"limit": 50}) == inbox
+    newest = await ok(live, buyer, "GET", "/notifications", params={"limit": 1})
+    assert newest == inbox[:1]
+
+    async def older() -> Any:  # the history lags the inbox by the drain (bounded)
+        r = await call(live, buyer, "GET", "/notifications", params={"before": inbox[0]["id"]})
+        return r.json() if r.status_code == 200 else None
+
+    assert await eventually(older) == inbox[1:]
+    end = await ok(live, buyer, "GET", "/notifications", params={"before": inbox[-1]["id"]})
+    assert end == []
+    # another user's notification id is not a cursor of yours
+    refused(await call(live, seller, "GET", "/notifications", params={"before": inbox[0]["id"]}),
+            400, "INVALID_PARAM")  # fmt: skip
+
+
+# -- withdrawals -------------------------------------------------------------------------
+
+
+async def test_withdrawals_hold_complete_reject_and_are_idempotent(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    user, other = await new_user(live), await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    ws = await connect(live, sockets, user, "b")
+    assert await ws_ok(ws, "subscribe", {"channel": "balances"}) == {"channel": "balances"}
+    w1 = {"withdrawal_id": unique("w1-"), "asset": "USD", "amount": "30", "address": "ext0abc"}
+    first = await ok(live, user, "POST", "/withdrawals", json=w1)
+    assert first == {**w1, "amount": "30.00000000", "status": "PENDING", "replay": False}
+    assert (await balances(live, user, "b"))["USD"] == (D("70"), D("30"), D("100"))
+    push = await ws.wait_push(lambda m: m["channel"] == "balances" and m["locked"] == "30.00000000")
+    assert (push["asset"], push["free"], push["total"]) == ("USD", "70.00000000", "100.00000000")
+    # a retry (over either interface) answers the same and holds nothing more
+    assert await ok(live, user, "POST", "/withdrawals", "b", json=w1) == {**first, "replay": True}
+    assert await ws_ok(ws, "withdrawals.create", w1) == {**first, "replay": True}
+    assert (await balances(live, user))["USD"] == (D("70"), D("30"), D("100"))
+    # the same id for another withdrawal, or by another user, is refused
+    refused(await call(live, user, "POST", "/withdrawals", json={**w1, "amount": "31"}),
+            400, "INVALID_PARAM")  # fmt: skip
+    refused(await call(live, user, "POST", "/withdrawals", json={**w1, "address": "ext0abd"}),
+            400, "INVALID_PARAM")  # fmt: skip
+    await fund(live, other, {"USD": "50"})
+    refused(await call(live, other, "POST", "/withdrawals", json=w1), 400, "INVALID_PARAM")
+    assert (await balances(live, other))["USD"] == (D("50"), D("0"), D("50"))
+    assert await ok(live, other, "GET", "/withdrawals") == []
+
+    w2 = {**w1, "withdrawal_id": unique("w2-"), "amount": "20"}
+    second = await ws_ok(ws, "withdrawals.create", w2)
+    assert (second["status"], second["replay"]) == ("PENDING", False)
+    refused(await call(live, user, "POST", "/withdrawals",
+                       json={**w1, "withdrawal_id": unique("w3-"), "amount": "50.00000001"}),
+            400, "INSUFFICIENT_FUNDS")  # fmt: skip
+    assert (await balances(live, user))["USD"] == (D("50"), D("50"), D("100"))
+    listed = await ok(live, user, "GET", "/withdrawals")
+    for row in listed:
+        assert set(row) == WITHDRAWAL_ROW and isinstance(row["ts"], int)
+    assert [(w["withdrawal_id"], w["amount"], w["status"]) for w in listed] == [
+        (w1["withdrawal_id"], "30.00000000", "PENDING"),
+        (w2["withdrawal_id"], "20.00000000", "PENDING"),
+    ]
+    assert await ws_ok(ws, "withdrawals.get") == listed
+
+    # a user cannot finish a withdrawal, not even their own
+    for action in ("complete", "reject"):
+        route = f"/admin/withdrawals/{w1['withdrawal_id']}/{action}"
+        refused(await call(live, user, "POST", route), 403, "FORBIDDEN")
+    assert await ok(live, user, "GET", "/withdrawals", "b") == listed
+    assert (await balances(live, user))["USD"] == (D("50"), D("50"), D("100"))
+
+    async with live.admin("b") as admin:
+        done = await admin.post(f"/admin/withdrawals/{w1['withdrawal_id']}/complete")
+        assert done.status_code == 200, done.text
+        assert done.json() == {"withdrawal_id": w1["withdrawal_id"], "user_id": user.user_id,
+                               "status": "COMPLETED", "replay": False}  # fmt: skip
+        assert (await balances(live, user))["USD"] == (D("50"), D("20"), D("70"))
+        again = await admin.post(f"/admin/withdrawals/{w1['withdrawal_id']}/complete")
+        assert again.status_code == 200 and again.json() == {**done.json(), "replay": True}
+        refused(await admin.post(f"/admin/withdrawals/{w1['withdrawal_id']}/reject"),
+                400, "INVALID_PARAM")  # fmt: skip
+        back = await admin.post(f"/admin/withdrawals/{w2['withdrawal_id']}/reject")
+        assert back.status_code == 200 and back.json()["status"] == "REJECTED"
+        assert (await balances(live, user))["USD"] == (D("70"), D("0"), D("70"))
+        again = await admin.post(f"/admin/withdrawals/{w2['withdrawal_id']}/reject")
+        assert again.status_code == 200 and again.json()["replay"] is True
+        refused(await admin.post(f"/admin/withdrawals/{w2['withdrawal_id']}/complete"),
+                400, "INVALID_PARAM")  # fmt: skip
+        refused(await admin.post(f"/admin/withdrawals/{unique('nope')}/complete"),
+                400, "INVALID_PARAM")  # fmt: skip
+    assert (await balances(live, user, "b"))["USD"] == (D("70"), D("0"), D("70"))
+    await ws.wait_push(lambda m: m["channel"] == "balances" and m["total"] == "70.00000000"
+                       and m["locked"] == "0.00000000")  # fmt: skip
+    states = [(w["withdrawal_id"], w["status"]) for w in await ws_ok(ws, "withdrawals.get")]
+    assert states == [(w1["withdrawal_id"], "COMPLETED"), (w2["withdrawal_id"], "REJECTED")]
+    # a retry of the request after it finished answers its final state, moving nothing
+    assert await ok(live, user, "POST", "/withdrawals", json=w1) == {
+        **first,
+        "status": "COMPLETED",
+        "replay": True,
+    }
+    assert (await balances(live, user))["USD"] == (D("70"), D("0"), D("70"))
+
+
+def _mistype(address: str) -> str:
+    """``address`` with one data character changed: its bech32 checksum no longer holds."""
+    i = len(address) - 10
+    return address[:i] + ("q" if address[i] != "q" else "p") + address[i + 1 :]
+
+
+async def test_addresses_with_a_bad_checksum_are_refused(live: Exchange) -> None:
+    user, payee = await new_user(live), await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    own = {a["asset"]: a["address"] for a in await ok(live, user, "GET", "/addresses")}["USD"]
+    payee_usd = {a["asset"]: a["address"] for a in await ok(live, payee, "GET", "/addresses")}[
+        "USD"
+    ]
+    assert own.startswith("hftx1") and payee_usd.startswith("hftx1")
+    before = await balances(live, user)
+
+    def withdrawal(address: str) -> dict[str, str]:
+        return {"withdrawal_id": unique("w"), "asset": "USD", "amount": "1", "address": address}
+
+    for address in (own, _mistype(own), _mistype(payee_usd), own.upper(), "bad-address",
+                    "x" * 101, ""):  # fmt: skip
+        r = await call(live, user, "POST", "/withdrawals", json=withdrawal(address))
+        refused(r, 400, "INVALID_PARAM")
+    for address in (_mistype(payee_usd), payee_usd[:-1], "hftx1" + "q" * 38):
+        body = {"transfer_id": unique("t"), "asset": "USD", "amount": "1", "to_address": address}
+        refused(await call(live, user, "POST", "/transfers", json=body), 400, "INVALID_PARAM")
+    async with live.admin() as admin:
+        dep = {"deposit_id": unique("d"), "address": _mistype(own), "asset": "USD", "amount": "1"}
+        refused(await admin.post("/admin/deposits", json=dep), 400, "INVALID_PARAM")
+    assert await balances(live, user) == before
+    assert await ok(live, user, "GET", "/withdrawals") == []
+    assert (await balances(live, payee)).get("USD", (0, 0, 0)) == (0, 0, 0)

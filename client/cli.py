@@ -58,9 +58,31 @@ async def cmd_cancel(client: HftxClient, args: argparse.Namespace) -> None:
         for order in canceled:
             print(order_line(order))
     elif args.order_id:
-        print(order_line(await client.cancel_order(args.order_id)))
+        print(order_line(await _cancel_one(client, args.order_id)))
     else:
         raise HftxError("INVALID_PARAM", "give an ORDER_ID or --all", 400)
+
+
+async def _cancel_one(client: HftxClient, order_id: str) -> Json:
+    """Cancel ``order_id``. The exchange answers ``UNKNOWN_ORDER`` ("unknown order") for
+    an order of yours that is already done, too: say so, with the same code."""
+    try:
+        return await client.cancel_order(order_id)
+    except HftxError as exc:
+        if exc.code != "UNKNOWN_ORDER":
+            raise
+        try:
+            order = await client.fetch_order(order_id)
+        except HftxError:
+            raise exc from None
+        status = order.get("status")
+        if status in ("NEW", "PARTIALLY_FILLED", None):
+            raise exc from None
+        raise HftxError(
+            exc.code,
+            f"order {order_id} is already {status}: only open orders can be canceled",
+            exc.status,
+        ) from None
 
 
 async def cmd_book(client: HftxClient, args: argparse.Namespace) -> None:

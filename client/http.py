@@ -59,13 +59,17 @@ class HttpApi:
                 method, path, params=query, content=content, headers=headers
             )
         except httpx.TimeoutException as exc:
-            raise HftxError("TIMEOUT", f"{method} {path}: {exc!r}", 504) from exc
+            raise HftxError("TIMEOUT", f"{method} {self._url(path)}: {exc!r}", 504) from exc
         except httpx.TransportError as exc:
-            raise HftxError("UNAVAILABLE", f"{method} {path}: {exc!r}", 503) from exc
+            # the full URL: a wrong --url / HFTX_URL (or none, default port) shows at once
+            raise HftxError("UNAVAILABLE", f"{method} {self._url(path)}: {exc!r}", 503) from exc
         data = _decode(response)
         if response.status_code >= 400:
             raise error_from_body(response.status_code, data)
         return data
+
+    def _url(self, path: str) -> str:
+        return self.base_url + API_PREFIX + path
 
     async def get(self, path: str, *, private: bool = False, **params: Any) -> Any:
         return await self.request("GET", path, params=params, private=private)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -93,7 +94,12 @@ async def test_cli_trading_commands(exchange: Exchange, capsys: pytest.CaptureFi
     canceled = await run_cli(capsys, exchange, user, "cancel", order_id)
     assert canceled.code == 0 and "CANCELED" in canceled.out
     again = await run_cli(capsys, exchange, user, "cancel", order_id)
-    assert again.code == 1 and "error: UNKNOWN_ORDER (404)" in again.err
+    assert again.code == 1  # the exchange says "unknown order"; the CLI says why
+    assert again.err.startswith(
+        f"error: UNKNOWN_ORDER (404): order {order_id} is already CANCELED: only open orders"
+    ), again.err
+    missing = await run_cli(capsys, exchange, user, "cancel", "12345")
+    assert missing.code == 1 and missing.err == "error: UNKNOWN_ORDER (404): unknown order\n"
     for price in ("30", "31"):
         assert (
             await run_cli(capsys, exchange, user, "place", "sell", market, "1", price)
@@ -128,6 +134,13 @@ async def test_cli_wallet_commands(exchange: Exchange, capsys: pytest.CaptureFix
     for amount, to in (("1", "no-such-address"), ("abc", address)):
         bad = await run_cli(capsys, exchange, alice, "transfer", "USD", amount, to)
         assert bad.code == 1 and bad.err.startswith("error: INVALID_PARAM (400)"), bad
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, ["--url", nowhere, "markets"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: UNAVAILABLE (503): GET {nowhere}/api/v1/markets")
     anonymous = await run_cli(capsys, exchange, None, "balances")
     assert anonymous.code == 1 and "UNAUTHORIZED" in anonymous.err
     watch = await run_cli(capsys, exchange, None, "book", "BTC-USD", "--watch")

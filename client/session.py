@@ -18,7 +18,9 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     """``--url``, ``--email``, ``--password`` (defaults: ``HFTX_URL``, ``HFTX_EMAIL``,
     ``HFTX_PASSWORD``) and ``--signup``."""
     parser.add_argument(
-        "--url", default=os.environ.get("HFTX_URL", DEFAULT_URL), help="exchange base URL"
+        "--url",
+        default=os.environ.get("HFTX_URL", DEFAULT_URL),
+        help=f"exchange base URL (default: HFTX_URL, else {DEFAULT_URL})",
     )
     parser.add_argument("--email", default=os.environ.get("HFTX_EMAIL"), help="or HFTX_EMAIL")
     parser.add_argument(

@@ -339,3 +339,13 @@ def test_bot_command_refused_by_the_exchange_exits_1(exchange: Exchange) -> None
     unknown = run("--password", PASSWORD, "--market", "NOPE-USD")
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr, unknown.stderr
     assert "error: UNKNOWN_MARKET (400): " in unknown.stderr
+
+
+def test_bot_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        market_maker.main(["--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for shown in ("levels per side (default 3)", "max orders per second (default 5.0)",
+                  "(default: HFTX_URL, else http://127.0.0.1:9001)"):  # fmt: skip
+        assert shown in out, shown

@@ -270,17 +270,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_connection_args(parser)
     parser.add_argument("--market", required=True, help="market id, e.g. BTC-USD")
-    parser.add_argument("--levels", type=int, default=3, help="levels per side")
-    parser.add_argument("--spread-bps", type=int, default=10, help="first level distance")
-    parser.add_argument("--step-bps", type=int, default=10, help="extra distance per level")
-    parser.add_argument("--size", default="0.01", help="base size per level")
-    parser.add_argument("--max-inventory", default="1", help="|base position| limit")
-    parser.add_argument("--requote-bps", type=int, default=2, help="keep quotes this close")
+    parser.add_argument(
+        "--levels", type=int, default=3, help="levels per side (default %(default)s)"
+    )
+    parser.add_argument(
+        "--spread-bps", type=int, default=10, help="first level distance (default %(default)s)"
+    )
+    parser.add_argument(
+        "--step-bps", type=int, default=10, help="extra distance per level (default %(default)s)"
+    )
+    parser.add_argument("--size", default="0.01", help="base size per level (default %(default)s)")
+    parser.add_argument(
+        "--max-inventory", default="1", help="|base position| limit (default %(default)s)"
+    )
+    parser.add_argument(
+        "--requote-bps", type=int, default=2, help="keep quotes this close (default %(default)s)"
+    )
     parser.add_argument("--reference", help="fixed reference price (default: book mid)")
-    parser.add_argument("--walk-ticks", type=int, default=2, help="random walk per cycle")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
-    parser.add_argument("--rate", type=float, default=5.0, help="max orders per second")
-    parser.add_argument("--tag", default="mm", help="client_order_id prefix")
+    parser.add_argument(
+        "--walk-ticks", type=int, default=2, help="random walk per cycle (default %(default)s)"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between cycles (default %(default)s)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=5.0, help="max orders per second (default %(default)s)"
+    )
+    parser.add_argument("--tag", default="mm", help="client_order_id prefix (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     configure_logging(args.verbose)

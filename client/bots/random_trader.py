@@ -121,13 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_connection_args(parser)
     parser.add_argument("--market", required=True, help="market id, e.g. BTC-USD")
-    parser.add_argument("--rate", type=float, default=1.0, help="max orders per second")
-    parser.add_argument("--max-size-multiple", type=int, default=5, help="x market min size")
-    parser.add_argument("--market-pct", type=int, default=30, help="%% of market orders")
-    parser.add_argument("--max-offset-ticks", type=int, default=20, help="limit price range")
-    parser.add_argument("--max-open", type=int, default=10, help="resting orders kept")
+    parser.add_argument(
+        "--rate", type=float, default=1.0, help="max orders per second (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-size-multiple", type=int, default=5, help="x market min size (default %(default)s)"
+    )
+    parser.add_argument(
+        "--market-pct", type=int, default=30, help="%% of market orders (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-offset-ticks", type=int, default=20, help="limit price range (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-open", type=int, default=10, help="resting orders kept (default %(default)s)"
+    )
     parser.add_argument("--reference", help="price to use while the book is empty")
-    parser.add_argument("--tag", default="rt", help="client_order_id prefix")
+    parser.add_argument("--tag", default="rt", help="client_order_id prefix (default %(default)s)")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)

@@ -22,14 +22,21 @@ the e2e session exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import websockets
 
+from api.tokens import Tokens
 from tests.test_e2e_support import (
+    ALLOWED_ORIGIN,
+    PASSWORD,
     Exchange,
     User,
     Ws,
@@ -570,3 +577,157 @@ async def test_addresses_with_a_bad_checksum_are_refused(live: Exchange) -> None
     assert await balances(live, user) == before
     assert await ok(live, user, "GET", "/withdrawals") == []
     assert (await balances(live, payee)).get("USD", (0, 0, 0)) == (0, 0, 0)
+
+
+# -- tokens, logout, throttling, socket limits --------------------------------------------
+
+
+def claims(token: str) -> Msg:
+    payload = token.split(".")[1]
+    return dict(orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+async def login(live: Exchange, email: str, password: str = PASSWORD, node: str = "a") -> Any:
+    async with live.http(node) as http:
+        return await http.post("/auth/login", json={"email": email, "password": password})
+
+
+async def test_refresh_logout_and_login_again_on_both_nodes(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    user = await new_user(live)
+    t1 = user.token
+    on_a = await connect(live, sockets, user, "a")
+    on_b = await connect(live, sockets, user, "b")
+    r = await call(live, user, "POST", "/auth/refresh", "b")
+    assert r.status_code == 200 and set(r.json()) == {"access_token", "token_type", "expires_in"}
+    t2 = r.json()["access_token"]
+    assert r.json()["token_type"] == "bearer" and isinstance(r.json()["expires_in"], int)
+    c1, c2 = claims(t1), claims(t2)
+    assert (c2["sub"], c2["role"]) == (c1["sub"], c1["role"]) and c2["exp"] >= c1["exp"]
+    me = await ok(live, User("", "", t1), "GET", "/me")
+    assert me == await ok(live, User("", "", t2), "GET", "/me", "b")
+    assert (me["user_id"], me["role"], me["email"]) == (user.user_id, "user", user.email)
+    extended = await ws_ok(on_a, "auth", {"token": t2})
+    assert extended == {"user_id": user.user_id, "role": "user", "expires_at": c2["exp"] * 1000}
+
+    assert await ok(live, User("", "", t2), "POST", "/auth/logout", "b") == {}
+    for ws in (on_a, on_b):  # every socket of the user, on every node
+        assert (await asyncio.wait_for(ws.closed, 5))[0] == 4401
+    for token in (t1, t2):
+        for node in ("a", "b"):
+            refused(await call(live, User("", "", token), "GET", "/balances", node), 401,
+                    "UNAUTHORIZED")  # fmt: skip
+            refused(await call(live, User("", "", token), "POST", "/auth/refresh", node), 401,
+                    "UNAUTHORIZED")  # fmt: skip
+    refused(await call(live, User("", "", t1), "POST", "/auth/logout"), 401, "UNAUTHORIZED")
+
+    again = await login(live, user.email, node="b")
+    assert again.status_code == 200, again.text
+    t3 = again.json()["access_token"]
+    for node in ("a", "b"):  # the new token works at once on every node
+        assert (await ok(live, User("", "", t3), "GET", "/me", node))["user_id"] == user.user_id
+    fresh = await connect(live, sockets, User(user.user_id, user.email, t3), "a")
+    assert (await ws_ok(fresh, "ping"))["ts"] > 0
+    # re-auth with a revoked token is a failed auth: 401, then the socket closes 4401
+    ws_refused(await fresh.request("auth", {"token": t1}), 401, "UNAUTHORIZED")
+    assert (await asyncio.wait_for(fresh.closed, 5))[0] == 4401
+    other = await connect(live, sockets, User(user.user_id, user.email, t3), "b")
+    assert (await ws_ok(other, "ping"))["ts"] > 0
+
+
+async def test_an_expired_token_is_refused_everywhere_and_cannot_be_refreshed(
+    live: Exchange,
+) -> None:
+    if not live.env:
+        pytest.skip("needs the e2e exchange's signing key")
+    user = await new_user(live)
+    version = claims(user.token)["tv"]
+    short, _ = Tokens(live.env["HFTX_JWT_SECRET"], ttl=1).issue(user.user_id, "user", version)
+    holder = User(user.user_id, user.email, short)
+    assert (await ok(live, holder, "GET", "/me"))["user_id"] == user.user_id
+
+    async def expired() -> bool:
+        return (await call(live, holder, "GET", "/me")).status_code == 401
+
+    await eventually(expired, timeout=5)
+    refused(await call(live, holder, "POST", "/auth/refresh", "b"), 401, "UNAUTHORIZED")
+    ws = await Ws.connect(live.ws_url("b"))
+    ws_refused(await ws.request("auth", {"token": short}), 401, "UNAUTHORIZED")
+    assert (await asyncio.wait_for(ws.closed, 5))[0] == 4401
+    assert (await ok(live, user, "GET", "/me"))["user_id"] == user.user_id  # others unaffected
+
+
+async def test_a_locked_login_refuses_even_the_right_password(live: Exchange) -> None:
+    user, neighbour = await new_user(live), await new_user(live)
+    codes = []
+    for _ in range(5):
+        codes.append((await login(live, user.email, "wrong-password")).status_code)
+    assert codes == [401] * 5
+    for password, node in (("wrong-password", "a"), (PASSWORD, "a"), (PASSWORD, "b")):
+        r = await login(live, user.email.upper(), password, node)  # the same e-mail, any case
+        refused(r, 429, "RATE_LIMITED")
+        assert r.headers.get("retry-after") is not None
+        assert "access_token" not in r.text
+    # the lock is on that e-mail: a neighbour on the same address logs in, and the locked
+    # user's tokens issued before keep working
+    assert (await login(live, neighbour.email)).status_code == 200
+    assert (await ok(live, user, "GET", "/me"))["user_id"] == user.user_id
+
+
+async def test_a_flooded_socket_closes_4429_and_its_siblings_live_on(live: Exchange) -> None:
+    if "strict" not in live.nodes:
+        pytest.skip("needs the e2e exchange's strict node")
+    user = await new_user(live, "strict")
+    flooded = await Ws.connect(live.ws_url("strict"), user.token)
+    sibling = await Ws.connect(live.ws_url("strict"), user.token)
+    for i in range(600):
+        await flooded.send({"id": i, "method": "ping"})
+    assert (await asyncio.wait_for(flooded.closed, 10))[0] == 4429
+
+    async def answers() -> bool:  # rate limited for a moment (the user's budget), not closed
+        answer = await sibling.request("ping")
+        if answer["status"] == 429:
+            assert answer["error"]["code"] == "RATE_LIMITED"
+            return False
+        return answer["status"] == 200
+
+    await eventually(answers, timeout=5)
+    assert not sibling.closed.done()
+    newcomer = await Ws.connect(live.ws_url("strict"), user.token)  # the closed one's slot
+    assert (await newcomer.request("ping"))["status"] in (200, 429)
+    for ws in (sibling, newcomer):
+        await ws.close()
+
+
+async def test_a_logout_frees_the_users_socket_slots(live: Exchange) -> None:
+    if "strict" not in live.nodes:
+        pytest.skip("needs the e2e exchange's strict node (3 sockets per user)")
+    user = await new_user(live, "strict")
+    url = live.ws_url("strict")
+    full = [await Ws.connect(url, user.token) for _ in range(3)]
+    waiting = await Ws.connect(url)
+    ws_refused(await waiting.request("auth", {"token": user.token}), 429, "RATE_LIMITED")
+    assert (await call(live, user, "POST", "/auth/logout", "strict")).status_code == 200
+    for ws in full:
+        assert (await asyncio.wait_for(ws.closed, 5))[0] == 4401
+    token = (await login(live, user.email, node="strict")).json()["access_token"]
+    assert (await waiting.request("auth", {"token": token}))["status"] == 200
+    more = [await Ws.connect(url, token) for _ in range(2)]
+    last = await Ws.connect(url)
+    ws_refused(await last.request("auth", {"token": token}), 429, "RATE_LIMITED")
+    for ws in (waiting, *more, last):
+        await ws.close()
+
+
+async def test_browser_origins_other_than_the_nodes_own_are_refused(live: Exchange) -> None:
+    if not live.procs:
+        pytest.skip("needs the e2e exchange's allowlist")
+    url = live.ws_url("a")
+    for origin in ("null", live.url("b"), "http://127.0.0.1", "https://allowed.example.evil"):
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets.connect(url, origin=origin)  # type: ignore[arg-type]
+        assert info.value.response.status_code == 403, origin
+    for origin in (live.url("a"), ALLOWED_ORIGIN, ALLOWED_ORIGIN.upper() + "/"):
+        socket_ = await websockets.connect(url, origin=origin)  # type: ignore[arg-type]
+        await socket_.close()

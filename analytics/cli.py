@@ -21,7 +21,7 @@ from analytics.dataset import TooLittleData, load_trades
 from analytics.features import FEATURE_NAMES
 from analytics.model import MODELS
 from analytics.report import as_json, as_text, build_report
-from ops.settings import get_settings
+from ops.settings import Settings, run_urls
 
 
 def parse_time(text: str) -> int:
@@ -41,6 +41,24 @@ def _where(url: str) -> str:
     """The database URL without its credentials, for messages."""
     parts = urlsplit(url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+def _settings() -> Settings:
+    """The project's settings, as every process reads them. A JWT secret is given so
+    that a report never creates ``<data dir>/jwt_secret`` (nor the data dir itself):
+    it signs nothing."""
+    return Settings(jwt_secret="unused-by-analytics")
+
+
+def _unreachable_hint(settings: Settings | None) -> str:
+    """What to check when PostgreSQL cannot be reached."""
+    if settings is not None and settings.embedded_database and not run_urls(settings.data_dir):
+        return (
+            f"no ./hftx run is using the data dir {settings.data_dir} (it has no urls.json):"
+            " start one, set HFTX_DATA_DIR to the running exchange's data dir, or give"
+            " --database-url / DATABASE_URL"
+        )
+    return "is the exchange running, or is --database-url / DATABASE_URL set?"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,15 +84,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    url = args.database_url or get_settings().database_url
+    settings = None if args.database_url else _settings()
+    url = settings.database_url if settings else args.database_url
     try:
         trades = load_trades(url, args.market, args.since, args.until)
         report = build_report(trades, args.model, args.test_fraction)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(
-            f"error: cannot read PostgreSQL at {_where(url)} ({first}); is the exchange"
-            " running, or is --database-url / DATABASE_URL set?",
+            f"error: cannot read PostgreSQL at {_where(url)} ({first}); "
+            + _unreachable_hint(settings),
             file=sys.stderr,
         )
         return 1
@@ -89,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         import joblib
 
         name = f"{args.market}-{args.model}.joblib"
-        path = Path(args.save) if args.save else get_settings().data_dir / "analytics" / name
+        path = Path(args.save) if args.save else _settings().data_dir / "analytics" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         saved = {
             "market": args.market,

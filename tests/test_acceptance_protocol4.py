@@ -43,6 +43,8 @@ from tests.test_e2e_support import (
     acceptance_target,
     eventually,
     fund,
+    limit,
+    new_market,
     new_user,
     unique,
 )
@@ -731,3 +733,167 @@ async def test_browser_origins_other_than_the_nodes_own_are_refused(live: Exchan
     for origin in (live.url("a"), ALLOWED_ORIGIN, ALLOWED_ORIGIN.upper() + "/"):
         socket_ = await websockets.connect(url, origin=origin)  # type: ignore[arg-type]
         await socket_.close()
+
+
+# -- orders by client_order_id, finished orders, open orders -------------------------------
+
+
+def without_fills(placed: Msg) -> Msg:
+    return {k: v for k, v in placed.items() if k != "fills"}
+
+
+async def test_client_order_ids_over_ws_and_http_agree(live: Exchange, sockets: list[Ws]) -> None:
+    m1, m2 = await new_market(live), await new_market(live)
+    user, other = await new_user(live), await new_user(live)
+    await fund(live, user, {"USD": "1000"})
+    await fund(live, other, {"USD": "1000"})
+    ws = await connect(live, sockets, user, "b")
+    first = await ok(
+        live, user, "POST", "/orders", json=limit(m1, "buy", "1", "10", client_order_id="c-1")
+    )
+    order = without_fills(first)
+    held = await balances(live, user)
+    assert held["USD"] == (D("990"), D("10"), D("1000"))
+    # a retry with the same id, even for another market, places nothing and carries the order
+    dup = await ws.request("order.place", limit(m2, "sell", "2", "50", client_order_id="c-1"))
+    ws_refused(dup, 409, "DUPLICATE_CLIENT_ORDER_ID")
+    assert dup["error"]["order"] == order and dup["result"] == order
+    again = limit(m1, "buy", "1", "10", client_order_id="c-1")
+    r = await call(live, user, "POST", "/orders", "b", json=again)
+    assert refused(r, 409, "DUPLICATE_CLIENT_ORDER_ID")["order"] == order
+    assert await balances(live, user) == held
+    assert [o["id"] for o in await ws_ok(ws, "orders.open")] == [order["id"]]
+    # the id is unique per user: another user may use it
+    theirs = await ok(
+        live, other, "POST", "/orders", json=limit(m1, "buy", "1", "9", client_order_id="c-1")
+    )
+    assert theirs["id"] != order["id"]
+    views = [
+        await ws_ok(ws, "order.get", {"client_order_id": "c-1"}),
+        await ws_ok(ws, "order.get", {"order_id": order["id"]}),
+        await ok(live, user, "GET", "/orders/client:c-1"),
+        await ok(live, user, "GET", f"/orders/{order['id']}", "b"),
+    ]
+    assert views == [order] * 4
+
+    for params in ({"client_order_id": "c-1", "order_id": order["id"]},
+                   {"client_order_id": "bad id"}, {"client_order_id": "x" * 37}):  # fmt: skip
+        ws_refused(await ws.request("order.cancel", params), 400, "INVALID_PARAM")
+    canceled = await ws_ok(ws, "order.cancel", {"client_order_id": "c-1"})
+    assert (canceled["id"], canceled["status"], canceled["remaining"]) == (
+        order["id"], "CANCELED", "0.000"
+    )  # fmt: skip
+    assert (await balances(live, user))["USD"] == (D("1000"), D("0"), D("1000"))
+    refused(await call(live, user, "DELETE", "/orders/client:c-1"), 404, "UNKNOWN_ORDER")
+    ws_refused(await ws.request("order.cancel", {"order_id": order["id"]}), 404, "UNKNOWN_ORDER")
+    # the other user's order of the same client id is untouched
+    assert (await ok(live, other, "GET", "/orders/client:c-1"))["status"] == "NEW"
+    # a finished order by id: the same everywhere; its client id stays taken (24 h)
+    final = await ok(live, user, "GET", f"/orders/{order['id']}")
+    assert final == canceled == await ws_ok(ws, "order.get", {"client_order_id": "c-1"})
+    assert final["filled"] == "0.000" and final["updated_ts"] >= order["updated_ts"]
+    dup = await ws.request("order.place", limit(m1, "buy", "1", "10", client_order_id="c-1"))
+    ws_refused(dup, 409, "DUPLICATE_CLIENT_ORDER_ID")
+    assert dup["error"]["order"] == final
+    assert await ws_ok(ws, "orders.open") == []
+
+
+async def test_a_filled_order_by_id_and_open_orders_per_market(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    m1, m2 = await new_market(live), await new_market(live)
+    b1 = m1.split("-")[0]
+    maker, taker = await new_user(live), await new_user(live)
+    await fund(live, maker, {b1: "5", "USD": "1000"})
+    await fund(live, taker, {"USD": "1000"})
+    mws = await connect(live, sockets, maker, "a")
+    sell = await ws_ok(mws, "order.place", limit(m1, "sell", "1", "10", client_order_id="s-1"))
+    for size in ("0.4", "0.6"):
+        await ok(live, taker, "POST", "/orders", "b", json=limit(m1, "buy", size, "10"))
+    done = await ok(live, maker, "GET", f"/orders/{sell['id']}", "b")
+    assert {k: done[k] for k in ("status", "filled", "remaining", "cost", "average")} == {
+        "status": "FILLED", "filled": "1.000", "remaining": "0.000", "cost": "10.00000000",
+        "average": "10.00",
+    }  # fmt: skip
+    assert done == await ws_ok(mws, "order.get", {"client_order_id": "s-1"})
+    assert done == await ok(live, maker, "GET", "/orders/client:s-1")
+    closed = await ok(live, maker, "GET", "/orders", params={"status": "closed", "market": m1})
+    assert closed == [done]
+    refused(await call(live, maker, "DELETE", f"/orders/{sell['id']}"), 404, "UNKNOWN_ORDER")
+    ws_refused(await mws.request("order.cancel", {"client_order_id": "s-1"}), 404, "UNKNOWN_ORDER")
+    assert await ok(live, maker, "GET", f"/orders/{sell['id']}") == done  # unchanged
+
+    placed = []
+    for market, price in ((m2, "1"), (m1, "2"), (m2, "3"), (m1, "4")):
+        placed.append(await ws_ok(mws, "order.place", limit(market, "buy", "1", price)))
+    every = await ws_ok(mws, "orders.open")
+    assert [o["id"] for o in every] == [o["id"] for o in placed]  # oldest first, both markets
+    assert every == await ok(live, maker, "GET", "/orders", "b")
+    for market in (m1, m2):
+        mine = await ws_ok(mws, "orders.open", {"market": market})
+        assert mine == [o for o in every if o["market"] == market]
+        assert mine == await ok(live, maker, "GET", "/orders", params={"market": market})
+    canceled = await ok(live, maker, "DELETE", "/orders", params={"market": m2})
+    assert sorted(o["id"] for o in canceled) == sorted(o["id"] for o in every[::2])
+    assert await ws_ok(mws, "orders.open") == [o for o in every if o["market"] == m1]
+    assert await ws_ok(mws, "orders.open", {"market": m2}) == []
+
+
+# -- candles --------------------------------------------------------------------------------
+
+INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
+
+
+async def test_candles_of_every_interval_agree_with_the_trades(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    market = await new_market(live)
+    base = market.split("-")[0]
+    maker, taker = await new_user(live), await new_user(live)
+    for user in (maker, taker):
+        await fund(live, user, {base: "10", "USD": "1000"})
+    mws, tws = await connect(live, sockets, maker, "a"), await connect(live, sockets, taker, "b")
+    for price in ("10", "12", "11.5"):
+        await ws_ok(mws, "order.place", limit(market, "sell", "1", price))
+    await ws_ok(tws, "order.place", limit(market, "buy", "2.5", "12"))  # 10, 11.50, 0.5 @ 12
+    await ws_ok(mws, "order.place", limit(market, "buy", "1", "9.01"))
+    await ws_ok(tws, "order.place", {"market": market, "side": "sell", "type": "market",
+                                     "amount": "0.333"})  # fmt: skip
+    await ws_ok(tws, "order.place", limit(market, "buy", "0.125", "12"))
+    trades = await ok(live, None, "GET", f"/markets/{market}/trades", params={"limit": 100})
+    trades.reverse()  # oldest first
+    assert [(t["price"], t["size"]) for t in trades] == [
+        ("10.00", "1.000"), ("11.50", "1.000"), ("12.00", "0.500"), ("9.01", "0.333"),
+        ("12.00", "0.125"),
+    ]  # fmt: skip
+    for interval, ms in INTERVAL_MS.items():
+        buckets: dict[int, list[Msg]] = {}
+        for t in trades:
+            buckets.setdefault(t["ts"] - t["ts"] % ms, []).append(t)
+        expected = [
+            {
+                "ts": start,
+                "open": group[0]["price"],
+                "high": max((t["price"] for t in group), key=D),
+                "low": min((t["price"] for t in group), key=D),
+                "close": group[-1]["price"],
+                "volume": f"{sum(D(t['size']) for t in group):.3f}",
+                "quote_volume": f"{sum(D(t['size']) * D(t['price']) for t in group):.8f}",
+                "trades": len(group),
+            }
+            for start, group in sorted(buckets.items())
+        ]
+        # candles wait for the drain: right after the trades they are complete
+        got = await ok(live, None, "GET", f"/markets/{market}/candles", "b",
+                       params={"interval": interval})  # fmt: skip
+        assert got == expected, (interval, got, expected)
+        last = await ok(live, None, "GET", f"/markets/{market}/candles",
+                        params={"interval": interval, "limit": 1})  # fmt: skip
+        assert last == expected[-1:]
+    for bad in ({"interval": "2m"}, {"interval": "1m", "limit": 0},
+                {"interval": "1m", "limit": 1001}, {"interval": "1M"},
+                {"interval": "1m", "since": 0}):  # fmt: skip
+        r = await call(live, None, "GET", f"/markets/{market}/candles", params=bad)
+        refused(r, 400, "INVALID_PARAM")
+    refused(await call(live, None, "GET", "/markets/NOPE-USD/candles", params={"interval": "1m"}),
+            400, "UNKNOWN_MARKET")  # fmt: skip

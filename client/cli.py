@@ -126,7 +126,11 @@ async def cmd_transfer(client: HftxClient, args: argparse.Namespace) -> None:
     result = await client.transfer(
         args.asset.upper(), args.amount, args.to_address, transfer_id=args.id
     )
-    print(f"transferred {args.amount} {args.asset.upper()} to {args.to_address}")
+    what = f"{args.amount} {args.asset.upper()} to {args.to_address}"
+    if result.get("replay"):  # this transfer id was used before: nothing moved now
+        print(f"already transferred {what} (transfer id {result.get('transfer_id')}: replay)")
+    else:
+        print(f"transferred {what}")
     print(fields_line(result))
 
 

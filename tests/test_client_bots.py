@@ -349,3 +349,40 @@ def test_bot_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None
     for shown in ("levels per side (default 3)", "max orders per second (default 5.0)",
                   "(default: HFTX_URL, else http://127.0.0.1:9001)"):  # fmt: skip
         assert shown in out, shown
+
+
+async def test_market_maker_warns_when_its_reference_crosses_the_book(
+    exchange: Exchange, trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fixed reference far below the bids: every ask is refused (post-only would take),
+    logged at DEBUG only, so the bot warns once that the side is not quoted."""
+    caplog.set_level(logging.INFO)
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    mm = await trader("a", {base: "10", "USD": "10000"})
+    bidder = await trader("b", {"USD": "10000"})
+    await bidder.create_order(market, "buy", "limit", "0.100", "100.00")
+    stop = asyncio.Event()
+    params = QuoteParams(levels=2, size="0.100")
+    bot = asyncio.create_task(
+        run_market_maker(mm, market, params=params, reference="50.00", walk_ticks=0,
+                         interval=0.2, max_orders_per_second=50, stop=stop)
+    )  # fmt: skip
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    try:
+
+        async def warned() -> bool:
+            return any("sell quotes in a row refused as POST_ONLY_WOULD_TAKE" in m
+                       for m in warnings())  # fmt: skip
+
+        await eventually(warned, timeout=10)
+        bids = [o["price"] for o in await mm.fetch_open_orders(market) if o["side"] == "buy"]
+        assert sorted(bids) == ["49.90", "49.95"]  # the other side is quoted
+        await asyncio.sleep(1)  # more refused cycles: still one warning
+        assert len(warnings()) == 1, warnings()
+    finally:
+        await stop_cleanly(stop, bot)
+    assert_no_errors(caplog)

@@ -47,6 +47,9 @@ from client.subscriptions import BookSubscription
 log = logging.getLogger(__name__)
 
 QUIET_ERRORS = frozenset({"POST_ONLY_WOULD_TAKE", "UNKNOWN_ORDER"})
+CROSSING_WARN_AFTER = 6
+"""Post-only refusals in a row on one side before the bot warns that its quotes cross
+the book (a fixed ``reference`` far from the market, e.g.)."""
 
 
 async def run_market_maker(
@@ -199,6 +202,7 @@ class _Quoter:
         self.params = params
         self.prefix = f"{tag}-"
         self.limiter = limiter
+        self.refused = {"buy": 0, "sell": 0}  # post-only refusals in a row per side
 
     async def base_total(self) -> Fraction:
         row = (await self.client.fetch_balance()).get(self.spec.base)
@@ -257,6 +261,23 @@ class _Quoter:
             )  # fmt: skip
         except HftxError as exc:
             _log_error("place", f"{quote.side} {quote.size} @ {quote.price}", exc)
+            if exc.code == "POST_ONLY_WOULD_TAKE":
+                self._refused(quote)
+        else:
+            self.refused[quote.side] = 0
+
+    def _refused(self, quote: Quote) -> None:
+        """Count a post-only refusal; warn once per run of them that it lasts: alone,
+        one is a race with the book, but a side refused again and again is not quoted
+        at all, and the refusals are logged at DEBUG only."""
+        self.refused[quote.side] += 1
+        if self.refused[quote.side] == CROSSING_WARN_AFTER:
+            log.warning(
+                "%s: %d %s quotes in a row refused as POST_ONLY_WOULD_TAKE (last %s): the"
+                " reference price is through the book, so that side is not quoted; give a"
+                " --reference near the market or none (the book's mid)",
+                self.spec.id, CROSSING_WARN_AFTER, quote.side, quote.price,
+            )  # fmt: skip
 
 
 def _log_error(action: str, what: str, exc: HftxError) -> None:

@@ -23,6 +23,7 @@ from engine.types import Balance, EngineError
 ASSETS_KEY = keys.GLOBAL_ASSETS
 ACCOUNTS_KEY = "{g}:accounts"  # set of users with an account stream (read by the drain)
 WITHDRAWALS_KEY = "{g}:wd"  # withdrawal id -> user (so admins can act by id)
+DEPOSITS_KEY = "{g}:dep"  # deposit id -> user: an id credits one account, once
 HOLDERS_KEY = "{g}:holders"  # zset: users that may have holds (bumped before each hold)
 OUTBOX_KEY = "{g}:outbox"  # zset: users that may have uncredited transfers (bumped before)
 OUTBOX_WAKE_KEY = "{g}:outbox:wake"  # list of at most one token: wakes the settler at once
@@ -253,9 +254,19 @@ async def deposit(
     await asset_scale(redis, asset)
     owner = await _owner(redis, address, asset)
     keys = account_keys(owner.user)
+    # deposit ids are global (as in PostgreSQL's deposits): the same id for another
+    # user's address is not a new deposit; a refused request gives the id back
+    claimed = await redis.hsetnx(DEPOSITS_KEY, deposit_id, owner.user)
+    if not claimed and _text(await redis.hget(DEPOSITS_KEY, deposit_id)) != owner.user:
+        raise EngineError("INVALID_PARAM", "deposit id already used for another address")
     await redis.sadd(ACCOUNTS_KEY, owner.user)
-    kind, available = await _call(redis, "acct_deposit", keys, deposit_id, asset, amount,
-                                  now or now_ms(), address.lower())  # fmt: skip
+    try:
+        kind, available = await _call(redis, "acct_deposit", keys, deposit_id, asset, amount,
+                                      now or now_ms(), address.lower())  # fmt: skip
+    except EngineError:
+        if claimed and not await redis.hexists(keys[4], "d:" + deposit_id):
+            await redis.hdel(DEPOSITS_KEY, deposit_id)
+        raise
     return DepositResult(owner.user, _text(kind) == "replay", int(available))
 
 

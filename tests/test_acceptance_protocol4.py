@@ -897,3 +897,70 @@ async def test_candles_of_every_interval_agree_with_the_trades(
         refused(r, 400, "INVALID_PARAM")
     refused(await call(live, None, "GET", "/markets/NOPE-USD/candles", params={"interval": "1m"}),
             400, "UNKNOWN_MARKET")  # fmt: skip
+
+
+# -- deposits and transfers: idempotency keys and addresses ---------------------------------
+
+
+async def usd_address(live: Exchange, user: User, asset: str = "USD") -> str:
+    return str({a["asset"]: a["address"] for a in await ok(live, user, "GET", "/addresses")}[asset])
+
+
+async def test_a_deposit_id_credits_once_whatever_the_retry_says(live: Exchange) -> None:
+    alice, bob = await new_user(live), await new_user(live)
+    a_usd, b_usd = await usd_address(live, alice), await usd_address(live, bob)
+    dep = {"deposit_id": unique("tx-"), "address": a_usd, "asset": "USD", "amount": "25"}
+    async with live.admin() as admin:
+        first = await admin.post("/admin/deposits", json=dep)
+        assert first.status_code == 200, first.text
+        assert first.json() == {**dep, "amount": "25.00000000", "user_id": alice.user_id,
+                                "replay": False}  # fmt: skip
+        again = await admin.post("/admin/deposits", json={**dep, "address": a_usd.upper()})
+        assert again.status_code == 200 and again.json()["replay"] is True, again.text
+        for changed in (
+            {"amount": "26"},
+            {"asset": "BTC", "address": await usd_address(live, alice, "BTC")},
+        ):
+            refused(await admin.post("/admin/deposits", json={**dep, **changed}), 400,
+                    "INVALID_PARAM")  # fmt: skip
+        # the same deposit id for another user's address is not a new deposit
+        refused(await admin.post("/admin/deposits", json={**dep, "address": b_usd}), 400,
+                "INVALID_PARAM")  # fmt: skip
+    assert (await balances(live, alice))["USD"] == (D("25"), D("0"), D("25"))
+    assert (await balances(live, bob)).get("USD", (0, 0, 0)) == (0, 0, 0)
+
+
+async def test_transfers_refuse_wrong_addresses_and_reused_ids(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    alice, bob = await new_user(live), await new_user(live)
+    await fund(live, alice, {"USD": "100", "BTC": "1"})
+    b_usd = await usd_address(live, bob)
+    bws = await connect(live, sockets, bob, "b")
+    await ws_ok(bws, "subscribe", {"channel": "balances"})
+    t = {"transfer_id": unique("t"), "asset": "USD", "amount": "12.5", "to_address": b_usd}
+    sent = await ok(live, alice, "POST", "/transfers", json=t)
+    assert sent == {**t, "amount": "12.50000000", "status": "COMPLETED", "replay": False}
+    push = await bws.wait_push(lambda m: m["channel"] == "balances" and m["asset"] == "USD")
+    assert (push["free"], push["locked"], push["total"]) == ("12.50000000", "0.00000000",
+                                                             "12.50000000")  # fmt: skip
+    before = [await balances(live, u) for u in (alice, bob)]
+    cases = [
+        {**t, "amount": "1"},  # the same id, another amount
+        {**t, "transfer_id": unique("t"), "to_address": await usd_address(live, alice)},  # own
+        {**t, "transfer_id": unique("t"), "asset": "BTC"},  # a USD address for BTC
+        {**t, "transfer_id": unique("t"), "to_address": _mistype(b_usd)},
+        {**t, "transfer_id": unique("t"), "amount": "0"},
+        {**t, "transfer_id": unique("t"), "amount": 1},
+        {**t, "transfer_id": "bad id"},
+    ]
+    for body in cases:
+        refused(await call(live, alice, "POST", "/transfers", json=body), 400, "INVALID_PARAM")
+    refused(await call(live, alice, "POST", "/transfers",
+                       json={**t, "transfer_id": unique("t"), "amount": "0.000000001"}),
+            400, "BAD_PRECISION")  # fmt: skip
+    refused(await call(live, alice, "POST", "/transfers",
+                       json={**t, "transfer_id": unique("t"), "amount": "87.50000001"}),
+            400, "INSUFFICIENT_FUNDS")  # fmt: skip
+    assert await ok(live, alice, "POST", "/transfers", "b", json=t) == {**sent, "replay": True}
+    assert [await balances(live, u) for u in (alice, bob)] == before

@@ -114,19 +114,21 @@ async def cmd_balances(client: HftxClient, args: argparse.Namespace) -> None:
 
 
 async def cmd_address(client: HftxClient, args: argparse.Namespace) -> None:
+    addresses = await client.fetch_deposit_addresses()
     rows = [
         [a.get("asset"), a.get("address")]
-        for a in await client.fetch_deposit_addresses()
-        if args.asset is None or a.get("asset") == args.asset.upper()
+        for a in addresses
+        if args.asset is None or a.get("asset") == args.asset
     ]
+    if not rows and args.asset is not None:
+        known = ", ".join(str(a.get("asset")) for a in addresses)
+        raise HftxError("INVALID_PARAM", f"no asset {args.asset} (assets: {known})", 400)
     print(table(["asset", "deposit address"], rows))
 
 
 async def cmd_transfer(client: HftxClient, args: argparse.Namespace) -> None:
-    result = await client.transfer(
-        args.asset.upper(), args.amount, args.to_address, transfer_id=args.id
-    )
-    what = f"{args.amount} {args.asset.upper()} to {args.to_address}"
+    result = await client.transfer(args.asset, args.amount, args.to_address, transfer_id=args.id)
+    what = f"{args.amount} {args.asset} to {args.to_address}"
     if result.get("replay"):  # this transfer id was used before: nothing moved now
         print(f"already transferred {what} (transfer id {result.get('transfer_id')}: replay)")
     else:
@@ -160,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     place = command("place", cmd_place, "place an order (limit if PRICE is given)")
     place.add_argument("side", choices=["buy", "sell"])
-    place.add_argument("market", help="e.g. BTC-USD")
+    place.add_argument("market", type=str.upper, help="e.g. BTC-USD")
     place.add_argument("amount", nargs="?", help="base size (omit with --quote-amount)")
     place.add_argument("price", nargs="?", help="limit price")
     place.add_argument("--type", choices=["limit", "market"])
@@ -173,26 +175,26 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = command("cancel", cmd_cancel, "cancel an order, or all with --all")
     cancel.add_argument("order_id", nargs="?")
     cancel.add_argument("--all", action="store_true", help="cancel all open orders")
-    cancel.add_argument("--market", help="with --all: only this market")
+    cancel.add_argument("--market", type=str.upper, help="with --all: only this market")
 
     book = command("book", cmd_book, "show the order book")
-    book.add_argument("market")
+    book.add_argument("market", type=str.upper)
     book.add_argument("--depth", type=int, default=10)
     book.add_argument("--watch", action="store_true", help="live over the WebSocket")
 
     command("balances", cmd_balances, "show balances")
 
     address = command("address", cmd_address, "show deposit addresses")
-    address.add_argument("asset", nargs="?")
+    address.add_argument("asset", nargs="?", type=str.upper)
 
     transfer = command("transfer", cmd_transfer, "send to another user's deposit address")
-    transfer.add_argument("asset")
+    transfer.add_argument("asset", type=str.upper)
     transfer.add_argument("amount")
     transfer.add_argument("to_address")
     transfer.add_argument("--id", help="transfer id (idempotency key; generated if omitted)")
 
     orders = command("orders", cmd_orders, "list open orders")
-    orders.add_argument("--market")
+    orders.add_argument("--market", type=str.upper)
     return parser
 
 

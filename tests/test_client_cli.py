@@ -70,9 +70,9 @@ async def test_cli_trading_commands(exchange: Exchange, capsys: pytest.CaptureFi
     assert placed.code == 0, placed.err
     order_id = placed.out.split()[0]
     assert f"{market} sell limit 1.000 @ 20.00: NEW, filled 0.000 (client id cli.1)" in placed.out
-    opened = await run_cli(capsys, exchange, user, "orders", "--market", market)
+    opened = await run_cli(capsys, exchange, user, "orders", "--market", market.lower())
     assert opened.code == 0 and order_id in opened.out and "cli.1" in opened.out
-    book = await run_cli(capsys, exchange, None, "book", market, "--depth", "5")
+    book = await run_cli(capsys, exchange, None, "book", market.lower(), "--depth", "5")
     assert book.code == 0 and ["ask", "20.00", "1.000"] in [
         line.split() for line in book.out.splitlines()
     ]
@@ -123,6 +123,9 @@ async def test_cli_wallet_commands(exchange: Exchange, capsys: pytest.CaptureFix
     rows = [line.split() for line in shown.out.splitlines()[2:]]
     assert len(rows) == 1 and rows[0][0] == "USD"
     address = rows[0][1]
+    unknown = await run_cli(capsys, exchange, bob, "address", "nope")
+    assert (unknown.code, unknown.out) == (1, "")  # was an empty table, exit 0
+    assert unknown.err.startswith("error: INVALID_PARAM (400): no asset NOPE (assets: ")
     transfer_id = unique("cli-t-")
     for replay in ("False", "True"):
         sent = await run_cli(capsys, exchange, alice, "transfer", "usd", "12.5", address,

@@ -231,8 +231,8 @@ def test_market_maker_command_stops_cleanly_on_ctrl_c(exchange: Exchange) -> Non
     market, user = asyncio.run(_funded_market(exchange))
     proc = subprocess.Popen(
         [sys.executable, "-m", "client.bots.market_maker", "--url", exchange.url("a"),
-         "--email", user, "--password", PASSWORD, "--market", market, "--reference", "50.00",
-         "--levels", "2", "--size", "0.010", "--interval", "0.5"],
+         "--email", user, "--password", PASSWORD, "--market", market.lower(),  # upper-cased
+         "--reference", "50.00", "--levels", "2", "--size", "0.010", "--interval", "0.5"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m client.bots.market_maker", description=__doc__.split("\n\n")[0]
     )
     add_connection_args(parser)
-    parser.add_argument("--market", required=True, help="market id, e.g. BTC-USD")
+    parser.add_argument("--market", required=True, type=str.upper, help="market id, e.g. BTC-USD")
     parser.add_argument(
         "--levels", type=int, default=3, help="levels per side (default %(default)s)"
     )

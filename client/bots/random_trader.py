@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m client.bots.random_trader", description=__doc__.split("\n\n")[0]
     )
     add_connection_args(parser)
-    parser.add_argument("--market", required=True, help="market id, e.g. BTC-USD")
+    parser.add_argument("--market", required=True, type=str.upper, help="market id, e.g. BTC-USD")
     parser.add_argument(
         "--rate", type=float, default=1.0, help="max orders per second (default %(default)s)"
     )

@@ -964,3 +964,141 @@ async def test_transfers_refuse_wrong_addresses_and_reused_ids(
             400, "INSUFFICIENT_FUNDS")  # fmt: skip
     assert await ok(live, alice, "POST", "/transfers", "b", json=t) == {**sent, "replay": True}
     assert [await balances(live, u) for u in (alice, bob)] == before
+
+
+# -- P2P: buy offers, edits, request ids, messages ------------------------------------------
+
+
+async def test_p2p_buy_offer_escrows_the_takers_asset_and_cancel_returns_it(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    seller, buyer, sws, bws = await p2p_pair(live, sockets, btc="1")
+    poor = await new_user(live)
+    await fund(live, poor, {"BTC": "0.05"})
+    offer = await ws_ok(bws, "p2p.offer.create", {**SELL_OFFER, "side": "buy", "price": "100"})
+    assert (offer["side"], offer["amount"], offer["locked"]) == ("buy", "1.00000000", "0.00000000")
+    assert (await balances(live, buyer)).get("BTC", (0, 0, 0)) == (0, 0, 0)  # escrows nothing
+    before = await balances(live, poor)
+    r = await call(live, poor, "POST", f"/p2p/offers/{offer['id']}/take", json={"amount": "0.1"})
+    refused(r, 400, "INSUFFICIENT_FUNDS")
+    assert await balances(live, poor) == before
+    assert (await ok(live, None, "GET", f"/p2p/offers/{offer['id']}"))["amount"] == "1.00000000"
+
+    first = await ws_ok(sws, "p2p.offer.take", {"offer_id": offer["id"], "amount": "0.4"})
+    assert (first["seller"], first["buyer"], first["offer_side"]) == (
+        seller.user_id, buyer.user_id, "buy"
+    )  # fmt: skip
+    assert first["fiat_amount"] == "40.00"
+    assert (await balances(live, seller, "b"))["BTC"] == (D("0.6"), D("0.4"), D("1"))
+    for ws, user in ((sws, seller), (bws, buyer)):
+        await notified(live, ws, user, "p2p.trade_opened", first["id"])
+    await ws_ok(bws, "p2p.trade.paid", {"trade_id": first["id"]})
+    await ws_ok(sws, "p2p.trade.release", {"trade_id": first["id"]})
+    assert (await balances(live, buyer, "b"))["BTC"] == (D("0.4"), D("0"), D("0.4"))
+    assert (await balances(live, seller))["BTC"] == (D("0.6"), D("0"), D("0.6"))
+
+    second = await ok(live, seller, "POST", f"/p2p/offers/{offer['id']}/take", "b",
+                      json={"amount": "0.5"})  # fmt: skip
+    assert (await balances(live, seller))["BTC"] == (D("0.1"), D("0.5"), D("0.6"))
+    left = await ok(live, None, "GET", f"/p2p/offers/{offer['id']}")
+    assert (left["amount"], left["locked"], left["filled"]) == (
+        "0.10000000", "0.50000000", "0.40000000"
+    )  # fmt: skip
+    await ws_ok(bws, "p2p.trade.cancel", {"trade_id": second["id"]})
+    for ws, user in ((sws, seller), (bws, buyer)):
+        await notified(live, ws, user, "p2p.trade_cancelled", second["id"])
+    # the seller's escrow back to available, the offer's amount back to trade
+    assert (await balances(live, seller, "b"))["BTC"] == (D("0.6"), D("0"), D("0.6"))
+    left = await ok(live, None, "GET", f"/p2p/offers/{offer['id']}")
+    assert (left["amount"], left["locked"], left["filled"]) == (
+        "0.60000000", "0.00000000", "0.40000000"
+    )  # fmt: skip
+
+
+async def test_p2p_offer_edits_move_the_escrow_and_trades_keep_their_terms(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    seller, buyer, sws, _ = await p2p_pair(live, sockets, btc="2")
+    offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+    oid = offer["id"]
+    path = f"/p2p/offers/{oid}"
+    raised = await ok(live, seller, "PATCH", path, json={"amount": "1.5"})
+    assert raised["amount"] == "1.50000000"
+    assert (await balances(live, seller))["BTC"] == (D("0.5"), D("1.5"), D("2"))
+    refused(await call(live, seller, "PATCH", path, json={"amount": "2.5"}), 400,
+            "INSUFFICIENT_FUNDS")  # fmt: skip
+    assert (await balances(live, seller))["BTC"] == (D("0.5"), D("1.5"), D("2"))
+    lowered = await ws_ok(sws, "p2p.offer.update", {"offer_id": oid, "amount": "0.8"})
+    assert lowered["amount"] == "0.80000000"
+    assert (await balances(live, seller))["BTC"] == (D("1.2"), D("0.8"), D("2"))
+
+    paused = await ok(live, seller, "PATCH", path, json={"status": "PAUSED"})
+    assert paused["status"] == "PAUSED"
+    listed = await ok(live, None, "GET", "/p2p/offers", params={"asset": "BTC", "fiat": "EUR"})
+    assert oid not in [o["id"] for o in listed]
+    refused(await call(live, buyer, "POST", path + "/take", json={"amount": "0.1"}), 400,
+            "INVALID_PARAM")  # fmt: skip
+    await ok(live, seller, "PATCH", path, json={"status": "OPEN"})
+    trade = await ok(live, buyer, "POST", path + "/take", json={"amount": "0.3",
+                                                                "price": "30000.07"})  # fmt: skip
+    await ok(live, seller, "PATCH", path, json={"price": "31000"})
+    # the price a taker accepts is checked: the old one is refused, nothing moves
+    before = await balances(live, seller)
+    stale = {"amount": "0.1", "price": "30000.07"}
+    refused(await call(live, buyer, "POST", path + "/take", json=stale), 400, "INVALID_PARAM")
+    assert await balances(live, seller) == before
+    kept = await ok(live, buyer, "GET", f"/p2p/trades/{trade['id']}")
+    assert (kept["price"], kept["fiat_amount"]) == ("30000.07", "9000.03")  # its own terms
+
+    closed = await ok(live, seller, "POST", path + "/close", json={})
+    assert (closed["status"], closed["amount"], closed["locked"]) == (
+        "CLOSED", "0.00000000", "0.30000000"
+    )  # fmt: skip
+    assert (await balances(live, seller))["BTC"] == (D("1.7"), D("0.3"), D("2"))
+    refused(await call(live, seller, "PATCH", path, json={"status": "OPEN"}), 400,
+            "INVALID_PARAM")  # fmt: skip
+    await ok(live, buyer, "POST", f"/p2p/trades/{trade['id']}/cancel", json={})
+    # the offer is closed: the cancelled trade's amount goes back to the seller's balance
+    assert (await balances(live, seller, "b"))["BTC"] == (D("2"), D("0"), D("2"))
+    final = await ok(live, None, "GET", path)
+    assert (final["status"], final["amount"], final["locked"]) == (
+        "CLOSED", "0.00000000", "0.00000000"
+    )  # fmt: skip
+
+
+async def test_p2p_request_ids_replay_once_and_refuse_another_request(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    seller, buyer, sws, bws = await p2p_pair(live, sockets)
+    offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+    take = {"amount": "0.2", "request_id": unique("rq")}
+    trade = await ok(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take", json=take)
+    again = await ws_ok(bws, "p2p.offer.take", {"offer_id": offer["id"], **take})
+    assert again == trade  # the same trade, not a second one
+    assert (await ok(live, None, "GET", f"/p2p/offers/{offer['id']}"))["amount"] == "0.80000000"
+    assert [t["id"] for t in await ok(live, buyer, "GET", "/p2p/trades")] == [trade["id"]]
+    refused(await call(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take",
+                       json={**take, "amount": "0.3"}), 400, "INVALID_PARAM")  # fmt: skip
+    refused(await call(live, buyer, "POST", f"/p2p/trades/{trade['id']}/paid",
+                       json={"request_id": take["request_id"]}), 400, "INVALID_PARAM")  # fmt: skip
+    assert (await ok(live, buyer, "GET", f"/p2p/trades/{trade['id']}"))["status"] == "PENDING"
+
+    # messages: the other party is notified (pushed and stored), the author is not
+    posted = await ws_ok(bws, "p2p.message.post", {"trade_id": trade["id"], "body": "IBAN?",
+                                                   "request_id": "m-1"})  # fmt: skip
+    assert (posted["n"], posted["from"], posted["role"], posted["body"]) == (
+        1, buyer.user_id, "buyer", "IBAN?"
+    )  # fmt: skip
+    assert await ws_ok(bws, "p2p.message.post", {"trade_id": trade["id"], "body": "IBAN?",
+                                                 "request_id": "m-1"}) == posted  # fmt: skip
+    await notified(live, sws, seller, "p2p.message", trade["id"])
+    thread = await ok(live, seller, "GET", f"/p2p/trades/{trade['id']}/messages", "b")
+    assert [(m["n"], m["body"]) for m in thread] == [(1, "IBAN?")]
+    reply = await ok(live, seller, "POST", f"/p2p/trades/{trade['id']}/messages",
+                     json={"body": "DE89 3704"})  # fmt: skip
+    assert (reply["n"], reply["role"]) == (2, "seller")
+    await notified(live, bws, buyer, "p2p.message", trade["id"])
+    kinds = [n["kind"] for n in await ok(live, buyer, "GET", "/notifications")]
+    assert kinds.count("p2p.message") == 1  # the seller's reply only
+    refused(await call(live, buyer, "POST", f"/p2p/trades/{trade['id']}/messages",
+                       json={"body": "x" * 501}), 400, "INVALID_PARAM")  # fmt: skip

@@ -42,6 +42,9 @@ MARKET_CACHE_S = 1.0
 T = TypeVar("T")
 PLACED_MEMORY = 50_000  # resting orders placed here whose market a cancel knows at once
 BOOK_LEVELS_FOR_ESTIMATE = 1000
+# a concurrent request with the same client_order_id holds before it places: how long a
+# duplicate waits for that order to reach its market, so that the 409 can carry it
+DUPLICATE_WAIT_S = 1.0
 
 
 def user_channel(user_id: str) -> str:
@@ -149,7 +152,7 @@ class Exchange:
             client_order_id=req.client_order_id, now=now,
         )  # fmt: skip
         if held.kind == "duplicate" and held.existing is not None:
-            existing = await M.get_order(self.redis, held.existing[0], held.existing[1])
+            existing = await self._placed_order(held.existing[0], held.existing[1])
             if existing is None:
                 raise EngineError("DUPLICATE_CLIENT_ORDER_ID", "client_order_id already used")
             return PlaceResult(order=existing, duplicate=True)
@@ -160,6 +163,18 @@ class Exchange:
         # Once the place is sent the engine acts whatever happens to this caller (a
         # request timeout, a closed socket): finish the call and its pushes regardless.
         return await _unless_cancelled(self._place_held(user_id, market, req, order_id, now))
+
+    async def _placed_order(self, market_id: str, order_id: str) -> Order | None:
+        """The order a duplicate ``client_order_id`` names, once its place has landed
+        (at most :data:`DUPLICATE_WAIT_S`; None if it never does)."""
+        deadline = time.monotonic() + DUPLICATE_WAIT_S
+        delay = 0.001
+        while True:
+            existing = await M.get_order(self.redis, market_id, order_id)
+            if existing is not None or time.monotonic() >= deadline:
+                return existing
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def _place_held(
         self, user_id: str, market: Market, req: OrderRequest, order_id: str, now: int

@@ -1102,3 +1102,97 @@ async def test_p2p_request_ids_replay_once_and_refuse_another_request(
     assert kinds.count("p2p.message") == 1  # the seller's reply only
     refused(await call(live, buyer, "POST", f"/p2p/trades/{trade['id']}/messages",
                        json={"body": "x" * 501}), 400, "INVALID_PARAM")  # fmt: skip
+
+
+# -- races: what a client sends at once from two nodes ---------------------------------------
+
+
+async def test_concurrent_moves_on_one_trade_exactly_one_wins(live: Exchange) -> None:
+    for round_ in range(3):
+        seller, buyer = await new_user(live), await new_user(live)
+        await fund(live, seller, {"BTC": "1"})
+        offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+        trade = await ok(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take",
+                         json={"amount": "0.5"})  # fmt: skip
+        path = f"/p2p/trades/{trade['id']}"
+        release, cancel = await asyncio.gather(
+            call(live, seller, "POST", path + "/release", "a", json={}),
+            call(live, buyer, "POST", path + "/cancel", "b", json={}),
+        )
+        codes = sorted((release.status_code, cancel.status_code))
+        assert codes == [200, 400], (round_, release.text, cancel.text)
+        loser = release if release.status_code == 400 else cancel
+        assert loser.json()["error"]["code"] == "INVALID_PARAM"
+        final = await ok(live, buyer, "GET", path)
+        state = await ok(live, None, "GET", f"/p2p/offers/{offer['id']}")
+        if release.status_code == 200:
+            assert final["status"] == "RELEASED"
+            assert (await balances(live, buyer))["BTC"] == (D("0.5"), D("0"), D("0.5"))
+            assert (await balances(live, seller))["BTC"] == (D("0"), D("0.5"), D("0.5"))
+            assert (state["amount"], state["filled"]) == ("0.50000000", "0.50000000")
+        else:
+            assert final["status"] == "CANCELLED"
+            assert (await balances(live, buyer)).get("BTC", (0, 0, 0)) == (0, 0, 0)
+            assert (await balances(live, seller))["BTC"] == (D("0"), D("1"), D("1"))
+            assert (state["amount"], state["filled"]) == ("1.00000000", "0.00000000")
+
+
+async def test_concurrent_takes_never_oversell_an_offer(live: Exchange) -> None:
+    seller = await new_user(live)
+    await fund(live, seller, {"BTC": "1"})
+    offer = await ok(live, seller, "POST", "/p2p/offers", json=SELL_OFFER)
+    buyers = [await new_user(live) for _ in range(5)]
+    answers = await asyncio.gather(*(
+        call(live, b, "POST", f"/p2p/offers/{offer['id']}/take", "ab"[i % 2],
+             json={"amount": "0.3"})
+        for i, b in enumerate(buyers)
+    ))  # fmt: skip
+    won = [r for r in answers if r.status_code == 200]
+    assert len(won) == 3, [r.text for r in answers]  # 3 x 0.3 of 1
+    for r in answers:
+        if r.status_code != 200:
+            refused(r, 400, "INVALID_PARAM")
+    state = await ok(live, None, "GET", f"/p2p/offers/{offer['id']}")
+    assert (state["amount"], state["locked"]) == ("0.10000000", "0.90000000")
+    assert (await balances(live, seller))["BTC"] == (D("0"), D("1"), D("1"))
+
+
+async def test_concurrent_withdrawals_hold_no_more_than_the_balance(live: Exchange) -> None:
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    answers = await asyncio.gather(*(
+        call(live, user, "POST", "/withdrawals", "ab"[i % 2],
+             json={"withdrawal_id": unique("w"), "asset": "USD", "amount": "30",
+                   "address": "ext9"})
+        for i in range(5)
+    ))  # fmt: skip
+    assert sorted(r.status_code for r in answers) == [200, 200, 200, 400, 400]
+    for r in answers:
+        if r.status_code != 200:
+            refused(r, 400, "INSUFFICIENT_FUNDS")
+    assert (await balances(live, user))["USD"] == (D("10"), D("90"), D("100"))
+    listed = await ok(live, user, "GET", "/withdrawals", "b")
+    assert sorted(w["withdrawal_id"] for w in listed) == sorted(
+        r.json()["withdrawal_id"] for r in answers if r.status_code == 200
+    )
+
+
+async def test_concurrent_retries_of_one_client_order_id_place_one_order(live: Exchange) -> None:
+    market = await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "1000"})
+    ids = []
+    for n in range(1, 4):
+        order = limit(market, "buy", "1", "10", client_order_id=f"race-{n}")
+        answers = await asyncio.gather(*(
+            call(live, user, "POST", "/orders", "ab"[i % 2], json=order) for i in range(8)
+        ))  # fmt: skip
+        placed = [r.json() for r in answers if r.status_code == 200]
+        assert len(placed) == 1, [r.text for r in answers]
+        for r in answers:
+            if r.status_code != 200:  # each carries the order, also while it is being placed
+                dup = refused(r, 409, "DUPLICATE_CLIENT_ORDER_ID")
+                assert dup["order"] == without_fills(placed[0]), dup
+        ids.append(placed[0]["id"])
+        assert [o["id"] for o in await ok(live, user, "GET", "/orders")] == ids
+    assert (await balances(live, user))["USD"] == (D("970"), D("30"), D("1000"))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from client import HftxClient
+from client import HftxClient, HftxError
 from client.backoff import Backoff
 from client.bots import market_maker, random_trader
 from client.bots.flow import FlowParams
@@ -386,3 +386,51 @@ async def test_market_maker_warns_when_its_reference_crosses_the_book(
     finally:
         await stop_cleanly(stop, bot)
     assert_no_errors(caplog)
+
+
+async def test_market_maker_survives_a_failed_reference_read(
+    exchange: Exchange,
+    trader: Trader,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Quoting around the book mid on an empty book reads the last trade from the
+    ticker; a failure there (a 503 during a Redis restart) skips one cycle instead of
+    ending the bot."""
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    mm = await trader("a", {base: "10", "USD": "10000"})
+    other = await trader("b", {base: "1", "USD": "1000"})
+    failures = 3
+    real_fetch_ticker = mm.fetch_ticker
+
+    async def flaky_fetch_ticker(market_id: str) -> dict[str, Any]:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise HftxError("UNAVAILABLE", "GET /ticker: connection lost", 503)
+        return await real_fetch_ticker(market_id)
+
+    monkeypatch.setattr(mm, "fetch_ticker", flaky_fetch_ticker)
+    stop = asyncio.Event()
+    params = QuoteParams(levels=1, size="0.100")
+    bot = asyncio.create_task(
+        run_market_maker(mm, market, params=params, interval=0.2, stop=stop)
+    )  # no reference: the book's mid, else the last trade
+    try:
+        await eventually(lambda: _true_when(failures == 0), timeout=30)
+        assert not bot.done(), bot
+        await other.create_order(market, "buy", "limit", "0.100", "99.00")
+        await other.create_order(market, "sell", "limit", "0.100", "101.00")
+
+        async def quoting() -> bool:
+            return len(await mm.fetch_open_orders(market)) == 2
+
+        await eventually(quoting, timeout=10)
+    finally:
+        await stop_cleanly(stop, bot)
+    assert any("requote failed: UNAVAILABLE" in r.getMessage() for r in caplog.records)
+
+
+async def _true_when(condition: bool) -> bool:
+    return condition

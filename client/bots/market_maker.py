@@ -97,13 +97,13 @@ async def run_market_maker(
         while not stop.is_set():
             with contextlib.suppress(HftxError):
                 position.reconcile(await bot.base_total() - start, time.monotonic())
-            if ref_ticks is not None:
-                ref_ticks = random_walk(ref_ticks, walk_ticks, rng)
-                ref: Fraction | None = spec.price.step * ref_ticks
-            else:
-                assert book is not None
-                ref = await _book_reference(client, book)
-            try:
+            try:  # an error (a 503 while Redis restarts, e.g.) skips this cycle only
+                if ref_ticks is not None:
+                    ref_ticks = random_walk(ref_ticks, walk_ticks, rng)
+                    ref: Fraction | None = spec.price.step * ref_ticks
+                else:
+                    assert book is not None
+                    ref = await _book_reference(client, book)
                 await bot.requote(ref, position.base)
             except HftxError as exc:
                 log.warning("requote failed: %s", exc)

@@ -7,15 +7,18 @@
   the passwords printed at start) exist with funds.
 - One web node (a Redis lease decides which) runs the client's example bots
   against itself over the public API: a market maker and a random trader per
-  market, each with its own funded account.
+  market, each with its own funded account. A bot that fails (an error at start,
+  say) is started again at the next lease renewal, every 5 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from engine.units import parse_amount
@@ -101,6 +104,23 @@ async def _demo(node: Node) -> None:
                 await node.redis.delete(LEASE_KEY)
 
 
+def restart_failed(
+    tasks: dict[str, asyncio.Task[Any]],
+    factories: dict[str, Callable[[], Coroutine[Any, Any, None]]],
+) -> list[str]:
+    """Start again every bot whose task ended with an exception (logged once per
+    failure), so that its market stays alive; the names restarted. A bot that was
+    cancelled or ended by itself (``stop`` set) is left alone."""
+    restarted = []
+    for name, task in list(tasks.items()):
+        if not task.done() or task.cancelled() or task.exception() is None:
+            continue
+        log.warning("bot %s stopped: %r; restarting it", name, task.exception())
+        tasks[name] = asyncio.create_task(factories[name](), name=name)
+        restarted.append(name)
+    return restarted
+
+
 async def _bots(node: Node, me: str) -> None:
     from client.bots.market_maker import run_market_maker
     from client.bots.random_trader import run_random_trader
@@ -110,7 +130,8 @@ async def _bots(node: Node, me: str) -> None:
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     url = f"http://{host}:{settings.port}"
     clients: list[Any] = []
-    tasks: list[asyncio.Task[Any]] = []
+    tasks: dict[str, asyncio.Task[Any]] = {}
+    factories: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
     stop = asyncio.Event()
     try:
         for market, reference in REFERENCES.items():
@@ -124,11 +145,16 @@ async def _bots(node: Node, me: str) -> None:
                 client = HftxClient(url)
                 clients.append(client)
                 await _retry("web node", lambda c=client, e=email, p=password: c.login(e, p))
+                name = f"demo:{kind}:{market}"
                 if kind == "mm":
-                    coro = run_market_maker(client, market, reference=reference, stop=stop)
+                    factories[name] = functools.partial(
+                        run_market_maker, client, market, reference=reference, stop=stop
+                    )
                 else:
-                    coro = run_random_trader(client, market, orders_per_second=1.0, stop=stop)
-                tasks.append(asyncio.create_task(coro, name=f"demo:{kind}:{market}"))
+                    factories[name] = functools.partial(
+                        run_random_trader, client, market, orders_per_second=1.0, stop=stop
+                    )
+                tasks[name] = asyncio.create_task(factories[name](), name=name)
         log.info("demo bots trading on %s", ", ".join(REFERENCES))
         log.warning(
             "\n\n  hftx demo is running: open %s\n  log in as %s / %s (or %s / %s),"
@@ -138,14 +164,12 @@ async def _bots(node: Node, me: str) -> None:
         while True:
             await asyncio.sleep(LEASE_S / 3)
             await node.redis.set(LEASE_KEY, me, ex=LEASE_S)
-            for task in tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    log.warning("bot %s stopped: %r", task.get_name(), task.exception())
+            restart_failed(tasks, factories)
     finally:
         stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait(tasks, timeout=5)
-        for task in tasks:
+            await asyncio.wait(tasks.values(), timeout=5)
+        for task in tasks.values():
             task.cancel()
         for client in clients:
             with contextlib.suppress(Exception):

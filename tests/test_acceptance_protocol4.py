@@ -1196,3 +1196,53 @@ async def test_concurrent_retries_of_one_client_order_id_place_one_order(live: E
         ids.append(placed[0]["id"])
         assert [o["id"] for o in await ok(live, user, "GET", "/orders")] == ids
     assert (await balances(live, user))["USD"] == (D("970"), D("30"), D("1000"))
+
+
+async def test_concurrent_retries_of_money_moves_act_once(live: Exchange) -> None:
+    alice, bob = await new_user(live), await new_user(live)
+    a_usd, b_usd = await usd_address(live, alice), await usd_address(live, bob)
+    dep = {"deposit_id": unique("tx-"), "address": a_usd, "asset": "USD", "amount": "100"}
+    async with live.admin("a") as admin_a, live.admin("b") as admin_b:
+        answers = await asyncio.gather(*(
+            (admin_a, admin_b)[i % 2].post("/admin/deposits", json=dep) for i in range(6)
+        ))  # fmt: skip
+    assert [r.status_code for r in answers] == [200] * 6
+    assert sorted(r.json()["replay"] for r in answers) == [False] + [True] * 5
+    assert (await balances(live, alice))["USD"] == (D("100"), D("0"), D("100"))
+
+    t = {"transfer_id": unique("t"), "asset": "USD", "amount": "10", "to_address": b_usd}
+    answers = await asyncio.gather(*(
+        call(live, alice, "POST", "/transfers", "ab"[i % 2], json=t) for i in range(6)
+    ))  # fmt: skip
+    assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
+    assert sorted(r.json()["replay"] for r in answers) == [False] + [True] * 5
+    w = {"withdrawal_id": unique("w"), "asset": "USD", "amount": "20", "address": "ext7"}
+    answers = await asyncio.gather(*(
+        call(live, alice, "POST", "/withdrawals", "ab"[i % 2], json=w) for i in range(6)
+    ))  # fmt: skip
+    assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
+    assert sorted(r.json()["replay"] for r in answers) == [False] + [True] * 5
+    assert (await balances(live, alice))["USD"] == (D("70"), D("20"), D("90"))
+    assert (await balances(live, bob))["USD"] == (D("10"), D("0"), D("10"))
+    assert len(await ok(live, alice, "GET", "/withdrawals")) == 1
+
+
+async def test_concurrent_cancels_of_one_order_release_once(live: Exchange) -> None:
+    market = await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    order = await ok(live, user, "POST", "/orders",
+                     json=limit(market, "buy", "2", "10", client_order_id="cx"))  # fmt: skip
+    answers = await asyncio.gather(*(
+        call(live, user, "DELETE",
+             f"/orders/{order['id']}" if i % 2 else "/orders/client:cx", "ab"[i // 2 % 2])
+        for i in range(6)
+    ))  # fmt: skip
+    assert sorted(r.status_code for r in answers) == [200] + [404] * 5, [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 404:
+            refused(r, 404, "UNKNOWN_ORDER")
+        else:
+            assert r.json()["status"] == "CANCELED"
+    assert (await balances(live, user))["USD"] == (D("100"), D("0"), D("100"))
+    assert (await ok(live, user, "GET", f"/orders/{order['id']}"))["status"] == "CANCELED"

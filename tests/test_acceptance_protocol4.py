@@ -1246,3 +1246,91 @@ async def test_concurrent_cancels_of_one_order_release_once(live: Exchange) -> N
             assert r.json()["status"] == "CANCELED"
     assert (await balances(live, user))["USD"] == (D("100"), D("0"), D("100"))
     assert (await ok(live, user, "GET", f"/orders/{order['id']}"))["status"] == "CANCELED"
+
+
+# -- market status, tokens in URLs, wallet parameters ---------------------------------------
+
+
+async def test_a_halted_market_keeps_its_orders_until_cancel_only(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    market = await new_market(live)
+    base = market.split("-")[0]
+    user, other = await new_user(live), await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    await fund(live, other, {base: "5"})
+    ws = await connect(live, sockets, user, "b")
+    order = await ws_ok(ws, "order.place", limit(market, "buy", "2", "10", client_order_id="h-1"))
+
+    async def set_status(status: str) -> None:
+        async with live.admin() as admin:
+            r = await admin.post(f"/admin/markets/{market}/status", json={"status": status})
+            assert r.status_code == 200 and r.json()["status"] == status, r.text
+
+    await set_status("HALT")
+    try:
+        held = await balances(live, user)
+        for attempt in (
+            ws.request("order.cancel", {"order_id": order["id"]}),
+            ws.request("order.cancel", {"client_order_id": "h-1"}),
+            ws.request("order.place", limit(market, "buy", "1", "1")),
+        ):
+            ws_refused(await attempt, 400, "MARKET_NOT_TRADING")
+        for method, path in (("DELETE", f"/orders/{order['id']}"),
+                             ("DELETE", "/orders/client:h-1")):  # fmt: skip
+            refused(await call(live, user, method, path), 400, "MARKET_NOT_TRADING")
+        refused(await call(live, other, "POST", "/orders", json=limit(market, "sell", "1", "10")),
+                400, "MARKET_NOT_TRADING")  # fmt: skip
+        assert await balances(live, user) == held
+        assert [o["id"] for o in await ws_ok(ws, "orders.open")] == [order["id"]]
+        shown = await ok(live, None, "GET", "/markets")
+        assert {m["id"]: m["status"] for m in shown}[market] == "HALT"
+        await set_status("CANCEL_ONLY")
+        refused(await call(live, user, "POST", "/orders", json=limit(market, "buy", "1", "1")),
+                400, "MARKET_NOT_TRADING")  # fmt: skip
+        canceled = await ok(live, user, "DELETE", "/orders/client:h-1", "b")
+        assert canceled["status"] == "CANCELED"
+        assert (await balances(live, user))["USD"] == (D("100"), D("0"), D("100"))
+    finally:
+        await set_status("TRADING")
+    assert (await ws_ok(ws, "order.place", limit(market, "buy", "1", "1")))["status"] == "NEW"
+
+
+async def test_tokens_in_urls_authenticate_nothing(live: Exchange) -> None:
+    user = await new_user(live)
+    async with httpx.AsyncClient(base_url=live.url()) as http:
+        r = await http.get("/api/v1/balances", params={"access_token": user.token})
+        assert r.status_code in (400, 401), r.text
+        assert r.json()["error"]["code"] in ("INVALID_PARAM", "UNAUTHORIZED")
+    socket_ = await websockets.connect(live.ws_url() + f"?token={user.token}")
+    ws = Ws(socket_)
+    ws_refused(await ws.request("balances.get"), 401, "UNAUTHORIZED")
+    assert (await ws.request("auth", {"token": user.token}))["status"] == 200
+    await ws.close()
+
+
+async def test_withdrawal_parameters_are_strict(live: Exchange) -> None:
+    user = await new_user(live)
+    await fund(live, user, {"USD": "10"})
+    ok_body = {"withdrawal_id": unique("w"), "asset": "USD", "amount": "1", "address": "ext1"}
+    cases = [
+        ({"amount": "0"}, "INVALID_PARAM"),
+        ({"amount": "-1"}, "INVALID_PARAM"),
+        ({"amount": 1}, "INVALID_PARAM"),
+        ({"amount": "1e2"}, "INVALID_PARAM"),
+        ({"amount": "0.000000001"}, "BAD_PRECISION"),
+        ({"asset": "usd"}, "INVALID_PARAM"),
+        ({"asset": "NOPE9"}, "INVALID_PARAM"),
+        ({"withdrawal_id": "a b"}, "INVALID_PARAM"),
+        ({"withdrawal_id": "w" * 37}, "INVALID_PARAM"),
+        ({"memo": "x"}, "INVALID_PARAM"),
+    ]
+    for change, code in cases:
+        body = {**ok_body, "withdrawal_id": unique("w"), **change}
+        refused(await call(live, user, "POST", "/withdrawals", json=body), 400, code)
+    missing = {k: v for k, v in ok_body.items() if k != "address"}
+    refused(await call(live, user, "POST", "/withdrawals", json=missing), 400, "INVALID_PARAM")
+    refused(await call(live, user, "GET", "/withdrawals", params={"status": "PENDING"}), 400,
+            "INVALID_PARAM")  # fmt: skip
+    assert await ok(live, user, "GET", "/withdrawals") == []
+    assert (await balances(live, user))["USD"] == (D("10"), D("0"), D("10"))

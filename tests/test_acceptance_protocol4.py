@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -1334,3 +1335,47 @@ async def test_withdrawal_parameters_are_strict(live: Exchange) -> None:
             "INVALID_PARAM")  # fmt: skip
     assert await ok(live, user, "GET", "/withdrawals") == []
     assert (await balances(live, user))["USD"] == (D("10"), D("0"), D("10"))
+
+
+async def test_p2p_listings_best_price_first_then_oldest(live: Exchange) -> None:
+    fiat = "Q" + uuid.uuid4().hex[:2].upper().translate(str.maketrans("0123456789", "GHIJKLMNOP"))
+    owners = [await new_user(live) for _ in range(3)]
+    for owner in owners:
+        await fund(live, owner, {"BTC": "3"})
+    base = {**SELL_OFFER, "fiat": fiat, "min_amount": "0.3", "max_amount": "0.8"}
+    made = {}
+    for key, owner, side, price in (("s101", 0, "sell", "101"), ("s100a", 1, "sell", "100"),
+                                    ("s100b", 2, "sell", "100"), ("b90", 0, "buy", "90"),
+                                    ("b95", 1, "buy", "95"), ("b95b", 2, "buy", "95")):  # fmt: skip
+        made[key] = await ok(live, owners[owner], "POST", "/p2p/offers",
+                             json={**base, "side": side, "price": price})  # fmt: skip
+
+    async def listed(**params: Any) -> list[str]:
+        rows = await ok(live, None, "GET", "/p2p/offers", "b", params={"fiat": fiat, **params})
+        names = {o["id"]: k for k, o in made.items()}
+        return [names[o["id"]] for o in rows]
+
+    assert await listed(side="sell") == ["s100a", "s100b", "s101"]
+    assert await listed(side="buy") == ["b95", "b95b", "b90"]
+    assert await listed(side="sell", limit=1) == ["s100a"]
+    assert sorted(await listed()) == sorted(made)
+    # an offer with less than min_amount left is not listed; taking the rest is refused
+    taker = await new_user(live)
+    await ok(live, taker, "POST", f"/p2p/offers/{made['s100a']['id']}/take",
+             json={"amount": "0.8"})  # fmt: skip
+    assert await listed(side="sell") == ["s100b", "s101"]
+    r = await call(live, taker, "POST", f"/p2p/offers/{made['s100a']['id']}/take",
+                   json={"amount": "0.2"})  # fmt: skip
+    refused(r, 400, "INVALID_PARAM")
+    # paused offers are not listed, and the listing shows them again when resumed
+    await ok(live, owners[1], "PATCH", f"/p2p/offers/{made['b95']['id']}",
+             json={"status": "PAUSED"})  # fmt: skip
+    assert await listed(side="buy") == ["b95b", "b90"]
+    await ok(live, owners[1], "PATCH", f"/p2p/offers/{made['b95']['id']}",
+             json={"status": "OPEN"})  # fmt: skip
+    assert await listed(side="buy") == ["b95", "b95b", "b90"]
+    mine = await ok(live, owners[0], "GET", "/p2p/offers/mine")
+    assert [o["id"] for o in mine] == [made["b90"]["id"], made["s101"]["id"]]  # newest first
+    for bad in ({"side": "both"}, {"limit": 0}, {"limit": 201}, {"sort": "price"}):
+        r = await call(live, None, "GET", "/p2p/offers", params={"fiat": fiat, **bad})
+        refused(r, 400, "INVALID_PARAM")

@@ -1379,3 +1379,35 @@ async def test_p2p_listings_best_price_first_then_oldest(live: Exchange) -> None
     for bad in ({"side": "both"}, {"limit": 0}, {"limit": 201}, {"sort": "price"}):
         r = await call(live, None, "GET", "/p2p/offers", params={"fiat": fiat, **bad})
         refused(r, 400, "INVALID_PARAM")
+
+
+async def test_unsubscribed_private_channels_push_nothing_more(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    market = await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100", "BTC": "1"})
+    quiet, sentinel = await connect(live, sockets, user, "a"), await connect(live, sockets, user)
+    private = ("orders", "balances", "notifications")
+    for ws in (quiet, sentinel):
+        for channel in private:
+            await ws_ok(ws, "subscribe", {"channel": channel})
+    for channel in private:
+        assert await ws_ok(quiet, "unsubscribe", {"channel": channel}) == {"channel": channel}
+    mark = len(quiet.pushes)
+    buyer = await new_user(live)
+    offer = await ok(live, user, "POST", "/p2p/offers", json=SELL_OFFER)
+    trade = await ok(live, buyer, "POST", f"/p2p/offers/{offer['id']}/take", "b",
+                     json={"amount": "0.1"})  # fmt: skip
+    placed = await ok(live, user, "POST", "/orders", "b", json=limit(market, "buy", "1", "1"))
+    await sentinel.wait_push(note_of("p2p.trade_opened", trade["id"]))
+    await sentinel.wait_push(lambda m: m["channel"] == "orders"
+                             and m["order"]["id"] == placed["id"])  # fmt: skip
+    await sentinel.wait_push(lambda m: m["channel"] == "balances" and m["asset"] == "USD")
+    await ws_ok(quiet, "ping")  # the same node fanned out to both sockets before this answer
+    assert quiet.pushes[mark:] == []
+    # subscribing again resumes them
+    await ws_ok(quiet, "subscribe", {"channel": "orders", "markets": [market]})
+    again = await ok(live, user, "POST", "/orders", json=limit(market, "buy", "1", "2"))
+    push = await quiet.wait_push(lambda m: m["channel"] == "orders")
+    assert push["order"]["id"] == again["id"] and push["exec_type"] == "NEW"

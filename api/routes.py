@@ -156,7 +156,9 @@ async def list_orders(call: Call) -> Any:
     market_id = await _market_filter(call, query)
     if status == "open":
         params = {"market": market_id} if market_id else {}
-        return await service.open_orders(call.node, call.user_id, params)
+        opened = await service.open_orders(call.node, call.user_id, params)
+        # every open order unless a limit is given (then the oldest ones), as orders.open
+        return opened[:limit] if "limit" in query else opened
     if status not in ("closed", "all"):
         raise ApiError("INVALID_PARAM", "status must be open, closed or all")
     from api import history_io

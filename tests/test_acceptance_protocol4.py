@@ -1411,3 +1411,39 @@ async def test_unsubscribed_private_channels_push_nothing_more(
     again = await ok(live, user, "POST", "/orders", json=limit(market, "buy", "1", "2"))
     push = await quiet.wait_push(lambda m: m["channel"] == "orders")
     assert push["order"]["id"] == again["id"] and push["exec_type"] == "NEW"
+
+
+async def test_list_limits_and_their_bounds(live: Exchange, sockets: list[Ws]) -> None:
+    market = await new_market(live)
+    base = market.split("-")[0]
+    user, taker = await new_user(live), await new_user(live)
+    await fund(live, user, {base: "1000"})
+    await fund(live, taker, {"USD": "100000"})
+    ws = await connect(live, sockets, user)
+    ids = [
+        (await ws_ok(ws, "order.place", limit(market, "sell", "1", f"{100 + i}")))["id"]
+        for i in range(105)
+    ]
+    # open orders: every one without a limit (as orders.open), the oldest ``limit`` with one
+    assert [o["id"] for o in await ok(live, user, "GET", "/orders")] == ids
+    assert [o["id"] for o in await ws_ok(ws, "orders.open")] == ids
+    assert [o["id"] for o in await ok(live, user, "GET", "/orders", params={"limit": 1000})] == ids
+    assert [o["id"] for o in await ok(live, user, "GET", "/orders", params={"limit": 3})] == ids[:3]
+    await ok(live, taker, "POST", "/orders", json=limit(market, "buy", "3", "102"))
+    fills = await ok(live, user, "GET", "/fills", params={"limit": 2})
+    assert [(f["order_id"], f["trade_id"]) for f in fills] == [(ids[2], 3), (ids[1], 2)]
+    trades = await ok(live, None, "GET", f"/markets/{market}/trades", params={"limit": 2})
+    assert [t["trade_id"] for t in trades] == [3, 2]
+    closed = await ok(live, user, "GET", "/orders", params={"status": "closed", "limit": 2})
+    assert [o["id"] for o in closed] == [ids[2], ids[1]]  # newest first
+    everything = await ok(live, user, "GET", "/orders", params={"status": "all", "limit": 1000})
+    assert sorted(o["id"] for o in everything) == sorted(ids)
+    for path, params in (
+        ("/orders", {"limit": 0}), ("/orders", {"limit": 1001}), ("/orders", {"limit": "x"}),
+        ("/fills", {"limit": 0}), ("/fills", {"limit": 1001}),
+        ("/notifications", {"limit": 0}), ("/notifications", {"limit": 501}),
+        ("/notifications", {"before": "nope"}), ("/p2p/trades", {"limit": 0}),
+        (f"/markets/{market}/trades", {"limit": 0}), (f"/markets/{market}/trades", {"limit": 1001}),
+        (f"/markets/{market}/book", {"depth": 1001}),
+    ):  # fmt: skip
+        refused(await call(live, user, "GET", path, params=params), 400, "INVALID_PARAM")

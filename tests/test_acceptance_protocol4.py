@@ -1447,3 +1447,38 @@ async def test_list_limits_and_their_bounds(live: Exchange, sockets: list[Ws]) -
         (f"/markets/{market}/book", {"depth": 1001}),
     ):  # fmt: skip
         refused(await call(live, user, "GET", path, params=params), 400, "INVALID_PARAM")
+
+
+async def test_signup_and_login_normalise_emails_and_check_passwords(live: Exchange) -> None:
+    local = unique("n")
+    email = f"{local}@accept4.hftx.dev"
+    async with live.http("b") as http:
+        for bad in ({"email": email, "password": "short7!"},
+                    {"email": email, "password": "p" * 129},
+                    {"email": f"{local}@localhost", "password": PASSWORD},
+                    {"email": "x" * 250 + "@a.dev", "password": PASSWORD},
+                    {"email": email, "password": PASSWORD, "role": "admin"},
+                    {"email": email}):  # fmt: skip
+            refused(await http.post("/auth/signup", json=bad), 400, "INVALID_PARAM")
+        fancy = f"  {local.upper()}@ＡＣＣＥＰＴ4.hftx.dev "  # case, spaces, full-width letters
+        r = await http.post("/auth/signup", json={"email": fancy, "password": "p" * 128})
+        assert r.status_code == 201, r.text
+        user_id = r.json()["user_id"]
+        again = await http.post("/auth/signup", json={"email": email.upper(), "password": PASSWORD})
+        assert refused(again, 400, "INVALID_PARAM")["message"] == "this email is already registered"
+        token = await http.post("/auth/login", json={"email": email, "password": "p" * 128})
+        assert token.status_code == 200, token.text
+        me = await ok(live, User("", "", token.json()["access_token"]), "GET", "/me")
+        assert me == {"user_id": user_id, "role": "user", "email": email}
+        # every login failure is the same answer, a malformed e-mail included
+        answers = [
+            await http.post("/auth/login", json=body)
+            for body in (
+                {"email": email, "password": PASSWORD},
+                {"email": f"nobody-{local}@accept4.hftx.dev", "password": PASSWORD},
+                {"email": "not-an-email", "password": PASSWORD},
+            )
+        ]
+        for r in answers:
+            refused(r, 401, "UNAUTHORIZED")
+        assert len({r.text for r in answers}) == 1

@@ -1482,3 +1482,33 @@ async def test_signup_and_login_normalise_emails_and_check_passwords(live: Excha
         for r in answers:
             refused(r, 401, "UNAUTHORIZED")
         assert len({r.text for r in answers}) == 1
+
+
+async def test_re_auth_on_one_socket_takes_one_slot(live: Exchange) -> None:
+    if "strict" not in live.nodes:
+        pytest.skip("needs the e2e exchange's strict node (3 sockets per user)")
+    user = await new_user(live, "strict")
+    url = live.ws_url("strict")
+    first = await Ws.connect(url, user.token)
+    fresh = (await call(live, user, "POST", "/auth/refresh", "strict")).json()["access_token"]
+    for token in (user.token, fresh, user.token, fresh):
+        assert (await first.request("auth", {"token": token}))["status"] == 200
+    others = [await Ws.connect(url, fresh) for _ in range(2)]  # 3 sockets in all: allowed
+    extra = await Ws.connect(url)
+    ws_refused(await extra.request("auth", {"token": fresh}), 429, "RATE_LIMITED")
+    # a failed auth closes its socket and takes no slot
+    await others[1].close()
+    bad = await Ws.connect(url)
+    ws_refused(await bad.request("auth", {"token": "x.y.z"}), 401, "UNAUTHORIZED")
+    assert (await asyncio.wait_for(bad.closed, 5))[0] == 4401
+
+    async def slot_free() -> Ws | None:  # the closed socket's slot is given back when gone
+        ws = await Ws.connect(url)
+        if (await ws.request("auth", {"token": fresh}))["status"] == 200:
+            return ws
+        await ws.close()
+        return None
+
+    third = await eventually(slot_free, timeout=5)
+    for ws in (first, others[0], extra, third):
+        await ws.close()

@@ -1512,3 +1512,34 @@ async def test_re_auth_on_one_socket_takes_one_slot(live: Exchange) -> None:
     third = await eventually(slot_free, timeout=5)
     for ws in (first, others[0], extra, third):
         await ws.close()
+
+
+async def test_p2p_trade_lists_cover_both_roles_newest_first(live: Exchange) -> None:
+    alice, bob = await new_user(live), await new_user(live)
+    await fund(live, alice, {"BTC": "1"})
+    await fund(live, bob, {"BTC": "1"})
+    a_offer = await ok(live, alice, "POST", "/p2p/offers", json=SELL_OFFER)
+    b_offer = await ok(live, bob, "POST", "/p2p/offers", json=SELL_OFFER)
+    t1 = await ok(live, bob, "POST", f"/p2p/offers/{a_offer['id']}/take", json={"amount": "0.1"})
+    t2 = await ok(live, alice, "POST", f"/p2p/offers/{b_offer['id']}/take", json={"amount": "0.2"})
+    t3 = await ok(live, bob, "POST", f"/p2p/offers/{a_offer['id']}/take", json={"amount": "0.3"})
+    for user in (alice, bob):
+        mine = await ok(live, user, "GET", "/p2p/trades", "b")
+        assert [t["id"] for t in mine] == [t3["id"], t2["id"], t1["id"]]
+        assert [
+            t["id"] for t in await ok(live, user, "GET", "/p2p/trades", params={"limit": 1})
+        ] == [t3["id"]]
+    roles = {
+        t["id"]: (t["seller"], t["buyer"]) for t in await ok(live, alice, "GET", "/p2p/trades")
+    }
+    assert roles[t2["id"]] == (bob.user_id, alice.user_id)
+    assert roles[t1["id"]] == (alice.user_id, bob.user_id)
+    await ok(live, alice, "POST", f"/p2p/offers/{a_offer['id']}/close", json={})
+    mine = await ok(live, alice, "GET", "/p2p/offers/mine")
+    assert [(o["id"], o["status"]) for o in mine] == [(a_offer["id"], "CLOSED")]
+    # an admin reads any trade; its thread only once disputed
+    async with live.admin("b") as admin:
+        r = await admin.get(f"/p2p/trades/{t1['id']}")
+        assert r.status_code == 200 and r.json() == await ok(
+            live, bob, "GET", f"/p2p/trades/{t1['id']}"
+        )

@@ -1543,3 +1543,42 @@ async def test_p2p_trade_lists_cover_both_roles_newest_first(live: Exchange) -> 
         assert r.status_code == 200 and r.json() == await ok(
             live, bob, "GET", f"/p2p/trades/{t1['id']}"
         )
+
+
+async def test_pipelined_requests_are_answered_in_the_order_sent(live: Exchange) -> None:
+    market = await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "1000"})
+    socket_ = await websockets.connect(live.ws_url("b"), max_size=2**24)
+    try:
+        await socket_.send(orjson.dumps({"id": 0, "method": "auth",
+                                         "params": {"token": user.token}}).decode())  # fmt: skip
+        kinds = [
+            ("order.place", limit(market, "buy", "1", "1", client_order_id="p-0")),
+            ("balances.get", None), ("ping", None), ("orders.open", {"market": market}),
+            ("order.place", limit(market, "buy", "1", "2", client_order_id="p-0")),  # 409
+            ("order.cancel", {"client_order_id": "p-0"}), ("no.such", None),
+            ("order.get", {"client_order_id": "p-0"}), ("withdrawals.get", None),
+            ("p2p.offers.mine", {}), ("notifications.get", {"limit": 1}),
+        ]  # fmt: skip
+        sent = []
+        for i in range(3):
+            for n, (method, params) in enumerate(kinds):
+                req_id = f"r{i}-{n}"
+                frame: Msg = {"id": req_id, "method": method}
+                if params is not None:
+                    frame["params"] = params
+                await socket_.send(orjson.dumps(frame).decode())
+                sent.append(req_id)
+        answers = []
+        while len(answers) < len(sent) + 1:
+            message = orjson.loads(await asyncio.wait_for(socket_.recv(), 10))
+            if "status" in message:
+                answers.append(message)
+        assert [a["id"] for a in answers] == [0, *sent]
+        statuses = [a["status"] for a in answers[1 : len(kinds) + 1]]
+        assert statuses == [200, 200, 200, 200, 409, 200, 400, 200, 200, 200, 200]
+        assert answers[4]["result"][0]["client_order_id"] == "p-0"  # open when asked
+        assert answers[8]["result"]["status"] == "CANCELED"  # order.get after the cancel
+    finally:
+        await socket_.close()

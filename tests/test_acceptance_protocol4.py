@@ -1582,3 +1582,19 @@ async def test_pipelined_requests_are_answered_in_the_order_sent(live: Exchange)
         assert answers[8]["result"]["status"] == "CANCELED"  # order.get after the cancel
     finally:
         await socket_.close()
+
+
+async def test_subscriptions_survive_a_re_auth(live: Exchange, sockets: list[Ws]) -> None:
+    market = await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    ws = await connect(live, sockets, user, "b")
+    for channel in ("orders", "balances"):
+        await ws_ok(ws, "subscribe", {"channel": channel})
+    fresh = (await call(live, user, "POST", "/auth/refresh")).json()["access_token"]
+    assert (await ws_ok(ws, "auth", {"token": fresh}))["user_id"] == user.user_id
+    placed = await ok(live, user, "POST", "/orders", json=limit(market, "buy", "1", "5"))
+    push = await ws.wait_push(lambda m: m["channel"] == "orders")
+    assert push["order"]["id"] == placed["id"]
+    usd = await ws.wait_push(lambda m: m["channel"] == "balances" and m["locked"] != "0.00000000")
+    assert (usd["free"], usd["locked"]) == ("95.00000000", "5.00000000")

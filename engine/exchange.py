@@ -294,6 +294,27 @@ class Exchange:
             raise EngineError("INVALID_PARAM", "order_id or client_order_id is required")
         raise EngineError("UNKNOWN_ORDER", "unknown order")
 
+    async def locate_open(
+        self, user_id: str, order_id: str | None = None, client_order_id: str | None = None
+    ) -> tuple[Market, str]:
+        """The market and id of ``user_id``'s open order (by id or client order id);
+        UNKNOWN_ORDER if there is none."""
+        market_id, oid = await self._locate_open(user_id, order_id, client_order_id)
+        return await self.market(market_id), oid
+
+    async def amend_order(self, user_id: str, market: Market, order_id: str, amount: int) -> Order:
+        """Reduce an open order to ``amount`` base units (below its amount, above what it
+        filled), keeping its place in the queue; the settler releases the freed hold."""
+        return await _unless_cancelled(self._amend(user_id, market, order_id, amount))
+
+    async def _amend(self, user_id: str, market: Market, order_id: str, amount: int) -> Order:
+        outcome, order = await M.reduce_and_read(
+            self.redis, market.id, order_id, user_id, amount, now_ms()
+        )
+        assert order is not None
+        self._publish(market, outcome.events, {order_id: order})
+        return order
+
     async def cancel_all(self, user_id: str, market: str | None = None) -> list[Order]:
         by_market: dict[str, list[str]] = {}
         for hold in await accounts.holds(self.redis, user_id):

@@ -163,8 +163,23 @@ async def cancel_and_read(
 ) -> tuple[Outcome, Order | None]:
     """:func:`cancel`, then the order record after it, in one round trip (same shard,
     so the read sees the cancel)."""
+    return await _call_and_read(redis, market_id, order_id, "mkt_cancel", user_id, now_ms)
+
+
+async def reduce_and_read(
+    redis: Any, market_id: str, order_id: str, user_id: str, new_amount: int, now_ms: int
+) -> tuple[Outcome, Order | None]:
+    """:func:`reduce`, then the order record after it, in one round trip."""
+    return await _call_and_read(
+        redis, market_id, order_id, "mkt_reduce", user_id, new_amount, now_ms
+    )
+
+
+async def _call_and_read(
+    redis: Any, market_id: str, order_id: str, fn: str, *args: Any
+) -> tuple[Outcome, Order | None]:
     pipe = redis.pipeline(transaction=False)
-    pipe.fcall("mkt_cancel", 1, keys.market_cfg(market_id), order_id, user_id, now_ms)
+    pipe.fcall(fn, 1, keys.market_cfg(market_id), order_id, *args)
     pipe.hgetall(keys.market_order(market_id, order_id))
     reply, raw = await pipe.execute(raise_on_error=False)
     if isinstance(reply, ResponseError):

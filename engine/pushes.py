@@ -1,8 +1,9 @@
 """Private ``orders`` pushes (PROTOCOL.md) from the events of one engine call (pure).
 
 One push per order per event that concerns it: NEW (accepted), TRADE (each fill, to
-the maker and to the taker), CANCELED / EXPIRED / REJECTED (done). A fill that
-completes an order is its last TRADE push, with status FILLED.
+the maker and to the taker), CANCELED / EXPIRED / REJECTED (done), REPLACED (reduced
+in place by an amend, as Binance's keep-priority amend). A fill that completes an
+order is its last TRADE push, with status FILLED.
 
 This runs for every order a node places or cancels, so it works on plain numbers
 (filled, cost, status per order) and formats with the market's cached grid.
@@ -83,6 +84,11 @@ def order_pushes(
             if s is not None:
                 order = final[ev["id"]]
                 out.append((order.user_id, _push(market_id, g, "NEW", order, s, ev["ts"])))
+        elif kind == "reduced":
+            s = state.get(ev["id"])
+            if s is not None:
+                order = final[ev["id"]]
+                out.append((order.user_id, _push(market_id, g, "REPLACED", order, s, ev["ts"])))
         elif kind == "done":
             exec_type = EXEC_OF_DONE.get(ev["reason"])
             s = state.get(ev["id"])

@@ -175,6 +175,10 @@ async def m_cancel(node: Node, conn: Connection, params: Any) -> Any:
     return await service.cancel_order(node, _user(conn), params)
 
 
+async def m_amend(node: Node, conn: Connection, params: Any) -> Any:
+    return await service.amend_order(node, _user(conn), params)
+
+
 async def m_cancel_all(node: Node, conn: Connection, params: Any) -> Any:
     return await service.cancel_all(node, _user(conn), params)
 
@@ -216,6 +220,7 @@ METHODS: dict[str, Method] = {
         Method("unsubscribe", "user", m_unsubscribe),
         Method("order.place", "user", m_place),
         Method("order.cancel", "user", m_cancel),
+        Method("order.amend", "user", m_amend),
         Method("order.cancel_all", "user", m_cancel_all),
         Method("orders.open", "user", m_open_orders),
         Method("order.get", "user", m_get_order),

@@ -192,6 +192,16 @@ async def cancel_order(call: Call) -> Any:
     return await service.cancel_order(call.node, call.user_id, _order_ref(call))
 
 
+async def amend_order(call: Call) -> Any:
+    call.query()
+    body = await call.json()
+    if not isinstance(body, dict):
+        raise ApiError("INVALID_PARAM", "body must be a JSON object")
+    if "order_id" in body or "client_order_id" in body:
+        raise ApiError("INVALID_PARAM", "the order is named by the path")
+    return await service.amend_order(call.node, call.user_id, {**body, **_order_ref(call)})
+
+
 async def cancel_all(call: Call) -> Any:
     query = call.query("market")
     return await service.cancel_all(call.node, call.user_id, query)
@@ -294,6 +304,7 @@ TABLE: list[ApiRoute] = [
     ApiRoute("DELETE", "/orders", "user", cancel_all),
     ApiRoute("GET", "/orders/{order_id}", "user", get_order),
     ApiRoute("DELETE", "/orders/{order_id}", "user", cancel_order),
+    ApiRoute("PATCH", "/orders/{order_id}", "user", amend_order),
     ApiRoute("GET", "/fills", "user", fills),
     ApiRoute("GET", "/balances", "user", balances),
     # wallets

@@ -69,6 +69,12 @@ class CancelOrder(Strict):
     client_order_id: ClientOrderId | None = None
 
 
+class AmendOrder(Strict):
+    order_id: OrderId | None = None
+    client_order_id: ClientOrderId | None = None
+    amount: Decimal
+
+
 class CancelAll(Strict):
     market: MarketId | None = None
 

@@ -161,6 +161,19 @@ async def cancel_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     return order_to_wire(await market(node, order.market), order)
 
 
+async def amend_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
+    """Reduce an open order's amount in place (keeps its time priority)."""
+    p = S.parse(S.AmendOrder, params)
+    _exactly_one_id(p)
+    m, order_id = await node.ex.locate_open(
+        user_id, order_id=p.order_id, client_order_id=p.client_order_id
+    )
+    amount = parse_size(m, p.amount)
+    if amount <= 0:
+        raise ApiError("INVALID_PARAM", "amount must be positive")
+    return order_to_wire(m, await node.ex.amend_order(user_id, m, order_id, amount))
+
+
 async def cancel_all(node: Node, user_id: str, params: Any) -> list[dict[str, Any]]:
     p = S.parse(S.CancelAll, params)
     return await orders_to_wire(node, await node.ex.cancel_all(user_id, p.market))
@@ -183,7 +196,7 @@ async def get_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     return order_to_wire(await market(node, order.market), order)
 
 
-def _exactly_one_id(p: S.CancelOrder | S.GetOrder) -> None:
+def _exactly_one_id(p: S.CancelOrder | S.GetOrder | S.AmendOrder) -> None:
     if (p.order_id is None) == (p.client_order_id is None):
         raise ApiError("INVALID_PARAM", "give exactly one of order_id, client_order_id")
 

@@ -159,18 +159,22 @@ async def test_another_users_order_looks_exactly_like_an_unknown_one(exchange: E
                                                   "client_order_id": "mine"})).json()  # fmt: skip
     missing = str(int(order["id"]) + 12345)
     async with exchange.http("b", thief.token) as http:
-        for verb in ("GET", "DELETE"):
-            theirs = await http.request(verb, f"/orders/{order['id']}")
-            unknown = await http.request(verb, f"/orders/{missing}")
+        for verb, body in (("GET", None), ("DELETE", None), ("PATCH", {"amount": "0.001"})):
+            theirs = await http.request(verb, f"/orders/{order['id']}", json=body)
+            unknown = await http.request(verb, f"/orders/{missing}", json=body)
             assert theirs.status_code == unknown.status_code == 404
             assert theirs.json() == unknown.json()
             assert theirs.headers["content-length"] == unknown.headers["content-length"]
         assert (await http.delete("/orders")).json() == []
         assert (await http.get("/orders")).json() == []
     ws = await Ws.connect(exchange.ws_url("b"), thief.token)
-    for method in ("order.cancel", "order.get"):
-        theirs = await ws.request(method, {"order_id": order["id"]}, id="x")
-        unknown = await ws.request(method, {"order_id": missing}, id="x")
+    for method, extra in (
+        ("order.cancel", {}),
+        ("order.get", {}),
+        ("order.amend", {"amount": "0.001"}),
+    ):
+        theirs = await ws.request(method, {"order_id": order["id"], **extra}, id="x")
+        unknown = await ws.request(method, {"order_id": missing, **extra}, id="x")
         assert theirs == unknown and theirs["error"]["code"] == "UNKNOWN_ORDER"
     by_cid = await ws.request("order.cancel", {"client_order_id": "mine"})
     assert by_cid["error"]["code"] == "UNKNOWN_ORDER"

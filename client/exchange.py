@@ -54,6 +54,14 @@ def _path(*parts: str) -> str:
     return "/" + "/".join(quote(part, safe="") for part in parts)
 
 
+def _order_ref(order_id: str | None, client_order_id: str | None) -> dict[str, str]:
+    if order_id is not None and client_order_id is None:
+        return {"order_id": order_id}
+    if client_order_id is not None and order_id is None:
+        return {"client_order_id": client_order_id}
+    raise HftxError("INVALID_PARAM", "give order_id or client_order_id", 400)
+
+
 class HftxClient:
     """Async client for one hftx exchange.
 
@@ -266,6 +274,17 @@ class HftxClient:
         result: Json = await self._delete(_path("orders", order_id))
         return result
 
+    async def amend_order(
+        self, order_id: str | None, amount: Amount, *, client_order_id: str | None = None
+    ) -> Json:
+        """Reduce an open order to ``amount`` (its new total size, below the current one
+        and above what it filled); it keeps its place in the queue (``PATCH /orders``)."""
+        ref = _order_ref(order_id, client_order_id)
+        path = _path("orders", ref.get("order_id") or "client:" + ref["client_order_id"])
+        body = {"amount": wire_amount(amount, "amount")}
+        result: Json = await self._private(lambda: self.http.patch(path, body))
+        return result
+
     async def cancel_all_orders(self, market: str | None = None) -> Any:
         return await self._delete("/orders", market=market)
 
@@ -374,12 +393,15 @@ class HftxClient:
         self, order_id: str | None = None, *, client_order_id: str | None = None
     ) -> Json:
         """Cancel by ``order_id`` or ``client_order_id`` (``order.cancel``)."""
-        if (order_id is None) == (client_order_id is None):
-            raise HftxError("INVALID_PARAM", "give order_id or client_order_id", 400)
-        params = (
-            {"order_id": order_id} if order_id is not None else {"client_order_id": client_order_id}
-        )
-        result: Json = await self.ws_request("order.cancel", params)
+        result: Json = await self.ws_request("order.cancel", _order_ref(order_id, client_order_id))
+        return result
+
+    async def ws_amend_order(
+        self, order_id: str | None, amount: Amount, *, client_order_id: str | None = None
+    ) -> Json:
+        """:meth:`amend_order` over the WebSocket (``order.amend``)."""
+        params = {**_order_ref(order_id, client_order_id), "amount": wire_amount(amount, "amount")}
+        result: Json = await self.ws_request("order.amend", params)
         return result
 
     async def ws_cancel_all_orders(self, market: str | None = None) -> Any:

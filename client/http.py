@@ -77,6 +77,9 @@ class HttpApi:
     async def post(self, path: str, body: dict[str, Any], *, private: bool = True) -> Any:
         return await self.request("POST", path, body=body, private=private)
 
+    async def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return await self.request("PATCH", path, body=body, private=True)
+
     async def delete(self, path: str, **params: Any) -> Any:
         return await self.request("DELETE", path, params=params, private=True)
 

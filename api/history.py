@@ -326,6 +326,33 @@ async def trades(
     return [TradeRecord(*r) for r in rows]
 
 
+async def volume_by_minute(
+    db: Any, market: str, since_ts: int, before_trade_id: int
+) -> list[tuple[int, int]]:
+    """``[(minute start, base volume)]`` of ``market``'s trades with ids below
+    ``before_trade_id`` in the minutes from the one holding ``since_ts`` on: the 1m
+    candles wholly below that id, and the trades of the one candle it splits."""
+    rows = await _fetch(
+        db,
+        "SELECT start_ts, volume, first_tid, last_tid FROM candles"
+        " WHERE market = %s AND interval = '1m' AND start_ts > %s AND first_tid < %s",
+        (market, since_ts - 60_000, before_trade_id),
+    )
+    out = []
+    for start, volume, first_tid, last_tid in rows:
+        if last_tid < before_trade_id:
+            out.append((start, int(volume)))
+            continue
+        part = await _fetch(
+            db,
+            "SELECT coalesce(sum(size), 0) FROM trades"
+            " WHERE market = %s AND trade_id >= %s AND trade_id < %s",
+            (market, first_tid, before_trade_id),
+        )
+        out.append((start, int(part[0][0])))
+    return out
+
+
 # -- candles ---------------------------------------------------------------------------
 
 

@@ -115,6 +115,39 @@ async def fills(
     return out
 
 
+async def recent_trades(node: Node, market_id: str, limit: int) -> list[dict[str, Any]]:
+    """A market's latest trades, newest first: those still in its stream, then, when
+    the drain has trimmed the stream below ``limit`` trades, older ones from history
+    (everything trimmed is committed). Without PostgreSQL, what the stream has."""
+    trades = await node.ex.recent_trades(market_id, limit)
+    if len(trades) >= limit:
+        return trades
+    before = int(trades[-1]["trade_id"]) if trades else None
+    m = await service.market(node, market_id)
+    try:
+        async with node.db.connection() as conn:
+            older = await history.trades(
+                conn, market_id, limit=limit - len(trades), before_trade_id=before
+            )
+    except ApiError:
+        return trades
+    return trades + [trade_to_wire(m, t) for t in older]
+
+
+def trade_to_wire(m: Market, t: history.TradeRecord) -> dict[str, Any]:
+    """As the stream's trades are sent (``engine.exchange.trade_to_wire``)."""
+    return {
+        "trade_id": t.trade_id,
+        "price": format_price(m, t.price),
+        "size": format_size(m, t.size),
+        "taker_side": t.taker_side,
+        "maker_order_id": t.maker_order_id,
+        "taker_order_id": t.taker_order_id,
+        "seq": t.seq,
+        "ts": t.ts,
+    }
+
+
 async def candles(node: Node, market: Market, interval: str, limit: int) -> list[dict[str, Any]]:
     await _caught_up(node, market.id)
     async with node.db.connection() as conn:

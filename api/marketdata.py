@@ -14,14 +14,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 
+from api import history
+from api.db import Database
+from api.errors import ApiError
 from api.marketfeed import DAY_MS, MarketFeed, Subscriber, now_ms
 from engine.keys import market_stream
 
 log = logging.getLogger("hftx.marketdata")
+T = TypeVar("T")
 
 LOAD_DEPTH = 5000  # levels per side read from the engine when (re)loading a book
 IDLE_STOP_S = 60.0  # a feed without subscribers stops after this long
@@ -52,9 +57,10 @@ def _entries(reply: Any) -> list[tuple[str, dict[Any, Any]]]:
 class MarketData:
     """All feeds of this node; starts a reader on first use, stops idle ones."""
 
-    def __init__(self, ex: Any, redis: Any) -> None:
+    def __init__(self, ex: Any, redis: Any, db: Database | None = None) -> None:
         self.ex = ex
         self.redis = redis
+        self.db = db  # history of what the drain trimmed from the streams
         self.feeds: dict[str, MarketFeed] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
@@ -117,6 +123,10 @@ class MarketData:
                     from engine.units import parse_price
 
                     feed.last_price = parse_price(feed.market, last["price"])
+            else:  # a quiet market whose trades the drain trimmed from the stream
+                older = await self._history(history.trades, feed.market.id, limit=1)
+                if older:
+                    feed.last_trade_id, feed.last_price = older[0].trade_id, older[0].price
         snap = await self.ex.book(feed.market.id, LOAD_DEPTH)
         feed.load(
             snap.seq,
@@ -128,11 +138,13 @@ class MarketData:
             await self._load_volume(feed)
 
     async def _load_volume(self, feed: MarketFeed) -> None:
-        """Best effort: the last 24 h of trades still in the stream (bounded read)."""
+        """Best effort: the last 24 h of trades still in the stream (bounded read), and
+        from history the older ones the drain trimmed from it."""
         stream = market_stream(feed.market.id)
         since = now_ms() - DAY_MS
         cursor = "+"
         seen = 0
+        oldest_tid = feed.last_trade_id + 1  # the trades below it are not counted yet
         while seen < 20_000:
             page = await self.redis.xrevrange(stream, max=cursor, min=f"{since}-0", count=1000)
             if not page:
@@ -141,6 +153,7 @@ class MarketData:
                 for ev in orjson.loads(fields.get(b"e") or fields.get("e") or b"[]"):
                     if ev.get("e") == "trade" and int(ev["tid"]) <= feed.last_trade_id:
                         feed.volume.add(int(ev["ts"]), int(ev["size"]))
+                        oldest_tid = min(oldest_tid, int(ev["tid"]))
             seen += len(page)
             last_id = _text(page[-1][0])
             ms, _, sq = last_id.partition("-")
@@ -152,6 +165,24 @@ class MarketData:
                 break
             if len(page) < 1000:
                 break
+        if oldest_tid > 1:
+            minutes = await self._history(
+                history.volume_by_minute, feed.market.id, since, oldest_tid
+            )
+            for start, volume in minutes or ():
+                feed.volume.add(start, volume)
+
+    async def _history(self, query: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T | None:
+        """``query(conn, *args, **kw)`` on PostgreSQL; None if there is none or it is down
+        (market data never waits for, nor fails with, the history)."""
+        if self.db is None:
+            return None
+        try:
+            async with self.db.connection() as conn:
+                return await query(conn, *args, **kw)
+        except (ApiError, OSError) as exc:
+            log.info("market data without history: %r", exc)
+            return None
 
     async def _run(self, feed: MarketFeed, ready: asyncio.Future[None]) -> None:
         market_id = feed.market.id

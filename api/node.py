@@ -94,7 +94,7 @@ class Node:
         )
         self.hub = PrivateHub(self.settings.redis_url, self._revoked)
         await self.hub.start()
-        self.marketdata = MarketData(self.ex, self.redis)
+        self.marketdata = MarketData(self.ex, self.redis, self.db)
         await self.marketdata.start()
         await self.db.open()
         email = getattr(self.settings, "admin_email", None)

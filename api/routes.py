@@ -117,8 +117,9 @@ async def book(call: Call) -> Any:
 async def trades(call: Call) -> Any:
     query = call.query("limit")
     limit = call.int_query(query, "limit", 50, 1, MAX_LIMIT)
-    market_id = _market_id(call)
-    return await call.node.ex.recent_trades(market_id, limit)
+    from api import history_io
+
+    return await history_io.recent_trades(call.node, _market_id(call), limit)
 
 
 async def ticker(call: Call) -> Any:

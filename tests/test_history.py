@@ -177,3 +177,21 @@ async def test_ledger_and_notifications(redis_real, db_url, conn):
     assert [n.message for n in first.items] == ["m2", "m1"] and first.next_cursor
     rest = await history.notifications(conn, "u1", limit=2, cursor=first.next_cursor)
     assert [n.message for n in rest.items] == ["m0"] and rest.next_cursor is None
+
+
+async def test_volume_by_minute_splits_the_candle_at_the_trade_id(redis_real, db_url, conn):
+    await scenario(redis_real)  # trade 1 at 61 s (4 lots), trade 2 at 125 s (1 lot)
+    buy = OrderRequest(MKT.id, "buy", "limit", 2 * LOT, 100 * TICK)
+    await M.place(redis_real, "b3", "bob", buy, 126_000)  # trade 3 at 126 s (2 lots)
+    await drain_all(redis_real, db_url)
+    everything = await history.volume_by_minute(conn, MKT.id, 0, 10)
+    assert sorted(everything) == [(60_000, 4 * LOT), (120_000, 3 * LOT)]
+    # below id 3 the second minute's candle is split: only trade 2 of it
+    assert sorted(await history.volume_by_minute(conn, MKT.id, 0, 3)) == [
+        (60_000, 4 * LOT),
+        (120_000, LOT),
+    ]
+    assert await history.volume_by_minute(conn, MKT.id, 0, 2) == [(60_000, 4 * LOT)]
+    assert await history.volume_by_minute(conn, MKT.id, 0, 1) == []
+    # since 121 s: from the minute holding it, which starts at 120 000
+    assert await history.volume_by_minute(conn, MKT.id, 121_000, 10) == [(120_000, 3 * LOT)]

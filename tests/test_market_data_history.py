@@ -1,0 +1,109 @@
+"""Public market data of a market whose stream has been trimmed.
+
+The drain trims a market stream to what it has committed (keeping the last 10
+minutes), so an hour after its last trade a quiet market's stream holds none of its
+trades. The ticker's ``last`` and ``volume_24h`` and ``GET .../trades`` must still
+show them: what the stream no longer has comes from PostgreSQL.
+
+Real web nodes, settler, drain, Valkey and PostgreSQL (the e2e session exchange).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aredis
+
+from tests.test_e2e_support import Exchange, Ws, fund, limit, new_market, new_user
+from workers import streams
+
+pytest_plugins = ["tests.test_e2e_support"]
+
+
+async def trade(exchange: Exchange, market: str, size: str, price: str) -> None:
+    maker, taker = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, maker, {market.split("-")[0]: size})
+    await fund(exchange, taker, {"USD": "1000"})
+    for user, side, tif in ((maker, "sell", "GTC"), (taker, "buy", "IOC")):
+        ws = await Ws.connect(exchange.ws_url("a"), user.token)
+        answer = await ws.request(
+            "order.place", limit(market, side, size, price, time_in_force=tif)
+        )
+        assert answer["status"] == 200, answer
+        await ws.close()
+    async with exchange.http("a", taker.token) as http:  # waits until the drain has it
+        assert len((await http.get("/fills", params={"market": market})).json()) == 1
+
+
+async def trim_everything_committed(exchange: Exchange, market: str) -> None:
+    """What the drain does to a quiet market's stream once its entries are older than
+    the retention: everything acknowledged by the drain and applied by the settler goes
+    (but the last entry, here an order placed and canceled after the trades)."""
+    user = await new_user(exchange)
+    await fund(exchange, user, {"USD": "1"})
+    ws = await Ws.connect(exchange.ws_url("a"), user.token)
+    placed = await ws.request("order.place", limit(market, "buy", "0.001", "0.01"))
+    await ws.request("order.cancel", {"order_id": placed["result"]["id"]})
+    await ws.close()
+    redis = aredis.Redis.from_url(exchange.env["REDIS_URL"])
+    stream = f"{{m:{market}}}:ev"
+    try:
+        for _ in range(200):  # the drain and the settler are milliseconds behind
+            await streams.trim(redis, stream, ("drain",), 0, (":stl",))
+            if not await _trades_in(redis, stream):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the stream was not trimmed")
+    finally:
+        await redis.aclose()
+
+
+async def _trades_in(redis: Any, stream: str) -> bool:
+    return any(b'"trade"' in fields[b"e"] for _, fields in await redis.xrange(stream))
+
+
+async def test_ticker_and_trades_of_a_trimmed_stream_come_from_history(
+    exchange: Exchange,
+) -> None:
+    market = await new_market(exchange)
+    await trade(exchange, market, "0.5", "10.00")
+    await trade(exchange, market, "0.25", "11.00")
+    await trim_everything_committed(exchange, market)
+    # node b has not looked at this market yet: it loads it from the trimmed stream
+    async with exchange.http("b") as http:
+        ticker = (await http.get(f"/markets/{market}/ticker")).json()
+        assert (ticker["last"], ticker["last_trade_id"]) == ("11.00", 2)
+        assert ticker["volume_24h"] == "0.750"
+        trades = (await http.get(f"/markets/{market}/trades")).json()
+    assert [(t["trade_id"], t["price"], t["size"]) for t in trades] == [
+        (2, "11.00", "0.250"),
+        (1, "10.00", "0.500"),
+    ]
+    assert {t["taker_side"] for t in trades} == {"buy"}
+    ws = await Ws.connect(exchange.ws_url("b"))
+    user = await new_user(exchange, "b")
+    assert (await ws.request("auth", {"token": user.token}))["status"] == 200
+    await ws.request("subscribe", {"channel": "heartbeat", "markets": [market]})
+    beat = await ws.wait_push(lambda m: m.get("channel") == "heartbeat")
+    assert beat["last_trade_id"] == 2
+    await ws.close()
+
+
+async def test_trades_join_the_stream_and_history_without_gaps_or_repeats(
+    exchange: Exchange,
+) -> None:
+    market = await new_market(exchange)
+    await trade(exchange, market, "0.001", "1.00")
+    await trade(exchange, market, "0.002", "2.00")
+    await trim_everything_committed(exchange, market)
+    await trade(exchange, market, "0.003", "3.00")  # in the stream again
+    async with exchange.http("a") as http:
+        trades = (await http.get(f"/markets/{market}/trades")).json()
+        assert [t["trade_id"] for t in trades] == [3, 2, 1]
+        assert [t["size"] for t in trades] == ["0.003", "0.002", "0.001"]
+        two = (await http.get(f"/markets/{market}/trades", params={"limit": 2})).json()
+        assert [t["trade_id"] for t in two] == [3, 2]
+    async with exchange.http("b") as http:  # a fresh feed: stream + history, once each
+        ticker = (await http.get(f"/markets/{market}/ticker")).json()
+    assert (ticker["last"], ticker["last_trade_id"], ticker["volume_24h"]) == ("3.00", 3, "0.006")

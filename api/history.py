@@ -357,29 +357,41 @@ async def volume_by_minute(
 
 
 async def candles(
-    db: Any, market: str, interval: str, *, limit: int = 100, end_ts: int | None = None
+    db: Any,
+    market: str,
+    interval: str,
+    *,
+    limit: int = 100,
+    start_ts: int | None = None,
+    end_ts: int | None = None,
 ) -> list[CandleRecord]:
-    """The last ``limit`` candles of ``market`` (starting before ``end_ts`` if given),
-    oldest first. Buckets without trades are absent."""
+    """Candles of ``market``, oldest first, starting before ``end_ts`` if given: the
+    first ``limit`` starting at or after ``start_ts`` if it is given (as Binance's
+    klines), else the last ``limit``. Buckets without trades are absent."""
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
     n = _limit(limit)
     where = "market = %s AND interval = %s"
     params: list[Any] = [market, interval]
+    if start_ts is not None:
+        where += " AND start_ts >= %s"
+        params.append(int(start_ts))
     if end_ts is not None:
         where += " AND start_ts < %s"
         params.append(int(end_ts))
+    order = "ASC" if start_ts is not None else "DESC"
     rows = await _fetch(
         db,
         "SELECT market, interval, start_ts, open, high, low, close, volume, quote_volume,"
-        f" trades FROM candles WHERE {where} ORDER BY start_ts DESC LIMIT %s",
+        f" trades FROM candles WHERE {where} ORDER BY start_ts {order} LIMIT %s",
         [*params, n],
     )
     out = [
         CandleRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]), int(r[8]), r[9])
         for r in rows
     ]
-    out.reverse()
+    if start_ts is None:
+        out.reverse()
     return out
 
 

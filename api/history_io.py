@@ -148,10 +148,19 @@ def trade_to_wire(m: Market, t: history.TradeRecord) -> dict[str, Any]:
     }
 
 
-async def candles(node: Node, market: Market, interval: str, limit: int) -> list[dict[str, Any]]:
+async def candles(
+    node: Node,
+    market: Market,
+    interval: str,
+    limit: int,
+    start: int | None = None,
+    end: int | None = None,
+) -> list[dict[str, Any]]:
     await _caught_up(node, market.id)
     async with node.db.connection() as conn:
-        rows = await history.candles(conn, market.id, interval, limit=limit)
+        rows = await history.candles(
+            conn, market.id, interval, limit=limit, start_ts=start, end_ts=end
+        )
     return [
         {
             "ts": c.start,

@@ -6,6 +6,7 @@ is enforced by ``api.routing`` before the handler runs.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from api import auth, service
@@ -136,11 +137,12 @@ async def candles(call: Call) -> Any:
     if interval not in INTERVALS:
         raise ApiError("INVALID_PARAM", f"interval must be one of {', '.join(INTERVALS)}")
     limit = call.int_query(query, "limit", 100, 1, MAX_LIMIT)
+    start, end = _ts_query(query, "start"), _ts_query(query, "end")
     market_id = _market_id(call)
     m = await service.market(call.node, market_id)
     from api import history_io
 
-    return await history_io.candles(call.node, m, interval, limit)
+    return await history_io.candles(call.node, m, interval, limit, start, end)
 
 
 # -- private -----------------------------------------------------------------------
@@ -165,6 +167,20 @@ async def list_orders(call: Call) -> Any:
     from api import history_io
 
     return await history_io.orders(call.node, call.user_id, market_id, status, limit)
+
+
+_TS = re.compile(r"^[0-9]{1,16}$")
+MAX_TS = 2**53 - 1
+
+
+def _ts_query(query: dict[str, str], name: str) -> int | None:
+    """A time in milliseconds since the epoch, or None if not given."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not _TS.match(raw) or int(raw) > MAX_TS:
+        raise ApiError("INVALID_PARAM", f"{name} must be milliseconds since the epoch")
+    return int(raw)
 
 
 CLIENT_ID_PREFIX = "client:"  # /orders/client:<client_order_id>, as Coinbase's API

@@ -89,6 +89,12 @@ async def test_orders_fills_trades_candles_of_a_hand_made_scenario(redis_real, d
     ]
     assert [c.start for c in await history.candles(conn, MKT.id, "1m", limit=1)] == [120_000]
     assert [c.start for c in await history.candles(conn, MKT.id, "1m", end_ts=120_000)] == [60_000]
+    starts = [c.start for c in await history.candles(conn, MKT.id, "1m", start_ts=0, limit=1)]
+    assert starts == [60_000]  # from start: the first `limit`, oldest first
+    starts = [c.start for c in await history.candles(conn, MKT.id, "1m", start_ts=60_001)]
+    assert starts == [120_000]
+    window = await history.candles(conn, MKT.id, "1m", start_ts=60_000, end_ts=120_000)
+    assert [c.start for c in window] == [60_000]
     day = await history.candles(conn, MKT.id, "1d")
     assert [(c.volume, c.quote_volume, c.trades) for c in day] == [(5 * LOT, 100 * 5 * MKT.mult, 2)]
     with pytest.raises(ValueError):

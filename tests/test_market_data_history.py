@@ -107,3 +107,19 @@ async def test_trades_join_the_stream_and_history_without_gaps_or_repeats(
     async with exchange.http("b") as http:  # a fresh feed: stream + history, once each
         ticker = (await http.get(f"/markets/{market}/ticker")).json()
     assert (ticker["last"], ticker["last_trade_id"], ticker["volume_24h"]) == ("3.00", 3, "0.006")
+
+
+async def test_candles_between_start_and_end(exchange: Exchange) -> None:
+    market = await new_market(exchange)
+    await trade(exchange, market, "0.004", "4.00")
+    async with exchange.http("a") as http:
+        url = f"/markets/{market}/candles"
+        [candle] = (await http.get(url)).json()
+        minute = candle["ts"]
+        assert (await http.get(url, params={"start": minute})).json() == [candle]
+        assert (await http.get(url, params={"start": minute + 1})).json() == []
+        assert (await http.get(url, params={"end": minute})).json() == []
+        assert (await http.get(url, params={"start": 0, "end": minute + 1})).json() == [candle]
+        for bad in ({"start": "-1"}, {"end": "soon"}, {"start": "1.5"}):
+            r = await http.get(url, params=bad)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "INVALID_PARAM")

@@ -189,6 +189,7 @@ def create_app(settings: Any = None, limits: Limits | None = None) -> Starlette:
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE", "PATCH"],
             allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Next-Cursor"],  # history pages (api.history_io.paged)
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)

@@ -7,18 +7,22 @@ engine had done when the request came (:mod:`api.catchup`): read-your-writes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import RedisError
 
 from api import history, service
 from api.errors import ApiError
+from api.jsonio import JSONResponse
 from engine import registry
 from engine.types import EngineError, Market, Order
 from engine.units import format_amount, format_price, format_size, order_to_wire
 
 if TYPE_CHECKING:
     from api.node import Node
+
+T = TypeVar("T")
 
 
 async def _market_or_none(node: Node, market_id: str) -> Market | None:
@@ -52,19 +56,44 @@ async def order(node: Node, user_id: str, order_id: str) -> dict[str, Any]:
     return order_to_wire(m, found)
 
 
+def paged(items: list[dict[str, Any]], next_cursor: str | None) -> JSONResponse:
+    """A page of history as the list itself; ``X-Next-Cursor``, passed back as
+    ``cursor``, continues after its last item (absent on the last page)."""
+    return JSONResponse(items, headers={NEXT_CURSOR: next_cursor} if next_cursor else None)
+
+
+NEXT_CURSOR = "X-Next-Cursor"
+
+
+async def _page(query: Awaitable[history.Page[T]]) -> history.Page[T]:
+    try:
+        return await query
+    except ValueError as exc:  # a cursor that is not one of ours
+        raise ApiError("INVALID_PARAM", str(exc)) from None
+
+
 async def orders(
-    node: Node, user_id: str, market_id: str | None, status: str, limit: int
-) -> list[dict[str, Any]]:
+    node: Node,
+    user_id: str,
+    market_id: str | None,
+    status: str,
+    limit: int,
+    cursor: str | None = None,
+) -> JSONResponse:
     await _caught_up(node, market_id)
     async with node.db.connection() as conn:
-        page = await history.orders(conn, user_id, market=market_id, status=status, limit=limit)
+        page = await _page(
+            history.orders(
+                conn, user_id, market=market_id, status=status, limit=limit, cursor=cursor
+            )
+        )
     live = await _live_state(node, user_id, page.items)
     out = []
     for o in page.items:
         m = await _market_or_none(node, o.market)
         if m is not None:
             out.append(order_to_wire(m, live.get((o.market, o.id), o)))
-    return out
+    return paged(out, page.next_cursor)
 
 
 async def _live_state(
@@ -83,11 +112,13 @@ async def _live_state(
 
 
 async def fills(
-    node: Node, user_id: str, market_id: str | None, limit: int
-) -> list[dict[str, Any]]:
+    node: Node, user_id: str, market_id: str | None, limit: int, cursor: str | None = None
+) -> JSONResponse:
     await _caught_up(node, market_id)
     async with node.db.connection() as conn:
-        page = await history.fills(conn, user_id, market=market_id, limit=limit)
+        page = await _page(
+            history.fills(conn, user_id, market=market_id, limit=limit, cursor=cursor)
+        )
     out = []
     for f in page.items:
         m = await _market_or_none(node, f.market)
@@ -112,7 +143,7 @@ async def fills(
                 "ts": f.ts,
             }
         )
-    return out
+    return paged(out, page.next_cursor)
 
 
 async def recent_trades(node: Node, market_id: str, limit: int) -> list[dict[str, Any]]:

@@ -153,11 +153,13 @@ async def place_order(call: Call) -> Any:
 
 
 async def list_orders(call: Call) -> Any:
-    query = call.query("status", "market", "limit")
+    query = call.query("status", "market", "limit", "cursor")
     limit = call.int_query(query, "limit", 100, 1, MAX_LIMIT)
     status = query.get("status", "open")
     market_id = await _market_filter(call, query)
     if status == "open":
+        if "cursor" in query:
+            raise ApiError("INVALID_PARAM", "open orders come in one page: no cursor")
         params = {"market": market_id} if market_id else {}
         opened = await service.open_orders(call.node, call.user_id, params)
         # every open order unless a limit is given (then the oldest ones), as orders.open
@@ -166,7 +168,8 @@ async def list_orders(call: Call) -> Any:
         raise ApiError("INVALID_PARAM", "status must be open, closed or all")
     from api import history_io
 
-    return await history_io.orders(call.node, call.user_id, market_id, status, limit)
+    cursor = query.get("cursor")
+    return await history_io.orders(call.node, call.user_id, market_id, status, limit, cursor)
 
 
 _TS = re.compile(r"^[0-9]{1,16}$")
@@ -225,12 +228,12 @@ async def cancel_all(call: Call) -> Any:
 
 
 async def fills(call: Call) -> Any:
-    query = call.query("market", "limit")
+    query = call.query("market", "limit", "cursor")
     market_id = await _market_filter(call, query)
     limit = call.int_query(query, "limit", 100, 1, MAX_LIMIT)
     from api import history_io
 
-    return await history_io.fills(call.node, call.user_id, market_id, limit)
+    return await history_io.fills(call.node, call.user_id, market_id, limit, query.get("cursor"))
 
 
 async def balances(call: Call) -> Any:

@@ -312,7 +312,8 @@ async def deposit(node: Node, params: Any) -> dict[str, Any]:
     if amount <= 0:
         raise ApiError("INVALID_PARAM", "amount must be positive")
     result = await node.ex.deposit(p.deposit_id, p.address, p.asset, amount)
-    await push_balance(node, result.user, p.asset)
+    if not result.replay:  # a replay changed nothing: no second identical push
+        await push_balance(node, result.user, p.asset)
     return {
         "deposit_id": p.deposit_id,
         "address": p.address,
@@ -331,7 +332,7 @@ async def finish_withdrawal(node: Node, withdrawal_id: str, complete: bool) -> d
     else:
         result = await node.ex.reject_withdrawal(withdrawal_id)
     for w in await node.ex.withdrawals(result.user):
-        if w.id == withdrawal_id:
+        if w.id == withdrawal_id and not result.replay:
             await push_balance(node, result.user, w.asset)
     return {
         "withdrawal_id": withdrawal_id,

@@ -74,11 +74,21 @@ async def test_deposit_is_idempotent_by_id(exchange: Exchange) -> None:
     async with exchange.http("a", user.token) as http:
         address = {a["asset"]: a["address"] for a in (await http.get("/addresses")).json()}["USD"]
     body = {"deposit_id": unique("d"), "address": address, "asset": "USD", "amount": "5"}
+    ws = await Ws.connect(exchange.ws_url("a"), user.token)
+    await ws.request("subscribe", {"channel": "balances"})
     async with exchange.admin() as admin:
         first = await admin.post("/admin/deposits", json=body)
         second = await admin.post("/admin/deposits", json=body)
+        body["deposit_id"] = unique("d")
+        body["amount"] = "1"
+        assert (await admin.post("/admin/deposits", json=body)).status_code == 200
     assert first.json()["replay"] is False and second.json()["replay"] is True
-    assert (await balances(exchange, user))["USD"]["total"] == "5.00000000"
+    assert (await balances(exchange, user))["USD"]["total"] == "6.00000000"
+    await ws.wait_push(lambda p: p.get("total") == "6.00000000")
+    # one push per change: the replay changed nothing and pushed nothing
+    totals = [p["total"] for p in ws.pushes if p.get("channel") == "balances"]
+    assert totals == ["5.00000000", "6.00000000"]
+    await ws.close()
 
 
 async def test_trade_between_two_users_on_two_nodes(exchange: Exchange) -> None:

@@ -8,10 +8,11 @@ the ``subscribe_*`` channels, which are restored automatically after a reconnect
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -217,10 +218,19 @@ class HftxClient:
         return result
 
     async def fetch_candles(
-        self, market: str, interval: str = "1m", limit: int | None = None
+        self,
+        market: str,
+        interval: str = "1m",
+        limit: int | None = None,
+        *,
+        start: int | None = None,
+        end: int | None = None,
     ) -> list[Json]:
+        """OHLCV candles, oldest first; ``start`` / ``end`` in ms since the epoch (with
+        ``start``: the first ``limit`` from it, else the last ``limit`` before ``end``)."""
         path = _path("markets", market, "candles")
-        return _as_list(await self.http.get(path, interval=interval, limit=limit), "candles")
+        answer = await self.http.get(path, interval=interval, limit=limit, start=start, end=end)
+        return _as_list(answer, "candles")
 
     # --- account (HTTP) -----------------------------------------------------------
 
@@ -244,8 +254,33 @@ class HftxClient:
     async def fetch_my_trades(
         self, market: str | None = None, limit: int | None = None
     ) -> list[Json]:
-        """Own fills (``GET /fills``)."""
+        """Own fills (``GET /fills``), newest first."""
         return _as_list(await self._get("/fills", market=market, limit=limit), "fills")
+
+    async def iter_my_trades(
+        self, market: str | None = None, page_size: int = 500
+    ) -> AsyncIterator[Json]:
+        """Every own fill, newest first, page by page (``cursor`` / ``X-Next-Cursor``)."""
+        async for fill in self._pages("/fills", market=market, limit=page_size):
+            yield fill
+
+    async def iter_closed_orders(
+        self, market: str | None = None, page_size: int = 500
+    ) -> AsyncIterator[Json]:
+        """Every finished order, newest first, page by page."""
+        pages = self._pages("/orders", status="closed", market=market, limit=page_size)
+        async for order in pages:
+            yield order
+
+    async def _pages(self, path: str, **params: Any) -> AsyncIterator[Json]:
+        cursor: str | None = None
+        while True:
+            page = functools.partial(self.http.get_page, path, **params, cursor=cursor)
+            items, cursor = await self._private(page)
+            for item in _as_list(items, path):
+                yield item
+            if cursor is None:
+                return
 
     async def create_order(
         self,

@@ -44,6 +44,18 @@ class HttpApi:
         private: bool = False,
     ) -> Any:
         """Send one request and return the decoded JSON answer (None if empty)."""
+        return (await self.exchange(method, path, params=params, body=body, private=private))[0]
+
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        private: bool = False,
+    ) -> tuple[Any, httpx.Headers]:
+        """:meth:`request`, with the answer's headers."""
         headers = {"Accept": "application/json"}
         if private:
             if self.token is None:
@@ -66,13 +78,18 @@ class HttpApi:
         data = _decode(response)
         if response.status_code >= 400:
             raise error_from_body(response.status_code, data)
-        return data
+        return data, response.headers
 
     def _url(self, path: str) -> str:
         return self.base_url + API_PREFIX + path
 
     async def get(self, path: str, *, private: bool = False, **params: Any) -> Any:
         return await self.request("GET", path, params=params, private=private)
+
+    async def get_page(self, path: str, **params: Any) -> tuple[Any, str | None]:
+        """A private GET of a paged history list: (items, next cursor or None)."""
+        data, headers = await self.exchange("GET", path, params=params, private=True)
+        return data, headers.get(NEXT_CURSOR)
 
     async def post(self, path: str, body: dict[str, Any], *, private: bool = True) -> Any:
         return await self.request("POST", path, body=body, private=private)
@@ -82,6 +99,9 @@ class HttpApi:
 
     async def delete(self, path: str, **params: Any) -> Any:
         return await self.request("DELETE", path, params=params, private=True)
+
+
+NEXT_CURSOR = "X-Next-Cursor"  # docs/protocol.md, "Paging"
 
 
 def _decode(response: httpx.Response) -> Any:

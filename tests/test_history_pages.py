@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.test_e2e_support import Exchange, User, Ws, fund, limit, new_market, new_user
+from tests.test_e2e_support import Exchange, Trader, User, Ws, fund, limit, new_market, new_user
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -67,3 +67,21 @@ async def test_fills_and_closed_orders_page_through_everything_once(exchange: Ex
         ):
             r = await http.get(path, params=params)
             assert (r.status_code, r.json()["error"]["code"]) == (400, "INVALID_PARAM"), r.text
+
+
+async def test_the_python_client_pages_fills_orders_and_candles(
+    exchange: Exchange, trader: Trader
+) -> None:
+    market = await new_market(exchange)
+    maker = await trader("a", {market.split("-")[0]: "1"})
+    taker = await trader("a", {"USD": "100"})
+    for i in range(3):
+        await maker.create_order(market, "sell", "limit", "0.01", f"{i + 1}.00")
+        await taker.create_order(market, "buy", "limit", "0.01", f"{i + 1}.00", time_in_force="IOC")
+    fills = [f async for f in taker.iter_my_trades(market, page_size=2)]
+    assert [f["price"] for f in fills] == ["3.00", "2.00", "1.00"]
+    orders = [o async for o in maker.iter_closed_orders(page_size=1)]
+    assert [o["price"] for o in orders] == ["3.00", "2.00", "1.00"]
+    [candle] = await taker.fetch_candles(market, "1m")
+    assert await taker.fetch_candles(market, "1m", start=candle["ts"]) == [candle]
+    assert await taker.fetch_candles(market, "1m", end=candle["ts"]) == []

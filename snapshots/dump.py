@@ -24,8 +24,8 @@ import orjson
 from engine import p2p_keys as P
 from snapshots.snapshot import decode_dump
 
-GLOBAL_KEYS = ("{g}:assets", "{g}:markets", "{g}:addr", "{g}:wd", P.OFFERS, P.OFFER_OWNER,
-               P.EXPIRY, P.DISPUTES, P.RESERVATIONS)  # fmt: skip
+GLOBAL_KEYS = ("{g}:assets", "{g}:markets", "{g}:addr", "{g}:wd", "{g}:dep", P.OFFERS,
+               P.OFFER_OWNER, P.EXPIRY, P.DISPUTES, P.RESERVATIONS)  # fmt: skip
 
 
 def _text(v: Any) -> str:

@@ -394,12 +394,14 @@ async def _finish_account(redis: Any, user: str, seqs: dict[str, int], markets: 
 async def _registrations(redis: Any, conn: psycopg.AsyncConnection[Any]) -> None:
     """Addresses and withdrawal owners registered after the snapshot: deposit
     addresses as recorded, transfer addresses derived again (they are deterministic),
-    withdrawal ids -> their user."""
+    deposit and withdrawal ids -> their user."""
     deposits = await (
-        await conn.execute("SELECT user_id, address, asset FROM deposits WHERE address <> ''")
+        await conn.execute("SELECT id, user_id, address, asset FROM deposits")
     ).fetchall()
-    for user, address, asset in deposits:
-        await redis.hsetnx("{g}:addr", address, f"{user}|{asset}")
+    for deposit_id, user, address, asset in deposits:
+        await redis.hsetnx("{g}:dep", deposit_id, user)
+        if address:
+            await redis.hsetnx("{g}:addr", address, f"{user}|{asset}")
     secret = addresses.address_secret()
     payees = await (
         await conn.execute(

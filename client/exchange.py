@@ -471,7 +471,8 @@ class HftxClient:
         return await self._subscribe(Subscription(self, "ticker", market, callback=callback))
 
     async def subscribe_orders(self, *, callback: Callback | None = None) -> Subscription:
-        """Private order updates (``exec_type`` NEW|TRADE|CANCELED|EXPIRED|REJECTED)."""
+        """Private order updates (``exec_type`` NEW|TRADE|CANCELED|EXPIRED|REJECTED, and
+        REPLACED after an amend)."""
         return await self._subscribe(Subscription(self, "orders", callback=callback))
 
     async def subscribe_balances(self, *, callback: Callback | None = None) -> Subscription:

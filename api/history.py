@@ -14,6 +14,7 @@ state (open orders, balances) is in Redis.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -140,9 +141,16 @@ def _limit(limit: int) -> int:
     return limit
 
 
+# what the cursors made here are made of (ids, market ids, integers, '~'): anything else,
+# a NUL byte included (PostgreSQL refuses it in text: a 500), is not one of ours
+_CURSOR = re.compile(r"[0-9A-Za-z~-]{1,200}")
+
+
 def _cursor(cursor: str | None, parts: int) -> list[str] | None:
     if cursor is None:
         return None
+    if not _CURSOR.fullmatch(cursor):
+        raise ValueError("bad cursor")
     fields = cursor.split("~")
     if len(fields) != parts or not all(fields):
         raise ValueError("bad cursor")

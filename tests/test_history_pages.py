@@ -64,6 +64,10 @@ async def test_fills_and_closed_orders_page_through_everything_once(exchange: Ex
             ("/fills", {"cursor": "nonsense"}),
             ("/orders", {"status": "all", "cursor": "1~2~3"}),
             ("/orders", {"cursor": "1~x"}),  # open orders are one page
+            # crafted: PostgreSQL refuses a NUL in text (was a 500 INTERNAL)
+            ("/fills", {"cursor": "1~X\x00~1"}),
+            ("/orders", {"status": "closed", "cursor": "1~\x00"}),
+            ("/fills", {"cursor": "\u0663~X~1"}),  # a non-ASCII digit
         ):
             r = await http.get(path, params=params)
             assert (r.status_code, r.json()["error"]["code"]) == (400, "INVALID_PARAM"), r.text

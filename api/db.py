@@ -18,6 +18,10 @@ from api.errors import ApiError, unavailable
 
 log = logging.getLogger("hftx.db")
 
+# how long a best-effort read (market data completed from history) waits for a
+# connection: while PostgreSQL is down the pool would make it wait the full timeout
+BEST_EFFORT_S = 0.5
+
 
 class Database:
     def __init__(self, url: str, max_size: int = 10, timeout: float = 2.0) -> None:
@@ -41,10 +45,13 @@ class Database:
         await self.pool.close(timeout=2.0)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection (autocommit); 503 UNAVAILABLE if PostgreSQL is down."""
+    async def connection(
+        self, timeout: float | None = None
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection (autocommit); 503 UNAVAILABLE if PostgreSQL is down (or no
+        connection is free within ``timeout``, default the pool's)."""
         try:
-            async with self.pool.connection(timeout=self.timeout) as conn:
+            async with self.pool.connection(timeout=timeout or self.timeout) as conn:
                 yield conn
         except ApiError:
             raise

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.exceptions import RedisError
 
 from api import history, service
+from api.db import BEST_EFFORT_S
 from api.errors import ApiError
 from api.jsonio import JSONResponse
 from engine import registry
@@ -149,14 +150,17 @@ async def fills(
 async def recent_trades(node: Node, market_id: str, limit: int) -> list[dict[str, Any]]:
     """A market's latest trades, newest first: those still in its stream, then, when
     the drain has trimmed the stream below ``limit`` trades, older ones from history
-    (everything trimmed is committed). Without PostgreSQL, what the stream has."""
+    (everything trimmed is committed). Without PostgreSQL (no connection within
+    :data:`~api.db.BEST_EFFORT_S`), what the stream has."""
     trades = await node.ex.recent_trades(market_id, limit)
     if len(trades) >= limit:
         return trades
     before = int(trades[-1]["trade_id"]) if trades else None
+    if before == 1:  # the stream still has the market's first trade: nothing is older
+        return trades
     m = await service.market(node, market_id)
     try:
-        async with node.db.connection() as conn:
+        async with node.db.connection(BEST_EFFORT_S) as conn:
             older = await history.trades(
                 conn, market_id, limit=limit - len(trades), before_trade_id=before
             )

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import orjson
 
 from api import history
-from api.db import Database
+from api.db import BEST_EFFORT_S, Database
 from api.errors import ApiError
 from api.marketfeed import DAY_MS, MarketFeed, Subscriber, now_ms
 from engine.keys import market_stream
@@ -174,11 +174,12 @@ class MarketData:
 
     async def _history(self, query: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T | None:
         """``query(conn, *args, **kw)`` on PostgreSQL; None if there is none or it is down
-        (market data never waits for, nor fails with, the history)."""
+        (market data never fails with the history, and waits for it at most
+        :data:`BEST_EFFORT_S`)."""
         if self.db is None:
             return None
         try:
-            async with self.db.connection() as conn:
+            async with self.db.connection(BEST_EFFORT_S) as conn:
                 return await query(conn, *args, **kw)
         except (ApiError, OSError) as exc:
             log.info("market data without history: %r", exc)

@@ -11,8 +11,10 @@ Real web nodes, settler, drain, Valkey and PostgreSQL (the e2e session exchange)
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import httpx
 import redis.asyncio as aredis
 
 from tests.test_e2e_support import Exchange, Ws, fund, limit, new_market, new_user
@@ -123,3 +125,38 @@ async def test_candles_between_start_and_end(exchange: Exchange) -> None:
         for bad in ({"start": "-1"}, {"end": "soon"}, {"start": "1.5"}):
             r = await http.get(url, params=bad)
             assert (r.status_code, r.json()["error"]["code"]) == (400, "INVALID_PARAM")
+
+
+async def test_market_data_does_not_wait_for_a_postgresql_that_is_down(
+    exchange: Exchange,
+) -> None:
+    """History only completes market data: while PostgreSQL is down a node answers from
+    the stream at once (it waited the pool's 2 s timeout on every GET .../trades, and
+    on the first ticker or book subscription of each market)."""
+    from ops.processes import free_port
+    from tests.test_e2e_nodes import extra_node
+
+    trimmed = await new_market(exchange)
+    await trade(exchange, trimmed, "0.5", "10.00")
+    await trade(exchange, trimmed, "0.25", "11.00")
+    await trim_everything_committed(exchange, trimmed)
+    young = await new_market(exchange)  # its first trade is still in the stream
+    await trade(exchange, young, "0.5", "10.00")
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    with extra_node(exchange, "nopg-md", DATABASE_URL=dead, HFTX_ADMIN_EMAIL="") as (base, _):
+        async with httpx.AsyncClient(base_url=base + "/api/v1", timeout=30) as http:
+            for market, what in (
+                (trimmed, "ticker"),
+                (trimmed, "trades"),
+                (young, "ticker"),
+                (young, "trades"),
+            ):
+                started = time.monotonic()
+                r = await http.get(f"/markets/{market}/{what}")
+                took = time.monotonic() - started
+                assert r.status_code == 200, r.text
+                assert took < 1.5, (market, what, took)
+            r = await http.get(f"/markets/{young}/trades")
+            assert [t["trade_id"] for t in r.json()] == [1]
+            r = await http.get(f"/markets/{trimmed}/trades")
+            assert r.json() == []  # what the stream has

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 from tests.test_e2e_support import ROOT, Exchange, new_user
 
@@ -17,6 +18,20 @@ def cli(exchange: Exchange, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+async def all_users(http: Any, token: str) -> list[dict[str, Any]]:
+    """Every user, page by page (``after`` = the last user id seen)."""
+    out: list[dict[str, Any]] = []
+    for _ in range(1000):
+        params = {"limit": 1000, "after": int(out[-1]["user_id"]) if out else 0}
+        r = await http.get("/admin/users", params=params,
+                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        if not r.json():
+            return out
+        out += r.json()
+    raise AssertionError("too many users")
+
+
 async def test_cli_creates_an_admin_and_promotes_a_user(exchange: Exchange) -> None:
     done = cli(exchange, "create", "--email", "Ops@E2E.hftx.dev", "--password", "ops-password-1")
     assert done.returncode == 0, done.stderr
@@ -24,10 +39,9 @@ async def test_cli_creates_an_admin_and_promotes_a_user(exchange: Exchange) -> N
         r = await http.post("/auth/login", json={"email": "ops@e2e.hftx.dev",
                                                  "password": "ops-password-1"})  # fmt: skip
         token = r.json()["access_token"]
-        listed = await http.get("/admin/users", headers={"Authorization": f"Bearer {token}"})
-        assert listed.status_code == 200
+        users = await all_users(http, token)  # the session exchange has many users by now
         assert {"email": "ops@e2e.hftx.dev", "role": "admin"}.items() <= next(
-            u for u in listed.json() if u["email"] == "ops@e2e.hftx.dev"
+            u for u in users if u["email"] == "ops@e2e.hftx.dev"
         ).items()
     user = await new_user(exchange)
     done = cli(exchange, "create", "--email", user.email, "--password", "new-password-1")

@@ -351,11 +351,13 @@ async def volume_by_minute(
         if last_tid < before_trade_id:
             out.append((start, int(volume)))
             continue
+        # this minute's trades only: under clock skew between nodes (trade times are
+        # the sending node's) a minute's trade ids need not be contiguous
         part = await _fetch(
             db,
-            "SELECT coalesce(sum(size), 0) FROM trades"
-            " WHERE market = %s AND trade_id >= %s AND trade_id < %s",
-            (market, first_tid, before_trade_id),
+            "SELECT coalesce(sum(size), 0) FROM trades WHERE market = %s"
+            " AND trade_id >= %s AND trade_id < %s AND ts >= %s AND ts < %s",
+            (market, first_tid, before_trade_id, start, start + 60_000),
         )
         out.append((start, int(part[0][0])))
     return out

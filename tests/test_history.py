@@ -201,3 +201,27 @@ async def test_volume_by_minute_splits_the_candle_at_the_trade_id(redis_real, db
     assert await history.volume_by_minute(conn, MKT.id, 0, 1) == []
     # since 121 s: from the minute holding it, which starts at 120 000
     assert await history.volume_by_minute(conn, MKT.id, 121_000, 10) == [(120_000, 3 * LOT)]
+
+
+async def test_volume_by_minute_counts_each_trade_once_under_clock_skew(redis_real, db_url, conn):
+    """Trade ids follow the engine's order, trade times the clock of the node that sent
+    each order: with two nodes' clocks apart, a minute's candle holds trade ids that are
+    not contiguous, so the split candle sums only its own minute's trades."""
+    await registry.create_asset(redis_real, "DRN", 8)
+    await registry.create_asset(redis_real, "USD", 8)
+    await registry.create_market(redis_real, MKT, 1_000)
+    sell = OrderRequest(MKT.id, "sell", "limit", 10 * LOT, 100 * TICK)
+    await M.place(redis_real, "a1", "alice", sell, 60_000)
+    for oid, lots, now in (("b1", 1, 125_000), ("b2", 2, 61_000), ("b3", 4, 126_000)):
+        buy = OrderRequest(MKT.id, "buy", "limit", lots * LOT, 100 * TICK)
+        await M.place(redis_real, oid, "bob", buy, now)  # trades 1, 2, 3 in that order
+    await drain_all(redis_real, db_url)
+    # minute 60 s: trade 2; minute 120 s: trades 1 and 3. Below id 3: 1 of the second
+    assert sorted(await history.volume_by_minute(conn, MKT.id, 0, 3)) == [
+        (60_000, 2 * LOT),
+        (120_000, 1 * LOT),
+    ]
+    assert sorted(await history.volume_by_minute(conn, MKT.id, 0, 10)) == [
+        (60_000, 2 * LOT),
+        (120_000, 5 * LOT),
+    ]

@@ -103,6 +103,7 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     node: Node = request.app.state.node
+    await node.metrics.pipeline.refresh(node.redis)  # settler and drain, as Redis says now
     return Response(node.metrics.render(), media_type=node.metrics.content_type)
 
 

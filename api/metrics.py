@@ -11,6 +11,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from api.pipeline_metrics import PipelineGauges
+
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -42,6 +44,7 @@ class Metrics:
             ["worker"],
             registry=r,
         )
+        self.pipeline = PipelineGauges(r)
         self._http: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self._ws: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from api.session_orders import SessionOrders
 from api.tokens import Principal
 from api.wsproto import Frame
 
@@ -62,6 +63,7 @@ class Connection:
         self.reader: asyncio.Task[Any] | None = None  # the task reading this socket
         self._drained: asyncio.Event | None = None
         self._busy = False  # a send is in progress (writer task or answer fast path)
+        self.orders = SessionOrders()  # what this socket placed (cancel on disconnect)
 
     def __hash__(self) -> int:
         return self.id

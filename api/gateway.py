@@ -168,7 +168,15 @@ async def m_unsubscribe(node: Node, conn: Connection, params: Any) -> Any:
 
 
 async def m_place(node: Node, conn: Connection, params: Any) -> Any:
-    return await service.place_order(node, _user(conn), params)
+    order = await service.place_order(node, _user(conn), params)
+    conn.orders.placed(order)
+    return order
+
+
+async def m_cancel_on_disconnect(node: Node, conn: Connection, params: Any) -> Any:
+    p = S.parse(S.CancelOnDisconnect, params)
+    conn.orders.enabled = p.enabled
+    return {"enabled": p.enabled}
 
 
 async def m_cancel(node: Node, conn: Connection, params: Any) -> Any:
@@ -223,6 +231,7 @@ METHODS: dict[str, Method] = {
         Method("order.amend", "user", m_amend),
         Method("order.cancel_all", "user", m_cancel_all),
         Method("orders.open", "user", m_open_orders),
+        Method("session.cancel_on_disconnect", "user", m_cancel_on_disconnect),
         Method("order.get", "user", m_get_order),
         Method("balances.get", "user", m_balances),
         Method("addresses.get", "user", m_addresses),

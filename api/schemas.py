@@ -75,6 +75,10 @@ class AmendOrder(Strict):
     amount: Decimal
 
 
+class CancelOnDisconnect(Strict):
+    enabled: bool
+
+
 class CancelAll(Strict):
     market: MarketId | None = None
 

@@ -10,6 +10,7 @@ connection's bounded outbound queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hftx.ws")
 
 CLOSE_POLICY = 1008
+CANCEL_ON_DISCONNECT_S = 5.0  # at most this long cancelling a closed socket's orders
 CLOSE_TRY_LATER = 1013
 
 
@@ -95,6 +97,10 @@ class WebSocketEndpoint:
             timer.cancel()
             user = conn.user_id
             conn.finish()
+            if user is not None and conn.orders.enabled:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CANCEL_ON_DISCONNECT_S):
+                        await conn.orders.cancel(node.ex, user)
             node.connections.discard(conn)
             node.marketdata.remove(conn)
             node.metrics.ws_open(-1)

@@ -324,17 +324,21 @@ class Exchange:
             await self.market(market)
         canceled: list[Order] = []
         for market_id, ids in by_market.items():
-            m = await self.market(market_id)
             try:
-                events, done = await M.cancel_many(self.redis, market_id, user_id, ids, now_ms())
+                canceled += await self.cancel_orders(user_id, market_id, ids)
             except EngineError as exc:  # a halted market's orders stay; the others' still go
                 if market is not None or exc.code != "MARKET_NOT_TRADING":
                     raise
-                continue
-            orders = await self._orders(market_id, done)
-            self._publish(m, events, {o.id: o for o in orders})
-            canceled += orders
         return canceled
+
+    async def cancel_orders(self, user_id: str, market_id: str, order_ids: list[str]) -> list[Order]:
+        """Cancel those of ``order_ids`` (in ``market_id``) that are open and the user's;
+        the canceled orders. Ids of other orders are skipped, not refused."""
+        m = await self.market(market_id)
+        events, done = await M.cancel_many(self.redis, market_id, user_id, order_ids, now_ms())
+        orders = await self._orders(market_id, done)
+        self._publish(m, events, {o.id: o for o in orders})
+        return orders
 
     async def open_orders(self, user_id: str, market: str | None = None) -> list[Order]:
         by_market: dict[str, list[str]] = {}

@@ -107,6 +107,7 @@ class HftxClient:
         self._want_heartbeats = heartbeats
         self._heartbeat_markets: set[str] = set()
         self._subs: dict[Key, Subscription] = {}
+        self._cancel_on_disconnect = False
         self._backoff = backoff
         self._credentials: tuple[str, str] | None = None
         self._token_expiry: float | None = None
@@ -439,6 +440,13 @@ class HftxClient:
         result: Json = await self.ws_request("order.amend", params)
         return result
 
+    async def ws_cancel_on_disconnect(self, enabled: bool = True) -> Json:
+        """Have the orders this socket places canceled when it closes (a dropped link
+        included): ``session.cancel_on_disconnect``. Orders placed over HTTP stay."""
+        result: Json = await self.ws_request("session.cancel_on_disconnect", {"enabled": enabled})
+        self._cancel_on_disconnect = enabled  # asked again of every new socket
+        return result
+
     async def ws_cancel_all_orders(self, market: str | None = None) -> Any:
         return await self.ws_request("order.cancel_all", {"market": market} if market else {})
 
@@ -539,6 +547,11 @@ class HftxClient:
             sub.feed(push)
 
     async def _resubscribe_all(self) -> None:
+        if self._cancel_on_disconnect:
+            try:
+                await self.ws_request("session.cancel_on_disconnect", {"enabled": True})
+            except HftxError as exc:
+                log.warning("hftx: cancel on disconnect not restored: %s", exc)
         subs = list(self._subs.values())
         for sub in subs:
             sub.reset()

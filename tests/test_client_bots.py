@@ -127,7 +127,8 @@ async def test_market_maker_counts_fills_it_missed_while_disconnected(
         await mm.login(user.email, PASSWORD)
         bot = asyncio.create_task(
             run_market_maker(mm, market, params=params, reference="100.00", walk_ticks=0,
-                             interval=0.2, max_orders_per_second=50, stop=stop)
+                             interval=0.2, max_orders_per_second=50, stop=stop,
+                             cancel_on_disconnect=False)  # its quotes stay while it is away
         )  # fmt: skip
         try:
             bid, ask = ["99.90", "0.100"], ["100.10", "0.100"]
@@ -258,6 +259,30 @@ def test_market_maker_command_stops_cleanly_on_ctrl_c(exchange: Exchange) -> Non
         return book["bids"] == [] and book["asks"] == []
 
     asyncio.run(eventually(empty, timeout=5))
+
+
+def test_a_killed_market_maker_leaves_no_quotes(exchange: Exchange) -> None:
+    """kill -9: nothing of the bot runs, its socket drops, the exchange cancels its
+    quotes (cancel on disconnect, on by default)."""
+    market, user = asyncio.run(_funded_market(exchange))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client.bots.market_maker", "--url", exchange.url("a"),
+         "--email", user, "--password", PASSWORD, "--market", market,
+         "--reference", "50.00", "--levels", "2", "--size", "0.010", "--interval", "0.5"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    async def sides(n: int) -> bool:
+        async with exchange.http("a") as http:
+            book = (await http.get(f"/markets/{market}/book")).json()
+        return len(book["bids"]) == len(book["asks"]) == n
+
+    try:
+        asyncio.run(eventually(lambda: sides(2), timeout=15))
+    finally:
+        proc.kill()
+        proc.wait()
+    asyncio.run(eventually(lambda: sides(0), timeout=5))
 
 
 async def _funded_market(exchange: Exchange) -> tuple[str, str]:

@@ -64,13 +64,16 @@ async def run_market_maker(
     tag: str = "mm",
     stop: asyncio.Event | None = None,
     rng: random.Random | None = None,
+    cancel_on_disconnect: bool = True,
 ) -> None:
     """Quote ``market`` until ``stop`` is set or the task is cancelled.
 
     ``reference`` None quotes around the mid of the live book; a price string quotes
     around it and moves it by up to ``walk_ticks`` ticks per cycle. ``tag`` prefixes
     the client order ids: open orders with that prefix are treated as this bot's
-    quotes (also those left over from an earlier run).
+    quotes (also those left over from an earlier run). With ``cancel_on_disconnect``
+    the exchange cancels the quotes if the bot's socket drops (the bot crashed, the
+    link broke): no stale quotes outlive it; it re-quotes once it is back.
     """
     params = params or QuoteParams()
     stop = stop or asyncio.Event()
@@ -80,6 +83,8 @@ async def run_market_maker(
     bot = _Quoter(client, spec, params, tag, RateLimiter(max_orders_per_second, burst=2))
 
     await client.connect()
+    if cancel_on_disconnect:
+        await client.ws_cancel_on_disconnect()
     filled = asyncio.Event()
     position = Position(spec)
 
@@ -318,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, default=5.0, help="max orders per second (default %(default)s)"
     )
     parser.add_argument("--tag", default="mm", help="client_order_id prefix (default %(default)s)")
+    parser.add_argument(
+        "--keep-quotes-on-disconnect",
+        action="store_true",
+        help="leave the quotes on the book if the connection drops (default: the exchange "
+        "cancels them)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
@@ -337,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                 client, args.market, params=params, reference=args.reference,
                 walk_ticks=args.walk_ticks, interval=args.interval,
                 max_orders_per_second=args.rate, tag=args.tag,
+                cancel_on_disconnect=not args.keep_quotes_on_disconnect,
             )  # fmt: skip
 
     return run_program(run)

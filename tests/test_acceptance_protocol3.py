@@ -16,17 +16,14 @@ import asyncio
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
-
-import pytest
 
 from tests.test_e2e_support import (
     Exchange,
     User,
     Ws,
-    acceptance_target,
+    connect,
     fund,
     limit,
     new_market,
@@ -39,25 +36,6 @@ Msg = dict[str, Any]
 D = Decimal
 UNIT = D("0.00000001")  # every asset of these tests has scale 8
 MAKER_BPS, TAKER_BPS = 10, 20  # new_market's fees
-
-
-@pytest.fixture(scope="session")
-def live(request: pytest.FixtureRequest) -> Exchange:
-    return acceptance_target(request)
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[Ws]]:
-    opened: list[Ws] = []
-    yield opened
-    for ws in opened:
-        await ws.close()
-
-
-async def connect(live: Exchange, sockets: list[Ws], user: User, node: str = "a") -> Ws:
-    ws = await Ws.connect(live.ws_url(node), user.token)
-    sockets.append(ws)
-    return ws
 
 
 def fee(size: str | D, price: str | D, bps: int, receives: str) -> D:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -41,7 +40,7 @@ from tests.test_e2e_support import (
     Exchange,
     User,
     Ws,
-    acceptance_target,
+    connect,
     eventually,
     fund,
     limit,
@@ -72,25 +71,6 @@ SELL_OFFER = {
     "min_amount": "0.01", "max_amount": "0.5", "payment_methods": ["SEPA"],
     "payment_window": 30,
 }  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def live(request: pytest.FixtureRequest) -> Exchange:
-    return acceptance_target(request)
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[Ws]]:
-    opened: list[Ws] = []
-    yield opened
-    for ws in opened:
-        await ws.close()
-
-
-async def connect(live: Exchange, sockets: list[Ws], user: User, node: str = "a") -> Ws:
-    ws = await Ws.connect(live.ws_url(node), user.token)
-    sockets.append(ws)
-    return ws
 
 
 async def call(live: Exchange, user: User | None, method: str, path: str, node: str = "a",

@@ -6,7 +6,6 @@ Real web nodes, settler and Valkey (the e2e session exchange)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from tests.test_e2e_support import (
     User,
     Ws,
     balances,
+    connect,
     fund,
     limit,
     new_market,
@@ -27,25 +27,11 @@ from tests.test_e2e_support import (
 pytest_plugins = ["tests.test_e2e_support"]
 
 
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[Ws]]:
-    opened: list[Ws] = []
-    yield opened
-    for ws in opened:
-        await ws.close()
-
-
 async def funded(exchange: Exchange, market: str, amounts: dict[str, str]) -> User:
     user = await new_user(exchange)
     base = market.split("-")[0]
     await fund(exchange, user, {base if k == "BASE" else k: v for k, v in amounts.items()})
     return user
-
-
-async def connect(exchange: Exchange, sockets: list[Ws], user: User) -> Ws:
-    ws = await Ws.connect(exchange.ws_url(), user.token)
-    sockets.append(ws)
-    return ws
 
 
 def ok(answer: dict[str, Any]) -> Any:

@@ -211,6 +211,28 @@ def acceptance_target(request: pytest.FixtureRequest) -> Exchange:
     return Exchange("", "", {"a": url, "b": url}, Path("."), r.json()["access_token"])
 
 
+@pytest.fixture(scope="session")
+def live(request: pytest.FixtureRequest) -> Exchange:
+    """The exchange the acceptance tests drive (:func:`acceptance_target`)."""
+    return acceptance_target(request)
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[list[Ws]]:
+    """Sockets a test opens with :func:`connect`; all closed at the end."""
+    opened: list[Ws] = []
+    yield opened
+    for ws in opened:
+        await ws.close()
+
+
+async def connect(exchange: Exchange, sockets: list[Ws], user: User, node: str = "a") -> Ws:
+    """An authenticated socket of ``user`` on ``node``, closed by the ``sockets`` fixture."""
+    ws = await Ws.connect(exchange.ws_url(node), user.token)
+    sockets.append(ws)
+    return ws
+
+
 def stop_processes(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     """SIGTERM every process, then wait for each (SIGKILL after 10 s)."""
     for proc in procs.values():

@@ -14,6 +14,7 @@ from api import schemas as S
 from api.errors import ApiError
 from api.routing import ApiRoute, Call
 from api.users import User
+from engine.settlement import FEES_USER
 
 MAX_LIMIT = 1000
 INTERVALS = ("1m", "5m", "1h", "1d")
@@ -296,6 +297,16 @@ async def admin_users(call: Call) -> Any:
     return [u.to_wire() for u in users]
 
 
+async def admin_fees(call: Call) -> Any:
+    call.query()
+    return await service.balances(call.node, FEES_USER)
+
+
+async def admin_fee_transfer(call: Call) -> Any:
+    """Move collected fees to an account on the platform (a treasury that withdraws)."""
+    return await service.transfer(call.node, FEES_USER, await call.json())
+
+
 async def _empty_body(call: Call) -> None:
     body = await call.json()
     if body:
@@ -340,4 +351,6 @@ TABLE: list[ApiRoute] = [
     ApiRoute("POST", "/admin/markets", "admin", admin_market),
     ApiRoute("POST", "/admin/markets/{market_id}/status", "admin", admin_market_status),
     ApiRoute("GET", "/admin/users", "admin", admin_users),
+    ApiRoute("GET", "/admin/fees", "admin", admin_fees),
+    ApiRoute("POST", "/admin/fees/transfers", "admin", admin_fee_transfer),
 ]

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 import psycopg
 
+from api.marketfeed import Minute
 from engine.types import Order
 
 T = TypeVar("T")
@@ -334,32 +335,36 @@ async def trades(
     return [TradeRecord(*r) for r in rows]
 
 
-async def volume_by_minute(
+async def minutes_below(
     db: Any, market: str, since_ts: int, before_trade_id: int
-) -> list[tuple[int, int]]:
-    """``[(minute start, base volume)]`` of ``market``'s trades with ids below
+) -> list[tuple[int, Minute]]:
+    """``[(minute start, its trades)]`` of ``market``'s trades with ids below
     ``before_trade_id`` in the minutes from the one holding ``since_ts`` on: the 1m
     candles wholly below that id, and the trades of the one candle it splits."""
     rows = await _fetch(
         db,
-        "SELECT start_ts, volume, first_tid, last_tid FROM candles"
+        "SELECT start_ts, volume, first_tid, last_tid, open, high, low FROM candles"
         " WHERE market = %s AND interval = '1m' AND start_ts > %s AND first_tid < %s",
         (market, since_ts - 60_000, before_trade_id),
     )
     out = []
-    for start, volume, first_tid, last_tid in rows:
+    for start, volume, first_tid, last_tid, open_, high, low in rows:
         if last_tid < before_trade_id:
-            out.append((start, int(volume)))
+            out.append((start, Minute(first_tid, open_, high, low, int(volume))))
             continue
         # this minute's trades only: under clock skew between nodes (trade times are
         # the sending node's) a minute's trade ids need not be contiguous
-        part = await _fetch(
+        trades = await _fetch(
             db,
-            "SELECT coalesce(sum(size), 0) FROM trades WHERE market = %s"
-            " AND trade_id >= %s AND trade_id < %s AND ts >= %s AND ts < %s",
+            "SELECT trade_id, price, size FROM trades WHERE market = %s"
+            " AND trade_id >= %s AND trade_id < %s AND ts >= %s AND ts < %s"
+            " ORDER BY trade_id",
             (market, first_tid, before_trade_id, start, start + 60_000),
         )
-        out.append((start, int(part[0][0])))
+        if trades:
+            prices = [t[1] for t in trades]
+            volume = sum(t[2] for t in trades)
+            out.append((start, Minute(trades[0][0], prices[0], max(prices), min(prices), volume)))
     return out
 
 

@@ -151,9 +151,10 @@ class MarketData:
                 break
             for _entry_id, fields in page:
                 for ev in orjson.loads(fields.get(b"e") or fields.get("e") or b"[]"):
-                    if ev.get("e") == "trade" and int(ev["tid"]) <= feed.last_trade_id:
-                        feed.volume.add(int(ev["ts"]), int(ev["size"]))
-                        oldest_tid = min(oldest_tid, int(ev["tid"]))
+                    tid = int(ev["tid"]) if ev.get("e") == "trade" else 0
+                    if 0 < tid <= feed.last_trade_id:
+                        feed.day.add(int(ev["ts"]), int(ev["size"]), int(ev["price"]), tid)
+                        oldest_tid = min(oldest_tid, tid)
             seen += len(page)
             last_id = _text(page[-1][0])
             ms, _, sq = last_id.partition("-")
@@ -166,11 +167,9 @@ class MarketData:
             if len(page) < 1000:
                 break
         if oldest_tid > 1:
-            minutes = await self._history(
-                history.volume_by_minute, feed.market.id, since, oldest_tid
-            )
-            for start, volume in minutes or ():
-                feed.volume.add(start, volume)
+            minutes = await self._history(history.minutes_below, feed.market.id, since, oldest_tid)
+            for start, minute in minutes or ():
+                feed.day.add_minute(start, minute)
 
     async def _history(self, query: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T | None:
         """``query(conn, *args, **kw)`` on PostgreSQL; None if there is none or it is down

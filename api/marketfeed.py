@@ -46,23 +46,61 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class VolumeWindow:
-    """Base volume traded over the last 24 h, in one-minute buckets."""
+@dataclass(slots=True)
+class Minute:
+    """Trades of one bucket: the first one's id and price, the range, the base volume."""
+
+    first_tid: int
+    open: int
+    high: int
+    low: int
+    volume: int
+
+    def merge(self, other: Minute) -> None:
+        if other.first_tid < self.first_tid:
+            self.first_tid, self.open = other.first_tid, other.open
+        self.high = max(self.high, other.high)
+        self.low = min(self.low, other.low)
+        self.volume += other.volume
+
+
+class DayWindow:
+    """The last 24 h of trades in one-minute buckets: base volume and price range
+    (open = the price of the oldest trade still in the window, by trade id)."""
 
     def __init__(self, span_ms: int = DAY_MS, bucket_ms: int = 60_000) -> None:
         self.span_ms = span_ms
         self.bucket_ms = bucket_ms
-        self.buckets: dict[int, int] = {}
+        self.buckets: dict[int, Minute] = {}
 
-    def add(self, ts: int, size: int) -> None:
-        start = ts - ts % self.bucket_ms
-        self.buckets[start] = self.buckets.get(start, 0) + size
+    def add(self, ts: int, size: int, price: int, tid: int) -> None:
+        """One trade (in any order)."""
+        self.add_minute(ts - ts % self.bucket_ms, Minute(tid, price, price, price, size))
 
-    def total(self, now: int) -> int:
+    def add_minute(self, start: int, minute: Minute) -> None:
+        """Trades of the bucket starting at ``start``, summed elsewhere (history)."""
+        known = self.buckets.get(start)
+        if known is None:
+            self.buckets[start] = minute
+        else:
+            known.merge(minute)
+
+    def _current(self, now: int) -> list[Minute]:
         oldest = now - self.span_ms
         for start in [s for s in self.buckets if s + self.bucket_ms <= oldest]:
             del self.buckets[start]
-        return sum(self.buckets.values())
+        return list(self.buckets.values())
+
+    def total(self, now: int) -> int:
+        return sum(m.volume for m in self._current(now))
+
+    def price_range(self, now: int) -> tuple[int, int, int] | None:
+        """(open, high, low) over the window, None without trades."""
+        minutes = self._current(now)
+        if not minutes:
+            return None
+        first = min(minutes, key=lambda m: m.first_tid)
+        return first.open, max(m.high for m in minutes), min(m.low for m in minutes)
 
 
 @dataclass(slots=True)
@@ -104,7 +142,7 @@ class MarketFeed:
         self.last_trade_id = 0
         self.last_price: int | None = None
         self.last_ts = 0
-        self.volume = VolumeWindow()
+        self.day = DayWindow()
         self.loaded = False
         self.needs_reload = False
         self.truncated = (False, False)
@@ -251,7 +289,7 @@ class MarketFeed:
             return None
         self.last_trade_id = tid
         self.last_price = int(ev["price"])
-        self.volume.add(int(ev["ts"]), int(ev["size"]))
+        self.day.add(int(ev["ts"]), int(ev["size"]), self.last_price, tid)
         return {
             "channel": "trades",
             "type": "trade",
@@ -386,6 +424,8 @@ class MarketFeed:
     def ticker(self) -> dict[str, Any]:
         bid, ask = self.book.best()
         fmt = self.fmt
+        now = now_ms()
+        day = self.day.price_range(now)
         return {
             "channel": "ticker",
             "type": "ticker",
@@ -396,9 +436,12 @@ class MarketFeed:
             "best_ask_size": fmt.size(ask[1]) if ask else None,
             "last": fmt.price(self.last_price) if self.last_price is not None else None,
             "last_trade_id": self.last_trade_id,
-            "volume_24h": fmt.quantity(self.volume.total(now_ms())),
+            "volume_24h": fmt.quantity(self.day.total(now)),
+            "open_24h": fmt.price(day[0]) if day else None,
+            "high_24h": fmt.price(day[1]) if day else None,
+            "low_24h": fmt.price(day[2]) if day else None,
             "seq": self.book.seq,
-            "ts": now_ms(),
+            "ts": now,
         }
 
     def _ticker_changed(self) -> None:

@@ -84,6 +84,9 @@ TICKER_PUSH = {
     "last",
     "last_trade_id",
     "volume_24h",
+    "open_24h",
+    "high_24h",
+    "low_24h",
     "seq",
     "ts",
 }
@@ -539,6 +542,11 @@ async def test_a_trade_pushes_fills_trades_ticker_orders_and_balances(target: Ex
         None,
     )
     assert ticker["volume_24h"] == "1.200" and ticker["last_trade_id"] == 2
+    assert (ticker["open_24h"], ticker["high_24h"], ticker["low_24h"]) == (
+        "100.00",
+        "101.00",
+        "100.00",
+    )
 
     fill = await mws.wait_push(
         lambda m: m["channel"] == "orders" and m["exec_type"] == "TRADE" and m["trade_id"] == 1

@@ -12,7 +12,7 @@ from api import jsonio
 from api import schemas as S
 from api.errors import ApiError
 from api.l2 import Formatter, L2Book, side_diff
-from api.marketfeed import MarketFeed, VolumeWindow
+from api.marketfeed import DayWindow, MarketFeed, Minute
 from api.ratelimit import FloodMeter, Limiter, TokenBucket
 from api.users import normalize_email
 from api.ws import origin_allowed
@@ -230,12 +230,19 @@ def test_trades_ticker_and_heartbeat_pushes() -> None:
     assert len(trades.messages) == 1
 
 
-def test_volume_window_forgets_old_buckets() -> None:
-    window = VolumeWindow(span_ms=10_000, bucket_ms=1_000)
-    window.add(1_000, 5)
-    window.add(5_500, 7)
-    assert window.total(6_000) == 12
+def test_day_window_forgets_old_buckets() -> None:
+    window = DayWindow(span_ms=10_000, bucket_ms=1_000)
+    window.add(5_500, 7, 300, 3)  # trades arrive in any order (a stream read backwards)
+    window.add(1_000, 5, 200, 1)
+    window.add(1_200, 1, 100, 2)
+    assert window.total(6_000) == 13
+    assert window.price_range(6_000) == (200, 300, 100)  # open: the oldest trade's price
     assert window.total(12_000) == 7
+    assert window.price_range(12_000) == (300, 300, 300)
+    window.add_minute(5_000, Minute(first_tid=4, open=250, high=400, low=50, volume=2))
+    assert window.total(12_000) == 9
+    assert window.price_range(12_000) == (300, 400, 50)  # trade 3 still opens the window
+    assert window.price_range(30_000) is None
 
 
 # -- schemas and JSON ----------------------------------------------------------------

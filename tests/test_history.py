@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import psycopg
 import pytest
@@ -185,25 +187,39 @@ async def test_ledger_and_notifications(redis_real, db_url, conn):
     assert [n.message for n in rest.items] == ["m0"] and rest.next_cursor is None
 
 
-async def test_volume_by_minute_splits_the_candle_at_the_trade_id(redis_real, db_url, conn):
+async def volumes(conn: Any, since: int, before: int) -> list[tuple[int, int]]:
+    return [
+        (start, m.volume) for start, m in await history.minutes_below(conn, MKT.id, since, before)
+    ]
+
+
+async def test_minutes_below_split_the_candle_at_the_trade_id(redis_real, db_url, conn):
     await scenario(redis_real)  # trade 1 at 61 s (4 lots), trade 2 at 125 s (1 lot)
     buy = OrderRequest(MKT.id, "buy", "limit", 2 * LOT, 100 * TICK)
     await M.place(redis_real, "b3", "bob", buy, 126_000)  # trade 3 at 126 s (2 lots)
     await drain_all(redis_real, db_url)
-    everything = await history.volume_by_minute(conn, MKT.id, 0, 10)
+    everything = await volumes(conn, 0, 10)
     assert sorted(everything) == [(60_000, 4 * LOT), (120_000, 3 * LOT)]
     # below id 3 the second minute's candle is split: only trade 2 of it
-    assert sorted(await history.volume_by_minute(conn, MKT.id, 0, 3)) == [
+    assert sorted(await volumes(conn, 0, 3)) == [
         (60_000, 4 * LOT),
         (120_000, LOT),
     ]
-    assert await history.volume_by_minute(conn, MKT.id, 0, 2) == [(60_000, 4 * LOT)]
-    assert await history.volume_by_minute(conn, MKT.id, 0, 1) == []
+    assert await volumes(conn, 0, 2) == [(60_000, 4 * LOT)]
+    # the split minute's range is of its trades below the id (trade 2 alone), by id
+    split = dict(await history.minutes_below(conn, MKT.id, 0, 3))[120_000]
+    assert (split.first_tid, split.open, split.high, split.low) == (
+        2,
+        100 * TICK,
+        100 * TICK,
+        100 * TICK,
+    )
+    assert await volumes(conn, 0, 1) == []
     # since 121 s: from the minute holding it, which starts at 120 000
-    assert await history.volume_by_minute(conn, MKT.id, 121_000, 10) == [(120_000, 3 * LOT)]
+    assert await volumes(conn, 121_000, 10) == [(120_000, 3 * LOT)]
 
 
-async def test_volume_by_minute_counts_each_trade_once_under_clock_skew(redis_real, db_url, conn):
+async def test_minutes_below_count_each_trade_once_under_clock_skew(redis_real, db_url, conn):
     """Trade ids follow the engine's order, trade times the clock of the node that sent
     each order: with two nodes' clocks apart, a minute's candle holds trade ids that are
     not contiguous, so the split candle sums only its own minute's trades."""
@@ -217,11 +233,11 @@ async def test_volume_by_minute_counts_each_trade_once_under_clock_skew(redis_re
         await M.place(redis_real, oid, "bob", buy, now)  # trades 1, 2, 3 in that order
     await drain_all(redis_real, db_url)
     # minute 60 s: trade 2; minute 120 s: trades 1 and 3. Below id 3: 1 of the second
-    assert sorted(await history.volume_by_minute(conn, MKT.id, 0, 3)) == [
+    assert sorted(await volumes(conn, 0, 3)) == [
         (60_000, 2 * LOT),
         (120_000, 1 * LOT),
     ]
-    assert sorted(await history.volume_by_minute(conn, MKT.id, 0, 10)) == [
+    assert sorted(await volumes(conn, 0, 10)) == [
         (60_000, 2 * LOT),
         (120_000, 5 * LOT),
     ]

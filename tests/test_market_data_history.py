@@ -77,6 +77,11 @@ async def test_ticker_and_trades_of_a_trimmed_stream_come_from_history(
         ticker = (await http.get(f"/markets/{market}/ticker")).json()
         assert (ticker["last"], ticker["last_trade_id"]) == ("11.00", 2)
         assert ticker["volume_24h"] == "0.750"
+        assert (ticker["open_24h"], ticker["high_24h"], ticker["low_24h"]) == (
+            "10.00",
+            "11.00",
+            "10.00",
+        )
         trades = (await http.get(f"/markets/{market}/trades")).json()
     assert [(t["trade_id"], t["price"], t["size"]) for t in trades] == [
         (2, "11.00", "0.250"),
@@ -109,6 +114,7 @@ async def test_trades_join_the_stream_and_history_without_gaps_or_repeats(
     async with exchange.http("b") as http:  # a fresh feed: stream + history, once each
         ticker = (await http.get(f"/markets/{market}/ticker")).json()
     assert (ticker["last"], ticker["last_trade_id"], ticker["volume_24h"]) == ("3.00", 3, "0.006")
+    assert (ticker["open_24h"], ticker["high_24h"], ticker["low_24h"]) == ("1.00", "3.00", "1.00")
 
 
 async def test_candles_between_start_and_end(exchange: Exchange) -> None:

@@ -1,8 +1,8 @@
 """Cancel on disconnect: the orders a WebSocket placed, canceled when it closes.
 
 A market maker's quotes must not outlive its connection (a crashed bot, a dropped
-link). With ``session.cancel_on_disconnect {enabled: true}`` every order that this
-socket placed and that may still rest is canceled when the socket closes, for any
+link). After ``session.cancel_on_disconnect {enabled: true}`` every order that this
+socket places and that may still rest is canceled when the socket closes, for any
 reason (as Deribit's connection-scoped cancel-on-disconnect; Coinbase's FIX session
 flag). Orders placed over HTTP or on other sockets are left alone. Closing is
 handled by the node that holds the socket: if that node itself dies, nothing is
@@ -30,8 +30,9 @@ class SessionOrders:
         self._orders: OrderedDict[str, str] = OrderedDict()
 
     def placed(self, order: dict[str, Any]) -> None:
-        """Remember an order this socket placed (the wire order), if it may rest."""
-        if order.get("status") not in OPEN:
+        """Remember an order this socket placed (the wire order), if it may rest and
+        cancel on disconnect is on (nothing is kept for sockets that do not use it)."""
+        if not self.enabled or order.get("status") not in OPEN:
             return
         self._orders[order["id"]] = order["market"]
         if len(self._orders) > self.limit:

@@ -101,6 +101,9 @@ async def test_session_orders_are_bounded_and_skip_orders_that_cannot_rest() -> 
             return ids[:1]
 
     orders = SessionOrders(limit=3)
+    orders.placed({"id": "before", "market": "A-USD", "status": "NEW"})
+    assert orders.by_market() == {}  # nothing is kept while it is off
+    orders.enabled = True
     for i, (market, status) in enumerate(
         [("A-USD", "NEW"), ("A-USD", "FILLED"), ("B-USD", "PARTIALLY_FILLED"),
          ("HALTED-USD", "NEW"), ("A-USD", "NEW"), ("A-USD", "EXPIRED")]
@@ -108,7 +111,8 @@ async def test_session_orders_are_bounded_and_skip_orders_that_cannot_rest() -> 
         orders.placed({"id": f"o{i}", "market": market, "status": status})
     assert orders.by_market() == {"B-USD": ["o2"], "HALTED-USD": ["o3"], "A-USD": ["o4"]}
     ex = Ex()
-    assert await orders.cancel(ex, "u1") == 0  # not enabled
+    orders.enabled = False
+    assert await orders.cancel(ex, "u1") == 0  # turned off again: nothing canceled
     orders.enabled = True
     assert await orders.cancel(ex, "u1") == 2  # the halted market is logged and skipped
     assert sorted(c[1] for c in ex.calls) == ["A-USD", "B-USD", "HALTED-USD"]

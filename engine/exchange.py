@@ -331,7 +331,9 @@ class Exchange:
                     raise
         return canceled
 
-    async def cancel_orders(self, user_id: str, market_id: str, order_ids: list[str]) -> list[Order]:
+    async def cancel_orders(
+        self, user_id: str, market_id: str, order_ids: list[str]
+    ) -> list[Order]:
         """Cancel those of ``order_ids`` (in ``market_id``) that are open and the user's;
         the canceled orders. Ids of other orders are skipped, not refused."""
         m = await self.market(market_id)

@@ -71,7 +71,10 @@ def order_pushes(
                 s[2] = "FILLED" if completes else "PARTIALLY_FILLED"
                 fee = ev["mfee"] if liquidity == "maker" else ev["tfee"]
                 buy = order.side == "buy"
-                push = _push(market_id, g, "TRADE", order, s, ev["ts"])
+                # a maker's amount as it was at this trade (an amend may have lowered it
+                # since ``final`` was read); events before mamount existed: as read
+                amount = ev.get("mamount") if liquidity == "maker" else None
+                push = _push(market_id, g, "TRADE", order, s, ev["ts"], amount)
                 push["trade_id"] = ev["tid"]
                 push["last_price"] = g.price(ev["price"])
                 push["last_size"] = g.size(ev["size"])
@@ -102,13 +105,19 @@ def order_pushes(
 
 
 def _push(
-    market_id: str, g: Any, exec_type: str, order: Order, s: list[Any], ts: int
+    market_id: str,
+    g: Any,
+    exec_type: str,
+    order: Order,
+    s: list[Any],
+    ts: int,
+    amount: int | None = None,
 ) -> dict[str, Any]:
     return {
         "channel": "orders",
         "type": "update",
         "market": market_id,
         "exec_type": exec_type,
-        "order": order_state_to_wire(g, order, s[0], s[1], s[2], ts),
+        "order": order_state_to_wire(g, order, s[0], s[1], s[2], ts, amount),
         "ts": ts,
     }

@@ -253,10 +253,17 @@ def order_to_wire(market: Market, order: Order) -> dict[str, Any]:
 
 
 def order_state_to_wire(
-    g: Grid, order: Order, filled: int, cost: int, status: str, updated_ts: int
+    g: Grid,
+    order: Order,
+    filled: int,
+    cost: int,
+    status: str,
+    updated_ts: int,
+    amount: int | None = None,
 ) -> dict[str, Any]:
-    """:func:`order_to_wire` of ``order`` with its state (fill, status, time) replaced."""
-    amount = order.amount
+    """:func:`order_to_wire` of ``order`` with its state (fill, status, time and, if
+    given, amount) replaced."""
+    amount = order.amount if amount is None else amount
     remaining = amount - filled if status == "NEW" or status == "PARTIALLY_FILLED" else 0
     return {
         "id": order.id,

@@ -415,7 +415,8 @@ local function match(P, cfg, log, levels, t, max_fills, now_s, batch)
         fills = fills + 1
         level_delta(levels, opp_side, price, price_s, -q)
         last_tid_s = string_format('%d', tid)
-        -- the maker's filled and cost after this trade (mfilled, mcost in the event)
+        -- the maker's filled and cost after this trade (mfilled, mcost in the event) and
+        -- its amount (mamount: pushes must not read it later, an amend may change it)
         local mfull = mfilled >= mamount
         mcost_s = mcost == quote and quote_s or string_format('%d', mcost)
         local mfilled_s = mfull and mamount_s or (mfilled == q and q_s or string_format('%d', mfilled))
@@ -426,7 +427,7 @@ local function match(P, cfg, log, levels, t, max_fills, now_s, batch)
           ',"price":' .. price_s .. ',"size":' .. q_s .. ',"quote":' .. quote_s .. ',"side":"' .. tside ..
           '","maker":"' .. mid .. '","taker":"' .. tid_ .. '","mu":"' .. mu .. '","tu":"' .. tu ..
           '","mfee":' .. string_format('%d', mfee) .. ',"tfee":' .. string_format('%d', tfee) ..
-          ',"mfilled":' .. mfilled_s .. ',"mcost":' .. mcost_s .. '}'
+          ',"mfilled":' .. mfilled_s .. ',"mcost":' .. mcost_s .. ',"mamount":' .. mamount_s .. '}'
         if mfull then
           nremoved = nremoved + 1
           removed = removed or {}

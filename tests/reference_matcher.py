@@ -284,6 +284,7 @@ class ReferenceMarket:
                     "tfee": tfee,
                     "mfilled": m.filled,
                     "mcost": m.cost,
+                    "mamount": m.amount,
                 },
             )
             if m.rem == 0:

@@ -116,3 +116,23 @@ def test_maker_pushes_show_the_state_of_their_trade_even_if_read_later() -> None
     assert [(o["status"], o["filled"], o["remaining"]) for o in m2] == [
         ("PARTIALLY_FILLED", "0.00004", "0.00001")
     ]
+
+
+def test_a_maker_amended_after_its_trade_shows_the_amount_of_the_trade() -> None:
+    """Maker 2 had 6,000 at the trade and was amended to 5,000 before ``final`` was
+    read: its TRADE push shows the 6,000 of the trade (the event's ``mamount``).
+    Events recorded before ``mamount`` existed show the amount read."""
+    events = crossing_events()
+    events[3] = {**events[3], "mamount": 6_000}
+    final = {
+        "1": order("1", "m1", "sell", 2_000, 2_000, "FILLED"),
+        "2": order("2", "m2", "sell", 5_000, 4_000, "PARTIALLY_FILLED"),  # amended since
+        "3": order("3", "t", "buy", 5_000, 5_000, "FILLED"),
+    }
+
+    def maker_2(evs: list[dict[str, object]]) -> list[tuple[str, str]]:
+        pushes = order_pushes(MARKET, evs, final)
+        return [(p["order"]["amount"], p["order"]["remaining"]) for u, p in pushes if u == "m2"]
+
+    assert maker_2(events) == [("0.00006", "0.00002")]
+    assert maker_2(crossing_events()) == [("0.00005", "0.00001")]

@@ -44,6 +44,8 @@ const getMarketById = (id) => markets.find((m) => m.id === id) || null;
 // --- trading calls: WebSocket when authenticated, HTTP otherwise -------------
 const placeOrder = (params) => (ws.authed ? ws.request("order.place", params) : http.placeOrder(params));
 const cancelOrder = (o) => (ws.authed ? ws.request("order.cancel", { order_id: o.id }) : http.cancelOrder(o.id));
+const amendOrder = (o, amount) =>
+  ws.authed ? ws.request("order.amend", { order_id: o.id, amount }) : http.amendOrder(o.id, amount);
 const cancelAll = (market) =>
   ws.authed ? ws.request("order.cancel_all", market ? { market } : {}) : http.cancelAll(market);
 
@@ -73,7 +75,15 @@ const book = mountOrderBook($("#book"), feed, {
 mountTrades($("#trades"), feed, getMarket);
 const accountRoot = $("#account");
 const wallet = mountWallet(accountRoot, { http, account, toast });
-const openOrders = mountOpenOrders(accountRoot, { account, getMarket, getMarketById, cancelOrder, cancelAll, toast });
+const openOrders = mountOpenOrders(accountRoot, {
+  account,
+  getMarket,
+  getMarketById,
+  cancelOrder,
+  amendOrder,
+  cancelAll,
+  toast,
+});
 mountFills(accountRoot, { account, getMarketById });
 mountBalances(accountRoot, { account });
 mountTabs(accountRoot, (tab) => tab === "wallet" && session.loggedIn && !wallet.loaded && wallet.load());

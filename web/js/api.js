@@ -88,6 +88,10 @@ export class Http {
     return this.request("DELETE", path, opts);
   }
 
+  patch(path, body, opts = {}) {
+    return this.request("PATCH", path, { ...opts, body });
+  }
+
   // --- typed helpers -------------------------------------------------------
   signup(email, password) {
     return this.post("/auth/signup", { email, password });
@@ -128,6 +132,11 @@ export class Http {
 
   cancelOrder(id) {
     return this.del(`/orders/${encodeURIComponent(id)}`, { auth: true });
+  }
+
+  /** Reduce an open order to `amount` in place (keeps its queue priority). */
+  amendOrder(id, amount) {
+    return this.patch(`/orders/${encodeURIComponent(id)}`, { amount }, { auth: true });
   }
 
   cancelAll(market) {

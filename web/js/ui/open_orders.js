@@ -1,9 +1,9 @@
-// Open orders table with per-order cancel and cancel-all.
+// Open orders table with per-order reduce (amend in place) and cancel, and cancel-all.
 
 import { fmtPrice, fmtSize, timeOf } from "../format.js";
 import { h, rafThrottle } from "./dom.js";
 
-export function mountOpenOrders(root, { account, getMarket, getMarketById, cancelOrder, cancelAll, toast }) {
+export function mountOpenOrders(root, { account, getMarket, getMarketById, cancelOrder, amendOrder, cancelAll, toast }) {
   const pane = root.querySelector('[data-pane="orders"]');
   const tbody = pane.querySelector("tbody");
   const empty = pane.querySelector(".empty");
@@ -20,6 +20,26 @@ export function mountOpenOrders(root, { account, getMarket, getMarketById, cance
       if (res && res.id) account.upsertOrder(res);
     } catch (e) {
       toast(String(e), "error", { title: `Cancel ${order.id} failed` });
+    } finally {
+      canceling.delete(order.id);
+      render();
+    }
+  }
+
+  async function reduce(order) {
+    const m = getMarketById(order.market);
+    const amount = window.prompt(
+      `New amount for ${order.side} ${order.market} ${order.id} (below ${fmtSize(m, order.amount)}, above ${fmtSize(m, order.filled)}); it keeps its place in the queue`,
+      fmtSize(m, order.amount),
+    );
+    if (amount === null || amount.trim() === "") return;
+    canceling.add(order.id);
+    render();
+    try {
+      const res = await amendOrder(order, amount.trim());
+      if (res && res.id) account.upsertOrder(res);
+    } catch (e) {
+      toast(String(e), "error", { title: `Reduce ${order.id} failed` });
     } finally {
       canceling.delete(order.id);
       render();
@@ -48,6 +68,13 @@ export function mountOpenOrders(root, { account, getMarket, getMarketById, cance
           h("td", o.status),
           h(
             "td.actions",
+            o.type === "limit"
+              ? h(
+                  "button.btn.btn-small.btn-ghost",
+                  { type: "button", disabled: canceling.has(o.id), onclick: () => reduce(o), title: `Reduce order ${o.id} in place` },
+                  "Reduce",
+                )
+              : "",
             h(
               "button.btn.btn-small.btn-ghost",
               { type: "button", disabled: canceling.has(o.id), onclick: () => cancel(o), title: `Cancel order ${o.id}` },

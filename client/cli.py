@@ -85,6 +85,10 @@ async def _cancel_one(client: HftxClient, order_id: str) -> Json:
         ) from None
 
 
+async def cmd_amend(client: HftxClient, args: argparse.Namespace) -> None:
+    print(order_line(await client.amend_order(args.order_id, args.amount)))
+
+
 async def cmd_book(client: HftxClient, args: argparse.Namespace) -> None:
     if not args.watch:
         book = await client.fetch_order_book(args.market, depth=args.depth)
@@ -176,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("order_id", nargs="?")
     cancel.add_argument("--all", action="store_true", help="cancel all open orders")
     cancel.add_argument("--market", type=str.upper, help="with --all: only this market")
+
+    amend = command("amend", cmd_amend, "reduce an open order in place (keeps its queue place)")
+    amend.add_argument("order_id")
+    amend.add_argument("amount", help="new total base size, below the current one")
 
     book = command("book", cmd_book, "show the order book")
     book.add_argument("market", type=str.upper)

@@ -91,6 +91,11 @@ async def test_cli_trading_commands(exchange: Exchange, capsys: pytest.CaptureFi
     poor = await run_cli(capsys, exchange, user, "place", "buy", market, "100", "10")
     assert poor.code == 1 and "error: INSUFFICIENT_FUNDS (400)" in poor.err
 
+    amended = await run_cli(capsys, exchange, user, "amend", order_id, "0.6")
+    assert amended.code == 0, amended.err
+    assert f"{market} sell limit 0.600 @ 20.00: NEW, filled 0.000" in amended.out
+    up = await run_cli(capsys, exchange, user, "amend", order_id, "2")
+    assert up.code == 1 and up.err.startswith("error: INVALID_PARAM (400): ")
     canceled = await run_cli(capsys, exchange, user, "cancel", order_id)
     assert canceled.code == 0 and "CANCELED" in canceled.out
     again = await run_cli(capsys, exchange, user, "cancel", order_id)

@@ -175,6 +175,14 @@ class Market:
             "best_ask_size": a[0][1] if a else None,
             "last": fmt(self.last, self.cfg["price_increment"]),
             "volume_24h": fmt(self.volume + Decimal("1843.2"), self.cfg["size_increment"]),
+            # a made-up day: opened 1.5% below the mid, ranged 2.5% around it
+            "open_24h": fmt(self.mid * Decimal("0.985"), self.cfg["price_increment"]),
+            "high_24h": fmt(
+                max(self.last, self.mid * Decimal("1.012")), self.cfg["price_increment"]
+            ),
+            "low_24h": fmt(
+                min(self.last, self.mid * Decimal("0.978")), self.cfg["price_increment"]
+            ),
             "seq": self.seq,
             "ts": now_ms(),
         }

@@ -74,8 +74,19 @@ class DayWindow:
         self.buckets: dict[int, Minute] = {}
 
     def add(self, ts: int, size: int, price: int, tid: int) -> None:
-        """One trade (in any order)."""
-        self.add_minute(ts - ts % self.bucket_ms, Minute(tid, price, price, price, size))
+        """One trade (in any order; every trade a node fans out passes here)."""
+        start = ts - ts % self.bucket_ms
+        m = self.buckets.get(start)
+        if m is None:
+            self.buckets[start] = Minute(tid, price, price, price, size)
+            return
+        if tid < m.first_tid:
+            m.first_tid, m.open = tid, price
+        if price > m.high:
+            m.high = price
+        elif price < m.low:
+            m.low = price
+        m.volume += size
 
     def add_minute(self, start: int, minute: Minute) -> None:
         """Trades of the bucket starting at ``start``, summed elsewhere (history)."""

@@ -26,6 +26,7 @@ from api.metrics import Metrics
 from api.private import PrivateHub
 from api.ratelimit import Limiter, LoginThrottle
 from api.redisbatch import batching
+from api.session_orders import CANCEL_TIMEOUT_S
 from api.tokens import Tokens
 from api.users import User, Users
 
@@ -142,6 +143,11 @@ class Node:
                 ],
                 timeout=timeout,
             )
+        # sockets with cancel on disconnect cancel their orders as they end: let them,
+        # before Redis is closed (bounded like each of them)
+        readers = [c.reader for c in conns if c.orders.enabled and c.reader is not None]
+        if readers:
+            await asyncio.wait(readers, timeout=CANCEL_TIMEOUT_S)
 
     async def stop(self) -> None:
         self.closing = True

@@ -18,6 +18,7 @@ from typing import Any
 log = logging.getLogger("hftx.ws")
 
 MAX_TRACKED = 10_000  # orders remembered per socket (the oldest are forgotten first)
+CANCEL_TIMEOUT_S = 5.0  # at most this long cancelling a closed socket's orders
 OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
 
 

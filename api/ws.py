@@ -20,6 +20,7 @@ from starlette.datastructures import Headers
 from api.connection import CLOSE_AUTH, Connection
 from api.errors import ApiError
 from api.gateway import Session, error_answer
+from api.session_orders import CANCEL_TIMEOUT_S
 
 if TYPE_CHECKING:
     from api.node import Node
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("hftx.ws")
 
 CLOSE_POLICY = 1008
-CANCEL_ON_DISCONNECT_S = 5.0  # at most this long cancelling a closed socket's orders
 CLOSE_TRY_LATER = 1013
 
 
@@ -99,7 +99,7 @@ class WebSocketEndpoint:
             conn.finish()
             if user is not None and conn.orders.enabled:
                 with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CANCEL_ON_DISCONNECT_S):
+                    async with asyncio.timeout(CANCEL_TIMEOUT_S):
                         await conn.orders.cancel(node.ex, user)
             node.connections.discard(conn)
             node.marketdata.remove(conn)

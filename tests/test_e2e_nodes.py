@@ -106,3 +106,28 @@ async def test_demo_mode_faucet_and_demo_users(exchange: Exchange) -> None:
             while not await alice_funded():
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.2)
+
+
+async def test_a_node_restart_cancels_the_orders_of_cancel_on_disconnect_sockets(
+    exchange: Exchange,
+) -> None:
+    """SIGTERM: the node closes its sockets 1012 and, before it lets go of Redis, a
+    socket with cancel on disconnect cancels the orders it placed."""
+    market = await new_market(exchange)
+    user = await new_user(exchange)
+    await fund(exchange, user, {"USD": "100"})
+    with extra_node(exchange, "cod-restart") as (base, proc):
+        ws = await Ws.connect(base.replace("http", "ws") + "/ws", user.token)
+        assert (await ws.request("session.cancel_on_disconnect", {"enabled": True}))[
+            "status"
+        ] == 200
+        order = {"market": market, "side": "buy", "type": "limit", "amount": "1", "price": "2"}
+        placed = await ws.request("order.place", order)
+        assert placed["result"]["status"] == "NEW", placed
+        proc.send_signal(signal.SIGTERM)
+        code, _reason = await asyncio.wait_for(ws.closed, 10)
+        assert code == 1012
+        await asyncio.to_thread(proc.wait, 15)
+    async with exchange.http("a", user.token) as http:
+        got = (await http.get(f"/orders/{placed['result']['id']}")).json()
+    assert got["status"] == "CANCELED"

@@ -22,7 +22,6 @@ from typing import Any, Generic, TypeVar
 
 import psycopg
 
-from api.marketfeed import Minute
 from engine.types import Order
 
 T = TypeVar("T")
@@ -71,6 +70,18 @@ class TradeRecord:
     taker_order_id: str
     seq: int
     ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteRecord:
+    """Trades of one minute: its start, the first trade's id and price, range, volume."""
+
+    start: int
+    first_tid: int
+    open: int
+    high: int
+    low: int
+    volume: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,8 +348,8 @@ async def trades(
 
 async def minutes_below(
     db: Any, market: str, since_ts: int, before_trade_id: int
-) -> list[tuple[int, Minute]]:
-    """``[(minute start, its trades)]`` of ``market``'s trades with ids below
+) -> list[MinuteRecord]:
+    """The minutes of ``market``'s trades with ids below
     ``before_trade_id`` in the minutes from the one holding ``since_ts`` on: the 1m
     candles wholly below that id, and the trades of the one candle it splits."""
     rows = await _fetch(
@@ -350,7 +361,7 @@ async def minutes_below(
     out = []
     for start, volume, first_tid, last_tid, open_, high, low in rows:
         if last_tid < before_trade_id:
-            out.append((start, Minute(first_tid, open_, high, low, int(volume))))
+            out.append(MinuteRecord(start, first_tid, open_, high, low, int(volume)))
             continue
         # this minute's trades only: under clock skew between nodes (trade times are
         # the sending node's) a minute's trade ids need not be contiguous
@@ -364,7 +375,9 @@ async def minutes_below(
         if trades:
             prices = [t[1] for t in trades]
             volume = sum(t[2] for t in trades)
-            out.append((start, Minute(trades[0][0], prices[0], max(prices), min(prices), volume)))
+            out.append(
+                MinuteRecord(start, trades[0][0], prices[0], max(prices), min(prices), volume)
+            )
     return out
 
 

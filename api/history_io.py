@@ -17,6 +17,7 @@ from api.db import BEST_EFFORT_S
 from api.errors import ApiError
 from api.jsonio import JSONResponse
 from engine import registry
+from engine.exchange import trade_to_wire as stream_trade_to_wire
 from engine.types import EngineError, Market, Order
 from engine.units import format_amount, format_price, format_size, order_to_wire
 
@@ -57,13 +58,13 @@ async def order(node: Node, user_id: str, order_id: str) -> dict[str, Any]:
     return order_to_wire(m, found)
 
 
+NEXT_CURSOR = "X-Next-Cursor"
+
+
 def paged(items: list[dict[str, Any]], next_cursor: str | None) -> JSONResponse:
     """A page of history as the list itself; ``X-Next-Cursor``, passed back as
     ``cursor``, continues after its last item (absent on the last page)."""
     return JSONResponse(items, headers={NEXT_CURSOR: next_cursor} if next_cursor else None)
-
-
-NEXT_CURSOR = "X-Next-Cursor"
 
 
 async def _page(query: Awaitable[history.Page[T]]) -> history.Page[T]:
@@ -170,17 +171,18 @@ async def recent_trades(node: Node, market_id: str, limit: int) -> list[dict[str
 
 
 def trade_to_wire(m: Market, t: history.TradeRecord) -> dict[str, Any]:
-    """As the stream's trades are sent (``engine.exchange.trade_to_wire``)."""
-    return {
-        "trade_id": t.trade_id,
-        "price": format_price(m, t.price),
-        "size": format_size(m, t.size),
-        "taker_side": t.taker_side,
-        "maker_order_id": t.maker_order_id,
-        "taker_order_id": t.taker_order_id,
+    """A recorded trade as the stream's are sent: the fields of its ``trade`` event."""
+    event = {
+        "tid": t.trade_id,
+        "price": t.price,
+        "size": t.size,
+        "side": t.taker_side,
+        "maker": t.maker_order_id,
+        "taker": t.taker_order_id,
         "seq": t.seq,
         "ts": t.ts,
     }
+    return stream_trade_to_wire(m, event)
 
 
 async def candles(

@@ -168,8 +168,8 @@ class MarketData:
                 break
         if oldest_tid > 1:
             minutes = await self._history(history.minutes_below, feed.market.id, since, oldest_tid)
-            for start, minute in minutes or ():
-                feed.day.add_minute(start, minute)
+            for r in minutes or ():
+                feed.day.add_minute(r.start, r.first_tid, r.open, r.high, r.low, r.volume)
 
     async def _history(self, query: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T | None:
         """``query(conn, *args, **kw)`` on PostgreSQL; None if there is none or it is down

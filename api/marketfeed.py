@@ -56,12 +56,15 @@ class Minute:
     low: int
     volume: int
 
-    def merge(self, other: Minute) -> None:
-        if other.first_tid < self.first_tid:
-            self.first_tid, self.open = other.first_tid, other.open
-        self.high = max(self.high, other.high)
-        self.low = min(self.low, other.low)
-        self.volume += other.volume
+    def take(self, first_tid: int, open_: int, high: int, low: int, volume: int) -> None:
+        """Add trades (one, or a minute's worth summed elsewhere) to this bucket."""
+        if first_tid < self.first_tid:
+            self.first_tid, self.open = first_tid, open_
+        if high > self.high:
+            self.high = high
+        if low < self.low:
+            self.low = low
+        self.volume += volume
 
 
 class DayWindow:
@@ -75,26 +78,17 @@ class DayWindow:
 
     def add(self, ts: int, size: int, price: int, tid: int) -> None:
         """One trade (in any order; every trade a node fans out passes here)."""
-        start = ts - ts % self.bucket_ms
+        self.add_minute(ts - ts % self.bucket_ms, tid, price, price, price, size)
+
+    def add_minute(
+        self, start: int, first_tid: int, open_: int, high: int, low: int, volume: int
+    ) -> None:
+        """Trades of the bucket starting at ``start`` (summed elsewhere: history)."""
         m = self.buckets.get(start)
         if m is None:
-            self.buckets[start] = Minute(tid, price, price, price, size)
-            return
-        if tid < m.first_tid:
-            m.first_tid, m.open = tid, price
-        if price > m.high:
-            m.high = price
-        elif price < m.low:
-            m.low = price
-        m.volume += size
-
-    def add_minute(self, start: int, minute: Minute) -> None:
-        """Trades of the bucket starting at ``start``, summed elsewhere (history)."""
-        known = self.buckets.get(start)
-        if known is None:
-            self.buckets[start] = minute
+            self.buckets[start] = Minute(first_tid, open_, high, low, volume)
         else:
-            known.merge(minute)
+            m.take(first_tid, open_, high, low, volume)
 
     def _current(self, now: int) -> list[Minute]:
         oldest = now - self.span_ms

@@ -12,7 +12,7 @@ from api import jsonio
 from api import schemas as S
 from api.errors import ApiError
 from api.l2 import Formatter, L2Book, side_diff
-from api.marketfeed import DayWindow, MarketFeed, Minute
+from api.marketfeed import DayWindow, MarketFeed
 from api.ratelimit import FloodMeter, Limiter, TokenBucket
 from api.users import normalize_email
 from api.ws import origin_allowed
@@ -239,7 +239,7 @@ def test_day_window_forgets_old_buckets() -> None:
     assert window.price_range(6_000) == (200, 300, 100)  # open: the oldest trade's price
     assert window.total(12_000) == 7
     assert window.price_range(12_000) == (300, 300, 300)
-    window.add_minute(5_000, Minute(first_tid=4, open=250, high=400, low=50, volume=2))
+    window.add_minute(5_000, first_tid=4, open_=250, high=400, low=50, volume=2)
     assert window.total(12_000) == 9
     assert window.price_range(12_000) == (300, 400, 50)  # trade 3 still opens the window
     assert window.price_range(30_000) is None

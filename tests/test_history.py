@@ -188,9 +188,7 @@ async def test_ledger_and_notifications(redis_real, db_url, conn):
 
 
 async def volumes(conn: Any, since: int, before: int) -> list[tuple[int, int]]:
-    return [
-        (start, m.volume) for start, m in await history.minutes_below(conn, MKT.id, since, before)
-    ]
+    return [(m.start, m.volume) for m in await history.minutes_below(conn, MKT.id, since, before)]
 
 
 async def test_minutes_below_split_the_candle_at_the_trade_id(redis_real, db_url, conn):
@@ -207,7 +205,7 @@ async def test_minutes_below_split_the_candle_at_the_trade_id(redis_real, db_url
     ]
     assert await volumes(conn, 0, 2) == [(60_000, 4 * LOT)]
     # the split minute's range is of its trades below the id (trade 2 alone), by id
-    split = dict(await history.minutes_below(conn, MKT.id, 0, 3))[120_000]
+    split = {m.start: m for m in await history.minutes_below(conn, MKT.id, 0, 3)}[120_000]
     assert (split.first_tid, split.open, split.high, split.low) == (
         2,
         100 * TICK,

@@ -19,6 +19,7 @@ import random
 import time
 import uuid
 import zlib
+from collections.abc import AsyncIterator
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -468,6 +469,7 @@ class Hub:
             if typ == "market" or tif in ("IOC", "FOK"):
                 o["status"] = "EXPIRED" if o["filled"] == "0" else "CANCELED"
             else:
+                assert price is not None  # only a limit order rests
                 book = m.bids if side == "buy" else m.asks
                 book[price] = book.get(price, Decimal(0)) + left
                 key = "bids" if side == "buy" else "asks"
@@ -588,8 +590,9 @@ class Conn:
         with contextlib.suppress(Exception):
             await self.ws.send_text(json.dumps(msg))
 
-    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        method, params = req.get("method"), req.get("params") or {}
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]:
+        method = req.get("method")
+        params: dict[str, Any] = req.get("params") or {}
         if method != "auth" and not self.uid:
             raise ApiErr(401, "UNAUTHORIZED", "send auth first")
         if method == "ping":
@@ -601,7 +604,7 @@ class Conn:
             self.uid = uid
             return {"user_id": uid}
         if method in ("subscribe", "unsubscribe"):
-            ch = params.get("channel")
+            ch = params.get("channel", "")
             private = ch in ("orders", "balances", "notifications")
             if private and not self.uid:
                 raise ApiErr(401, "UNAUTHORIZED", "auth first")
@@ -770,7 +773,7 @@ async def heartbeat() -> None:
 
 
 @contextlib.asynccontextmanager
-async def lifespan(_app: Starlette):  # type: ignore[no-untyped-def]
+async def lifespan(_app: Starlette) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(HUB.simulate()), asyncio.create_task(heartbeat())]
     for m in HUB.markets.values():  # some tape to start with
         for _ in range(40):

@@ -15,6 +15,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from engine.accounts import OUTBOX_KEY
+
 MARKETS_SET = "{g}:markets"
 ACCOUNTS_SET = "{g}:accounts"
 DRAIN_GROUP = "drain"  # the consumer group of workers.drain
@@ -373,6 +375,14 @@ def settler_position_key(stream: str) -> str:
     return tag_of(stream) + SETTLER_POSITION
 
 
+async def _settler_owes(redis: Any, stream: str) -> bool:
+    """Whether the settler may have to read ``stream``: a market stream always; an
+    account stream when its user is in the outbox index (may have uncredited transfers)."""
+    if not stream.startswith("{u:"):
+        return True
+    return await redis.zscore(OUTBOX_KEY, stream[3 : stream.index("}")]) is not None
+
+
 async def trim(
     redis: Any,
     stream: str,
@@ -385,7 +395,10 @@ async def trim(
     ``positions`` are key suffixes (e.g. ``:stl``, the settler's read position
     ``{m:X}:stl``) of string keys in the stream's hash tag holding the last entry id
     a group-less reader processed; they bound the trim too, and a missing one
-    means "not started": nothing is trimmed.
+    means "not started": nothing is trimmed. Except the settler's on an account
+    stream: the settler reads ``{u:U}:ev`` only for the transfers U sends, so a user
+    who never paid anyone has no position there, and nothing for the settler to
+    read unless U is in the outbox index (announced before the transfer is written).
     """
     infos = await groups(redis, stream)
     pend = {}
@@ -395,6 +408,8 @@ async def trim(
     for suffix in positions:
         pos = await redis.get(tag_of(stream) + suffix)
         if pos is None:
+            if suffix == SETTLER_POSITION and not await _settler_owes(redis, stream):
+                continue
             return 0
         if parse_id(text(pos)) < parse_id(bound):
             bound = text(pos)

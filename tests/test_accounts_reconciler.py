@@ -75,3 +75,22 @@ async def test_arq_cron_job_releases_orphans(r: Any) -> None:
         getattr(c.coroutine, "__wrapped__", None) is jobs.reconcile
         for c in jobs.WorkerSettings.cron_jobs
     )
+
+
+async def test_known_orders_are_forgotten_once_their_hold_is_gone(r: Any) -> None:
+    """The worker keeps ``seen`` for its lifetime: it must not grow with every order
+    that ever rested (a soak run's worker only ever added to it)."""
+    seen: set[tuple[str, str]] = set()
+    for oid in ("201", "202"):
+        await accounts.hold(r, "alice", oid, "BTC-USD", "USD", PRICE, now=NOW)
+        await M.place(r, oid, "alice", bid(), NOW)
+    await reconcile_holds(r, min_age_ms=5000, now=NOW + 5000, seen=seen)
+    assert seen == {("BTC-USD", "201"), ("BTC-USD", "202")}
+    await M.cancel(r, "BTC-USD", "201", "alice", NOW + 6000)
+    await accounts.release(r, "alice", "201", now=NOW + 6000)  # as the settler does
+    result = await reconcile_holds(r, min_age_ms=5000, now=NOW + 7000, seen=seen)
+    assert result.released == [] and seen == {("BTC-USD", "202")}
+    await M.cancel(r, "BTC-USD", "202", "alice", NOW + 8000)
+    await accounts.release(r, "alice", "202", now=NOW + 8000)
+    await reconcile_holds(r, min_age_ms=5000, now=NOW + 9000, seen=seen)
+    assert seen == set()

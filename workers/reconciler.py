@@ -33,15 +33,19 @@ async def reconcile_holds(
     seen: set[tuple[str, str]] | None = None,
 ) -> ReconcileResult:
     """One sweep. ``seen`` caches ``(market, order id)`` known to the market across
-    sweeps so resting orders are checked once."""
+    sweeps so resting orders are checked once; it keeps only the holds that still
+    exist (every holder is read each sweep), so it does not grow with every order
+    that ever rested."""
     now = now or accounts.now_ms()
     seen = seen if seen is not None else set()
     result = ReconcileResult()
+    live: set[tuple[str, str]] = set()
     for user, score in await accounts.index_members(redis, "holders"):
         holds = await accounts.holds(redis, user)
         if not holds:
             await accounts.index_done(redis, "holders", user, score)
             continue
+        live.update((h.market, h.order_id) for h in holds)
         old = [h for h in holds if h.ts <= now - min_age_ms and (h.market, h.order_id) not in seen]
         if not old:
             continue
@@ -60,4 +64,5 @@ async def reconcile_holds(
                 "released orphan hold %s of %s (%d %s)", h.order_id, user, released, h.asset
             )
             result.released.append((user, h.order_id))
+    seen.intersection_update(live)
     return result

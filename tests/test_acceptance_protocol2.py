@@ -25,17 +25,11 @@ import orjson
 import pytest
 import websockets
 
-from tests.test_e2e_support import Exchange, acceptance_target, fund, limit, new_market, new_user
+from tests.test_e2e_support import Exchange, fund, limit, new_market, new_user
 
 pytest_plugins = ["tests.test_e2e_support"]
 
 Msg = dict[str, Any]
-
-
-@pytest.fixture(scope="session")
-def live(request: pytest.FixtureRequest) -> Exchange:
-    """The exchange under test: ``HFTX_ACCEPT_URL`` or the e2e session exchange."""
-    return acceptance_target(request)
 
 
 class Raw:

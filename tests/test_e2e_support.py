@@ -136,33 +136,48 @@ def exchange(pg_url: str) -> Iterator[Exchange]:
             "HFTX_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
             "LOG_LEVEL": "INFO",
         }
-        ports = {name: free_port() for name in ("a", "b", "strict")}
-        exchange = Exchange(
-            redis_url,
-            database_url,
-            {name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
-            logs,
-            env=env,
-        )
+        exchange = Exchange(redis_url, database_url, {}, logs, env=env)
         try:
-            # the release step: Lua library, SQL migrations, default assets and markets
-            subprocess.run(
-                [sys.executable, "-m", "ops.release"], cwd=ROOT, env=env, check=True,
-                stdout=(logs / "release.log").open("wb"), stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            exchange.procs["settler"] = _spawn("settler", ["-m", "workers.settler"], env, logs)
-            exchange.procs["drain"] = _spawn("drain", ["-m", "workers.drain"], env, logs)
-            for name, port in ports.items():
-                node_env = {**env, **(STRICT_LIMITS if name == "strict" else {})}
-                exchange.procs[name] = _spawn(
-                    name, ["-m", "api", "--port", str(port)], node_env, logs
-                )
-            for name in ports:
-                _wait_ready(exchange, name)
-            exchange.admin_token = _login(exchange.url("a"), ADMIN_EMAIL, ADMIN_PASSWORD)
+            start_exchange(exchange, ("a", "b", "strict"), node_env={"strict": STRICT_LIMITS})
             yield exchange
         finally:
             stop_processes(exchange.procs)
+
+
+ARQ_WORKER = ["-m", "arq", "--custom-log-dict", "ops.logconfig.ARQ", "workers.jobs.WorkerSettings"]
+
+
+def start_exchange(
+    exchange: Exchange,
+    nodes: tuple[str, ...],
+    *,
+    node_env: dict[str, dict[str, str]] | None = None,
+    worker: bool = False,
+) -> None:
+    """Start the exchange's processes with ``exchange.env``, logs in ``exchange.logs``:
+    the release step (Lua library, SQL migrations, default assets and markets), the
+    settler, the drain, the arq worker if asked, and one web node per name on a free
+    port (``node_env`` adds to a node's environment); returns once every node is
+    ready and the admin is logged in. The caller stops ``exchange.procs``."""
+    env, logs = exchange.env, exchange.logs
+    subprocess.run(
+        [sys.executable, "-m", "ops.release"], cwd=ROOT, env=env, check=True,
+        stdout=(logs / "release.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    exchange.procs["settler"] = _spawn("settler", ["-m", "workers.settler"], env, logs)
+    exchange.procs["drain"] = _spawn("drain", ["-m", "workers.drain"], env, logs)
+    if worker:
+        exchange.procs["worker"] = _spawn("worker", ARQ_WORKER, env, logs)
+    for name in nodes:
+        port = free_port()
+        exchange.nodes[name] = f"http://127.0.0.1:{port}"
+        extra = (node_env or {}).get(name, {})
+        exchange.procs[name] = _spawn(
+            name, ["-m", "api", "--port", str(port)], {**env, **extra}, logs
+        )
+    for name in nodes:
+        _wait_ready(exchange, name)
+    exchange.admin_token = _login(exchange.url("a"), ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
 # -- helpers -----------------------------------------------------------------------

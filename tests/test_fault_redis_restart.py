@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -35,23 +33,18 @@ import redis.asyncio as aredis
 from client.book import BookStatus, LocalBook
 from engine import accounts, keys
 from engine import market as market_calls
-from ops.processes import EmbeddedError, free_port
+from ops.processes import EmbeddedError
 from ops.valkey import Valkey, start_valkey
 from snapshots.reconcile import reconcile
 from tests.test_e2e_support import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    ROOT,
     Exchange,
     Ws,
-    _login,
-    _spawn,
-    _wait_ready,
     eventually,
     exchange_env,
     fund,
     new_market,
     new_user,
+    start_exchange,
     stop_processes,
 )
 from workers import streams
@@ -117,31 +110,11 @@ def stack_env(db_url: str) -> Iterator[Stack]:
             "HFTX_LOG_LEVEL": "WARNING",
             "LOGLEVEL": "WARNING",
         }
-        ports = {name: free_port() for name in ("a", "b")}
         exchange = stack.exchange
         exchange.redis_url = stack.valkey.url
-        exchange.nodes = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         exchange.env = env
         try:
-            subprocess.run(
-                [sys.executable, "-m", "ops.release"], cwd=ROOT, env=env, check=True,
-                stdout=(logs / "release.log").open("wb"), stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            exchange.procs["settler"] = _spawn("settler", ["-m", "workers.settler"], env, logs)
-            exchange.procs["drain"] = _spawn("drain", ["-m", "workers.drain"], env, logs)
-            worker = [
-                "-m",
-                "arq",
-                "--custom-log-dict",
-                "ops.logconfig.ARQ",
-                "workers.jobs.WorkerSettings",
-            ]
-            exchange.procs["worker"] = _spawn("worker", worker, env, logs)
-            for name, port in ports.items():
-                exchange.procs[name] = _spawn(name, ["-m", "api", "--port", str(port)], env, logs)
-            for name in ports:
-                _wait_ready(exchange, name)
-            exchange.admin_token = _login(exchange.url("a"), ADMIN_EMAIL, ADMIN_PASSWORD)
+            start_exchange(exchange, ("a", "b"), worker=True)
             yield stack
         finally:
             stop_processes(exchange.procs)

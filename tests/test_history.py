@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -23,6 +24,22 @@ LOT, TICK = MKT.lot, MKT.tick
 async def conn(db_url):
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
         yield c
+
+
+async def every_page(read: Callable[..., Awaitable[Any]], *args: Any, limit: int) -> list[Any]:
+    """All items of a paged ``api.history`` query, following ``next_cursor``."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        page = await read(*args, limit=limit, cursor=cursor)
+        items += page.items
+        if page.next_cursor is None:
+            return items
+        cursor = page.next_cursor
+
+
+async def count(conn: Any, sql: str, *args: Any) -> int:
+    return int((await (await conn.execute(sql, args)).fetchone())[0])
 
 
 async def drain_all(redis, db_url: str) -> None:
@@ -113,32 +130,16 @@ async def test_paging_visits_everything_once_in_order(redis_real, db_url, conn):
     await load.run(300)
     await drain_all(redis_real, db_url)
     for user in load.users:
-        seen, cursor = [], None
-        while True:
-            page = await history.orders(conn, user, limit=7, cursor=cursor)
-            seen += page.items
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        seen = await every_page(history.orders, conn, user, limit=7)
         keys = [(o.created_ts, o.id) for o in seen]
         assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
-        total = (await (await conn.execute(
-            "SELECT count(*) FROM orders WHERE user_id = %s", (user,)
-        )).fetchone())[0]  # fmt: skip
+        total = await count(conn, "SELECT count(*) FROM orders WHERE user_id = %s", user)
         assert len(seen) == total > 0
 
-        fills, cursor = [], None
-        while True:
-            page = await history.fills(conn, user, limit=5, cursor=cursor)
-            fills += page.items
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        want = (await (await conn.execute(
-            "SELECT count(*) FROM trades WHERE maker_user = %s", (user,)
-        )).fetchone())[0] + (await (await conn.execute(
-            "SELECT count(*) FROM trades WHERE taker_user = %s", (user,)
-        )).fetchone())[0]  # fmt: skip
+        fills = await every_page(history.fills, conn, user, limit=5)
+        want = await count(
+            conn, "SELECT count(*) FROM trades WHERE maker_user = %s", user
+        ) + await count(conn, "SELECT count(*) FROM trades WHERE taker_user = %s", user)
         assert len(fills) == want
         keys = [(f.ts, f.market, f.trade_id, f.liquidity) for f in fills]
         assert len(set(keys)) == len(keys)
@@ -157,13 +158,7 @@ async def test_ledger_and_notifications(redis_real, db_url, conn):
     hold = {"e": "hold", "ts": 8, "id": "o1", "market": "BTC-USD", "asset": "USD", "amount": 50}
     await redis_real.xadd("{u:u1}:ev", {"e": orjson.dumps([hold, fill])})
     await drain_all(redis_real, db_url)
-    everything, cursor = [], None
-    while True:
-        page = await history.ledger(conn, "u1", limit=2, cursor=cursor)
-        everything += page.items
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+    everything = await every_page(history.ledger, conn, "u1", limit=2)
     assert [(e.kind, e.asset, e.leg) for e in everything[:3]] == [
         ("fill", "BTC", 1),
         ("fill", "USD", 0),

@@ -42,6 +42,7 @@ class Connection:
         max_msgs: int,
         max_bytes: int,
         on_closed: Callable[[Connection], None] | None = None,
+        on_server_close: Callable[[int], None] | None = None,
     ) -> None:
         self.id = next(_ids)
         self._send = send
@@ -59,6 +60,7 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._on_closed = on_closed
+        self._on_server_close = on_server_close  # told the code of a close we start
         self.expiry: asyncio.TimerHandle | None = None
         self.reader: asyncio.Task[Any] | None = None  # the task reading this socket
         self._drained: asyncio.Event | None = None
@@ -174,6 +176,8 @@ class Connection:
             return
         self.closed = True
         self.close_code = code
+        if self._on_server_close is not None:
+            self._on_server_close(code)
         if self._drained is not None:
             self._drained.set()
         self.queue.clear()

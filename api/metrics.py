@@ -38,6 +38,13 @@ class Metrics:
         self.ws_rejects = Counter(
             "hftx_ws_rejected", "WebSocket handshakes refused", ["reason"], registry=r
         )
+        self.ws_server_closes = Counter(
+            "hftx_ws_server_closes",
+            "WebSocket connections the node closed, by close code"
+            " (4401 auth, 4408 slow consumer, 4429 flooding, 1012 restart)",
+            ["code"],
+            registry=r,
+        )
         self.catchup_timeouts = Counter(
             "hftx_catchup_timeouts",
             "Reads answered before the drain or settler caught up (api.catchup)",
@@ -73,6 +80,9 @@ class Metrics:
 
     def ws_rejected(self, reason: str) -> None:
         self.ws_rejects.labels(reason).inc()
+
+    def ws_server_closed(self, code: int) -> None:
+        self.ws_server_closes.labels(str(code)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

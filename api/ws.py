@@ -62,7 +62,12 @@ class WebSocketEndpoint:
         await send({"type": "websocket.accept"})
         client = scope.get("client")
         ip = client[0] if client else "unknown"
-        conn = Connection(send, node.limits.ws_queue_msgs, node.limits.ws_queue_bytes)
+        conn = Connection(
+            send,
+            node.limits.ws_queue_msgs,
+            node.limits.ws_queue_bytes,
+            on_server_close=node.metrics.ws_server_closed,
+        )
         session = Session(node, conn, ip)
         node.connections.add(conn)
         node.metrics.ws_open(1)

@@ -383,6 +383,8 @@ local function match(P, cfg, log, levels, t, max_fills, now_s, batch)
         if t_qb > 0 then
           local per_lot = (price / tick) * mult
           local lots = floor((t_qb - t_cost) / per_lot)
+          -- the budget, not the book, ends it: what is left after this fill buys no lot
+          if lots * lot <= q then t.spent = true end
           if lots * lot < q then q = lots * lot end
         end
         if q <= 0 then stop = true break end
@@ -477,7 +479,10 @@ local function finish(P, cfg, log, levels, t, now_s)
     t.status = 'EXPIRED'
     reason, msg = 'EXPIRED', 'MAX_NOTIONAL'
   elseif t.type == 'market' then
-    if t.amount == 0 and t.filled > 0 then
+    -- a market buy by quote_amount is FILLED when its budget is spent (what is left
+    -- buys no lot at the last price reached); when the book runs out first it is
+    -- EXPIRED with what it filled, as any market order that finds no more liquidity
+    if t.amount == 0 and t.filled > 0 and t.spent then
       t.status = 'FILLED'
       reason, msg = 'FILLED', ''
     else

@@ -39,6 +39,7 @@ class RefOrder:
     status: str = "NEW"
     arrival: int = 0
     capped: bool = False
+    spent: bool = False  # a quote budget that buys no more lot
     msg: str = ""
 
     @property
@@ -250,7 +251,10 @@ class ReferenceMarket:
                 q = min(q, t.amount - t.filled)
             if t.qb:
                 per_lot = (m.price // self.tick) * self.mult
-                q = min(q, (t.qb - t.cost) // per_lot * self.lot)
+                affordable = (t.qb - t.cost) // per_lot * self.lot
+                if affordable <= q:  # the budget, not the book, ends it
+                    t.spent = True
+                q = min(q, affordable)
             if q <= 0:
                 return
             quote = (m.price // self.tick) * (q // self.lot) * self.mult
@@ -311,7 +315,7 @@ class ReferenceMarket:
             t.status = "EXPIRED"
             self._done(events, now, t, "EXPIRED", "MAX_NOTIONAL")
         elif t.type == "market":
-            if t.amount == 0 and t.filled > 0:
+            if t.amount == 0 and t.filled > 0 and t.spent:
                 t.status = "FILLED"
                 self._done(events, now, t, "FILLED", "")
             else:

@@ -134,6 +134,24 @@ async def test_market_sell_by_amount_and_buy_by_quote_budget(book):
     assert out.cost <= budget
 
 
+async def test_a_quote_budget_market_buy_is_filled_when_spent_and_expired_when_the_book_runs_out(
+    book,
+):
+    await M.place(book, "1", "alice", limit("sell", 3, px(100)), 1)
+    per_lot = px(100) // BTC_USD.tick * BTC_USD.mult
+    # 2 lots and a half of budget: spent on 2 lots, the rest buys no lot -> FILLED
+    out = await M.place(
+        book, "2", "bob", OrderRequest(MKT, "buy", "market", 0, quote_amount=2 * per_lot + 1), 2
+    )
+    assert out.status == "FILLED" and out.filled == 2 * LOT
+    # 10 lots of budget, 1 lot left on the book: it fills 1 and finds no more -> EXPIRED
+    out = await M.place(
+        book, "3", "bob", OrderRequest(MKT, "buy", "market", 0, quote_amount=10 * per_lot), 3
+    )
+    assert out.status == "EXPIRED" and out.filled == LOT
+    assert [e["msg"] for e in out.events if e["e"] == "done" and e["id"] == "3"] == ["NO_LIQUIDITY"]
+
+
 async def test_market_order_on_empty_book_expires(book):
     out = await M.place(book, "1", "bob", OrderRequest(MKT, "sell", "market", 10 * LOT), 1)
     assert out.status == "EXPIRED" and out.events[-1]["msg"] == "NO_LIQUIDITY"

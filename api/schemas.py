@@ -138,7 +138,9 @@ class NewMarket(Strict):
     maker_fee_bps: FeeBps
     taker_fee_bps: FeeBps
     max_notional: Decimal | None = None
-    status: Literal["TRADING", "HALT", "CANCEL_ONLY"] = "TRADING"  # as GET /markets shows it
+    # as GET /markets shows it; not given: TRADING for a new market, unchanged for an
+    # existing one (re-sending a market's spec must not reopen it when halted)
+    status: Literal["TRADING", "HALT", "CANCEL_ONLY"] | None = None
 
 
 class MarketStatus(Strict):

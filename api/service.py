@@ -364,7 +364,7 @@ async def create_market(node: Node, params: Any) -> dict[str, Any]:
     if p.id != f"{p.base}-{p.quote}":
         raise ApiError("INVALID_PARAM", "market id must be BASE-QUOTE")
     m = market_from_wire(p.model_dump(exclude_none=True), known)
-    created = await node.ex.create_market(m)
+    created = await node.ex.create_market(m, keep_status=p.status is None)
     return market_to_wire(created)
 
 

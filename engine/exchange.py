@@ -125,10 +125,12 @@ class Exchange:
         if started >= self._markets_at:  # a reload that started later may have landed
             self._markets, self._markets_at = markets, started
 
-    async def create_market(self, market: Market) -> Market:
-        created = await registry.create_market(self.redis, market, now_ms())
+    async def create_market(self, market: Market, keep_status: bool = False) -> Market:
+        """Create ``market`` or reconfigure it (fees, min size, max notional); with
+        ``keep_status`` an existing market keeps its status (a new one is TRADING)."""
+        await registry.create_market(self.redis, market, now_ms(), keep_status)
         await self._refresh_markets(force=True)
-        return created
+        return await self.market(market.id)
 
     async def set_market_status(self, market_id: str, status: str) -> Market:
         await self.market(market_id)

@@ -78,8 +78,11 @@ def _outcome(reply: list[Any]) -> tuple[Outcome, bool]:
     return outcome, int(more) == 1
 
 
-async def configure(redis: Any, market: Market, now_ms: int) -> list[dict[str, Any]]:
-    """Create ``market`` or update its fees/limits/status; returns the events."""
+async def configure(
+    redis: Any, market: Market, now_ms: int, keep_status: bool = False
+) -> list[dict[str, Any]]:
+    """Create ``market`` or update its fees/limits/status (``keep_status``: leave an
+    existing market's status as it is; a new one starts TRADING); returns the events."""
     fields = {
         "base": market.base,
         "quote": market.quote,
@@ -92,6 +95,8 @@ async def configure(redis: Any, market: Market, now_ms: int) -> list[dict[str, A
         "tfee": market.taker_fee_bps,
         "status": market.status,
     }
+    if keep_status:
+        del fields["status"]
     args: list[Any] = [now_ms]
     for name, value in fields.items():
         args += [name, value]

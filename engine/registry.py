@@ -34,15 +34,18 @@ async def assets(redis: Any) -> dict[str, int]:
     return {_text(k): int(v) for k, v in raw.items()}
 
 
-async def create_market(redis: Any, market: Market, now_ms: int) -> Market:
-    """Create (or reconfigure) a market whose assets are registered."""
+async def create_market(
+    redis: Any, market: Market, now_ms: int, keep_status: bool = False
+) -> Market:
+    """Create (or reconfigure) a market whose assets are registered; with
+    ``keep_status`` an existing market keeps its status (a new one starts TRADING)."""
     scales = await assets(redis)
     if (
         scales.get(market.base) != market.base_scale
         or scales.get(market.quote) != market.quote_scale
     ):
         raise EngineError("INVALID_PARAM", "base and quote must be registered assets")
-    await market_calls.configure(redis, market, now_ms)
+    await market_calls.configure(redis, market, now_ms, keep_status)
     await redis.sadd(keys.GLOBAL_MARKETS, market.id)
     return market
 

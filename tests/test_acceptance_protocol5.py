@@ -4,6 +4,8 @@ what the first four passes leave out.
 - A market buy by ``quote_amount`` that empties the book ends ``EXPIRED``
   (``NO_LIQUIDITY``) with what it filled, as every market order that finds no more
   liquidity; one whose budget is spent ends ``FILLED``.
+- ``POST /admin/markets`` with an existing market's id reconfigures it but never
+  reopens a halted market unless ``status`` is given.
 
 Raw ``Ws`` / ``httpx`` only; money compared as exact strings. Targets the e2e session
 exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
@@ -110,3 +112,44 @@ async def test_a_quote_budget_market_buy_that_empties_the_book_expires_with_what
         and m["order"]["status"] == "FILLED"
     )  # fmt: skip
     assert push["exec_type"] == "TRADE"
+
+
+# -- admin: markets --------------------------------------------------------------------
+
+
+async def test_resending_a_markets_spec_reconfigures_it_but_never_reopens_it(
+    live: Exchange,
+) -> None:
+    market = await new_market(live)
+    base = market.split("-")[0]
+    spec = {"id": market, "base": base, "quote": "USD", "price_increment": "0.01",
+            "size_increment": "0.001", "min_size": "0.001", "maker_fee_bps": 10,
+            "taker_fee_bps": 20}  # fmt: skip
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    r = await admin_call(live, "POST", f"/admin/markets/{market}/status", json={"status": "HALT"})
+    assert r.status_code == 200 and r.json()["status"] == "HALT", r.text
+
+    # the same spec again (an ops script retried, a fee change): still halted
+    r = await admin_call(live, "POST", "/admin/markets", json={**spec, "taker_fee_bps": 30})
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["taker_fee_bps"]) == ("HALT", 30)
+    shown = await ok(live, None, "GET", f"/markets/{market}")
+    assert (shown["status"], shown["taker_fee_bps"]) == ("HALT", 30)
+    refused(await call(live, user, "POST", "/orders", json=limit(market, "buy", "1", "1")),
+            400, "MARKET_NOT_TRADING")  # fmt: skip
+
+    # the grid cannot change; a status given is applied
+    r = await admin_call(live, "POST", "/admin/markets", json={**spec, "price_increment": "0.1"})
+    refused(r, 400, "INVALID_PARAM")
+    r = await admin_call(live, "POST", "/admin/markets", json={**spec, "status": "CANCEL_ONLY"})
+    assert r.status_code == 200 and r.json()["status"] == "CANCEL_ONLY", r.text
+    r = await admin_call(live, "POST", "/admin/markets", json={**spec, "status": "TRADING"})
+    assert r.status_code == 200 and r.json()["status"] == "TRADING", r.text
+    placed = await ok(live, user, "POST", "/orders", json=limit(market, "buy", "1", "1"))
+    assert placed["status"] == "NEW"
+
+    # a new market without status starts TRADING
+    fresh = {**spec, "id": f"{base}-USDT", "quote": "USDT"}
+    r = await admin_call(live, "POST", "/admin/markets", json=fresh)
+    assert r.status_code == 200 and r.json()["status"] == "TRADING", r.text

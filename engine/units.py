@@ -264,7 +264,10 @@ def order_state_to_wire(
     """:func:`order_to_wire` of ``order`` with its state (fill, status, time and, if
     given, amount) replaced."""
     amount = order.amount if amount is None else amount
-    remaining = amount - filled if status == "NEW" or status == "PARTIALLY_FILLED" else 0
+    # a market buy by quote_amount has no base amount: it shows what it filled so far
+    # (so nothing remains in base: never amount 0 - filled, a negative remaining)
+    shown = amount if amount else filled
+    remaining = shown - filled if status == "NEW" or status == "PARTIALLY_FILLED" else 0
     return {
         "id": order.id,
         "client_order_id": order.client_order_id or None,
@@ -274,7 +277,7 @@ def order_state_to_wire(
         "time_in_force": order.time_in_force,
         "post_only": order.post_only,
         "price": g.price(order.price) if order.price else None,
-        "amount": g.size(amount if amount else filled),
+        "amount": g.size(shown),
         "filled": g.size(filled),
         "remaining": g.size(remaining),
         "cost": g.quote(cost),

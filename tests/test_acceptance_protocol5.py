@@ -6,6 +6,11 @@ what the first four passes leave out.
   liquidity; one whose budget is spent ends ``FILLED``.
 - ``POST /admin/markets`` with an existing market's id reconfigures it but never
   reopens a halted market unless ``status`` is given.
+- Wallet idempotency keys: the same id with another body is refused and moves
+  nothing; transfer ids are per user, withdrawal ids exchange-wide.
+- Fixed precision on a market whose grid is not the seeded one (quote scale 2, base
+  scale 3, price increment 10): every price, size, cost, fee and balance string in
+  answers, pushes, market data and history.
 
 Raw ``Ws`` / ``httpx`` only; money compared as exact strings. Targets the e2e session
 exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
@@ -13,6 +18,8 @@ exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
 
 from __future__ import annotations
 
+import re
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +34,7 @@ from tests.test_e2e_support import (
     limit,
     new_market,
     new_user,
+    unique,
 )
 
 pytest_plugins = ["tests.test_e2e_support"]
@@ -153,3 +161,136 @@ async def test_resending_a_markets_spec_reconfigures_it_but_never_reopens_it(
     fresh = {**spec, "id": f"{base}-USDT", "quote": "USDT"}
     r = await admin_call(live, "POST", "/admin/markets", json=fresh)
     assert r.status_code == 200 and r.json()["status"] == "TRADING", r.text
+
+
+# -- wallets: idempotency keys ---------------------------------------------------------
+
+
+async def test_an_idempotency_key_with_another_body_is_refused_and_moves_nothing(
+    live: Exchange,
+) -> None:
+    payer, payee, other = await new_user(live), await new_user(live), await new_user(live)
+    await fund(live, payer, {"USD": "100"})
+    await fund(live, other, {"USD": "10"})
+    to = {a["asset"]: a["address"] for a in await ok(live, payee, "GET", "/addresses")}
+    back = {a["asset"]: a["address"] for a in await ok(live, payer, "GET", "/addresses")}
+    tid, wid = unique("t-"), unique("w-")
+    transfer = {"transfer_id": tid, "asset": "USD", "amount": "1", "to_address": to["USD"]}
+    first = await ok(live, payer, "POST", "/transfers", json=transfer)
+    assert (first["amount"], first["replay"]) == ("1.00000000", False)
+    same = await ok(live, payer, "POST", "/transfers", json={**transfer, "amount": "1.000"})
+    assert same == {**first, "replay": True}  # trailing zeros: the same amount
+    for change in ({"amount": "2"}, {"asset": "BTC", "to_address": to["BTC"]}):
+        refused(await call(live, payer, "POST", "/transfers", json={**transfer, **change}),
+                400, "INVALID_PARAM")  # fmt: skip
+    withdrawal = {"withdrawal_id": wid, "asset": "USD", "amount": "5", "address": "ext1abc"}
+    w = await ok(live, payer, "POST", "/withdrawals", json=withdrawal)
+    assert (w["status"], w["replay"]) == ("PENDING", False)
+    for change in ({"amount": "6"}, {"address": "ext1xyz"}):
+        refused(await call(live, payer, "POST", "/withdrawals", json={**withdrawal, **change}),
+                400, "INVALID_PARAM")  # fmt: skip
+    usd = (await balance_rows(live, payer))["USD"]
+    assert (usd["free"], usd["locked"]) == ("94.00000000", "5.00000000")
+    assert [x["withdrawal_id"] for x in await ok(live, payer, "GET", "/withdrawals")] == [wid]
+
+    # transfer ids are per user; withdrawal ids are the exchange's (admins act by them)
+    mine = await ok(live, other, "POST", "/transfers",
+                    json={**transfer, "amount": "0.5", "to_address": back["USD"]})  # fmt: skip
+    assert (mine["transfer_id"], mine["replay"]) == (tid, False)
+    refused(await call(live, other, "POST", "/withdrawals", json={**withdrawal, "amount": "1"}),
+            400, "INVALID_PARAM")  # fmt: skip
+    assert await ok(live, other, "GET", "/withdrawals") == []
+    usd = (await balance_rows(live, other))["USD"]
+    assert (usd["free"], usd["locked"]) == ("9.50000000", "0.00000000")
+
+
+# -- fixed precision on an unusual grid --------------------------------------------------
+
+
+def decimals(text: str) -> int:
+    assert re.fullmatch(r"0|[1-9][0-9]*(\.[0-9]+)?|0\.[0-9]+", text), text
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+async def test_every_string_has_the_grids_or_the_assets_decimals(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    """Quote scale 2, base scale 3, price increment 10 (no decimals), size 0.1: prices
+    show 0 decimals, sizes 1, costs and quote fees 2, base fees and balances 3."""
+    quote, base = "Q" + uuid.uuid4().hex[:6].upper(), "B" + uuid.uuid4().hex[:6].upper()
+    for symbol, scale in ((quote, 2), (base, 3)):
+        r = await admin_call(live, "POST", "/admin/assets", json={"symbol": symbol, "scale": scale})
+        assert r.status_code == 200, r.text
+    market = f"{base}-{quote}"
+    r = await admin_call(live, "POST", "/admin/markets", json={
+        "id": market, "base": base, "quote": quote, "price_increment": "10",
+        "size_increment": "0.1", "min_size": "0.1", "maker_fee_bps": 10, "taker_fee_bps": 20,
+    })  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert (r.json()["price_increment"], r.json()["max_notional"]) == ("10", "90071992547409.91")
+    maker, taker = await new_user(live), await new_user(live)
+    await fund(live, maker, {base: "10"})
+    await fund(live, taker, {quote: "1000"})
+    mws, tws = await connect(live, sockets, maker), await connect(live, sockets, taker)
+    for ws in (mws, tws):
+        await ws_ok(ws, "subscribe", {"channel": "orders"})
+        await ws_ok(ws, "subscribe", {"channel": "balances"})
+    await ws_ok(tws, "subscribe", {"channel": "trades", "markets": [market]})
+    await ws_ok(mws, "order.place", limit(market, "sell", "0.3", "120"))
+    await ws_ok(mws, "order.place", limit(market, "sell", "0.7", "130"))
+    taken = await ws_ok(tws, "order.place", {"market": market, "side": "buy", "type": "market",
+                                             "quote_amount": "50.01"})  # fmt: skip
+
+    price_d, size_d, q_d, b_d = 0, 1, 2, 3
+
+    def check_order(o: Msg) -> None:
+        for key, want in (("amount", size_d), ("filled", size_d), ("remaining", size_d),
+                          ("cost", q_d), ("price", price_d), ("average", price_d),
+                          ("quote_amount", q_d)):  # fmt: skip
+            if o.get(key) is not None:
+                assert decimals(o[key]) == want, (key, o)
+
+    check_order(taken)
+    assert (taken["filled"], taken["cost"], taken["average"]) == ("0.4", "49.00", "122")
+    assert [(f["price"], f["size"], f["fee"], f["fee_asset"]) for f in taken["fills"]] == [
+        ("120", "0.3", "0.001", base), ("130", "0.1", "0.001", base),
+    ]  # fmt: skip
+    pushes = [await ws.wait_push(lambda m: m.get("channel") == "orders"
+                                 and m["exec_type"] == "TRADE") for ws in (mws, tws)]  # fmt: skip
+    for push in pushes:
+        check_order(push["order"])
+        assert decimals(push["last_price"]) == price_d and decimals(push["last_size"]) == size_d
+        assert decimals(push["fee"]) == (q_d if push["fee_asset"] == quote else b_d), push
+    maker_push = pushes[0]
+    assert (maker_push["liquidity"], maker_push["fee"], maker_push["fee_asset"]) == (
+        "maker", "0.04", quote,  # 10 bps of 36.00 = 0.036, rounded up to the cent
+    )  # fmt: skip
+    trade = await tws.wait_push(lambda m: m.get("channel") == "trades")
+    assert (trade["price"], trade["size"]) == ("120", "0.3")
+    for ws, asset, scale in ((tws, base, b_d), (mws, quote, q_d)):
+        push = await ws.wait_push(lambda m, a=asset: m.get("channel") == "balances"
+                                  and m["asset"] == a)  # fmt: skip
+        assert all(decimals(push[k]) == scale for k in ("free", "locked", "total")), push
+    rows = await balance_rows(live, taker)
+    assert (rows[base]["total"], rows[quote]["total"]) == ("0.398", "951.00")
+    assert (await balance_rows(live, maker))[quote]["total"] == "48.94"  # 49.00 - 0.04 - 0.02
+
+    book = await ok(live, None, "GET", f"/markets/{market}/book")
+    assert book["asks"] == [["130", "0.6"]] and book["bids"] == []
+    ticker = await ok(live, None, "GET", f"/markets/{market}/ticker")
+    assert (ticker["last"], ticker["best_ask"], ticker["best_ask_size"], ticker["volume_24h"]) == (
+        "130", "130", "0.6", "0.4",
+    )  # fmt: skip
+    trades = await ok(live, None, "GET", f"/markets/{market}/trades")
+    assert [(t["price"], t["size"]) for t in trades] == [("130", "0.1"), ("120", "0.3")]
+    fills = await ok(live, taker, "GET", "/fills", params={"market": market})
+    assert [(f["price"], f["size"], f["cost"], f["fee"]) for f in fills] == [
+        ("130", "0.1", "13.00", "0.001"), ("120", "0.3", "36.00", "0.001"),
+    ]  # fmt: skip
+    candles = await ok(live, None, "GET", f"/markets/{market}/candles")
+    assert [(c["open"], c["close"], c["volume"], c["quote_volume"]) for c in candles] == [
+        ("120", "130", "0.4", "49.00"),
+    ]  # fmt: skip
+    history = await ok(live, taker, "GET", "/orders", params={"status": "closed"})
+    assert history == [{k: v for k, v in taken.items() if k != "fills"}]
+    assert D(taken["cost"]) == sum(D(f["cost"]) for f in fills)

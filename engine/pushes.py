@@ -31,26 +31,7 @@ def order_pushes(
     rewound from its final state, and a fill completes an order when the same call
     reports it done FILLED.
     """
-    # [filled, cost, status] of each order; the taker's rewound to before the call
-    state: dict[str, list[Any]] = {oid: [o.filled, o.cost, ""] for oid, o in final.items()}
-    accepted: set[str] = set()
-    filled_now: set[str] = set()
-    last_trade: dict[str, int] = {}
-    for i, ev in enumerate(events):
-        kind = ev["e"]
-        if kind == "trade":
-            last_trade[ev["maker"]] = last_trade[ev["taker"]] = i
-            s = state.get(ev["taker"])
-            if s is not None:
-                s[0] -= ev["size"]
-                s[1] -= ev["quote"]
-        elif kind == "accepted":
-            accepted.add(ev["id"])
-        elif kind == "done" and ev["reason"] == "FILLED":
-            filled_now.add(ev["id"])
-    for oid, s in state.items():
-        s[2] = "NEW" if (oid in accepted or s[0] == 0) else "PARTIALLY_FILLED"
-
+    state, last_trade, filled_now = _states_before(events, final)
     g = grid(market)
     market_id = market.id
     out: list[tuple[str, dict[str, Any]]] = []
@@ -61,27 +42,9 @@ def order_pushes(
                 s = state.get(oid)
                 if s is None:
                     continue
-                order = final[oid]
-                if liquidity == "maker":
-                    s[0], s[1] = ev["mfilled"], ev["mcost"]
-                else:
-                    s[0] += ev["size"]
-                    s[1] += ev["quote"]
                 completes = last_trade[oid] == i and oid in filled_now
-                s[2] = "FILLED" if completes else "PARTIALLY_FILLED"
-                fee = ev["mfee"] if liquidity == "maker" else ev["tfee"]
-                buy = order.side == "buy"
-                # a maker's amount as it was at this trade (an amend may have lowered it
-                # since ``final`` was read); events before mamount existed: as read
-                amount = ev.get("mamount") if liquidity == "maker" else None
-                push = _push(market_id, g, "TRADE", order, s, ev["ts"], amount)
-                push["trade_id"] = ev["tid"]
-                push["last_price"] = g.price(ev["price"])
-                push["last_size"] = g.size(ev["size"])
-                push["liquidity"] = liquidity
-                push["fee"] = g.base(fee) if buy else g.quote(fee)
-                push["fee_asset"] = market.base if buy else market.quote
-                out.append((order.user_id, push))
+                push = _trade_push(market, g, ev, final[oid], liquidity, s, completes)
+                out.append((final[oid].user_id, push))
         elif kind == "accepted":
             s = state.get(ev["id"])
             if s is not None:
@@ -102,6 +65,64 @@ def order_pushes(
                 push["reason"] = ev["msg"]
                 out.append((order.user_id, push))
     return out
+
+
+def _states_before(
+    events: list[dict[str, Any]], final: dict[str, Order]
+) -> tuple[dict[str, list[Any]], dict[str, int], set[str]]:
+    """Each order's ``[filled, cost, status]`` before the call (the taker rewound over
+    the call's trades), the index of each order's last trade event, and the orders
+    the call reports done FILLED."""
+    state: dict[str, list[Any]] = {oid: [o.filled, o.cost, ""] for oid, o in final.items()}
+    accepted: set[str] = set()
+    filled_now: set[str] = set()
+    last_trade: dict[str, int] = {}
+    for i, ev in enumerate(events):
+        kind = ev["e"]
+        if kind == "trade":
+            last_trade[ev["maker"]] = last_trade[ev["taker"]] = i
+            s = state.get(ev["taker"])
+            if s is not None:
+                s[0] -= ev["size"]
+                s[1] -= ev["quote"]
+        elif kind == "accepted":
+            accepted.add(ev["id"])
+        elif kind == "done" and ev["reason"] == "FILLED":
+            filled_now.add(ev["id"])
+    for oid, s in state.items():
+        s[2] = "NEW" if (oid in accepted or s[0] == 0) else "PARTIALLY_FILLED"
+    return state, last_trade, filled_now
+
+
+def _trade_push(
+    market: Market,
+    g: Any,
+    ev: dict[str, Any],
+    order: Order,
+    liquidity: str,
+    s: list[Any],
+    completes: bool,
+) -> dict[str, Any]:
+    """One side's TRADE push of a trade event; advances that order's state ``s``."""
+    if liquidity == "maker":
+        s[0], s[1] = ev["mfilled"], ev["mcost"]
+    else:
+        s[0] += ev["size"]
+        s[1] += ev["quote"]
+    s[2] = "FILLED" if completes else "PARTIALLY_FILLED"
+    fee = ev["mfee"] if liquidity == "maker" else ev["tfee"]
+    buy = order.side == "buy"
+    # a maker's amount as it was at this trade (an amend may have lowered it since
+    # ``final`` was read); events before mamount existed: as read
+    amount = ev.get("mamount") if liquidity == "maker" else None
+    push = _push(market.id, g, "TRADE", order, s, ev["ts"], amount)
+    push["trade_id"] = ev["tid"]
+    push["last_price"] = g.price(ev["price"])
+    push["last_size"] = g.size(ev["size"])
+    push["liquidity"] = liquidity
+    push["fee"] = g.base(fee) if buy else g.quote(fee)
+    push["fee_asset"] = market.base if buy else market.quote
+    return push
 
 
 def _push(

@@ -125,8 +125,10 @@ async def api_not_found(request: Request) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        return jsonio.error_response(ApiError("METHOD_NOT_ALLOWED", "method not allowed"))
+    if exc.status_code == 405:  # Starlette's carries the Allow header a 405 must have
+        return jsonio.error_response(
+            ApiError("METHOD_NOT_ALLOWED", "method not allowed"), dict(exc.headers or {})
+        )
     if exc.status_code == 404:
         return jsonio.error_response(ApiError("NOT_FOUND", "no such route"))
     code = {400: "INVALID_PARAM", 401: "UNAUTHORIZED", 403: "FORBIDDEN"}.get(
@@ -163,7 +165,9 @@ def create_app(settings: Any = None, limits: Limits | None = None) -> Starlette:
         Route(
             API_PREFIX + "/{rest:path}",
             api_not_found,
-            methods=["GET", "POST", "DELETE", "PUT", "PATCH"],
+            # OPTIONS too (a CORS preflight is answered before routing): an unknown path
+            # is 404 and a known one 405 with Allow, not the static files' bare 405
+            methods=["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"],
         ),
         WebSocketRoute("/ws", WebSocketEndpoint()),
         Route("/healthz", healthz),

@@ -294,3 +294,24 @@ async def test_every_string_has_the_grids_or_the_assets_decimals(
     history = await ok(live, taker, "GET", "/orders", params={"status": "closed"})
     assert history == [{k: v for k, v in taken.items() if k != "fills"}]
     assert D(taken["cost"]) == sum(D(f["cost"]) for f in fills)
+
+
+# -- HTTP: methods ---------------------------------------------------------------------
+
+
+async def test_every_405_names_the_allowed_methods_and_options_finds_no_unknown_route(
+    live: Exchange,
+) -> None:
+    async with httpx.AsyncClient(base_url=live.url("a"), timeout=20) as http:
+        for path in ("/api/v1/nope", "/api/v1/markets/BTC-USD/nope"):
+            r = await http.options(path)
+            refused(r, 404, "NOT_FOUND")  # not a 405: there is no such route
+        for method, path, allowed in (
+            ("OPTIONS", "/api/v1/time", {"GET", "HEAD"}),
+            ("OPTIONS", "/api/v1/orders", {"GET", "HEAD", "POST", "DELETE"}),
+            ("POST", "/healthz", {"GET", "HEAD"}),
+            ("DELETE", "/readyz", {"GET", "HEAD"}),
+        ):
+            r = await http.request(method, path)
+            refused(r, 405, "METHOD_NOT_ALLOWED")
+            assert set(r.headers["allow"].split(", ")) == allowed, (method, path, r.headers)

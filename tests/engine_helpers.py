@@ -1,10 +1,14 @@
-"""Shared helpers of the engine tests: a test market and canonical key dumps."""
+"""Shared helpers of the engine tests: a test market, a funded exchange facade and
+canonical key dumps."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from engine import addresses
 from engine import market as M
+from engine.exchange import Exchange
+from engine.seed import seed_defaults
 from engine.types import Market
 from ops.bench.markets import usd_market
 
@@ -23,6 +27,17 @@ def px(dollars: float | int) -> int:
 async def new_market(redis: Any, market: Market = BTC_USD) -> Market:
     await M.configure(redis, market, 1)
     return market
+
+
+async def funded_exchange(redis: Any, client: Any = None) -> Exchange:
+    """The default assets and markets, and an ``Exchange`` over ``client`` (default:
+    ``redis``) where alice deposited 2 BTC and bob 100,000 USD."""
+    await seed_defaults(redis)
+    exchange = await Exchange.connect(redis if client is None else client)
+    for user, asset, amount in [("alice", "BTC", 2 * 10**8), ("bob", "USD", 100_000 * 10**8)]:
+        address = await addresses.deposit_address(redis, user, asset)
+        await exchange.deposit(f"dep-{user}", address, asset, amount)
+    return exchange
 
 
 def _s(v: Any) -> str:

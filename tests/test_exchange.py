@@ -7,11 +7,10 @@ import asyncio
 import orjson
 import pytest
 
-from engine import addresses
 from engine.exchange import Exchange, user_channel
-from engine.seed import seed_defaults
 from engine.types import EngineError, OrderRequest
 from engine.units import parse_amount, parse_price, parse_size
+from tests.engine_helpers import funded_exchange
 from workers.settler import Settler
 
 BTC = 10**8
@@ -19,11 +18,7 @@ BTC = 10**8
 
 @pytest.fixture
 async def ex(redis):
-    await seed_defaults(redis)
-    exchange = await Exchange.connect(redis)
-    for user, asset, amount in [("alice", "BTC", 2 * BTC), ("bob", "USD", 100_000 * BTC)]:
-        address = await addresses.deposit_address(redis, user, asset)
-        await exchange.deposit(f"dep-{user}", address, asset, amount)
+    exchange = await funded_exchange(redis)
     yield exchange
     await exchange.close()
 

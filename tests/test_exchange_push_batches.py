@@ -10,22 +10,15 @@ import orjson
 import pytest
 
 from api.redisbatch import batching
-from engine import addresses
 from engine.exchange import Exchange, user_channel
-from engine.seed import seed_defaults
 from engine.types import OrderRequest
 from engine.units import parse_price, parse_size
-
-BTC = 10**8
+from tests.engine_helpers import funded_exchange
 
 
 @pytest.fixture
 async def ex(redis: Any) -> Any:
-    await seed_defaults(redis)
-    exchange = await Exchange.connect(batching(redis))  # as the web node has it
-    for user, asset, amount in [("alice", "BTC", 2 * BTC), ("bob", "USD", 100_000 * BTC)]:
-        address = await addresses.deposit_address(redis, user, asset)
-        await exchange.deposit(f"dep-{user}", address, asset, amount)
+    exchange = await funded_exchange(redis, batching(redis))  # as the web node has it
     yield exchange
     await exchange.close()
 

@@ -268,10 +268,13 @@ local function taker_done(t)
 end
 
 -- Dry run for FOK: can `t` be filled in full without breaking self-trade
--- prevention, within `limit` makers? Reads only.
+-- prevention, within `limit` makers and, for a market buy by amount, within its
+-- quote budget (price protection)? Reads only.
 local function fok_fillable(P, cfg, t, limit)
   local opp = side_keys(P, t.side == 'buy' and 'sell' or 'buy')
   local need = t.amount
+  local budget = t.qb
+  local cost = 0
   local seen = 0
   while seen < limit do
     local batch = call('ZRANGE', opp, seen, seen + 15, 'WITHSCORES')
@@ -284,7 +287,13 @@ local function fok_fillable(P, cfg, t, limit)
       if m[1] == t.u then
         if t.stp ~= 'cancel_oldest' then return false end
       else
-        need = need - (tonumber(m[2]) - tonumber(m[3]))
+        local take = tonumber(m[2]) - tonumber(m[3])
+        if take > need then take = need end
+        if budget > 0 then
+          cost = cost + (price / cfg.tick) * (take / cfg.lot) * cfg.mult
+          if cost > budget then return false end
+        end
+        need = need - take
         if need <= 0 then return true end
       end
       seen = seen + 1

@@ -213,7 +213,7 @@ class ReferenceMarket:
         return (t.amount > 0 and t.filled >= t.amount) or (t.qb > 0 and t.cost >= t.qb)
 
     def _fok_fillable(self, t: RefOrder) -> bool:
-        need = t.amount
+        need, cost = t.amount, 0
         for m in self.book["sell" if t.side == "buy" else "buy"]:
             if not self._crosses(t, m.price):
                 return False
@@ -221,7 +221,12 @@ class ReferenceMarket:
                 if t.stp != "cancel_oldest":
                     return False
                 continue
-            need -= m.rem
+            take = min(m.rem, need)
+            if t.qb:  # a market buy by amount: within its budget (price protection)
+                cost += (m.price // self.tick) * (take // self.lot) * self.mult
+                if cost > t.qb:
+                    return False
+            need -= take
             if need <= 0:
                 return True
         return False

@@ -122,6 +122,35 @@ async def test_a_quote_budget_market_buy_that_empties_the_book_expires_with_what
     assert push["exec_type"] == "TRADE"
 
 
+async def test_a_fok_market_buy_its_price_protection_cannot_cover_fills_nothing(
+    live: Exchange,
+) -> None:
+    """The budget of a market buy by amount is the cost of the asks it would take
+    when placed, plus 5 %; self-trade prevention (``cancel_oldest``) removes the
+    buyer's own cheap ask first, so the rest costs more than that budget. A FOK is
+    all or nothing: it must not come back half filled."""
+    market = await new_market(live)
+    base = market.split("-")[0]
+    buyer, seller = await new_user(live), await new_user(live)
+    await fund(live, buyer, {base: "1", "USD": "1000"})
+    await fund(live, seller, {base: "2"})
+    own = await ok(live, buyer, "POST", "/orders", json=limit(market, "sell", "1", "10.00"))
+    await ok(live, seller, "POST", "/orders", json=limit(market, "sell", "1", "10.00"))
+    await ok(live, seller, "POST", "/orders", json=limit(market, "sell", "1", "20.00"))
+    fok = await ok(live, buyer, "POST", "/orders", json={
+        "market": market, "side": "buy", "type": "market", "amount": "2",
+        "time_in_force": "FOK", "stp": "cancel_oldest",
+    })  # fmt: skip
+    assert (fok["status"], fok["filled"], fok["cost"], fok["fills"]) == (
+        "EXPIRED", "0.000", "0.00000000", [],
+    )  # fmt: skip
+    book = await ok(live, None, "GET", f"/markets/{market}/book")
+    assert book["asks"] == [["10.00", "2.000"], ["20.00", "1.000"]]  # nothing taken
+    assert (await ok(live, buyer, "GET", f"/orders/{own['id']}"))["status"] == "NEW"
+    usd = (await balance_rows(live, buyer))["USD"]
+    assert (usd["free"], usd["locked"]) == ("1000.00000000", "0.00000000")
+
+
 # -- admin: markets --------------------------------------------------------------------
 
 

@@ -152,6 +152,19 @@ async def test_a_quote_budget_market_buy_is_filled_when_spent_and_expired_when_t
     assert [e["msg"] for e in out.events if e["e"] == "done" and e["id"] == "3"] == ["NO_LIQUIDITY"]
 
 
+async def test_a_fok_market_buy_beyond_its_budget_fills_nothing(book):
+    await M.place(book, "1", "bob", limit("sell", 1, px(100)), 1)  # the buyer's own
+    await M.place(book, "2", "alice", limit("sell", 1, px(100)), 2)
+    await M.place(book, "3", "alice", limit("sell", 1, px(200)), 3)
+    per_lot = px(100) // BTC_USD.tick * BTC_USD.mult
+    # budget for 2 lots at 100 (+5 %); without bob's own ask (STP) it needs 100 + 200
+    req = OrderRequest(MKT, "buy", "market", 2 * LOT, 0, "FOK", quote_amount=21 * per_lot // 10,
+                       stp="cancel_oldest")  # fmt: skip
+    out = await M.place(book, "4", "bob", req, 4)
+    assert out.status == "EXPIRED" and out.filled == 0 and "trade" not in kinds(out)
+    assert (await M.get_order(book, MKT, "1")).status == "NEW"  # nothing was matched
+
+
 async def test_market_order_on_empty_book_expires(book):
     out = await M.place(book, "1", "bob", OrderRequest(MKT, "sell", "market", 10 * LOT), 1)
     assert out.status == "EXPIRED" and out.events[-1]["msg"] == "NO_LIQUIDITY"

@@ -21,11 +21,13 @@ from snapshots.inbox_restore import merge
 from snapshots.reconcile import reconcile
 from snapshots.restore import canonical_dump, restore
 from tests.p2p_helpers import COIN, new_desk, spec
-from tests.test_p2p_api import Api, api  # noqa: F401  (fixture)
+from tests.test_p2p_api_support import Api
 from workers import drain as drain_mod
 from workers.drain import Drain, DrainConfig
 from workers.rows import PoisonEntry, account_entry_rows
 from workers.settler import Settler
+
+pytest_plugins = ["tests.test_p2p_api_support"]
 
 USERS = ["sam", "bea"]
 
@@ -219,7 +221,7 @@ async def test_restore_rebuilds_every_inbox_equal_to_the_live_one(redis_real, ta
 # -- HTTP paging ---------------------------------------------------------------------------
 
 
-async def test_http_notifications_page_on_from_postgresql_past_the_inbox(api: Api) -> None:  # noqa: F811
+async def test_http_notifications_page_on_from_postgresql_past_the_inbox(api: Api) -> None:
     me, other = await api.user(), await api.user()
     for i in range(notify.INBOX_CAP + 7):
         await notify.notify(api.node.redis, me.id, "test", f"n{i}", ref=str(i))

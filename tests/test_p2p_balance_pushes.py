@@ -5,11 +5,11 @@ expiry giving escrow back, a release) is followed by that user's private
 
 from __future__ import annotations
 
-import websockets
-
 from engine.p2p import P2P
-from tests.test_p2p_api import OFFER, Api, Socket, api  # noqa: F401  (fixture)
+from tests.test_p2p_api_support import OFFER, Api, subscribed
 from workers.settler import Settler
+
+pytest_plugins = ["tests.test_p2p_api_support"]
 
 
 def _btc(push: dict[str, str]) -> tuple[str, str, str]:
@@ -18,13 +18,9 @@ def _btc(push: dict[str, str]) -> tuple[str, str, str]:
     return push["free"], push["locked"], push["total"]
 
 
-async def test_every_p2p_balance_change_is_pushed_over_websocket(api: Api) -> None:  # noqa: F811
+async def test_every_p2p_balance_change_is_pushed_over_websocket(api: Api) -> None:
     seller, buyer = await api.user(), await api.user()
-    async with websockets.connect(api.ws_url) as ws1, websockets.connect(api.ws_url) as ws2:
-        s, b = Socket(ws1), Socket(ws2)
-        for sock, user in ((s, seller), (b, buyer)):
-            await sock.ok("auth", {"token": user.token})
-            await sock.ok("subscribe", {"channel": "balances"})
+    async with subscribed(api, [seller, buyer], "balances") as (s, b):
         await api.fund(seller, "BTC", "2")
         assert _btc(await s.push("balances")) == ("2.00000000", "0.00000000", "2.00000000")
 

@@ -6,12 +6,9 @@ import asyncio
 import contextlib
 import random
 import signal
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from client import HftxClient, HftxError
@@ -22,8 +19,8 @@ from tests.test_e2e_support import (
     PASSWORD,
     Exchange,
     Trader,
-    _spawn,
     eventually,
+    extra_node,
     fund,
     new_market,
     new_user,
@@ -436,25 +433,6 @@ async def test_login_authenticates_an_already_open_websocket(exchange: Exchange)
         assert orders.channel == "orders"
 
 
-@contextlib.contextmanager
-def node_on(exchange: Exchange, name: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """An extra web node on ``port``, ready; killed on exit if still running."""
-    proc = _spawn(name, ["-m", "api", "--port", str(port)], exchange.env, exchange.logs)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, exchange.log_tail(name)
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
 async def test_client_rides_through_a_node_restart(
     exchange: Exchange, trader: Trader, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -466,14 +444,14 @@ async def test_client_rides_through_a_node_restart(
     port = free_port()
     watcher = await trader("b")
     watcher.ws.url = f"ws://127.0.0.1:{port}/ws"
-    with node_on(exchange, "restart-1", port) as node:
+    with extra_node(exchange, "restart-1", port=port, ready="/readyz") as (_, node):
         book = await watcher.subscribe_book(market, depth=10)
         await book.wait_ready(5)
         node.send_signal(signal.SIGTERM)
         await asyncio.to_thread(node.wait, 15)
     assert not watcher.connected and watcher.ws.close_code == 1012
     await random_flow([flow], market, 30, seed=8)
-    with node_on(exchange, "restart-2", port):
+    with extra_node(exchange, "restart-2", port=port, ready="/readyz"):
         await eventually(lambda: book_matches(exchange, book, 10), timeout=15)
         assert book.book.seq is not None and watcher.connected
     failures = [r for r in caplog.records if r.name.startswith("client") and r.levelno >= 40]

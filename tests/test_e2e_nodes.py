@@ -5,39 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
 from ops.processes import free_port
-from tests.test_e2e_support import Exchange, Ws, _spawn, fund, new_market, new_user
+from tests.test_e2e_support import Exchange, Ws, extra_node, fund, new_market, new_user
 
 pytest_plugins = ["tests.test_e2e_support"]
-
-
-@contextmanager
-def extra_node(exchange: Exchange, name: str, **env: str) -> Iterator[tuple[str, Any]]:
-    port = free_port()
-    proc = _spawn(name, ["-m", "api", "--port", str(port)], {**exchange.env, **env}, exchange.logs)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, exchange.log_tail(name)
-            assert time.monotonic() < deadline, exchange.log_tail(name)
-            time.sleep(0.1)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 async def test_graceful_shutdown_pushes_status_then_closes_1012(exchange: Exchange) -> None:

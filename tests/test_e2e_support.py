@@ -112,6 +112,32 @@ def _wait_ready(exchange: Exchange, name: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def extra_node(
+    exchange: Exchange, name: str, *, port: int | None = None, ready: str = "/healthz", **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """One more web node of ``exchange`` (its environment plus ``env``) on ``port``
+    (default: a free one): ``(base URL, process)`` once ``ready`` answers 200 (within
+    60 s); killed on exit if still running. ``/healthz`` needs no PostgreSQL."""
+    port = port or free_port()
+    proc = _spawn(name, ["-m", "api", "--port", str(port)], {**exchange.env, **env}, exchange.logs)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + ready, timeout=1).status_code == 200:
+                    break
+            assert proc.poll() is None, exchange.log_tail(name)
+            assert time.monotonic() < deadline, exchange.log_tail(name)
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
 def _login(base: str, email: str, password: str, timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     while True:

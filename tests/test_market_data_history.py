@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import redis.asyncio as aredis
 
-from tests.test_e2e_support import Exchange, Ws, fund, limit, new_market, new_user
+from tests.test_e2e_support import Exchange, Ws, extra_node, fund, limit, new_market, new_user
 from workers import streams
 
 pytest_plugins = ["tests.test_e2e_support"]
@@ -140,7 +140,6 @@ async def test_market_data_does_not_wait_for_a_postgresql_that_is_down(
     the stream at once (it waited the pool's 2 s timeout on every GET .../trades, and
     on the first ticker or book subscription of each market)."""
     from ops.processes import free_port
-    from tests.test_e2e_nodes import extra_node
 
     trimmed = await new_market(exchange)
     await trade(exchange, trimmed, "0.5", "10.00")

@@ -344,3 +344,24 @@ async def test_every_405_names_the_allowed_methods_and_options_finds_no_unknown_
             r = await http.request(method, path)
             refused(r, 405, "METHOD_NOT_ALLOWED")
             assert set(r.headers["allow"].split(", ")) == allowed, (method, path, r.headers)
+
+
+# -- WebSocket: auth -------------------------------------------------------------------
+
+
+async def test_a_malformed_auth_is_invalid_param_and_a_bad_token_closes_4401(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    user = await new_user(live)
+    ws = await Ws.connect(live.ws_url())
+    sockets.append(ws)
+    for params in ({}, {"token": 5}, {"token": user.token, "extra": 1}, [user.token]):
+        answer = await ws.request("auth", params)
+        assert (answer["status"], answer["error"]["code"]) == (400, "INVALID_PARAM"), params
+    assert (await ws.request("auth", {"token": user.token}))["status"] == 200
+    assert (await ws.request("ping"))["status"] == 200
+    bad = await Ws.connect(live.ws_url())
+    sockets.append(bad)
+    answer = await bad.request("auth", {"token": "not.a.token"})
+    assert (answer["status"], answer["error"]["code"]) == (401, "UNAUTHORIZED")
+    assert (await bad.closed)[0] == 4401

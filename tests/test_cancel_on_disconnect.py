@@ -8,11 +8,11 @@ from typing import Any
 
 from api.session_orders import SessionOrders
 from client import HftxClient, HftxError
-from tests.test_client_e2e import LinkCutter
 from tests.test_e2e_support import (
     FAST,
     PASSWORD,
     Exchange,
+    LinkCutter,
     User,
     Ws,
     balances,

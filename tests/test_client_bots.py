@@ -23,11 +23,11 @@ from client.bots.market_maker import Position, run_market_maker
 from client.bots.quotes import QuoteParams
 from client.bots.random_trader import run_random_trader
 from client.markets import MarketSpec
-from tests.test_client_e2e import LinkCutter
 from tests.test_e2e_support import (
     PASSWORD,
     ROOT,
     Exchange,
+    LinkCutter,
     Trader,
     eventually,
     fund,

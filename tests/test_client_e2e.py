@@ -18,6 +18,7 @@ from tests.test_e2e_support import (
     FAST,
     PASSWORD,
     Exchange,
+    LinkCutter,
     Trader,
     eventually,
     extra_node,
@@ -355,68 +356,6 @@ async def test_client_reconnects_after_the_link_drops(
             assert not failures, [r.getMessage() for r in failures]
         finally:
             await watcher.close()
-
-
-class LinkCutter:
-    """A loopback TCP relay to ``127.0.0.1:target`` whose live links can be cut."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.port = 0
-        self.accepted = 0
-        self.down = False
-        self._links: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> LinkCutter:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def cut(self, *, stay_down: bool = False) -> None:
-        """Abort the live links; with ``stay_down`` refuse new ones until :meth:`up`."""
-        self.down = stay_down
-        for writer in self._links:
-            writer.transport.abort()
-        self._links.clear()
-
-    def up(self) -> None:
-        self.down = False
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.down:
-            writer.transport.abort()
-            return
-        self.accepted += 1
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        self._links += [writer, up_writer]
-        pipes = [
-            asyncio.create_task(_pipe(reader, up_writer)),
-            asyncio.create_task(_pipe(up_reader, writer)),
-        ]
-        self._tasks.update(pipes)
-        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        for pipe in pipes:
-            pipe.cancel()
-            self._tasks.discard(pipe)
-        for w in (writer, up_writer):
-            w.transport.abort()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
 
 
 async def test_login_authenticates_an_already_open_websocket(exchange: Exchange) -> None:

@@ -232,6 +232,20 @@ async def test_deep_sweep_continues_over_bounded_calls(book):
     assert (await M.depth(book, MKT, 5)).asks == []
 
 
+@pytest.mark.parametrize("spare_lots", [0, 1])
+async def test_a_quote_budget_sweep_over_bounded_calls_ends_filled_or_expired(book, spare_lots):
+    """Spent within the book (what is left buys no lot) -> FILLED; a budget that
+    outlasts the book -> EXPIRED; both when the sweep spans several engine calls."""
+    for i in range(9):
+        await M.place(book, f"s{i}", "alice", limit("sell", 1, px(100)), i + 1)
+    per_lot = px(100) // BTC_USD.tick * BTC_USD.mult
+    budget = (9 + spare_lots) * per_lot - (1 - spare_lots) * (per_lot // 2)
+    req = OrderRequest(MKT, "buy", "market", 0, quote_amount=budget)
+    out = await M.place(book, "big", "bob", req, 100, max_fills=3)
+    filled = 9 * LOT if spare_lots else 8 * LOT
+    assert (out.status, out.filled) == (("EXPIRED", filled) if spare_lots else ("FILLED", filled))
+
+
 async def test_tombstone_blocks_a_late_place(book):
     assert await M.tombstone(book, MKT, "late", 1) is True
     with pytest.raises(EngineError) as err:

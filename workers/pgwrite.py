@@ -107,6 +107,7 @@ _TEMP_TABLES = {
     "_d_market_events": ("market_events", MARKET_EVENT_COLUMNS),
     "_d_ledger": ("ledger_entries", LEDGER_COLUMNS),
 }
+_TEMP_TABLE = {table: temp for temp, (table, _) in _TEMP_TABLES.items()}  # table -> temp
 
 _ORDERS_UPSERT = (
     "INSERT INTO orders AS o ({cols}) SELECT {cols} FROM _d_orders ORDER BY id "
@@ -129,11 +130,6 @@ _MARKETS_UPSERT = (
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in MARKET_COLUMNS[1:])
     + " WHERE m.seq < EXCLUDED.seq"
 ).format(cols=", ".join(MARKET_COLUMNS), ph=", ".join(["%s"] * len(MARKET_COLUMNS)))
-
-
-_TRADE_COLS = ", ".join(TRADE_COLUMNS)
-_LEDGER_COLS = ", ".join(LEDGER_COLUMNS)
-_EVENT_COLS = ", ".join(MARKET_EVENT_COLUMNS)
 
 
 def _values(cols: tuple[str, ...]) -> str:
@@ -209,6 +205,31 @@ async def _copy_new(
     return True
 
 
+async def _insert_new(
+    conn: psycopg.AsyncConnection[Any],
+    cur: psycopg.AsyncCursor[Any],
+    table: str,
+    cols: tuple[str, ...],
+    rows: list[Any],
+    order_by: str,
+    returning: str = "",
+) -> list[Any] | None:
+    """Insert into an insert-only ``table`` the ``rows`` it lacks: None when none was
+    there (one COPY, all new), else the ``RETURNING`` rows of COPY into its session
+    temp table (``_TEMP_TABLE``) + ``INSERT ... ON CONFLICT DO NOTHING`` in
+    ``order_by`` order."""
+    if await _copy_new(conn, cur, table, cols, rows):
+        return None
+    temp = _TEMP_TABLE[table]
+    await _copy(cur, temp, cols, rows)
+    names = ", ".join(cols)
+    await cur.execute(
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {temp} ORDER BY {order_by} "
+        "ON CONFLICT DO NOTHING" + (f" RETURNING {returning}" if returning else "")
+    )
+    return await cur.fetchall() if returning else []
+
+
 async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
     """Write ``rows`` in the current transaction; the number of trades newly inserted.
 
@@ -220,15 +241,14 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
     async with conn.cursor() as cur:
         if rows.trades:
             trades = sorted(rows.trades, key=_KEY2)
-            if await _copy_new(conn, cur, "trades", TRADE_COLUMNS, trades):
+            inserted = await _insert_new(
+                conn, cur, "trades", TRADE_COLUMNS, trades, "market, trade_id",
+                returning="market, trade_id",
+            )  # fmt: skip
+            if inserted is None:
                 fresh = trades
             else:
-                await _copy(cur, "_d_trades", TRADE_COLUMNS, trades)
-                await cur.execute(
-                    f"INSERT INTO trades ({_TRADE_COLS}) SELECT {_TRADE_COLS} FROM _d_trades "
-                    "ORDER BY market, trade_id ON CONFLICT DO NOTHING RETURNING market, trade_id"
-                )
-                keys = {(m, t) for m, t in await cur.fetchall()}
+                keys = {(m, t) for m, t in inserted}
                 fresh = [t for t in trades if (t[0], t[1]) in keys]
         if rows.orders:
             # orders accepted in this batch are new (unless re-delivered): fast path;
@@ -246,21 +266,15 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
             await cur.execute(_MARKETS_UPSERT, market)
         if rows.market_events:
             events = sorted(rows.market_events, key=_KEY2)
-            if not await _copy_new(conn, cur, "market_events", MARKET_EVENT_COLUMNS, events):
-                await _copy(cur, "_d_market_events", MARKET_EVENT_COLUMNS, events)
-                await cur.execute(
-                    f"INSERT INTO market_events ({_EVENT_COLS}) SELECT {_EVENT_COLS} "
-                    "FROM _d_market_events ORDER BY market, first_seq ON CONFLICT DO NOTHING"
-                )
+            await _insert_new(
+                conn, cur, "market_events", MARKET_EVENT_COLUMNS, events, "market, first_seq"
+            )
         if rows.ledger:
             ledger = sorted(rows.ledger, key=lambda r: r[:5])
-            if not await _copy_new(conn, cur, "ledger_entries", LEDGER_COLUMNS, ledger):
-                await _copy(cur, "_d_ledger", LEDGER_COLUMNS, ledger)
-                await cur.execute(
-                    f"INSERT INTO ledger_entries ({_LEDGER_COLS}) SELECT {_LEDGER_COLS} "
-                    "FROM _d_ledger ORDER BY user_id, entry_ms, entry_seq, idx, leg "
-                    "ON CONFLICT DO NOTHING"
-                )
+            await _insert_new(
+                conn, cur, "ledger_entries", LEDGER_COLUMNS, ledger,
+                "user_id, entry_ms, entry_seq, idx, leg",
+            )  # fmt: skip
         if rows.deposits:
             deposits = sorted(rows.deposits, key=lambda r: str(r[0]))
             await cur.executemany(_DEPOSITS_INSERT, deposits)

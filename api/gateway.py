@@ -87,9 +87,17 @@ async def m_auth(node: Node, conn: Connection, params: Any) -> Any:
     }
 
 
+def _orders_filter_given_empty(p: S.Subscribe) -> None:
+    """``markets: []`` on ``orders`` filters nothing: refused, rather than read as "every
+    market" (subscribe) or "end the channel" (unsubscribe)."""
+    if p.channel == "orders" and p.markets is not None and not p.markets:
+        raise ApiError("INVALID_PARAM", "markets, when given, is a non-empty list")
+
+
 async def m_subscribe(node: Node, conn: Connection, params: Any) -> Any:
     p = S.parse(S.Subscribe, params)
     if p.channel in S.PRIVATE_CHANNELS:
+        _orders_filter_given_empty(p)
         if p.depth is not None:
             raise ApiError("INVALID_PARAM", "depth is only for the book channel")
         only = frozenset(p.markets) if p.markets else None
@@ -141,6 +149,7 @@ def service_ticker(feed: Any) -> str:
 async def m_unsubscribe(node: Node, conn: Connection, params: Any) -> Any:
     p = S.parse(S.Subscribe, params)
     if p.channel in S.PRIVATE_CHANNELS:
+        _orders_filter_given_empty(p)
         only = conn.private.get(p.channel)
         left = only - frozenset(p.markets) if only is not None and p.markets else frozenset()
         if left:  # the other markets of an orders filter stay subscribed

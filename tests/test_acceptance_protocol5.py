@@ -365,3 +365,30 @@ async def test_a_malformed_auth_is_invalid_param_and_a_bad_token_closes_4401(
     answer = await bad.request("auth", {"token": "not.a.token"})
     assert (answer["status"], answer["error"]["code"]) == (401, "UNAUTHORIZED")
     assert (await bad.closed)[0] == 4401
+
+
+# -- WebSocket: the orders channel's filter ------------------------------------------
+
+
+async def test_an_empty_markets_filter_on_the_orders_channel_is_refused_and_changes_nothing(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    """``markets: []`` is no filter to widen to every market (subscribe) nor a reason
+    to end the channel (unsubscribe): it is refused and the subscription stays as it
+    was."""
+    first, second = await new_market(live), await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    ws = await connect(live, sockets, user)
+    assert await ws_ok(ws, "subscribe", {"channel": "orders", "markets": [first]}) == {
+        "channel": "orders", "markets": [first],
+    }  # fmt: skip
+    for method in ("subscribe", "unsubscribe"):
+        answer = await ws.request(method, {"channel": "orders", "markets": []})
+        assert (answer["status"], answer["error"]["code"]) == (400, "INVALID_PARAM"), answer
+    other = await ws_ok(ws, "order.place", limit(second, "buy", "1", "1.00"))
+    mine = await ws_ok(ws, "order.place", limit(first, "buy", "1", "1.00"))
+    push = await ws.wait_push(lambda m: m.get("channel") == "orders")
+    assert push["order"]["id"] == mine["id"]  # still subscribed, still only to `first`
+    assert not [m for m in ws.pushes if m.get("channel") == "orders"
+                and m["order"]["id"] == other["id"]]  # fmt: skip

@@ -18,6 +18,7 @@ from api import schemas as S
 from api.errors import ApiError
 from api.gateway import Method
 from api.routing import ApiRoute, Call
+from api.service import positive_amount
 from engine import accounts, notify
 from engine.p2p import P2P
 from engine.p2p_rules import (
@@ -154,13 +155,6 @@ def _units(scale: int, text: str | None, what: str) -> int | None:
     return value
 
 
-def _positive(scale: int, text: str, what: str) -> int:
-    value = parse_amount(scale, text, what)
-    if value <= 0:
-        raise ApiError("INVALID_PARAM", f"{what} must be positive")
-    return value
-
-
 # -- operations (HTTP and WebSocket) ---------------------------------------------------
 
 
@@ -173,9 +167,9 @@ async def op_create_offer(node: Node, user: str, role: Role, params: Any) -> dic
         asset=p.asset,
         fiat=p.fiat,
         price=parse_fiat(p.price),
-        amount=_positive(scale, p.amount, "amount"),
-        min_amount=_positive(scale, p.min_amount, "min_amount"),
-        max_amount=_positive(scale, p.max_amount, "max_amount"),
+        amount=positive_amount(scale, p.amount, "amount"),
+        min_amount=positive_amount(scale, p.min_amount, "min_amount"),
+        max_amount=positive_amount(scale, p.max_amount, "max_amount"),
         payment_methods=tuple(p.payment_methods),
         payment_window=p.payment_window,
     )
@@ -237,7 +231,7 @@ async def op_take(node: Node, user: str, role: Role, params: Any) -> dict[str, A
     d = desk(node)
     offer = await d.get_offer(p.offer_id)
     scale = await d.scale(offer.asset)
-    amount = _positive(scale, p.amount, "amount")
+    amount = positive_amount(scale, p.amount, "amount")
     price = None if p.price is None else parse_fiat(p.price)
     trade = await d.take_offer(user, p.offer_id, amount, price=price, request_id=p.request_id)
     return trade_to_wire(trade, scale)

@@ -17,7 +17,7 @@ import orjson
 from api import schemas as S
 from api.errors import ApiError
 from engine.pubsub import publish
-from engine.types import Balance, Market, Order, OrderRequest
+from engine.types import Balance, Market, Order, OrderRejected, OrderRequest
 from engine.units import (
     fill_to_wire,
     format_amount,
@@ -135,7 +135,10 @@ def order_request(m: Market, p: S.PlaceOrder) -> OrderRequest:
 async def place_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     p = S.parse(S.PlaceOrder, params)
     m = await market(node, p.market)
-    result = await node.ex.place_order(user_id, order_request(m, p))
+    try:
+        result = await node.ex.place_order(user_id, order_request(m, p))
+    except OrderRejected as exc:  # recorded REJECTED: say which order (as a duplicate does)
+        raise ApiError(exc.code, exc.message, order=order_to_wire(m, exc.order)) from None
     out = order_to_wire(m, result.order)
     if result.duplicate:
         raise ApiError(
@@ -243,6 +246,14 @@ async def balances(node: Node, user_id: str, params: Any = None) -> list[dict[st
     ]
 
 
+def positive_amount(scale: int, text: Any, what: str = "amount") -> int:
+    """A decimal string in minimal units of ``scale``; INVALID_PARAM unless above 0."""
+    amount = parse_amount(scale, text, what)
+    if amount <= 0:
+        raise ApiError("INVALID_PARAM", f"{what} must be positive")
+    return amount
+
+
 async def addresses(node: Node, user_id: str, params: Any = None) -> list[dict[str, str]]:
     S.parse(S.Empty, params)
     return [{"asset": a, "address": addr} for a, addr in await node.ex.addresses(user_id)]
@@ -251,9 +262,7 @@ async def addresses(node: Node, user_id: str, params: Any = None) -> list[dict[s
 async def transfer(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     p = S.parse(S.Transfer, params)
     scale = await asset_scale(node, p.asset)
-    amount = parse_amount(scale, p.amount)
-    if amount <= 0:
-        raise ApiError("INVALID_PARAM", "amount must be positive")
+    amount = positive_amount(scale, p.amount)
     result = await node.ex.transfer(user_id, p.transfer_id, p.asset, amount, p.to_address)
     await push_balance(node, user_id, p.asset)
     # answered once the payee is credited (the settler's work, normally ~10 ms)
@@ -271,9 +280,7 @@ async def transfer(node: Node, user_id: str, params: Any) -> dict[str, Any]:
 async def request_withdrawal(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     p = S.parse(S.Withdrawal, params)
     scale = await asset_scale(node, p.asset)
-    amount = parse_amount(scale, p.amount)
-    if amount <= 0:
-        raise ApiError("INVALID_PARAM", "amount must be positive")
+    amount = positive_amount(scale, p.amount)
     result = await node.ex.request_withdrawal(user_id, p.withdrawal_id, p.asset, amount, p.address)
     await push_balance(node, user_id, p.asset)
     return {
@@ -308,9 +315,7 @@ async def withdrawals(node: Node, user_id: str, params: Any = None) -> list[dict
 async def deposit(node: Node, params: Any) -> dict[str, Any]:
     p = S.parse(S.Deposit, params)
     scale = await asset_scale(node, p.asset)
-    amount = parse_amount(scale, p.amount)
-    if amount <= 0:
-        raise ApiError("INVALID_PARAM", "amount must be positive")
+    amount = positive_amount(scale, p.amount)
     result = await node.ex.deposit(p.deposit_id, p.address, p.asset, amount)
     if not result.replay:  # a replay changed nothing: no second identical push
         await push_balance(node, result.user, p.asset)

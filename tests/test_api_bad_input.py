@@ -193,7 +193,8 @@ async def test_transfer_and_withdrawal(setup: Any) -> None:
     fields = {
         "transfer_id": STRING_BAD,
         "asset": [*STRING_BAD, "NOPE", "usd"],
-        "amount": [*DECIMAL_BAD, "0.000000001", "5000"],  # too precise / more than owned
+        # zero, too precise, more than owned
+        "amount": [*DECIMAL_BAD, "0", "0.00", "0.000000001", "5000"],
         "to_address": [*STRING_BAD, to_address[:-1] + ("q" if to_address[-1] != "q" else "p")],
     }
     await refused_everywhere(setup, "transfers.create", valid, fields, set(valid))
@@ -201,7 +202,7 @@ async def test_transfer_and_withdrawal(setup: Any) -> None:
     fields = {
         "withdrawal_id": STRING_BAD,
         "asset": [*STRING_BAD, "NOPE"],
-        "amount": [*DECIMAL_BAD, "5000"],
+        "amount": [*DECIMAL_BAD, "0", "0.00", "5000"],
         "address": [*STRING_BAD, to_address],  # an internal address: that is a transfer
     }
     await refused_everywhere(setup, "withdrawals.create", valid, fields, set(valid))

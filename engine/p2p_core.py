@@ -84,11 +84,7 @@ def _balance_of(raw: dict[Any, Any], asset: str) -> Balance:
 
 
 class P2PCore:
-    """One per process; safe to share between tasks.
-
-    ``scheduler`` is called with ``(trade id, payment deadline)`` after a trade opens
-    (the arq expiry job, ``workers.p2p_jobs``); ``sweep`` is the safety net.
-    """
+    """The Redis client and settings shared by the layers of ``engine.p2p.P2P``."""
 
     def __init__(
         self,

@@ -31,6 +31,7 @@ from engine.types import (
     Fill,
     Market,
     Order,
+    OrderRejected,
     OrderRequest,
     PlaceResult,
 )
@@ -221,7 +222,9 @@ class Exchange:
         if order.status == "NEW" or order.status == "PARTIALLY_FILLED":
             self._remember(order)
         if order.status == "REJECTED":
-            raise EngineError("POST_ONLY_WOULD_TAKE", "post-only order would take liquidity")
+            raise OrderRejected(
+                "POST_ONLY_WOULD_TAKE", "post-only order would take liquidity", order
+            )
         return PlaceResult(order=order, fills=taker_fills(market, order, outcome.events))
 
     def _remember(self, order: Order) -> None:

@@ -26,6 +26,15 @@ class EngineError(Exception):
         self.message = message
 
 
+class OrderRejected(EngineError):
+    """An order the engine recorded ``REJECTED`` (post-only that would take): the
+    refusal, with the order as recorded (its id, its ``client_order_id`` now used)."""
+
+    def __init__(self, code: str, message: str, order: Order) -> None:
+        super().__init__(code, message)
+        self.order = order
+
+
 @dataclass(frozen=True, slots=True)
 class Asset:
     symbol: str

@@ -392,3 +392,45 @@ async def test_an_empty_markets_filter_on_the_orders_channel_is_refused_and_chan
     assert push["order"]["id"] == mine["id"]  # still subscribed, still only to `first`
     assert not [m for m in ws.pushes if m.get("channel") == "orders"
                 and m["order"]["id"] == other["id"]]  # fmt: skip
+
+
+# -- post-only rejections ------------------------------------------------------------
+
+
+async def test_a_post_only_rejection_carries_the_rejected_order_whose_client_id_is_used(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    """The engine records a post-only order that would take as ``REJECTED`` (its push,
+    ``GET /orders/{id}``): the 400 says which order that is, and its
+    ``client_order_id`` is used like any other order's."""
+    market = await new_market(live)
+    base = market.split("-")[0]
+    maker, taker = await new_user(live), await new_user(live)
+    await fund(live, maker, {base: "5"})
+    await fund(live, taker, {"USD": "100"})
+    await ok(live, maker, "POST", "/orders", json=limit(market, "sell", "1", "10.00"))
+    r = await call(live, taker, "POST", "/orders",
+                   json=limit(market, "buy", "1", "10.00", post_only=True,
+                              client_order_id="po-http"))  # fmt: skip
+    refused(r, 400, "POST_ONLY_WOULD_TAKE")
+    rejected = r.json()["error"]["order"]
+    assert (rejected["status"], rejected["client_order_id"], rejected["remaining"]) == (
+        "REJECTED", "po-http", "0.000",
+    )  # fmt: skip
+    assert await ok(live, taker, "GET", f"/orders/{rejected['id']}") == rejected
+    assert await ok(live, taker, "GET", "/orders/client:po-http") == rejected
+    again = await call(live, taker, "POST", "/orders",
+                       json=limit(market, "buy", "1", "9.00", post_only=True,
+                                  client_order_id="po-http"))  # fmt: skip
+    refused(again, 409, "DUPLICATE_CLIENT_ORDER_ID")
+    assert again.json()["error"]["order"] == rejected
+
+    ws = await connect(live, sockets, taker)
+    answer = await ws.request("order.place", limit(market, "buy", "1", "10.00", post_only=True,
+                                                   client_order_id="po-ws"))  # fmt: skip
+    assert (answer["status"], answer["error"]["code"]) == (400, "POST_ONLY_WOULD_TAKE"), answer
+    assert (answer["error"]["order"]["status"], answer["error"]["order"]["client_order_id"]) == (
+        "REJECTED", "po-ws",
+    )  # fmt: skip
+    usd = (await balance_rows(live, taker))["USD"]
+    assert (usd["free"], usd["locked"]) == ("100.00000000", "0.00000000")

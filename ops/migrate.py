@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,8 +130,15 @@ def _database_url() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    url = args[0] if args else _database_url()
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.migrate", description="Apply the pending SQL migrations."
+    )
+    parser.add_argument(
+        "database_url", nargs="?", help="postgresql://... (default: DATABASE_URL / the settings')"
+    )
+    url = parser.parse_args(argv).database_url or _database_url()
     names = migrate(url)
     print(f"applied {len(names)} migration(s): {', '.join(names) or '-'}")
     return 0

@@ -72,9 +72,16 @@ async def release(redis_url: str, database_url: str) -> ReleaseReport:
     return report
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from ops.settings import get_settings
 
+    argparse.ArgumentParser(
+        prog="python -m ops.release",
+        description="Load the Lua library, apply SQL migrations and seed the default"
+        " markets (idempotent) on REDIS_URL / DATABASE_URL (default: the embedded servers).",
+    ).parse_args(argv)
     settings = get_settings()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"

@@ -459,7 +459,10 @@ async def main() -> None:
     from engine.functions import ensure_loaded
     from workers import connect
 
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"))
+    logging.basicConfig(
+        level=os.environ.get("HFTX_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     redis = await connect()
     await ensure_loaded(redis)
     stop = asyncio.Event()
@@ -478,7 +481,21 @@ async def main() -> None:
         await redis.aclose()
 
 
+def parse_args(argv: list[str] | None = None) -> None:
+    """``--help``; the settler is configured by the environment only."""
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m workers.settler",
+        description="The settler: market fills and transfers -> balances, exactly once."
+        " Environment: REDIS_URL (default: the embedded Valkey), HFTX_LOG_LEVEL (INFO),"
+        " HFTX_SETTLER_INSTANCE (a restarted instance with the same name takes its leases"
+        " back at once; default: host:pid), HFTX_SETTLER_LEASE_MS (5000).",
+    ).parse_args(argv)
+
+
 if __name__ == "__main__":
+    parse_args()
     try:
         import uvloop
 

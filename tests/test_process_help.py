@@ -71,3 +71,18 @@ def test_settler_logs_at_hftx_log_level(valkey_url: str, tmp_path: Path) -> None
     # WARNING: the same start is not logged (LOGLEVEL, which it used to read, says INFO)
     quiet = _settler_log(valkey_url, tmp_path, "WARNING", max(3.0, 2 * took))
     assert "settler started" not in quiet
+
+
+def test_hftx_help_prints_its_whole_header(tmp_path: Path) -> None:
+    script = (REPO / "hftx").read_text().splitlines()
+    header = []
+    for line in script[1:]:  # after the shebang, up to the first line that is no comment
+        if not line.startswith("#"):
+            break
+        header.append(line[2:] if line.startswith("# ") else line[1:])
+    done = subprocess.run(
+        [str(REPO / "hftx"), "--help"], capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == header
+    assert "PYTHON=/path/to/python3" in done.stdout

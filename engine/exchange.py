@@ -145,7 +145,12 @@ class Exchange:
         """Hold the funds, then place; never waits for PostgreSQL."""
         market = await self.market(req.market)
         if market.status != "TRADING":
-            raise EngineError("MARKET_NOT_TRADING", f"market is {market.status}")
+            # the copy may be up to MARKET_CACHE_S old: a market reopened a moment ago
+            # (on any node) is not refused with the status it had (the engine decides)
+            await self._refresh_markets(force=True)
+            market = await self.market(req.market)
+            if market.status != "TRADING":
+                raise EngineError("MARKET_NOT_TRADING", f"market is {market.status}")
         req = await self._with_budget(user_id, market, req)
         asset, amount = hold_of(market, req)
         order_id = new_order_id()

@@ -434,3 +434,27 @@ async def test_a_post_only_rejection_carries_the_rejected_order_whose_client_id_
     )  # fmt: skip
     usd = (await balance_rows(live, taker))["USD"]
     assert (usd["free"], usd["locked"]) == ("100.00000000", "0.00000000")
+
+
+# -- market status across nodes ------------------------------------------------------
+
+
+async def test_a_market_reopened_on_one_node_takes_orders_on_another_at_once(
+    live: Exchange,
+) -> None:
+    """Node b has just seen the market halted; once node a's admin call reopens it,
+    node b must not refuse orders with a status it remembers from before."""
+    market = await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    status = f"/admin/markets/{market}/status"
+    for _ in range(3):  # each round: halted, seen halted on b, reopened on a, placed on b
+        r = await admin_call(live, "POST", status, json={"status": "HALT"})
+        assert r.status_code == 200, r.text
+        async with live.http("b", user.token) as b:
+            refused(await b.post("/orders", json=limit(market, "buy", "1", "1")),
+                    400, "MARKET_NOT_TRADING")  # fmt: skip
+            r = await admin_call(live, "POST", status, json={"status": "TRADING"})
+            assert r.status_code == 200 and r.json()["status"] == "TRADING", r.text
+            placed = await b.post("/orders", json=limit(market, "buy", "1", "1"))
+            assert placed.status_code == 200 and placed.json()["status"] == "NEW", placed.text

@@ -21,6 +21,8 @@ import secrets
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from engine.units import parse_amount
 
 if TYPE_CHECKING:
@@ -94,7 +96,7 @@ async def _demo(node: Node) -> None:
         await credit(node, user.id, DEMO_FUNDS, "faucet")
         log.info("demo user %s / %s", email, password)
     me = secrets.token_hex(8)
-    while not await node.redis.set(LEASE_KEY, me, nx=True, ex=LEASE_S):
+    while not await _take_lease(node.redis, me):
         await asyncio.sleep(LEASE_S / 3)
     try:
         await _bots(node, me)
@@ -102,6 +104,36 @@ async def _demo(node: Node) -> None:
         with contextlib.suppress(Exception):
             if (await node.redis.get(LEASE_KEY) or b"").decode() == me:
                 await node.redis.delete(LEASE_KEY)
+
+
+async def _take_lease(redis: Any, me: str) -> bool:
+    try:
+        return bool(await redis.set(LEASE_KEY, me, nx=True, ex=LEASE_S))
+    except (RedisError, OSError) as exc:
+        log.info("demo bots: lease not taken (%r), retrying", exc)
+        return False
+
+
+async def keep_lease(
+    redis: Any,
+    me: str,
+    tasks: dict[str, asyncio.Task[Any]],
+    factories: dict[str, Callable[[], Coroutine[Any, Any, None]]],
+    every: float = LEASE_S / 3,
+) -> None:
+    """Renew the bots' lease and restart failed bots every ``every`` seconds, forever.
+
+    Redis down or restarting fails one renewal, not the demo: the bots (clients of
+    the web node, which answers 503 meanwhile) keep running and the next renewal
+    retries. (A renewal that raised used to end the demo: every bot stopped for good
+    after a Redis restart.)"""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await redis.set(LEASE_KEY, me, ex=LEASE_S)
+        except (RedisError, OSError) as exc:
+            log.warning("demo bots: lease not renewed (%r), retrying", exc)
+        restart_failed(tasks, factories)
 
 
 def restart_failed(
@@ -161,10 +193,7 @@ async def _bots(node: Node, me: str) -> None:
             "\n  or sign up: every new account gets demo funds.\n",
             url, *DEMO_USERS[0], *DEMO_USERS[1],
         )  # fmt: skip
-        while True:
-            await asyncio.sleep(LEASE_S / 3)
-            await node.redis.set(LEASE_KEY, me, ex=LEASE_S)
-            restart_failed(tasks, factories)
+        await keep_lease(node.redis, me, tasks, factories)
     finally:
         stop.set()
         with contextlib.suppress(Exception):

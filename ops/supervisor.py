@@ -10,6 +10,9 @@
    stop the children (SIGTERM to each process group, SIGKILL after 5 s);
 4. stops the embedded servers last.
 
+The children get our environment plus what ``.env`` in the working directory sets
+and the environment does not.
+
 An entry whose Python module does not exist (yet) is skipped with a log line.
 ``NAME ...`` limits the run to those entries (``release`` always runs).
 """
@@ -112,8 +115,16 @@ def split_available(entries: Sequence[Entry]) -> list[Entry]:
 
 
 def child_env(settings: Settings, services: EmbeddedServices, *, demo: bool) -> dict[str, str]:
-    """The environment of every child: ours, the service URLs, the venv first on PATH."""
+    """The environment of every child: ours, then the variables of ``.env`` in the
+    working directory that ours lacks (as honcho and foreman do: several settings are
+    read from the environment only, e.g. ``HFTX_ADDRESS_SECRET``, ``HFTX_NODE_ID``,
+    the limits), the service URLs, the venv first on PATH."""
+    from dotenv import dotenv_values
+
     env = dict(os.environ)
+    for name, value in dotenv_values(".env").items():
+        if value is not None:
+            env.setdefault(name, value)
     env.update(services.env)
     env["PORT"] = str(settings.port)
     env["PYTHONUNBUFFERED"] = "1"

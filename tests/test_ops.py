@@ -351,3 +351,40 @@ def test_embedded_services_move_off_a_taken_port(clean_env: Path) -> None:
             assert os.environ["REDIS_URL"] == services.valkey.url
             with sync_redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
                 assert client.ping()
+
+
+def test_supervisor_children_get_the_dotenv_variables_the_environment_lacks(
+    tmp_path: Path,
+) -> None:
+    """README: configuration comes from the environment or a ``.env`` file; settings
+    read from the environment only (the address secret, the limits) must see it too."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".env").write_text(
+        "HFTX_ADDRESS_SECRET=from-dotenv\nHFTX_SETTLE_WAIT=0.25\nHFTX_NODE_ID=7\n"
+    )
+    show = "import os; print('got', *(os.environ.get(k) for k in {names!r}), flush=True)"
+    names = ["HFTX_ADDRESS_SECRET", "HFTX_SETTLE_WAIT", "HFTX_NODE_ID"]
+    procfile = f'release: python -c pass\nshow: python -c "{show.format(names=names)}"\n'
+    (tmp_path / "Procfile").write_text(procfile)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HFTX_") and k not in ENV_NAMES}
+    env |= {
+        "HFTX_DATA_DIR": str(tmp_path / "data"),
+        "HFTX_VALKEY_PORT": str(free_port()),
+        "HFTX_PG_PORT": str(free_port()),
+        "HFTX_NODE_ID": "9",  # the environment wins over .env
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.supervisor", "--procfile", str(tmp_path / "Procfile")],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert "| got from-dotenv 0.25 9" in out, out

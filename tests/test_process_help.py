@@ -86,3 +86,19 @@ def test_hftx_help_prints_its_whole_header(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == header
     assert "PYTHON=/path/to/python3" in done.stdout
+
+
+def test_drain_help_names_the_variable_behind_each_option(tmp_path: Path) -> None:
+    """README sends readers to ``python -m workers.drain --help`` for these."""
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.drain", "--help"],
+        env=_env(tmp_path, **UNREACHABLE),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    for name, default in [("BATCH", "4000"), ("WRITERS", "2"), ("CLAIM_IDLE_MS", "5000")]:
+        assert f"HFTX_DRAIN_{name}, default {default})" in text
+    assert "(HFTX_DRAIN_TRIM_KEEP_MS, default 600000)" in text

@@ -565,20 +565,43 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m workers.drain", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m workers.drain",
+        description=__doc__.split("\n")[0]
+        + " Each option's default comes from the HFTX_DRAIN_* variable named in its help;"
+        " REDIS_URL and DATABASE_URL as for every process, HFTX_LOG_LEVEL (INFO).",
+    )
     env = os.environ.get
-    p.add_argument("--batch", type=int, default=int(env("HFTX_DRAIN_BATCH", "4000")))
-    p.add_argument("--writers", type=int, default=int(env("HFTX_DRAIN_WRITERS", "2")))
-    p.add_argument(
-        "--claim-idle-ms", type=int, default=int(env("HFTX_DRAIN_CLAIM_IDLE_MS", "5000"))
+
+    def option(name: str, default: str, help: str, number: bool = True) -> None:
+        var = "HFTX_DRAIN_" + name.upper().replace("-", "_")
+        value = env(var, default)
+        p.add_argument(
+            f"--{name}",
+            type=int if number else str,
+            default=int(value) if number else value,
+            help=f"{help} ({var}, default {default or 'none'})",
+        )
+
+    option("batch", "4000", "stream entries read per batch")
+    option("writers", "2", "PostgreSQL connections committing in parallel")
+    option("claim-idle-ms", "5000", "take over a dead drain's entries after this idle time")
+    option("trim-keep-ms", "600000", "keep committed stream entries this long")
+    option(
+        "trim-require",
+        "drain",
+        "comma-separated consumer groups that must exist before a stream is trimmed",
+        number=False,
     )
-    p.add_argument(
-        "--trim-keep-ms", type=int, default=int(env("HFTX_DRAIN_TRIM_KEEP_MS", "600000"))
+    option(
+        "trim-positions",
+        ":stl",
+        "comma-separated key suffixes of group-less readers' positions (the settler's)"
+        " that a trim stays below",
+        number=False,
     )
-    p.add_argument("--trim-require", default=env("HFTX_DRAIN_TRIM_REQUIRE", "drain"))
-    p.add_argument("--trim-positions", default=env("HFTX_DRAIN_TRIM_POSITIONS", ":stl"))
-    p.add_argument("--consumer", default=env("HFTX_DRAIN_CONSUMER", ""))
-    p.add_argument("--metrics-port", type=int, default=int(env("HFTX_DRAIN_METRICS_PORT", "0")))
+    option("consumer", "", "consumer name; none: host-pid-random", number=False)
+    option("metrics-port", "0", "serve Prometheus metrics on this port (0: off)")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=env("HFTX_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"

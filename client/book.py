@@ -103,8 +103,9 @@ class _Side:
 class LocalBook:
     """An L2 book for one market, fed with ``book`` pushes.
 
-    ``depth`` (the subscribed depth) truncates the book after every message, since
-    levels leaving the window are not necessarily removed explicitly.
+    ``depth`` (the subscribed depth) truncates the book after every message. hftx
+    itself sends size ``"0"`` for a level leaving the window (docs/protocol.md, "Book
+    sync"), so this only guards against a server that does not.
     """
 
     def __init__(self, market: str = "", depth: int | None = None) -> None:
@@ -204,9 +205,11 @@ class LocalBook:
         return list(islice(self._asks.best_first(), limit))
 
     def best_bid(self) -> Level | None:
+        """The highest bid ``(price, size)``, or ``None`` when there is none."""
         return next(self._bids.best_first(), None)
 
     def best_ask(self) -> Level | None:
+        """The lowest ask ``(price, size)``, or ``None`` when there is none."""
         return next(self._asks.best_first(), None)
 
     def checksum(self) -> int:

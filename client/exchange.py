@@ -139,6 +139,7 @@ class HftxClient:
 
     @property
     def token(self) -> str | None:
+        """The current access token (``None`` before :meth:`login`)."""
         return self.http.token
 
     async def signup(self, email: str, password: str) -> Json:
@@ -191,30 +192,38 @@ class HftxClient:
     # --- public market data (HTTP) ------------------------------------------------
 
     async def fetch_time(self) -> Json:
+        """The server's clock: ``{ts}`` in ms since the epoch."""
         result: Json = await self.http.get("/time")
         return result
 
     async def fetch_markets(self) -> list[Json]:
         """Markets with ``id``, ``base``, ``quote``, ``price_increment``,
-        ``size_increment``, ``min_size``, ``status``, ``maker_fee_bps``, ``taker_fee_bps``."""
+        ``size_increment``, ``min_size``, ``max_notional``, ``status``
+        (TRADING|HALT|CANCEL_ONLY), ``maker_fee_bps``, ``taker_fee_bps``."""
         return _as_list(await self.http.get("/markets"), "markets")
 
     async def fetch_market(self, market: str) -> Json:
+        """One market of :meth:`fetch_markets`; ``UNKNOWN_MARKET`` if none has that id."""
         for row in await self.fetch_markets():
             if row.get("id") == market:
                 return row
         raise HftxError("UNKNOWN_MARKET", f"no market {market!r}", 400)
 
     async def fetch_order_book(self, market: str, depth: int | None = None) -> Json:
+        """``{market, seq, bids, asks, checksum, ts}``: levels ``[price, size]`` best
+        first, ``depth`` (1..1000) per side, 50 when not given."""
         result: Json = await self.http.get(_path("markets", market, "book"), depth=depth)
         return result
 
     async def fetch_trades(self, market: str, limit: int | None = None) -> list[Json]:
+        """The market's latest trades, newest first (``limit`` 1..1000, default 50)."""
         return _as_list(
             await self.http.get(_path("markets", market, "trades"), limit=limit), "trades"
         )
 
     async def fetch_ticker(self, market: str) -> Json:
+        """Best bid and ask with sizes, ``last``, 24 h volume, open, high and low
+        (``null`` when unknown), ``seq``, ``ts``."""
         result: Json = await self.http.get(_path("markets", market, "ticker"))
         return result
 
@@ -240,9 +249,11 @@ class HftxClient:
         return _by_asset(await self._get("/balances"))
 
     async def fetch_open_orders(self, market: str | None = None) -> list[Json]:
+        """Own open orders (of ``market``, or all), oldest first."""
         return _as_list(await self._get("/orders", status="open", market=market), "orders")
 
     async def fetch_order(self, order_id: str) -> Json:
+        """One own order by id, open or finished (``UNKNOWN_ORDER`` if it is not yours)."""
         result: Json = await self._get(_path("orders", order_id))
         return result
 
@@ -307,6 +318,9 @@ class HftxClient:
         return result
 
     async def cancel_order(self, order_id: str) -> Json:
+        """Cancel an open order; returns it ``CANCELED``. A finished order answers
+        ``UNKNOWN_ORDER``, as one that does not exist (:meth:`fetch_order` tells its
+        end state)."""
         result: Json = await self._delete(_path("orders", order_id))
         return result
 
@@ -322,6 +336,9 @@ class HftxClient:
         return result
 
     async def cancel_all_orders(self, market: str | None = None) -> Any:
+        """Cancel every open order (of ``market``); returns the canceled orders. Without
+        ``market`` the orders of a halted market stay; naming one is
+        ``MARKET_NOT_TRADING``."""
         return await self._delete("/orders", market=market)
 
     # --- wallets (HTTP) -----------------------------------------------------------
@@ -361,6 +378,8 @@ class HftxClient:
         return result
 
     async def fetch_withdrawals(self) -> list[Json]:
+        """Own withdrawals, oldest first: ``{withdrawal_id, asset, amount, address,
+        status, ts}``, ``status`` PENDING|COMPLETED|REJECTED."""
         return _as_list(await self._get("/withdrawals"), "withdrawals")
 
     # --- WebSocket requests -------------------------------------------------------
@@ -386,6 +405,7 @@ class HftxClient:
 
     @property
     def connected(self) -> bool:
+        """True while the WebSocket is open (and authenticated if logged in)."""
         return self.ws.connected
 
     async def ws_request(
@@ -400,6 +420,7 @@ class HftxClient:
         return await self.ws.request(method, params, timeout=timeout)
 
     async def ws_ping(self) -> Any:
+        """``ping``: ``{ts}``, the server's clock."""
         return await self.ws_request("ping")
 
     async def ws_create_order(
@@ -448,13 +469,16 @@ class HftxClient:
         return result
 
     async def ws_cancel_all_orders(self, market: str | None = None) -> Any:
+        """:meth:`cancel_all_orders` over the WebSocket (``order.cancel_all``)."""
         return await self.ws_request("order.cancel_all", {"market": market} if market else {})
 
     async def ws_fetch_open_orders(self, market: str | None = None) -> list[Json]:
+        """:meth:`fetch_open_orders` over the WebSocket (``orders.open``)."""
         result = await self.ws_request("orders.open", {"market": market} if market else {})
         return _as_list(result, "orders")
 
     async def ws_fetch_balance(self) -> dict[str, Json]:
+        """:meth:`fetch_balance` over the WebSocket (``balances.get``)."""
         return _by_asset(await self.ws_request("balances.get"))
 
     # --- subscriptions --------------------------------------------------------------
@@ -471,11 +495,14 @@ class HftxClient:
     async def subscribe_trades(
         self, market: str, *, callback: Callback | None = None
     ) -> Subscription:
+        """Public trades of ``market``, one push per trade, in trade order."""
         return await self._subscribe(Subscription(self, "trades", market, callback=callback))
 
     async def subscribe_ticker(
         self, market: str, *, callback: Callback | None = None
     ) -> Subscription:
+        """Ticker of ``market``: the current one first, then on changes (at most every
+        100 ms)."""
         return await self._subscribe(Subscription(self, "ticker", market, callback=callback))
 
     async def subscribe_orders(self, *, callback: Callback | None = None) -> Subscription:
@@ -484,9 +511,12 @@ class HftxClient:
         return await self._subscribe(Subscription(self, "orders", callback=callback))
 
     async def subscribe_balances(self, *, callback: Callback | None = None) -> Subscription:
+        """Private balance pushes ``{asset, free, locked, total}``: new totals after
+        each change."""
         return await self._subscribe(Subscription(self, "balances", callback=callback))
 
     async def subscribe_notifications(self, *, callback: Callback | None = None) -> Subscription:
+        """Private notifications (P2P trade moves and messages)."""
         return await self._subscribe(Subscription(self, "notifications", callback=callback))
 
     async def _subscribe(self, sub: Subscription) -> Subscription:
@@ -525,6 +555,7 @@ class HftxClient:
         await self.ws_request("subscribe", sub.params)
 
     async def unsubscribe(self, sub: Subscription) -> None:
+        """End ``sub`` (what ``sub.close()`` does) and unsubscribe on the server."""
         if self._subs.get(sub.key) is sub:
             del self._subs[sub.key]
         sub.end()

@@ -152,7 +152,13 @@ async def cmd_orders(client: HftxClient, args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description="hftx command line")
+    parser = argparse.ArgumentParser(
+        prog="python -m client",
+        description="hftx command line. Every command but markets, book and signup logs"
+        " in (--email/--password or HFTX_EMAIL/HFTX_PASSWORD). Errors print"
+        " 'error: CODE (status): message' and exit with status 1.",
+        epilog="python -m client COMMAND --help shows a command's arguments.",
+    )
     add_connection_args(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -165,44 +171,58 @@ def build_parser() -> argparse.ArgumentParser:
     command("signup", cmd_signup, "create an account with --email/--password")
 
     place = command("place", cmd_place, "place an order (limit if PRICE is given)")
-    place.add_argument("side", choices=["buy", "sell"])
+    place.add_argument("side", choices=["buy", "sell"], help="buy or sell")
     place.add_argument("market", type=str.upper, help="e.g. BTC-USD")
     place.add_argument("amount", nargs="?", help="base size (omit with --quote-amount)")
     place.add_argument("price", nargs="?", help="limit price")
-    place.add_argument("--type", choices=["limit", "market"])
-    place.add_argument("--tif", choices=["GTC", "IOC", "FOK"], help="time in force")
-    place.add_argument("--post-only", action="store_true")
-    place.add_argument("--client-order-id")
-    place.add_argument("--stp", choices=["cancel_newest", "cancel_oldest", "cancel_both"])
+    place.add_argument(
+        "--type", choices=["limit", "market"], help="default: limit with a PRICE, else market"
+    )
+    place.add_argument(
+        "--tif", choices=["GTC", "IOC", "FOK"], help="time in force (default GTC; market: IOC)"
+    )
+    place.add_argument(
+        "--post-only", action="store_true", help="refused (POST_ONLY_WOULD_TAKE) if it would match"
+    )
+    place.add_argument(
+        "--client-order-id", help="your id for the order, [A-Za-z0-9._:-]{1,36}, unique for 24 h"
+    )
+    place.add_argument(
+        "--stp",
+        choices=["cancel_newest", "cancel_oldest", "cancel_both"],
+        help="self-trade prevention (default cancel_newest)",
+    )
     place.add_argument("--quote-amount", help="quote to spend (market buys)")
 
     cancel = command("cancel", cmd_cancel, "cancel an order, or all with --all")
-    cancel.add_argument("order_id", nargs="?")
+    cancel.add_argument("order_id", nargs="?", help="the order's id (only open orders)")
     cancel.add_argument("--all", action="store_true", help="cancel all open orders")
     cancel.add_argument("--market", type=str.upper, help="with --all: only this market")
 
     amend = command("amend", cmd_amend, "reduce an open order in place (keeps its queue place)")
-    amend.add_argument("order_id")
+    amend.add_argument("order_id", help="the open order's id")
     amend.add_argument("amount", help="new total base size, below the current one")
 
     book = command("book", cmd_book, "show the order book")
-    book.add_argument("market", type=str.upper)
-    book.add_argument("--depth", type=int, default=10)
-    book.add_argument("--watch", action="store_true", help="live over the WebSocket")
+    book.add_argument("market", type=str.upper, help="e.g. BTC-USD")
+    book.add_argument("--depth", type=int, default=10, help="levels per side (default 10)")
+    book.add_argument(
+        "--watch", action="store_true", help="live over the WebSocket (needs a login)"
+    )
 
     command("balances", cmd_balances, "show balances")
 
     address = command("address", cmd_address, "show deposit addresses")
-    address.add_argument("asset", nargs="?", type=str.upper)
+    address.add_argument("asset", nargs="?", type=str.upper, help="only this asset, e.g. BTC")
 
     transfer = command("transfer", cmd_transfer, "send to another user's deposit address")
-    transfer.add_argument("asset", type=str.upper)
-    transfer.add_argument("amount")
-    transfer.add_argument("to_address")
+    transfer.add_argument("asset", type=str.upper, help="e.g. BTC")
+    transfer.add_argument("amount", help="decimal string, e.g. 0.01")
+    transfer.add_argument("to_address", help="the payee's deposit address (hftx1...)")
     transfer.add_argument("--id", help="transfer id (idempotency key; generated if omitted)")
 
     orders = command("orders", cmd_orders, "list open orders")
-    orders.add_argument("--market", type=str.upper)
+    orders.add_argument("--market", type=str.upper, help="only this market")
     return parser
 
 

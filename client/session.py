@@ -22,9 +22,13 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("HFTX_URL", DEFAULT_URL),
         help=f"exchange base URL (default: HFTX_URL, else {DEFAULT_URL})",
     )
-    parser.add_argument("--email", default=os.environ.get("HFTX_EMAIL"), help="or HFTX_EMAIL")
     parser.add_argument(
-        "--password", default=os.environ.get("HFTX_PASSWORD"), help="or HFTX_PASSWORD"
+        "--email", default=os.environ.get("HFTX_EMAIL"), help="account e-mail (default: HFTX_EMAIL)"
+    )
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("HFTX_PASSWORD"),
+        help="account password (default: HFTX_PASSWORD)",
     )
     parser.add_argument(
         "--signup", action="store_true", help="create the account first if it does not exist"

@@ -50,9 +50,13 @@ def quiet_logs() -> None:
 def main(argv: list[str] | None = None) -> None:
     from ops.settings import get_settings
 
-    parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
-    parser.add_argument("--host", default=None)
-    parser.add_argument("--port", type=int, default=None)
+    parser = argparse.ArgumentParser(
+        prog="python -m api",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default=None, help="default: HFTX_HOST, else 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: PORT, else 9001")
     parser.add_argument("--demo", action="store_true", help="demo mode (faucet, demo users, bots)")
     args = parser.parse_args(argv)
     settings = get_settings()

@@ -53,11 +53,17 @@ async def _list(settings: Any) -> list[Any]:
 def main(argv: list[str] | None = None) -> int:
     from ops.settings import get_settings
 
-    parser = argparse.ArgumentParser(prog="python -m api.admin", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m api.admin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create an admin (or promote an account)")
-    create.add_argument("--email", required=True)
-    create.add_argument("--password", default=None)
+    create.add_argument("--email", required=True, help="the admin's e-mail")
+    create.add_argument(
+        "--password", default=None, help="default: HFTX_ADMIN_PASSWORD, else asked for"
+    )
     sub.add_parser("list", help="list accounts")
     args = parser.parse_args(argv)
     settings = get_settings()

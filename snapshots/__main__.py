@@ -91,17 +91,27 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m snapshots", description=__doc__.split("\n")[0])
-    p.add_argument("--redis-url")
-    p.add_argument("--database-url")
+    p.add_argument("--redis-url", help="default: REDIS_URL, else the embedded Valkey")
+    p.add_argument("--database-url", help="default: DATABASE_URL, else the embedded PostgreSQL")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("snapshot", help="take today's snapshot (idempotent per UTC day)")
     r = sub.add_parser("restore", help="rebuild an empty Redis from a snapshot file + events")
-    r.add_argument("file")
+    r.add_argument("file", help="a snapshot file, e.g. <data dir>/snapshots/2026-01-31.json.gz")
     r.add_argument("--force", action="store_true", help="write into a non-empty Redis")
     c = sub.add_parser("reconcile", help="balances vs ledger, exactly")
     c.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the drain")
     sub.add_parser("dump", help="canonical state as JSON")
-    return asyncio.run(_run(p.parse_args(argv)))
+    args = p.parse_args(argv)
+    from snapshots.restore import RestoreError
+
+    try:
+        return asyncio.run(_run(args))
+    except (RestoreError, OSError, ValueError) as exc:
+        if args.command != "restore":
+            raise
+        # a missing or damaged file, a Redis that is not empty: say so, no traceback
+        print(f"error: {str(exc).replace('force=True', '--force')}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -102,3 +102,23 @@ def test_drain_help_names_the_variable_behind_each_option(tmp_path: Path) -> Non
     for name, default in [("BATCH", "4000"), ("WRITERS", "2"), ("CLAIM_IDLE_MS", "5000")]:
         assert f"HFTX_DRAIN_{name}, default {default})" in text
     assert "(HFTX_DRAIN_TRIM_KEEP_MS, default 600000)" in text
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not gzip"])
+def test_snapshots_restore_of_a_bad_file_is_an_error_line(
+    content: bytes | None, valkey_url: str, pg_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "2026-01-31.json.gz"
+    if content is not None:
+        path.write_bytes(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "snapshots", "restore", str(path)],
+        env=_env(tmp_path, REDIS_URL=valkey_url, DATABASE_URL=pg_url),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr

@@ -74,8 +74,12 @@ class Node:
         self.users = Users(self.db)
 
     async def start(self) -> None:
+        from engine import ids
         from engine.exchange import Exchange
 
+        node_id = getattr(self.settings, "node_id", None)
+        if node_id is not None:  # HFTX_NODE_ID, from the environment or .env
+            ids.use_node_id(node_id)
         self.redis = await connect_redis(self.settings.redis_url)
         if os.environ.get("HFTX_REDIS_BATCH", "1") != "0":
             self.redis = batching(self.redis)

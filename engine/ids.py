@@ -45,3 +45,16 @@ _default = IdGenerator()
 
 def new_order_id() -> str:
     return _default.next()
+
+
+def node_id() -> int:
+    """The node id in the ids this process generates."""
+    return _default.node_id
+
+
+def use_node_id(node: int) -> None:
+    """Generate ids with node id ``node`` from now on (a web node applies its settings'
+    ``HFTX_NODE_ID``, which may come from a ``.env`` file, not only the environment)."""
+    if not 0 <= node < 1 << _NODE_BITS:
+        raise ValueError(f"node id must be 0..{(1 << _NODE_BITS) - 1}")
+    _default.node_id = node

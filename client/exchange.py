@@ -308,7 +308,20 @@ class HftxClient:
         stp: str | None = None,
         quote_amount: Amount | None = None,
     ) -> Json:
-        """Place an order; returns the order object with its ``fills``."""
+        """Place an order (``POST /orders``); returns the order object with its ``fills``.
+
+        ``type`` ``limit`` needs ``price``, ``market`` takes none; ``amount`` is the base
+        size, or a market buy gives ``quote_amount`` (the quote to spend) instead.
+        ``time_in_force`` GTC (default; a market order is IOC), IOC or FOK;
+        ``post_only`` (limit GTC) is refused ``POST_ONLY_WOULD_TAKE`` if it would match
+        (``err.result``: the order, recorded REJECTED);
+        ``client_order_id`` (``[A-Za-z0-9._:-]{1,36}``, unique per user for 24 h) makes a
+        retry safe: a second place with it is ``DUPLICATE_CLIENT_ORDER_ID`` carrying the
+        first order in ``err.result``; ``stp`` (self-trade prevention) is
+        ``cancel_newest`` (default), ``cancel_oldest`` or ``cancel_both``. What the
+        exchange would refuse anyway (a limit without price, a bad id) is
+        ``INVALID_PARAM`` before anything is sent; a float amount is a TypeError.
+        """
         params = order_params(
             market, side, type, amount, price,
             time_in_force=time_in_force, post_only=post_only,

@@ -120,6 +120,14 @@ class EmbeddedServices:
                 self._unlock()
                 self._restore_env()
 
+    def exited(self) -> list[tuple[str, int | None]]:
+        """``(name, exit code)`` of each started server that is no longer running."""
+        out: list[tuple[str, int | None]] = []
+        for name, server in (("valkey", self.valkey), ("postgres", self.postgres)):
+            if server is not None and not server.process.alive():
+                out.append((name, server.process.proc.returncode))
+        return out
+
     def _restore_env(self) -> None:
         for name, value in self._saved_env.items():
             if value is None:

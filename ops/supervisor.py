@@ -7,7 +7,9 @@
 3. runs the other Procfile entries with honcho's ``Manager`` (prefixed, coloured
    output). When any of them exits, all the others are stopped and the supervisor
    exits with its code: nothing is restarted behind your back. SIGINT / SIGTERM
-   stop the children (SIGTERM to each process group, SIGKILL after 5 s);
+   stop the children (SIGTERM to each process group, SIGKILL after 5 s). An
+   embedded server that exits (killed, crashed) ends the run the same way, exit
+   code 1: the processes would otherwise answer 503 and retry forever;
 4. stops the embedded servers last.
 
 The children get our environment plus what ``.env`` in the working directory sets
@@ -29,6 +31,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,14 +143,55 @@ def run_release(entry: Entry, env: dict[str, str]) -> int:
     return subprocess.run(entry.command, shell=True, env=env, cwd=ROOT).returncode
 
 
-def run_processes(entries: Sequence[Entry], env: dict[str, str]) -> int:
-    """Run ``entries`` until one exits or we are signalled; their exit code."""
+class ServerWatch:
+    """Ends the run (SIGTERM to ourselves: honcho stops every process) when an
+    embedded server is no longer running."""
+
+    def __init__(self, services: EmbeddedServices, interval: float = 0.5) -> None:
+        self.services = services
+        self.interval = interval
+        self.exited: list[tuple[str, int | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="server-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            exited = self.services.exited()
+            if exited:
+                for name, code in exited:
+                    log.error("embedded %s exited (code %s): stopping everything", name, code)
+                self.exited = exited
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+
+def run_processes(
+    entries: Sequence[Entry], env: dict[str, str], services: EmbeddedServices | None = None
+) -> int:
+    """Run ``entries`` until one exits, an embedded server of ``services`` exits, or we
+    are signalled; their exit code (1 for a server that exited)."""
     from honcho.manager import Manager
 
     manager = Manager()
     for entry in entries:
         manager.add_process(entry.name, entry.command, env=env, cwd=str(ROOT))
-    manager.loop()
+    watch = ServerWatch(services) if services is not None else None
+    if watch is not None:
+        watch.start()
+    try:
+        manager.loop()
+    finally:
+        if watch is not None:
+            watch.stop()
+    if watch is not None and watch.exited:
+        return 1
     return int(manager.returncode or 0)
 
 
@@ -202,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info(
             "web on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
         )
-        return run_processes(processes, env)
+        return run_processes(processes, env, services)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -218,6 +219,28 @@ def test_supervisor_stops_all_when_one_process_exits(tmp_path: Path) -> None:
     assert "crasher stopped (rc=3)" in out
     assert "sending SIGTERM to sleeper" in out
     assert "embedded valkey stopped" in out
+
+
+def test_supervisor_stops_all_when_an_embedded_server_dies(tmp_path: Path) -> None:
+    """A soak run: kill -9 of the embedded Valkey left every process up, answering 503
+    and retrying forever (the server a zombie nobody waited for)."""
+    procfile = (
+        "release: python -c pass\n"
+        "sleeper: python -c \"import time; print('up', flush=True); time.sleep(60)\"\n"
+    )
+    proc = _supervise(procfile, tmp_path / "data", tmp_path)
+    try:
+        out = _read_until(proc, "sleeper | up")
+        found = re.search(r"valkey ready on \S+ \(pid (\d+)", out)
+        assert found, out
+        os.kill(int(found.group(1)), signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, rest
+    assert "embedded valkey exited (code -9): stopping everything" in rest
+    assert "sending SIGTERM to sleeper" in rest
+    assert rest.index("sleeper stopped") < rest.index("embedded postgres stopped")
 
 
 def test_supervisor_does_not_start_processes_after_a_failed_release(tmp_path: Path) -> None:

@@ -67,10 +67,19 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="train on a market's trades and report held-out scores")
     rep.add_argument("--market", required=True, help="market id, e.g. BTC-USD")
     rep.add_argument("--database-url", help="postgresql://... (default: the settings')")
-    rep.add_argument("--since", type=parse_time, default=0, help="first trade time (ISO or ms)")
+    rep.add_argument(
+        "--since",
+        type=parse_time,
+        default=0,
+        help="first trade time: ISO-8601 (UTC if no zone) or ms since the epoch",
+    )
     rep.add_argument("--until", type=parse_time, default=2**62, help="end time, exclusive")
-    rep.add_argument("--model", choices=MODELS, default="logistic")
-    rep.add_argument("--test-fraction", type=float, default=0.3, help="newest share held out")
+    rep.add_argument(
+        "--model", choices=MODELS, default="logistic", help="classifier (default logistic)"
+    )
+    rep.add_argument(
+        "--test-fraction", type=float, default=0.3, help="newest share held out (default 0.3)"
+    )
     rep.add_argument(
         "--save",
         nargs="?",

@@ -204,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m ops.supervisor", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--demo", action="store_true", help="demo mode (sets HFTX_DEMO=1)")
-    parser.add_argument("--procfile", type=Path, default=PROCFILE)
+    parser.add_argument(
+        "--procfile", type=Path, default=PROCFILE, help="default: the repository's Procfile"
+    )
     parser.add_argument(
         "names", nargs="*", help="only these Procfile entries (release always runs)"
     )

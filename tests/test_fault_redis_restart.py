@@ -108,7 +108,6 @@ def stack_env(db_url: str) -> Iterator[Stack]:
         env = {
             **exchange_env(stack.valkey.url, db_url, logs / "data"),
             "HFTX_LOG_LEVEL": "WARNING",
-            "LOGLEVEL": "WARNING",
         }
         exchange = stack.exchange
         exchange.redis_url = stack.valkey.url

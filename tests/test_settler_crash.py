@@ -91,7 +91,8 @@ async def reference(seed: int, steps: int) -> dict[str, list[Balance]]:
 
 
 def start_settler(url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "REDIS_URL": url, "HFTX_SETTLER_INSTANCE": INSTANCE, "LOGLEVEL": "ERROR"}
+    env = {**os.environ, "REDIS_URL": url, "HFTX_SETTLER_INSTANCE": INSTANCE}
+    env["HFTX_LOG_LEVEL"] = "ERROR"  # the settler's variable, as every process's
     return subprocess.Popen([sys.executable, "-m", "workers.settler"], cwd=ROOT, env=env)
 
 

@@ -139,7 +139,8 @@ def web_node(redis_url: str, secret: str) -> Any:
     )  # fmt: skip
     # the settler releases the holds of canceled orders, as in a real deployment
     settler = subprocess.Popen(
-        [sys.executable, "-m", "workers.settler"], cwd=ROOT, env={**env, "LOGLEVEL": "WARNING"},
+        [sys.executable, "-m", "workers.settler"], cwd=ROOT,
+        env={**env, "HFTX_LOG_LEVEL": "WARNING"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"127.0.0.1:{port}"

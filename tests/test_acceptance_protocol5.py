@@ -458,3 +458,22 @@ async def test_a_market_reopened_on_one_node_takes_orders_on_another_at_once(
             assert r.status_code == 200 and r.json()["status"] == "TRADING", r.text
             placed = await b.post("/orders", json=limit(market, "buy", "1", "1"))
             assert placed.status_code == 200 and placed.json()["status"] == "NEW", placed.text
+
+
+async def test_a_quote_budget_market_buy_buys_whole_lots_below_min_size_too(
+    live: Exchange,
+) -> None:
+    market = await new_market(live, min_size="0.010")
+    base = market.split("-")[0]
+    maker, taker = await new_user(live), await new_user(live)
+    await fund(live, maker, {base: "1"})
+    await fund(live, taker, {"USD": "10"})
+    await ok(live, maker, "POST", "/orders", json=limit(market, "sell", "1", "10.00"))
+    refused(await call(live, taker, "POST", "/orders", json={
+        "market": market, "side": "buy", "type": "market", "amount": "0.002"}),
+        400, "INVALID_PARAM")  # fmt: skip
+    small = {"market": market, "side": "buy", "type": "market", "quote_amount": "0.025"}
+    order = await ok(live, taker, "POST", "/orders", json=small)
+    assert (order["status"], order["filled"], order["cost"]) == ("FILLED", "0.002", "0.02000000")
+    tiny = await ok(live, taker, "POST", "/orders", json={**small, "quote_amount": "0.009"})
+    assert (tiny["status"], tiny["filled"], tiny["fills"]) == ("EXPIRED", "0.000", [])

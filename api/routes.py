@@ -93,7 +93,8 @@ async def market(call: Call) -> Any:
     call.query()
     from engine.units import market_to_wire
 
-    return market_to_wire(await service.market(call.node, _market_id(call)))
+    # read now, as GET /markets: a status set on another node a moment ago shows
+    return market_to_wire(await service.market(call.node, _market_id(call), fresh=True))
 
 
 async def book(call: Call) -> Any:

@@ -67,8 +67,8 @@ async def asset_scale(node: Node, asset: str) -> int:
     return known[asset]
 
 
-async def market(node: Node, market_id: str) -> Market:
-    return await node.ex.market(market_id)
+async def market(node: Node, market_id: str, fresh: bool = False) -> Market:
+    return await node.ex.market(market_id, fresh)
 
 
 async def markets(node: Node) -> list[dict[str, Any]]:

@@ -100,8 +100,10 @@ class Exchange:
         await self._refresh_markets(force=True)
         return list(self._markets.values())
 
-    async def market(self, market_id: str) -> Market:
-        await self._refresh_markets()
+    async def market(self, market_id: str, fresh: bool = False) -> Market:
+        """The market from this node's copy of the registry (at most MARKET_CACHE_S
+        old; ``fresh``: reread now, for an answer that shows it to a client)."""
+        await self._refresh_markets(force=fresh)
         market = self._markets.get(market_id)
         if market is None:
             await self._refresh_markets(force=True)

@@ -460,6 +460,21 @@ async def test_a_market_reopened_on_one_node_takes_orders_on_another_at_once(
             assert placed.status_code == 200 and placed.json()["status"] == "NEW", placed.text
 
 
+async def test_a_status_change_on_one_node_shows_on_another_at_once(live: Exchange) -> None:
+    """``GET /markets/{id}`` on node b right after node a's admin call shows the new
+    status, as ``GET /markets`` does (no copy of the registry a second old)."""
+    market = await new_market(live)
+    status = f"/admin/markets/{market}/status"
+    async with live.http("b") as b:
+        for new in ("HALT", "CANCEL_ONLY", "TRADING", "HALT", "TRADING"):
+            assert (await b.get(f"/markets/{market}")).status_code == 200  # b has a copy
+            r = await admin_call(live, "POST", status, json={"status": new})
+            assert r.status_code == 200, r.text
+            shown = (await b.get(f"/markets/{market}")).json()
+            listed = {m["id"]: m for m in (await b.get("/markets")).json()}[market]
+            assert shown["status"] == listed["status"] == new, (new, shown, listed)
+
+
 async def test_a_quote_budget_market_buy_buys_whole_lots_below_min_size_too(
     live: Exchange,
 ) -> None:

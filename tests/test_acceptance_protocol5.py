@@ -492,3 +492,18 @@ async def test_a_quote_budget_market_buy_buys_whole_lots_below_min_size_too(
     assert (order["status"], order["filled"], order["cost"]) == ("FILLED", "0.002", "0.02000000")
     tiny = await ok(live, taker, "POST", "/orders", json={**small, "quote_amount": "0.009"})
     assert (tiny["status"], tiny["filled"], tiny["fills"]) == ("EXPIRED", "0.000", [])
+
+
+async def test_a_market_without_trades_has_null_prices_and_trade_id_0(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    market = await new_market(live)
+    ticker = await ok(live, None, "GET", f"/markets/{market}/ticker")
+    assert (ticker["last"], ticker["open_24h"], ticker["best_bid"], ticker["best_ask"]) == (
+        None, None, None, None,
+    )  # fmt: skip
+    assert (ticker["last_trade_id"], ticker["volume_24h"]) == (0, "0.000")
+    ws = await connect(live, sockets, await new_user(live))
+    await ws_ok(ws, "subscribe", {"channel": "heartbeat", "markets": [market]})
+    beat = await ws.wait_push(lambda m: m.get("channel") == "heartbeat")
+    assert (beat["market"], beat["last_trade_id"]) == (market, 0)

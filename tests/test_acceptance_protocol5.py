@@ -11,6 +11,13 @@ what the first four passes leave out.
 - Fixed precision on a market whose grid is not the seeded one (quote scale 2, base
   scale 3, price increment 10): every price, size, cost, fee and balance string in
   answers, pushes, market data and history.
+- A FOK market buy by amount is all or nothing within its price protection; a quote
+  budget buys whole lots, below ``min_size`` too.
+- 405 answers name the allowed methods; OPTIONS of an unknown path is 404.
+- A malformed ``auth`` is 400 (socket kept), a bad token 401 and close 4401.
+- ``markets: []`` on the ``orders`` channel is refused; a post-only rejection carries
+  the REJECTED order; a market's status change shows and holds on every node at once;
+  a market without trades has ``last_trade_id`` 0.
 
 Raw ``Ws`` / ``httpx`` only; money compared as exact strings. Targets the e2e session
 exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.

@@ -78,9 +78,12 @@ class Node:
         from engine.exchange import Exchange
 
         node_id = getattr(self.settings, "node_id", None)
+        self.redis = await connect_redis(self.settings.redis_url)
         if node_id is not None:  # HFTX_NODE_ID, from the environment or .env
             ids.use_node_id(node_id)
-        self.redis = await connect_redis(self.settings.redis_url)
+        else:  # one no other live process has (random ids could meet)
+            node_id = await ids.claim_node_id(self.redis)
+        log.info("node id %d", node_id)
         if os.environ.get("HFTX_REDIS_BATCH", "1") != "0":
             self.redis = batching(self.redis)
         self.ex = await Exchange.connect(self.redis)

@@ -46,6 +46,7 @@ BOOK_LEVELS_FOR_ESTIMATE = 1000
 # a concurrent request with the same client_order_id holds before it places: how long a
 # duplicate waits for that order to reach its market, so that the 409 can carry it
 DUPLICATE_WAIT_S = 1.0
+ORDER_ID_ATTEMPTS = 3  # new ids tried when the engine finds an id already taken
 
 
 def user_channel(user_id: str) -> str:
@@ -154,6 +155,19 @@ class Exchange:
             if market.status != "TRADING":
                 raise EngineError("MARKET_NOT_TRADING", f"market is {market.status}")
         req = await self._with_budget(user_id, market, req)
+        for _ in range(ORDER_ID_ATTEMPTS):
+            try:
+                return await self._hold_and_place(user_id, market, req)
+            except EngineError as exc:
+                if exc.code != "ORDER_ID_TAKEN":
+                    raise
+                # the id was generated twice (two processes with one node id): the
+                # hold is released, nothing was placed; try again with a new id
+                log.warning("place refused (%s): retrying with a new order id", exc)
+        raise EngineError("INTERNAL", "no free order id")
+
+    async def _hold_and_place(self, user_id: str, market: Market, req: OrderRequest) -> PlaceResult:
+        """The two phases of a place under a new order id: hold, then place."""
         asset, amount = hold_of(market, req)
         order_id = new_order_id()
         now = now_ms()

@@ -1,6 +1,10 @@
 """Globally unique, time-ordered order ids (63-bit snowflakes as decimal strings).
 
 41 bits of milliseconds since 2024-01-01, 10 bits of node id, 12 bits of sequence.
+Ids are unique while no two live processes share a node id: ``HFTX_NODE_ID`` sets it;
+without it a process takes the next one from a counter in Redis
+(:func:`claim_node_id`), so it meets a live process's id only after 1,023 later
+process starts.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ import os
 import random
 import threading
 import time
+from typing import Any
 
 EPOCH_MS = 1_704_067_200_000
+NODE_COUNTER_KEY = "{g}:nodeids"  # node ids handed out to processes without HFTX_NODE_ID
 _NODE_BITS = 10
 _SEQ_BITS = 12
 
@@ -58,3 +64,12 @@ def use_node_id(node: int) -> None:
     if not 0 <= node < 1 << _NODE_BITS:
         raise ValueError(f"node id must be 0..{(1 << _NODE_BITS) - 1}")
     _default.node_id = node
+
+
+async def claim_node_id(redis: Any) -> int:
+    """Generate ids with the next node id of the Redis counter from now on (for a
+    process started without ``HFTX_NODE_ID``); returns it."""
+    taken = int(await redis.incr(NODE_COUNTER_KEY))
+    node = (taken - 1) % (1 << _NODE_BITS)
+    use_node_id(node)
+    return node

@@ -25,6 +25,7 @@ ERROR_CODES = frozenset(
         "UNKNOWN_ORDER",
         "DUPLICATE_CLIENT_ORDER_ID",
         "FORBIDDEN",
+        "ORDER_ID_TAKEN",  # internal: the facade retries with a new id, never answered
     }
 )
 

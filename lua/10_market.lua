@@ -533,7 +533,8 @@ end
 --   'new' (this call placed it), 'replay' (order id already known: its current state,
 --   events '[]'), 'duplicate' (client_order_id already used: the existing order id).
 -- Errors (nothing written): INVALID_PARAM, BAD_PRECISION, UNKNOWN_MARKET,
---   MARKET_NOT_TRADING, UNKNOWN_ORDER (id tombstoned by the hold reconciler).
+--   MARKET_NOT_TRADING, UNKNOWN_ORDER (id tombstoned by the hold reconciler),
+--   ORDER_ID_TAKEN (the id is another user's order: the caller retries with a new id).
 local function mkt_place(keys, argv)
   bind()
   local P = prefix_of(keys[1])
@@ -544,6 +545,8 @@ local function mkt_place(keys, argv)
   if known then
     if known == 'ABORTED' then return fail('UNKNOWN_ORDER', 'order id expired') end
     local o = read_order(P, id)
+    -- another user's order is never anyone else's replay (an id generated twice)
+    if o.u ~= user then return fail('ORDER_ID_TAKEN', 'order id belongs to another order') end
     return order_reply('replay', o, '[]', false, o.fs, o.cs)
   end
   -- the first makers the order would cross (none for an order that only rests), read

@@ -134,6 +134,8 @@ class ReferenceMarket:
         now: int,
     ) -> tuple[str, list[dict[str, Any]]]:
         if oid in self.orders:
+            if self.orders[oid].u != u:
+                raise RefError("ORDER_ID_TAKEN")
             return "replay", []
         if self.status != "TRADING":
             raise RefError("MARKET_NOT_TRADING")

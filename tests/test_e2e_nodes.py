@@ -106,3 +106,28 @@ async def test_a_node_restart_cancels_the_orders_of_cancel_on_disconnect_sockets
     async with exchange.http("a", user.token) as http:
         got = (await http.get(f"/orders/{placed['result']['id']}")).json()
     assert got["status"] == "CANCELED"
+
+
+async def test_web_nodes_without_a_node_id_claim_their_own(exchange: Exchange) -> None:
+    """Nodes started without HFTX_NODE_ID take theirs from the counter in Redis (not at
+    random, where two could meet): the order ids of two nodes carry two node ids the
+    counter handed out."""
+    import redis.asyncio as aredis
+
+    from engine.ids import NODE_COUNTER_KEY
+
+    market = await new_market(exchange)
+    user = await new_user(exchange)
+    await fund(exchange, user, {"USD": "1000"})
+    drawn = set()
+    for node in ("a", "b"):
+        async with exchange.http(node, user.token) as http:
+            order = {"market": market, "side": "buy", "type": "limit", "amount": "0.001",
+                     "price": "10.00"}  # fmt: skip
+            r = await http.post("/orders", json=order)
+            assert r.status_code == 200, r.text
+            drawn.add((int(r.json()["id"]) >> 12) & 1023)
+    redis = aredis.from_url(exchange.redis_url)
+    handed_out = int(await redis.get(NODE_COUNTER_KEY))
+    await redis.aclose()
+    assert len(drawn) == 2 and all(node < handed_out for node in drawn), (drawn, handed_out)

@@ -195,6 +195,15 @@ async def test_idempotent_by_order_id(book):
     assert await dump_market(book, MKT) == before
 
 
+async def test_an_order_id_of_another_user_is_refused_not_replayed(book):
+    await M.place(book, "1", "alice", limit("buy", 5, px(100)), 1)
+    before = await dump_market(book, MKT)
+    with pytest.raises(EngineError) as refused:
+        await M.place(book, "1", "bob", limit("buy", 5, px(100)), 2)
+    assert refused.value.code == "ORDER_ID_TAKEN"
+    assert await dump_market(book, MKT) == before
+
+
 async def test_client_order_id_duplicate_returns_existing(book):
     await M.place(book, "1", "alice", limit("buy", 5, px(100), client_order_id="abc"), 1)
     before = await dump_market(book, MKT)

@@ -254,3 +254,22 @@ async def test_a_caller_cancelled_mid_place_still_gets_the_order_placed_and_push
             pushes.append(push["order"]["id"])
     await pubsub.aclose()
     assert pushes == [resting.id]
+
+
+async def test_an_order_id_generated_twice_gets_a_new_one_and_moves_nothing_else(ex, monkeypatch):
+    """Two processes with one node id can draw the same id: the second order is placed
+    under a fresh id, neither order nor balance of the first owner changes, and the
+    hold under the taken id is released (no funds locked by a phantom order)."""
+    import engine.exchange as facade
+
+    mine = await ex.place_order("alice", await order(ex, "sell", "0.1", "31000.00"))
+    alice_before = await balances(ex, "alice")
+    drawn = iter([mine.order.id, "777000777"])
+    monkeypatch.setattr(facade, "new_order_id", lambda: next(drawn))
+    theirs = await ex.place_order("bob", await order(ex, "buy", "0.1", "29000.00"))
+    assert theirs.order.id == "777000777" and theirs.order.status == "NEW"
+    assert [o.id for o in await ex.open_orders("alice")] == [mine.order.id]
+    assert [o.id for o in await ex.open_orders("bob")] == ["777000777"]
+    await settle(ex)
+    assert await balances(ex, "alice") == alice_before
+    assert await balances(ex, "bob") == {"USD": (100_000 * BTC - 2_900 * BTC, 2_900 * BTC)}

@@ -8,6 +8,7 @@ Jobs and crons of the background worker. Each job gets the engine's Redis client
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from arq import cron
@@ -17,6 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine import ids
 from engine.functions import ensure_loaded
 from snapshots import snapshot
 from workers import connect, p2p_jobs, redis_url, skipped_while_redis_down
@@ -52,6 +54,8 @@ async def reconcile(ctx: dict[str, Any]) -> int:
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["engine"] = await connect()
     await ensure_loaded(ctx["engine"])
+    if not os.environ.get("HFTX_NODE_ID"):  # ids of P2P notifications
+        await ids.claim_node_id(ctx["engine"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

@@ -124,14 +124,18 @@ class Grid:
 
 
 _grids: dict[Market, Grid] = {}
-_last: dict[int, tuple[Market, Grid]] = {}  # id(market) -> the last market object seen
+_last: dict[str, tuple[Market, Grid]] = {}  # market id -> the last market object seen
 
 
 def grid(market: Market) -> Grid:
     """The market's :class:`Grid` (kept per market value: a changed market gets a new
     one). Callers pass the same cached Market object again and again, so it is found
-    by identity first (a dataclass hash goes through all its fields)."""
-    seen = _last.get(id(market))
+    by identity first (a dataclass hash goes through all its fields).
+
+    The identity cache holds one object per market id, the last one seen: a node
+    rereads the registry every second and gets new Market objects each time; keyed
+    by ``id(market)`` it kept every one of them alive (up to 10,000 at a time)."""
+    seen = _last.get(market.id)
     if seen is not None and seen[0] is market:
         return seen[1]
     g = _grids.get(market)
@@ -141,7 +145,7 @@ def grid(market: Market) -> Grid:
         g = _grids[market] = Grid(market)
     if len(_last) > 10_000:
         _last.clear()
-    _last[id(market)] = (market, g)  # holds the object: its id cannot be reused meanwhile
+    _last[market.id] = (market, g)
     return g
 
 

@@ -3,6 +3,8 @@ order pushes of one crossing call."""
 
 from __future__ import annotations
 
+import gc
+from dataclasses import replace
 from decimal import ROUND_DOWN, Context, Decimal
 
 from hypothesis import given
@@ -136,3 +138,19 @@ def test_a_maker_amended_after_its_trade_shows_the_amount_of_the_trade() -> None
 
     assert maker_2(events) == [("0.00006", "0.00002")]
     assert maker_2(crossing_events()) == [("0.00005", "0.00001")]
+
+
+def test_formatting_keeps_no_stale_market_objects_alive() -> None:
+    """A node rereads the registry every second and formats with the new Market
+    objects: formatting must not keep the old ones alive (it kept up to 10,000)."""
+
+    def live_markets() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is Market and o.id == "MEM-TEST")
+
+    before = live_markets()
+    for i in range(3_000):
+        fresh = replace(MARKET, id="MEM-TEST")  # equal values, a new object each reload
+        assert format_price(fresh, (12_300 + i) * 10_000) == f"{123 + i // 100}.{i % 100:02d}"
+    # the grid's key (the first one seen) and the last one seen, at most
+    assert live_markets() - before <= 2

@@ -87,6 +87,11 @@ class DayWindow:
         m = self.buckets.get(start)
         if m is None:
             self.buckets[start] = Minute(first_tid, open_, high, low, volume)
+            if len(self.buckets) > self.span_ms // self.bucket_ms + 2:
+                # nobody asked for the ticker for a while (only it trimmed): forget
+                # what no later ticker can count, so that a feed kept by book or
+                # trades subscribers holds one day, not one bucket per minute forever
+                self._current(max(self.buckets))
         else:
             m.take(first_tid, open_, high, low, volume)
 

@@ -245,6 +245,17 @@ def test_day_window_forgets_old_buckets() -> None:
     assert window.price_range(30_000) is None
 
 
+def test_day_window_stays_bounded_when_nobody_asks_for_the_ticker() -> None:
+    """Only the ticker trimmed the window: a feed kept alive by book or trades
+    subscribers that nobody asked the ticker of kept one bucket a minute forever."""
+    window = DayWindow(span_ms=10_000, bucket_ms=1_000)
+    for second in range(1_000):  # 100 spans of trades, one a second
+        window.add(second * 1_000 + 500, 1, 100 + second, second + 1)
+        assert len(window.buckets) <= 12
+    assert window.total(1_000_000) == 10  # the last ten seconds: all still counted
+    assert window.price_range(1_000_000) == (1_090, 1_099, 1_090)
+
+
 # -- schemas and JSON ----------------------------------------------------------------
 
 GOOD_ORDER = {"market": "BTC-USD", "side": "buy", "type": "limit", "amount": "1", "price": "2"}

@@ -3,20 +3,15 @@ when the value comes from a ``.env`` file rather than the environment."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
-from api.app import create_app
 from engine import ids
-from ops.processes import free_port
 from ops.settings import Settings
-from tests.test_p2p_api_support import LIMITS, Api, _fresh_redis, _settings
+from tests.test_p2p_api_support import Api, _fresh_redis, _settings, serve_api
 
 NODE_BITS, SEQ_BITS = 10, 12
 
@@ -50,22 +45,10 @@ def dotenv_settings(
 async def node_api(valkey_url: str, dotenv_settings: Settings) -> AsyncIterator[Api]:
     await _fresh_redis(valkey_url)
     before = ids.node_id()
-    app = create_app(dotenv_settings, LIMITS)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), task
-        await asyncio.sleep(0.01)
-    base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base + "/api/v1", timeout=20) as http:
-            yield Api(http, app.state.node, base.replace("http", "ws") + "/ws")
+        async with serve_api(dotenv_settings) as served:
+            yield served
     finally:
-        server.should_exit = True
-        await task
         ids.use_node_id(before)
 
 

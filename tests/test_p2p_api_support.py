@@ -130,7 +130,14 @@ def _h(r: httpx.Response) -> dict[str, str]:
 async def api(valkey_url: str, pg_url: str) -> AsyncIterator[Api]:
     """A web node served by uvicorn on a loopback port (real HTTP and WebSocket)."""
     await _fresh_redis(valkey_url)
-    app = create_app(_settings(valkey_url, pg_url), LIMITS)
+    async with serve_api(_settings(valkey_url, pg_url)) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serve_api(settings: Any) -> AsyncIterator[Api]:
+    """A web node of ``settings`` served by uvicorn on a free loopback port."""
+    app = create_app(settings, LIMITS)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

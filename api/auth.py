@@ -38,10 +38,14 @@ def version_key(user_id: str) -> str:
 class TokenVersions:
     """user id -> current token version: local cache (2 s) <- Redis <- PostgreSQL."""
 
-    def __init__(self, redis: Any, users: Any) -> None:
+    def __init__(self, redis: Any, users: Any, max_users: int = 200_000) -> None:
         self.redis = redis
         self.users = users
+        self.max_users = max_users  # then the cache starts over (entries live 2 s anyway)
         self._cache: dict[str, tuple[int, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     async def get(self, user_id: str) -> int:
         hit = self._cache.get(user_id)
@@ -56,13 +60,18 @@ class TokenVersions:
             await self.redis.set(version_key(user_id), version)
         else:
             version = int(raw)
-        if len(self._cache) > 200_000:
-            self._cache.clear()
-        self._cache[user_id] = (version, now)
+        self._put(user_id, version, now)
         return version
 
     def learn(self, user_id: str, version: int) -> None:
-        self._cache[user_id] = (version, time.monotonic())
+        """A version heard of: a login here, or a revocation announced by any node
+        (for users who may never use this node: bounded like the reads)."""
+        self._put(user_id, version, time.monotonic())
+
+    def _put(self, user_id: str, version: int, now: float) -> None:
+        if len(self._cache) >= self.max_users and user_id not in self._cache:
+            self._cache.clear()
+        self._cache[user_id] = (version, now)
 
     def forget_all(self) -> None:
         self._cache.clear()

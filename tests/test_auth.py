@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from api import passwords
+from api.auth import TokenVersions
 from api.errors import ApiError
 from api.tokens import Tokens, bearer
 
@@ -124,3 +125,13 @@ def test_password_length_policy(length: int) -> None:
         passwords.check_policy("x" * length)
     passwords.check_policy("x" * 8)
     passwords.check_policy("x" * 128)
+
+
+async def test_token_versions_heard_of_stay_bounded() -> None:
+    """Every node hears every revocation (and learns every login): for users who never
+    use this node too. Only reads bounded the cache; what was heard of grew without."""
+    versions = TokenVersions(redis=None, users=None, max_users=100)
+    for n in range(1_000):
+        versions.learn(f"user-{n}", n)
+        assert len(versions) <= 100
+    assert await versions.get("user-999") == 999  # the newest still answered from memory

@@ -506,8 +506,14 @@ class Exchange:
     def _publish(
         self, market: Market, events: list[dict[str, Any]], known: dict[str, Order]
     ) -> None:
-        """Queue the pushes of one call; one task publishes them in call order."""
+        """Queue the pushes of one call; one task publishes them in call order.
+        The orders these events end (makers filled, orders canceled) leave
+        :meth:`_remember`'s table (else it kept every filled one up to its cap)."""
         if events:
+            placed = self._placed
+            for ev in events:
+                if ev["e"] == "done":
+                    placed.pop(ev["id"], None)
             self._enqueue((market, events, known))
 
     def _enqueue(

@@ -273,3 +273,23 @@ async def test_an_order_id_generated_twice_gets_a_new_one_and_moves_nothing_else
     await settle(ex)
     assert await balances(ex, "alice") == alice_before
     assert await balances(ex, "bob") == {"USD": (100_000 * BTC - 2_900 * BTC, 2_900 * BTC)}
+
+
+async def test_the_orders_remembered_for_cancels_forget_the_ones_that_ended(ex):
+    """The table of orders placed here (their market, for a cancel) kept every order that
+    rested and then filled, up to its 50,000 cap: ~10 MB of a web node's memory."""
+    remembered = ex._placed  # no public view: what the node keeps in memory
+    makers = [
+        (await ex.place_order("alice", await order(ex, "sell", "0.01", f"3000{i}.00"))).order.id
+        for i in range(10)
+    ]
+    canceled = [
+        (await ex.place_order("alice", await order(ex, "sell", "0.01", "31000.00"))).order.id
+        for _ in range(3)
+    ]
+    assert set(makers + canceled) <= set(remembered)
+    taker = await ex.place_order("bob", await order(ex, "buy", "0.1", "30009.00"))
+    assert taker.order.status == "FILLED"
+    await ex.cancel_all("alice")
+    assert not set(makers + canceled) & set(remembered)
+    assert taker.order.id not in remembered

@@ -78,6 +78,11 @@ async def markets(node: Node) -> list[dict[str, Any]]:
 # -- orders ------------------------------------------------------------------------
 
 
+class BelowMinSize(ApiError):
+    """An order refused by the node's copy of the market's ``min_size``: the one
+    parameter checked here that an admin can change (increments cannot change)."""
+
+
 def order_request(m: Market, p: S.PlaceOrder) -> OrderRequest:
     """Shape and grid checks done here, so refused orders touch nothing."""
     price = amount = quote_amount = 0
@@ -117,7 +122,7 @@ def order_request(m: Market, p: S.PlaceOrder) -> OrderRequest:
         if amount <= 0:
             raise ApiError("INVALID_PARAM", "amount must be positive")
         if amount < m.min_size:
-            raise ApiError("INVALID_PARAM", "amount is below the market's min_size")
+            raise BelowMinSize("INVALID_PARAM", "amount is below the market's min_size")
     return OrderRequest(
         market=m.id,
         side=p.side,
@@ -136,7 +141,14 @@ async def place_order(node: Node, user_id: str, params: Any) -> dict[str, Any]:
     p = S.parse(S.PlaceOrder, params)
     m = await market(node, p.market)
     try:
-        result = await node.ex.place_order(user_id, order_request(m, p))
+        req = order_request(m, p)
+    except BelowMinSize:
+        # the node's copy may be up to MARKET_CACHE_S old: a min_size lowered a moment
+        # ago (on any node) does not refuse with the old one: reread once, then decide
+        m = await market(node, p.market, fresh=True)
+        req = order_request(m, p)
+    try:
+        result = await node.ex.place_order(user_id, req)
     except OrderRejected as exc:  # recorded REJECTED: say which order (as a duplicate does)
         raise ApiError(exc.code, exc.message, order=order_to_wire(m, exc.order)) from None
     out = order_to_wire(m, result.order)

@@ -269,7 +269,12 @@ class Exchange:
                 break
         # 5% price protection; without asks the smallest budget (one unit): the order
         # is placed and expires unfilled (NO_LIQUIDITY), as a market sell does
-        budget = min(cost + cost // 20 + 1, market.max_notional)
+        budget = cost + cost // 20 + 1
+        if budget > market.max_notional:
+            # capped by max_notional: the copy may be up to MARKET_CACHE_S old (a limit
+            # raised a moment ago on any node must not cut the order): reread it once
+            market = await self.market(market.id, fresh=True)
+            budget = min(budget, market.max_notional)
         available = (await accounts.balance(self.redis, user_id, market.quote)).available
         if available < max(cost, 1):
             raise EngineError("INSUFFICIENT_FUNDS", f"not enough {market.quote}")

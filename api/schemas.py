@@ -9,7 +9,8 @@ decimal strings into integer units needs the market and happens in
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from functools import cache
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -150,7 +151,14 @@ class MarketStatus(Strict):
 M = TypeVar("M", bound=Strict)
 
 
-def describe(exc: ValidationError) -> str:
+@cache
+def is_decimal_field(model: type[Strict], name: str) -> bool:
+    """Whether ``model``'s field ``name`` is a :data:`Decimal` (optional or not)."""
+    hint = get_type_hints(model, include_extras=True).get(name)
+    return hint == Decimal or Decimal in get_args(hint)
+
+
+def describe(exc: ValidationError, model: type[Strict] | None = None) -> str:
     """A short client message for the first problem, never echoing the input."""
     err = exc.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(p) for p in err["loc"]) or "params"
@@ -164,7 +172,9 @@ def describe(exc: ValidationError) -> str:
     if kind == "string_pattern_mismatch":
         return f"{where} has an invalid format"
     if kind == "string_type":
-        return f'{where} must be a string (decimals are strings, e.g. "1.25")'
+        if model is not None and len(err["loc"]) == 1 and is_decimal_field(model, where):
+            return f'{where} must be a string (decimals are strings, e.g. "1.25")'
+        return f"{where} must be a string"
     return f"{where}: {err['msg']}"
 
 
@@ -176,4 +186,4 @@ def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError("INVALID_PARAM", describe(exc)) from None
+        raise ApiError("INVALID_PARAM", describe(exc, model)) from None

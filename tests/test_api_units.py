@@ -280,6 +280,31 @@ def test_order_schema_refuses_bad_fields(change: dict[str, Any], message: str) -
     assert message in info.value.message
 
 
+DECIMALS = ' must be a string (decimals are strings, e.g. "1.25")'
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "message"),
+    [
+        (S.GetOrder, {"order_id": 123}, "order_id must be a string"),
+        (S.CancelOrder, {"client_order_id": 7}, "client_order_id must be a string"),
+        (S.AuthParams, {"token": 1}, "token must be a string"),
+        (S.PlaceOrder, {**GOOD_ORDER, "market": 1}, "market must be a string"),
+        (S.PlaceOrder, {**GOOD_ORDER, "price": 2}, "price" + DECIMALS),
+        (S.AmendOrder, {"order_id": "1", "amount": 1}, "amount" + DECIMALS),
+        (S.Transfer, {"transfer_id": "t", "asset": "USD", "amount": 1.5, "to_address": "a"},
+         "amount" + DECIMALS),
+    ],
+)  # fmt: skip
+def test_a_non_string_is_refused_with_a_message_that_fits_the_field(
+    model: type[S.Strict], params: dict[str, Any], message: str
+) -> None:
+    """Only decimal fields mention that decimals are strings (not ids or tokens)."""
+    with pytest.raises(ApiError) as info:
+        S.parse(model, params)
+    assert (info.value.code, info.value.message) == ("INVALID_PARAM", message)
+
+
 def test_order_schema_requires_fields_and_an_object() -> None:
     for bad in ({"market": "BTC-USD"}, [], "x", 3):
         with pytest.raises(ApiError):

@@ -189,7 +189,9 @@ async def m_cancel_on_disconnect(node: Node, conn: Connection, params: Any) -> A
 
 
 async def m_cancel(node: Node, conn: Connection, params: Any) -> Any:
-    return await service.cancel_order(node, _user(conn), params)
+    order = await service.cancel_order(node, _user(conn), params)
+    conn.orders.ended([order])
+    return order
 
 
 async def m_amend(node: Node, conn: Connection, params: Any) -> Any:
@@ -197,7 +199,9 @@ async def m_amend(node: Node, conn: Connection, params: Any) -> Any:
 
 
 async def m_cancel_all(node: Node, conn: Connection, params: Any) -> Any:
-    return await service.cancel_all(node, _user(conn), params)
+    orders = await service.cancel_all(node, _user(conn), params)
+    conn.orders.ended(orders)
+    return orders
 
 
 async def m_open_orders(node: Node, conn: Connection, params: Any) -> Any:

@@ -39,6 +39,18 @@ class SessionOrders:
         if len(self._orders) > self.limit:
             self._orders.popitem(last=False)
 
+    def ended(self, orders: list[dict[str, Any]]) -> None:
+        """Forget the orders an answer on this socket shows ended (a cancel, a cancel
+        all): a market maker cancels most of its quotes, and each was kept up to the
+        limit. (Orders filled or canceled elsewhere stay until the limit pushes them
+        out; canceling them again at the close is harmless.)"""
+        for order in orders:
+            if order.get("status") not in OPEN:
+                self._orders.pop(order["id"], None)
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
     def by_market(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for order_id, market in self._orders.items():

@@ -147,3 +147,29 @@ async def test_the_client_asks_again_on_every_new_socket(exchange: Exchange) -> 
         finally:
             await client.close()  # the new socket had it asked again: this one goes too
     await until_open(exchange, user, set())
+
+
+async def test_orders_the_socket_cancels_are_forgotten_and_push_out_no_quote() -> None:
+    """A market maker cancels most of what it places: each canceled order was kept up
+    to the limit, and enough of them pushed a still resting quote out of it (then not
+    canceled at the close)."""
+
+    class Ex:
+        def __init__(self) -> None:
+            self.canceled: list[str] = []
+
+        async def cancel_orders(self, user: str, market: str, ids: list[str]) -> list[str]:
+            self.canceled.extend(ids)
+            return ids
+
+    orders = SessionOrders(limit=5)
+    orders.enabled = True
+    orders.placed({"id": "quote", "market": "A-USD", "status": "NEW"})
+    for i in range(100):
+        orders.placed({"id": f"o{i}", "market": "A-USD", "status": "NEW"})
+        orders.ended([{"id": f"o{i}", "market": "A-USD", "status": "CANCELED"}])
+        assert len(orders) == 1
+    orders.ended([{"id": "quote", "market": "A-USD", "status": "NEW"}])  # still open: kept
+    ex = Ex()
+    assert await orders.cancel(ex, "u1") == 1
+    assert ex.canceled == ["quote"]

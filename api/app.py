@@ -123,6 +123,15 @@ async def api_not_found(request: Request) -> Response:
     return jsonio.error_response(ApiError("NOT_FOUND", "no such route"))
 
 
+async def ws_over_http(request: Request) -> Response:
+    """A plain HTTP request to ``/ws`` (no WebSocket handshake): 426 Upgrade Required
+    with the ``Upgrade`` header RFC 9110 asks for, as WebSocket servers answer it."""
+    return jsonio.error_response(
+        ApiError("UPGRADE_REQUIRED", "/ws is a WebSocket endpoint: connect with a WebSocket"),
+        {"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:  # Starlette's carries the Allow header a 405 must have
@@ -170,6 +179,7 @@ def create_app(settings: Any = None, limits: Limits | None = None) -> Starlette:
             methods=["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"],
         ),
         WebSocketRoute("/ws", WebSocketEndpoint()),
+        Route("/ws", ws_over_http, methods=["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

@@ -28,6 +28,7 @@ STATUS: dict[str, int] = {
     "NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
     "PAYLOAD_TOO_LARGE": 413,
+    "UPGRADE_REQUIRED": 426,
 }
 
 

@@ -35,6 +35,6 @@ def test_every_http_route_is_documented_and_every_documented_route_exists() -> N
     documented = documented_routes()
     assert not served - documented, f"add to docs/protocol.md: {sorted(served - documented)}"
     # routes outside /api/v1 (ops, the UI, /ws) are documented too but not in the table
-    outside = {"GET /healthz", "GET /readyz", "GET /metrics", "GET /"}
+    outside = {"GET /healthz", "GET /readyz", "GET /metrics", "GET /", "GET /ws"}
     ghosts = documented - served - outside
     assert not ghosts, f"docs/protocol.md names routes the node does not serve: {sorted(ghosts)}"

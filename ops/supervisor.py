@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops.embedded import EmbeddedServices
+from ops.processes import EmbeddedError
 from ops.settings import Settings, get_settings
 
 log = logging.getLogger("hftx.supervisor")
@@ -223,32 +224,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"not in {args.procfile}: {', '.join(sorted(unknown))}")
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        with EmbeddedServices(settings) as services:
+            return _serve(args, settings, entries, services)
+    except EmbeddedError as exc:  # a server that cannot start: say why, no traceback
+        log.error("%s", exc)
+        return 1
 
-    with EmbeddedServices(settings) as services:
-        env = child_env(settings, services, demo=args.demo)
-        available = split_available(entries)
-        release = [e for e in available if e.name == RELEASE]
-        if release:
-            code = run_release(release[0], env)
-            if code != 0:
-                log.error("release failed (exit code %d); stopping", code)
-                return code
-        else:
-            log.warning("no runnable release entry: Lua library, migrations and seed not applied")
-        processes = [
-            e for e in available if e.name != RELEASE and (not args.names or e.name in args.names)
-        ]
-        if not processes:
-            log.warning("no long-running process to start; embedded services up until Ctrl-C")
-            for name, value in services.env.items():
-                log.info("%s=%s", name, value)
-            with contextlib.suppress(KeyboardInterrupt):
-                signal.pause()
-            return 0
-        log.info(
-            "web on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
-        )
-        return run_processes(processes, env, services)
+
+def _serve(
+    args: argparse.Namespace,
+    settings: Settings,
+    entries: Sequence[Entry],
+    services: EmbeddedServices,
+) -> int:
+    """Release, then the long-running processes, with the embedded servers up."""
+    env = child_env(settings, services, demo=args.demo)
+    available = split_available(entries)
+    release = [e for e in available if e.name == RELEASE]
+    if release:
+        code = run_release(release[0], env)
+        if code != 0:
+            log.error("release failed (exit code %d); stopping", code)
+            return code
+    else:
+        log.warning("no runnable release entry: Lua library, migrations and seed not applied")
+    processes = [
+        e for e in available if e.name != RELEASE and (not args.names or e.name in args.names)
+    ]
+    if not processes:
+        log.warning("no long-running process to start; embedded services up until Ctrl-C")
+        for name, value in services.env.items():
+            log.info("%s=%s", name, value)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+        return 0
+    log.info("web on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir)
+    return run_processes(processes, env, services)
 
 
 if __name__ == "__main__":

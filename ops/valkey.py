@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -71,6 +72,27 @@ def _valkey_ready(server: ServerProcess, host: str, port: int, timeout: float) -
         client.close()
 
 
+PIDFILE = "valkey.pid"  # written by a persistent server, removed on a clean exit
+
+
+def _refuse_a_second_server(pidfile: Path) -> None:
+    """Raise if a live ``valkey-server`` wrote ``pidfile``: two servers appending to one
+    AOF (an orphan of a killed supervisor holds the usual port, so a new one would
+    start on another) corrupt it. A stale file (no such process, or its pid reused by
+    another program or a server of another directory) is ignored."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cwd = os.readlink(f"/proc/{pid}/cwd")  # valkey-server works in its --dir
+    except (OSError, ValueError):
+        return
+    if b"valkey-server" in title and cwd == str(pidfile.parent):
+        raise EmbeddedError(
+            f"valkey-server (pid {pid}) already runs on {pidfile.parent}: stop it"
+            f" (kill {pid}) or use another HFTX_DATA_DIR"
+        )
+
+
 def start_valkey(
     directory: Path,
     *,
@@ -93,6 +115,9 @@ def start_valkey(
     server_bin, _ = valkey_binaries()
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    pidfile = directory / PIDFILE
+    if persistent:
+        _refuse_a_second_server(pidfile)
 
     def launch(chosen: int) -> ServerProcess:
         argv: list[str | Path] = [
@@ -106,7 +131,7 @@ def start_valkey(
             "--appendonly", "yes" if persistent else "no",
         ]  # fmt: skip
         if persistent:
-            argv += ["--appendfsync", appendfsync]
+            argv += ["--appendfsync", appendfsync, "--pidfile", pidfile]
         if cluster:
             argv += [
                 "--cluster-enabled", "yes",

@@ -24,6 +24,7 @@ from ops.processes import EmbeddedError, free_port
 from ops.release import release
 from ops.settings import Settings, load_or_create_secret
 from ops.supervisor import Entry, command_module, parse_procfile, split_available
+from ops.valkey import start_valkey
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_NAMES = ["REDIS_URL", "DATABASE_URL", "PORT", "HFTX_JWT_SECRET", "HFTX_DATA_DIR"]
@@ -241,6 +242,21 @@ def test_supervisor_stops_all_when_an_embedded_server_dies(tmp_path: Path) -> No
     assert "embedded valkey exited (code -9): stopping everything" in rest
     assert "sending SIGTERM to sleeper" in rest
     assert rest.index("sleeper stopped") < rest.index("embedded postgres stopped")
+
+
+def test_supervisor_refuses_a_valkey_left_running_on_its_data_dir(tmp_path: Path) -> None:
+    """An orphan of a killed supervisor: one line saying which pid to stop, exit 1, no
+    second server on the same append-only file and no traceback."""
+    orphan = start_valkey(tmp_path / "data" / "valkey", persistent=True)
+    try:
+        procfile = "release: python -c pass\nsleeper: sleep 60\n"
+        proc = _supervise(procfile, tmp_path / "data", tmp_path)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        orphan.stop()
+    assert proc.returncode == 1, out
+    assert f"valkey-server (pid {orphan.process.pid}) already runs on" in out
+    assert "Traceback" not in out and "sleeper started" not in out
 
 
 def test_supervisor_does_not_start_processes_after_a_failed_release(tmp_path: Path) -> None:

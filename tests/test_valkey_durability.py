@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from ops import embedded
-from ops.processes import free_port
+from ops.processes import EmbeddedError, free_port
 from ops.settings import Settings
 from ops.valkey import start_valkey
 
@@ -62,3 +62,25 @@ def test_with_always_a_kill_9_loses_no_acknowledged_write(env: pytest.MonkeyPatc
         finally:
             client.close()
             again.stop()
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    """An orphaned Valkey (its supervisor killed) keeps the usual port, so a new run
+    would start on another port over the same append-only file: refused instead."""
+    first = start_valkey(tmp_path, persistent=True)
+    try:
+        with pytest.raises(EmbeddedError, match=f"pid {first.process.pid}"):
+            start_valkey(tmp_path, persistent=True)
+    finally:
+        first.stop()
+    again = start_valkey(tmp_path, persistent=True)  # its clean exit removed the pidfile
+    again.stop()
+
+
+def test_a_stale_pidfile_does_not_block_a_start(tmp_path: Path) -> None:
+    gone = start_valkey(tmp_path, persistent=True)
+    pid = gone.process.pid
+    gone.process.proc.send_signal(signal.SIGKILL)  # no clean exit: the pidfile stays
+    gone.process.proc.wait()
+    assert (tmp_path / "valkey.pid").read_text().strip() == str(pid)
+    start_valkey(tmp_path, persistent=True).stop()

@@ -54,7 +54,7 @@ class Connection:
         self.closed = False
         self.close_code: int | None = None
         self.principal: Principal | None = None
-        self.refused_before_auth = 0  # requests answered 401 before a successful auth
+        self.refused_before_auth = 0  # requests refused (401, 400) before a successful auth
         # private channel -> market filter (None: every market)
         self.private: dict[str, frozenset[str] | None] = {}
         self._writer: asyncio.Task[None] | None = None

@@ -255,7 +255,9 @@ METHODS: dict[str, Method] = {
 }
 
 _ENVELOPE = frozenset(("id", "method", "params"))
-MAX_REFUSED_BEFORE_AUTH = 5  # the 5th request before `auth` closes the socket with 4401
+# the 5th request refused before `auth` (401 or a malformed frame's 400) closes the
+# socket with 4401
+MAX_REFUSED_BEFORE_AUTH = 5
 
 
 def _answer(req_id: Any, status: int, body: dict[str, Any]) -> str:
@@ -295,6 +297,14 @@ class Session:
         if self.flood.refused():
             await self.conn.close_after_flush(CLOSE_FLOOD, "flooding")
 
+    async def refused_before_auth(self) -> None:
+        """Count a request refused before `auth` (401 for a method, 400 for a malformed
+        frame or `auth`); the MAX_REFUSED_BEFORE_AUTH-th closes the socket 4401."""
+        conn = self.conn
+        conn.refused_before_auth += 1
+        if conn.refused_before_auth >= MAX_REFUSED_BEFORE_AUTH:
+            await conn.close_after_flush(CLOSE_AUTH, "auth required")
+
     async def handle(self, text: str) -> None:
         conn, node = self.conn, self.node
         if conn.closed:
@@ -331,9 +341,7 @@ class Session:
                 # Answered, not processed; the socket stays open for `auth` (Binance's
                 # WS API does the same) unless a client keeps at it.
                 conn.push(error_answer(req_id, ApiError("UNAUTHORIZED", "send auth first")))
-                conn.refused_before_auth += 1
-                if conn.refused_before_auth >= MAX_REFUSED_BEFORE_AUTH:
-                    await conn.close_after_flush(CLOSE_AUTH, "auth required")
+                await self.refused_before_auth()
                 return
             if method is None:
                 name = "?"
@@ -354,6 +362,8 @@ class Session:
                 await conn.close_after_flush(CLOSE_AUTH, "auth failed")
                 return
             conn.push(error_answer(req_id, err))
+            if conn.principal is None:  # garbage before auth counts as a 401 does
+                await self.refused_before_auth()
             return
         except EngineError as exc:
             refusal = from_engine(exc)

@@ -122,6 +122,29 @@ async def test_a_client_that_keeps_skipping_auth_is_closed_4401(exchange: Exchan
     assert (await asyncio.wait_for(ws.closed, 5))[0] == 4401
 
 
+async def test_malformed_frames_before_auth_count_toward_the_same_limit(
+    exchange: Exchange,
+) -> None:
+    """Garbage before `auth` (not JSON, not an object, a bad envelope, a malformed
+    `auth`) is answered 400 and counted with the 401s: no 10 s of free garbage."""
+    garbage = ["not json", "[1, 2]", '{"id": "g1", "method": "ping", "extra": 1}',
+               '{"id": "g2", "method": "auth", "params": {"token": 7}}']  # fmt: skip
+    ws = await Ws.connect(exchange.ws_url("a"))
+    for frame in garbage:
+        await ws.send(frame)
+    assert (await ws.request("ping"))["status"] == 401  # the 5th refusal
+    assert (await asyncio.wait_for(ws.closed, 5))[0] == 4401
+    assert [a["status"] for a in ws.unmatched] == [400] * len(garbage)
+    # below the limit the socket still takes a correct auth
+    ws = await Ws.connect(exchange.ws_url("a"))
+    for frame in garbage[: MAX_REFUSED_BEFORE_AUTH - 1]:
+        await ws.send(frame)
+    user = await new_user(exchange)
+    assert (await ws.request("auth", {"token": user.token}))["status"] == 200
+    assert (await ws.request("ping"))["status"] == 200
+    await ws.close()
+
+
 async def test_ws_auth_with_forged_tokens_closes_4401(exchange: Exchange) -> None:
     user = await new_user(exchange)
     secret = exchange.env["HFTX_JWT_SECRET"]

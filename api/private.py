@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -22,6 +22,7 @@ import redis.asyncio as aredis
 
 from api.auth import AUTH_CHANNEL
 from api.connection import CLOSE_AUTH, Connection
+from api.session_orders import OPEN
 
 log = logging.getLogger("hftx.private")
 
@@ -171,7 +172,8 @@ class PrivateHub:
                 if conn.principal is not None and conn.principal.token_version < int(version):
                     conn.close_soon(CLOSE_AUTH, "token revoked")
             return
-        conns = self.listeners.get(channel[len(PREFIX) :])
+        user = channel[len(PREFIX) :]
+        conns = self.listeners.get(user)
         if not conns:
             return
         self.messages += 1
@@ -182,8 +184,20 @@ class PrivateHub:
             text = orjson.dumps(notification_push(push)).decode()
         else:
             text = data.decode() if isinstance(data, bytes) else data
+        if kind_of == "orders":
+            _forget_if_ended(self.conns.get(user, conns), push.get("order"))
         for conn in conns:
             if kind_of in conn.private:
                 markets = conn.private[kind_of]
                 if markets is None or market is None or market in markets:
                     conn.push(text)
+
+
+def _forget_if_ended(conns: Iterable[Connection], order: Any) -> None:
+    """An order that ended (filled, canceled anywhere, expired) leaves the cancel on
+    disconnect tables of its owner's sockets: a market maker's filled quotes were kept
+    up to the limit, and enough of them pushed a still resting quote out of it."""
+    if isinstance(order, dict) and order.get("status") not in OPEN:
+        for conn in conns:
+            if conn.orders.enabled:
+                conn.orders.ended([order])

@@ -42,8 +42,10 @@ class SessionOrders:
     def ended(self, orders: list[dict[str, Any]]) -> None:
         """Forget the orders an answer on this socket shows ended (a cancel, a cancel
         all): a market maker cancels most of its quotes, and each was kept up to the
-        limit. (Orders filled or canceled elsewhere stay until the limit pushes them
-        out; canceling them again at the close is harmless.)"""
+        limit. The node's private hub calls it too with each ``orders`` push of an
+        ended order (filled, canceled elsewhere) while a socket of the user on this node
+        is subscribed to a private channel; otherwise such orders stay until the limit
+        pushes them out (canceling them again at the close is harmless)."""
         for order in orders:
             if order.get("status") not in OPEN:
                 self._orders.pop(order["id"], None)

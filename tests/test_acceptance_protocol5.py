@@ -39,6 +39,7 @@ from tests.test_e2e_support import (
     connect,
     fund,
     limit,
+    maker_and_taker,
     new_market,
     new_user,
     unique,
@@ -89,10 +90,7 @@ async def test_a_quote_budget_market_buy_that_empties_the_book_expires_with_what
 ) -> None:
     market = await new_market(live)
     base = market.split("-")[0]
-    maker, taker = await new_user(live), await new_user(live)
-    await fund(live, maker, {base: "5"})
-    await fund(live, taker, {"USD": "1000"})
-    mws, tws = await connect(live, sockets, maker), await connect(live, sockets, taker)
+    _, taker, mws, tws = await maker_and_taker(live, sockets, {base: "5"}, {"USD": "1000"})
     await ws_ok(tws, "subscribe", {"channel": "orders"})
     await ws_ok(mws, "order.place", limit(market, "sell", "0.5", "10.00"))
 
@@ -264,10 +262,7 @@ async def test_every_string_has_the_grids_or_the_assets_decimals(
     })  # fmt: skip
     assert r.status_code == 200, r.text
     assert (r.json()["price_increment"], r.json()["max_notional"]) == ("10", "90071992547409.91")
-    maker, taker = await new_user(live), await new_user(live)
-    await fund(live, maker, {base: "10"})
-    await fund(live, taker, {quote: "1000"})
-    mws, tws = await connect(live, sockets, maker), await connect(live, sockets, taker)
+    maker, taker, mws, tws = await maker_and_taker(live, sockets, {base: "10"}, {quote: "1000"})
     for ws in (mws, tws):
         await ws_ok(ws, "subscribe", {"channel": "orders"})
         await ws_ok(ws, "subscribe", {"channel": "balances"})

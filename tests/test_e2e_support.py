@@ -336,6 +336,18 @@ async def connect(exchange: Exchange, sockets: list[Ws], user: User, node: str =
     return ws
 
 
+async def maker_and_taker(
+    exchange: Exchange, sockets: list[Ws], maker_funds: dict[str, str],
+    taker_funds: dict[str, str],
+) -> tuple[User, User, Ws, Ws]:  # fmt: skip
+    """Two new users funded with these amounts, each with a socket on node a."""
+    maker, taker = await new_user(exchange), await new_user(exchange)
+    await fund(exchange, maker, maker_funds)
+    await fund(exchange, taker, taker_funds)
+    maker_ws = await connect(exchange, sockets, maker)
+    return maker, taker, maker_ws, await connect(exchange, sockets, taker)
+
+
 def stop_processes(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     """SIGTERM every process, then wait for each (SIGKILL after 10 s)."""
     for proc in procs.values():

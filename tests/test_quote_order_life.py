@@ -11,12 +11,10 @@ from typing import Any
 from tests.test_e2e_support import (
     Exchange,
     Ws,
-    connect,
     eventually,
-    fund,
     limit,
+    maker_and_taker,
     new_market,
-    new_user,
 )
 
 pytest_plugins = ["tests.test_e2e_support"]
@@ -33,10 +31,7 @@ async def test_a_quote_budget_market_buy_shows_the_same_order_everywhere(
 ) -> None:
     market = await new_market(live)
     base = market.split("-")[0]
-    maker, taker = await new_user(live), await new_user(live)
-    await fund(live, maker, {base: "5"})
-    await fund(live, taker, {"USD": "1000"})
-    mws, tws = await connect(live, sockets, maker), await connect(live, sockets, taker)
+    _, taker, mws, tws = await maker_and_taker(live, sockets, {base: "5"}, {"USD": "1000"})
     assert (await tws.request("subscribe", {"channel": "orders"}))["status"] == 200
     for amount, price in (("0.3", "10.00"), ("0.2", "11.00")):
         assert (await mws.request("order.place", limit(market, "sell", amount, price)))[

@@ -15,6 +15,7 @@ import uvicorn
 from api.app import create_app
 from api.limits import Limits
 from api.wsproto import FanoutProtocol
+from ops import gc_policy
 
 
 class Server(uvicorn.Server):
@@ -47,6 +48,17 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def gc_policy_hook() -> Any:
+    """A startup hook applying :mod:`ops.gc_policy` once the node (and the demo, if
+    any) has started; it keeps the timer task referenced."""
+    tasks: list[Any] = []
+
+    async def hook(node: Any) -> None:
+        tasks.append(gc_policy.start())
+
+    return hook
+
+
 def main(argv: list[str] | None = None) -> None:
     from ops.settings import get_settings
 
@@ -69,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
     limits = Limits.from_env()
     app = create_app(settings, limits)
+    app.state.startup_hooks.append(gc_policy_hook())  # last: freezes what startup made
     config = uvicorn.Config(
         app,
         host=args.host or settings.host,

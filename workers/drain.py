@@ -41,6 +41,7 @@ import hiredis
 import psycopg
 from prometheus_client import Counter, Gauge, Histogram
 
+from ops import gc_policy
 from workers import REDIS_DOWN, streams
 from workers.pgwrite import Converted, convert, prepare_connection, write_rows
 from workers.rows import Rows
@@ -558,9 +559,12 @@ async def _main(args: argparse.Namespace) -> None:
         start_http_server(args.metrics_port)
     drain = Drain(redis, database_url, cfg)
     log.info("drain %s starting", cfg.consumer)
+    gc_task = gc_policy.start()
     try:
         await drain.run(stop)
     finally:
+        if gc_task is not None:
+            gc_task.cancel()
         await redis.aclose()
 
 
@@ -569,7 +573,8 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m workers.drain",
         description=__doc__.split("\n")[0]
         + " Each option's default comes from the HFTX_DRAIN_* variable named in its help;"
-        " REDIS_URL and DATABASE_URL as for every process, HFTX_LOG_LEVEL (INFO).",
+        " REDIS_URL and DATABASE_URL as for every process, HFTX_LOG_LEVEL (INFO),"
+        " HFTX_GC_FULL_S (60: seconds between full garbage collections; 0: CPython's).",
     )
     env = os.environ.get
 

@@ -46,6 +46,7 @@ from engine.settlement import (
     ops_for_entry,
 )
 from engine.types import Balance, EngineError
+from ops import gc_policy
 from workers import REDIS_DOWN
 from workers.streams import SETTLER_POSITION, market_count
 
@@ -470,6 +471,7 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("settler started")
+    gc_task = gc_policy.start()
     try:
         settler = Settler(
             redis,
@@ -478,6 +480,8 @@ async def main() -> None:
         )
         await settler.run(stop)
     finally:
+        if gc_task is not None:
+            gc_task.cancel()
         await redis.aclose()
 
 
@@ -490,7 +494,8 @@ def parse_args(argv: list[str] | None = None) -> None:
         description="The settler: market fills and transfers -> balances, exactly once."
         " Environment: REDIS_URL (default: the embedded Valkey), HFTX_LOG_LEVEL (INFO),"
         " HFTX_SETTLER_INSTANCE (a restarted instance with the same name takes its leases"
-        " back at once; default: host:pid), HFTX_SETTLER_LEASE_MS (5000).",
+        " back at once; default: host:pid), HFTX_SETTLER_LEASE_MS (5000), HFTX_GC_FULL_S"
+        " (60: seconds between full garbage collections; 0: CPython's automatic ones).",
     ).parse_args(argv)
 
 

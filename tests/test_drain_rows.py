@@ -141,3 +141,28 @@ def test_merged_batches_equal_one_batch():
         assert parts.rows.orders == whole.rows.orders
         assert parts.rows.trades == whole.rows.trades
         assert parts.rows.market_events == whole.rows.market_events
+
+
+@pytest.mark.parametrize("ts", ["5", 1.5, True, None])
+def test_market_entry_with_a_ts_not_an_integer_is_poison(ts):
+    from workers.rows import PoisonEntry
+
+    ev = [{"e": "level", "seq": 1, "ts": ts, "side": "buy", "price": 1, "size": 1}]
+    with pytest.raises(PoisonEntry):
+        market_entry_rows("M-1", [b"f", b"1", b"l", b"1", b"e", orjson.dumps(ev)])
+
+
+async def test_market_events_row_out_of_range_is_a_data_error(db_url):
+    """market_events is copied in binary: a value the client cannot send fails the
+    batch as PostgreSQL would (DataError: the drain bisects down to the entry)."""
+    from workers.pgwrite import prepare_connection
+
+    rows = Rows()
+    rows.market_events.append(("M-1", 2**63, 2**63, 5, "[]"))
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        await prepare_connection(conn)
+        with pytest.raises(psycopg.DataError):
+            async with conn.transaction():
+                await write_rows(conn, rows)
+        cur = await conn.execute("SELECT count(*) FROM market_events")
+        assert (await cur.fetchone()) == (0,)

@@ -178,13 +178,32 @@ async def prepare_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.commit()
 
 
+# Tables copied in binary: their raw event text is sent as is (the text format escapes
+# it in the drain and parses it again in PostgreSQL); every column typed by the converter.
+_MARKET_EVENT_TYPES = ("text", "int8", "int8", "int8", "text")
+_BINARY_TYPES = {"market_events": _MARKET_EVENT_TYPES, "_d_market_events": _MARKET_EVENT_TYPES}
+
+
 async def _copy(
     cur: psycopg.AsyncCursor[Any], table: str, cols: tuple[str, ...], rows: Any
 ) -> None:
-    async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
-        fmt = cp.formatter.write_row  # formats into a buffer, returns it when full
+    types = _BINARY_TYPES.get(table)
+    if types is None:
+        async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+            fmt = cp.formatter.write_row  # formats into a buffer, returns it when full
+            for row in rows:
+                if data := fmt(row):
+                    await cp.write(data)
+        return
+    async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(list(types))
+        fmt = cp.formatter.write_row
         for row in rows:
-            if data := fmt(row):
+            try:
+                data = fmt(row)
+            except (TypeError, ValueError, OverflowError) as exc:  # as PostgreSQL would refuse it
+                raise psycopg.DataError(f"{table} row {row[:4]}: {exc}") from exc
+            if data:
                 await cp.write(data)
 
 

@@ -234,6 +234,8 @@ def market_entry_rows(market: str, entry: Any, into: Rows | None = None) -> Rows
             raise PoisonEntry("events do not match f..l")
         _market_events(market, events, first, rows)
         ts = events[0]["ts"]
+        if type(ts) is not int:  # market_events is copied in binary: no text to parse
+            raise PoisonEntry(f"ts must be an integer, got {ts!r}")
     except (ValueError, TypeError, KeyError) as exc:
         raise PoisonEntry(f"{type(exc).__name__}: {exc}") from None
     text = raw.decode() if type(raw) is bytes else str(raw)

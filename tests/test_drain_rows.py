@@ -155,14 +155,34 @@ def test_market_entry_with_a_ts_not_an_integer_is_poison(ts):
 async def test_market_events_row_out_of_range_is_a_data_error(db_url):
     """market_events is copied in binary: a value the client cannot send fails the
     batch as PostgreSQL would (DataError: the drain bisects down to the entry)."""
-    from workers.pgwrite import prepare_connection
-
     rows = Rows()
     rows.market_events.append(("M-1", 2**63, 2**63, 5, "[]"))
+    await _refused(db_url, rows, "market_events")
+
+
+@pytest.mark.parametrize("column", ["price", "maker_user", "seq"])
+async def test_trade_value_of_another_type_is_a_data_error(db_url, column):
+    """trades are copied in binary too: a string for a bigint (or the reverse) fails
+    the batch with a DataError, like a value PostgreSQL cannot parse."""
+    from workers.rows import TRADE_COLUMNS
+
+    good = ("M-1", 1, 5, 1, 5, "buy", "a", "b", "u1", "u2", 0, 0, 1, 5)
+    i = TRADE_COLUMNS.index(column)
+    bad = [*good[:1], 2, *good[2:]]  # another trade
+    bad[i] = "x" if isinstance(good[i], int) else 7
+    rows = Rows()
+    rows.trades += [good, tuple(bad)]
+    await _refused(db_url, rows, "trades")
+
+
+async def _refused(db_url: str, rows: Rows, table: str) -> None:
+    """``write_rows`` fails with a DataError and writes nothing to ``table``."""
+    from workers.pgwrite import prepare_connection
+
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         await prepare_connection(conn)
         with pytest.raises(psycopg.DataError):
             async with conn.transaction():
                 await write_rows(conn, rows)
-        cur = await conn.execute("SELECT count(*) FROM market_events")
+        cur = await conn.execute(f"SELECT count(*) FROM {table}")
         assert (await cur.fetchone()) == (0,)

@@ -178,10 +178,19 @@ async def prepare_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.commit()
 
 
-# Tables copied in binary: their raw event text is sent as is (the text format escapes
-# it in the drain and parses it again in PostgreSQL); every column typed by the converter.
-_MARKET_EVENT_TYPES = ("text", "int8", "int8", "int8", "text")
-_BINARY_TYPES = {"market_events": _MARKET_EVENT_TYPES, "_d_market_events": _MARKET_EVENT_TYPES}
+# Tables of market entries, copied in binary: no value is formatted as text in the drain
+# and parsed again by PostgreSQL (the raw event text of market_events is sent as is).
+# A value must be of its column's type (int for int8, str for text; None: NULL), else
+# the batch fails with a DataError, as PostgreSQL fails it on a value it cannot parse.
+_BINARY_TYPES = {
+    "market_events": ("text", "int8", "int8", "int8", "text"),
+    "trades": ("text", "int8", "int8", "int8", "int8", "text", "text", "text", "text", "text",
+               "int8", "int8", "int8", "int8"),
+    "orders": ("text", "text", "text", "text", "int8", "text", "text", "bool", "text", "text",
+               "int8", "int8", "int8", "int8", "int8", "int8", "int8", "text", "text", "int8"),
+}  # fmt: skip
+_BINARY_TYPES.update({temp: _BINARY_TYPES[table] for table, temp in _TEMP_TABLE.items()
+                      if table in _BINARY_TYPES})  # fmt: skip
 
 
 async def _copy(

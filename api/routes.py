@@ -309,9 +309,7 @@ async def admin_fee_transfer(call: Call) -> Any:
 
 
 async def _empty_body(call: Call) -> None:
-    body = await call.json()
-    if body:
-        raise ApiError("INVALID_PARAM", "this route takes no body")
+    await call.no_body()
 
 
 TABLE: list[ApiRoute] = [

@@ -35,6 +35,7 @@ log = logging.getLogger("hftx.http")
 Policy = Literal["public", "user", "admin"]
 POLICIES = ("public", "user", "admin")
 _UINT = re.compile(r"^[0-9]{1,9}$")
+BODILESS = ("GET", "DELETE")  # their parameters are in the path and the query
 
 
 @dataclass(slots=True)
@@ -67,6 +68,18 @@ class Call:
         if not body.strip():
             return {}
         return jsonio.loads_object(bytes(body))
+
+    async def no_body(self) -> None:
+        """Refuse content on a route that takes none (``{}`` counts as none).
+
+        A ``DELETE /orders`` body of ``{"market": ...}`` (parameters where Binance
+        also reads them) would otherwise be ignored and cancel every market's orders.
+        """
+        headers = self.request.headers
+        if "content-length" not in headers and "transfer-encoding" not in headers:
+            return
+        if await self.json():
+            raise ApiError("INVALID_PARAM", "this route takes no body")
 
     def query(self, *allowed: str) -> dict[str, str]:
         """The query parameters; an empty one (``?market=``) counts as not given."""
@@ -124,7 +137,10 @@ async def authorized(node: Node, route: ApiRoute, request: Request) -> Any:
         allowed = node.user_limiter.allow(principal.user_id)
     if not allowed:
         raise ApiError("RATE_LIMITED", "too many requests")
-    return await route.handler(Call(request, node, principal))
+    call = Call(request, node, principal)
+    if route.method in BODILESS:
+        await call.no_body()
+    return await route.handler(call)
 
 
 def endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:

@@ -1,0 +1,74 @@
+"""Sixth black-box acceptance pass over /work/shared/PROTOCOL.md and docs/protocol.md:
+the nasty cases a third-party bot author hits that the first five passes leave out.
+
+- Parameters sent in the body of a ``DELETE`` or ``GET`` (where Binance also reads
+  them) are refused with ``INVALID_PARAM`` rather than ignored: ``DELETE /orders``
+  with ``{"market": ...}`` in its body cancelled the orders of every market.
+
+Raw ``httpx`` only; money compared as exact strings. Targets the e2e session
+exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from tests.test_e2e_support import Exchange, User, fund, limit, new_market, new_user
+
+pytest_plugins = ["tests.test_e2e_support"]
+
+JSON = {"content-type": "application/json"}
+
+
+async def call(live: Exchange, user: User, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async with live.http("a", user.token) as http:
+        return await http.request(method, path, **kwargs)
+
+
+async def ok(live: Exchange, user: User, method: str, path: str, **kwargs: Any) -> Any:
+    r = await call(live, user, method, path, **kwargs)
+    assert r.status_code == 200, (method, path, r.status_code, r.text)
+    return r.json()
+
+
+def refused(r: httpx.Response, status: int, code: str) -> None:
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+
+
+async def open_ids(live: Exchange, user: User) -> set[str]:
+    return {o["id"] for o in await ok(live, user, "GET", "/orders")}
+
+
+# -- bodies on routes that take none ---------------------------------------------------
+
+
+async def test_a_body_on_a_delete_or_get_is_refused_and_cancels_nothing(live: Exchange) -> None:
+    one, two = await new_market(live), await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    placed = {
+        (await ok(live, user, "POST", "/orders", json=limit(m, "buy", "1", "1.00")))["id"]
+        for m in (one, two)
+    }
+    by_id = next(iter(placed))
+
+    # {"market": one} in the body, not the query: refused, both orders stay
+    body = json.dumps({"market": one})
+    refused(await call(live, user, "DELETE", "/orders", content=body, headers=JSON),
+            400, "INVALID_PARAM")  # fmt: skip
+    refused(await call(live, user, "DELETE", f"/orders/{by_id}", content=body, headers=JSON),
+            400, "INVALID_PARAM")  # fmt: skip
+    refused(await call(live, user, "GET", "/orders", content=body, headers=JSON),
+            400, "INVALID_PARAM")  # fmt: skip
+    refused(await call(live, user, "GET", "/balances", content="[]", headers=JSON),
+            400, "INVALID_PARAM")  # fmt: skip
+    assert await open_ids(live, user) == placed
+
+    # an empty body or {} is no body: the query names the market
+    canceled = await ok(live, user, "DELETE", "/orders", params={"market": one},
+                        content="{}", headers=JSON)  # fmt: skip
+    assert [o["market"] for o in canceled] == [one]
+    assert len(await ok(live, user, "GET", "/orders", content=b"")) == 1

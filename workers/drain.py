@@ -319,7 +319,8 @@ class Drain:
         fault("after_commit")
         await self._redis_retry(lambda: ack(self.redis, self.cfg.group, entries))
         fault("after_ack")
-        cleared = [e for e in entries if (e.stream, e.id) in self._retried]
+        retried = self._retried
+        cleared = [e for e in entries if (e.stream, e.id) in retried] if retried else []
         for e in cleared:  # an earlier attempt failed: forget its failure count
             await streams.clear_failures(self.redis, e.stream, [e.id])
         BATCH_SECONDS.observe(time.perf_counter() - started)

@@ -319,9 +319,7 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
         if rows.notifications:
             await cur.executemany(_NOTIFICATIONS_INSERT, sorted(rows.notifications, key=_KEY1))
     if fresh:
-        await candles.upsert(
-            conn, candles.aggregate((t[0], t[1], t[2], t[3], t[4], t[13]) for t in fresh)
-        )
+        await candles.upsert(conn, candles.aggregate(map(_TICK, fresh)))
     return len(fresh)
 
 
@@ -335,6 +333,7 @@ def _latest(records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 _KEY1 = operator.itemgetter(0)
+_TICK = operator.itemgetter(0, 1, 2, 3, 4, 13)  # trade row -> candles.TradeTick
 _KEY2 = operator.itemgetter(0, 1)
 
 

@@ -135,6 +135,17 @@ class Rows:
         old = self.orders.get(row[0])
         self.orders[row[0]] = row if old is None else merge_order(old, row)
 
+    def _merge_orders(self, theirs: dict[str, OrderRow]) -> None:
+        """``add_order`` of each of ``theirs``: the ids both have merged, the others
+        added in one ``update`` (batches of a market rarely share an order)."""
+        mine = self.orders
+        if mine.keys().isdisjoint(theirs):
+            mine.update(theirs)
+            return
+        both = {oid: merge_order(mine[oid], theirs[oid]) for oid in mine.keys() & theirs.keys()}
+        mine.update(theirs)
+        mine.update(both)
+
     def add_market(self, row: MarketRow) -> None:
         old = self.markets.get(row[0])
         if old is None or row[12] > old[12]:
@@ -143,8 +154,7 @@ class Rows:
     def extend(self, other: Rows) -> None:
         self.market_events += other.market_events
         self.trades += other.trades
-        for order in other.orders.values():
-            self.add_order(order)
+        self._merge_orders(other.orders)
         for market in other.markets.values():
             self.add_market(market)
         self.ledger += other.ledger

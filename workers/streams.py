@@ -118,9 +118,11 @@ def _entries(reply: Any) -> list[Entry]:
         first = messages[0] if messages else None
         if isinstance(first, list) and first and isinstance(first[0], list | tuple):
             messages = first  # redis-py's RESP3 shape: [[(id, fields), ...]]
+        append = out.append
         for entry_id, fields in messages:
             if fields is not None:  # raw replies keep the flat [field, value, ...] list
-                out.append(Entry(name, text(entry_id), fields))
+                eid = entry_id.decode() if type(entry_id) is bytes else str(entry_id)
+                append(Entry(name, eid, fields))
     return out
 
 

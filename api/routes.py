@@ -140,6 +140,9 @@ async def candles(call: Call) -> Any:
         raise ApiError("INVALID_PARAM", f"interval must be one of {', '.join(INTERVALS)}")
     limit = call.int_query(query, "limit", 100, 1, MAX_LIMIT)
     start, end = _ts_query(query, "start"), _ts_query(query, "end")
+    if start is not None and end is not None and start > end:
+        # a swapped pair, not an empty window (Binance: "Start time is greater than end time")
+        raise ApiError("INVALID_PARAM", "start must not be after end")
     market_id = _market_id(call)
     m = await service.market(call.node, market_id)
     from api import history_io

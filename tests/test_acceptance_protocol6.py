@@ -4,6 +4,8 @@ the nasty cases a third-party bot author hits that the first five passes leave o
 - Parameters sent in the body of a ``DELETE`` or ``GET`` (where Binance also reads
   them) are refused with ``INVALID_PARAM`` rather than ignored: ``DELETE /orders``
   with ``{"market": ...}`` in its body cancelled the orders of every market.
+- Candles with ``start`` after ``end`` are ``INVALID_PARAM`` (Binance's "Start time is
+  greater than end time"), not an empty list.
 
 Raw ``httpx`` only; money compared as exact strings. Targets the e2e session
 exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
@@ -72,3 +74,17 @@ async def test_a_body_on_a_delete_or_get_is_refused_and_cancels_nothing(live: Ex
                         content="{}", headers=JSON)  # fmt: skip
     assert [o["market"] for o in canceled] == [one]
     assert len(await ok(live, user, "GET", "/orders", content=b"")) == 1
+
+
+# -- candles ---------------------------------------------------------------------------
+
+
+async def test_candles_refuse_a_start_after_the_end(live: Exchange) -> None:
+    market = await new_market(live)
+    user = await new_user(live)
+    url = f"/markets/{market}/candles"
+    r = await call(live, user, "GET", url, params={"start": 2_000_000, "end": 1_000_000})
+    refused(r, 400, "INVALID_PARAM")
+    # an empty window (start = end) and an open one are not errors
+    assert await ok(live, user, "GET", url, params={"start": 1_000_000, "end": 1_000_000}) == []
+    assert await ok(live, user, "GET", url, params={"start": 1_000_000}) == []

@@ -169,6 +169,11 @@ class Exchange:
     async def _hold_and_place(self, user_id: str, market: Market, req: OrderRequest) -> PlaceResult:
         """The two phases of a place under a new order id: hold, then place."""
         asset, amount = hold_of(market, req)
+        if req.side == "buy" and amount > accounts.MAX_AMOUNT:
+            # above every market's max_notional (at most MAX_AMOUNT): say so, as the
+            # engine would, rather than the hold's "amount too large"
+            what = "order notional" if req.type == "limit" else "quote_amount"
+            raise EngineError("INVALID_PARAM", f"{what} above max notional")
         order_id = new_order_id()
         now = now_ms()
         held = await accounts.hold(

@@ -4,6 +4,8 @@ the nasty cases a third-party bot author hits that the first five passes leave o
 - Parameters sent in the body of a ``DELETE`` or ``GET`` (where Binance also reads
   them) are refused with ``INVALID_PARAM`` rather than ignored: ``DELETE /orders``
   with ``{"market": ...}`` in its body cancelled the orders of every market.
+- A buy above ``max_notional`` is refused as such, also when its cost passes the
+  largest hold (it said "amount too large" of a one-lot order).
 - Candles with ``start`` after ``end`` are ``INVALID_PARAM`` (Binance's "Start time is
   greater than end time"), not an empty list.
 
@@ -88,3 +90,25 @@ async def test_candles_refuse_a_start_after_the_end(live: Exchange) -> None:
     # an empty window (start = end) and an open one are not errors
     assert await ok(live, user, "GET", url, params={"start": 1_000_000, "end": 1_000_000}) == []
     assert await ok(live, user, "GET", url, params={"start": 1_000_000}) == []
+
+
+# -- max_notional ----------------------------------------------------------------------
+
+
+async def test_a_buy_above_max_notional_is_refused_as_such_whatever_its_size(
+    live: Exchange,
+) -> None:
+    """A buy whose cost passes what any hold can be (2**53 - 1 minimal units, the
+    ceiling of every ``max_notional``) said "amount too large" of a small amount."""
+    market = await new_market(live, max_notional="100")
+    user = await new_user(live)
+    await fund(live, user, {"USD": "1000"})
+    for body in (
+        limit(market, "buy", "1", "10000000000.00"),  # 1 lot at a huge price
+        limit(market, "buy", "1", "1000.00"),  # above max_notional, within a hold
+        {"market": market, "side": "buy", "type": "market", "quote_amount": "100000000000"},
+    ):
+        r = await call(live, user, "POST", "/orders", json=body)
+        refused(r, 400, "INVALID_PARAM")
+        assert "max notional" in r.json()["error"]["message"], r.text
+    assert await open_ids(live, user) == set()

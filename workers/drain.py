@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -561,6 +562,13 @@ async def _main(args: argparse.Namespace) -> None:
     drain = Drain(redis, database_url, cfg)
     log.info("drain %s starting", cfg.consumer)
     gc_task = gc_policy.start()
+    if gc_task is not None:
+        # no young collections either: the timer's full ones suffice. A batch's
+        # thousands of containers live until it is written, so young collections
+        # traversed each of them twice (about 2 us of CPU per trade, a tenth of the
+        # drain's), and the drain makes almost no cyclic garbage (about 60 objects
+        # per 60,000 entries).
+        gc.disable()
     try:
         await drain.run(stop)
     finally:
@@ -575,7 +583,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__.split("\n")[0]
         + " Each option's default comes from the HFTX_DRAIN_* variable named in its help;"
         " REDIS_URL and DATABASE_URL as for every process, HFTX_LOG_LEVEL (INFO),"
-        " HFTX_GC_FULL_S (60: seconds between full garbage collections; 0: CPython's).",
+        " HFTX_GC_FULL_S (60: seconds between garbage collections, the only ones; 0: CPython's).",
     )
     env = os.environ.get
 

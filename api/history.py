@@ -156,6 +156,7 @@ def _limit(limit: int) -> int:
 # what the cursors made here are made of (ids, market ids, integers, '~'): anything else,
 # a NUL byte included (PostgreSQL refuses it in text: a 500), is not one of ours
 _CURSOR = re.compile(r"[0-9A-Za-z~-]{1,200}")
+MAX_BIGINT = 2**63 - 1
 
 
 def _cursor(cursor: str | None, parts: int) -> list[str] | None:
@@ -170,7 +171,8 @@ def _cursor(cursor: str | None, parts: int) -> list[str] | None:
 
 
 def _int(text: str) -> int:
-    if not text.lstrip("-").isdigit():
+    # every number in our cursors (times, trade, notification and entry ids) is a bigint >= 0
+    if not text.isdigit() or int(text) > MAX_BIGINT:
         raise ValueError("bad cursor")
     return int(text)
 

@@ -6,6 +6,8 @@ the nasty cases a third-party bot author hits that the first five passes leave o
   with ``{"market": ...}`` in its body cancelled the orders of every market.
 - A buy above ``max_notional`` is refused as such, also when its cost passes the
   largest hold (it said "amount too large" of a one-lot order).
+- History cursors holding a negative or out-of-range number are ``INVALID_PARAM``
+  (they are not ours), not an empty page.
 - Candles with ``start`` after ``end`` are ``INVALID_PARAM`` (Binance's "Start time is
   greater than end time"), not an empty list.
 
@@ -112,3 +114,24 @@ async def test_a_buy_above_max_notional_is_refused_as_such_whatever_its_size(
         refused(r, 400, "INVALID_PARAM")
         assert "max notional" in r.json()["error"]["message"], r.text
     assert await open_ids(live, user) == set()
+
+
+# -- paging cursors --------------------------------------------------------------------
+
+
+async def test_cursors_with_numbers_no_cursor_of_ours_holds_are_refused(live: Exchange) -> None:
+    """A cursor is opaque, and one that is not ours is INVALID_PARAM: negative or
+    out-of-range numbers answered 200 with an empty page."""
+    user = await new_user(live)
+    for path, params in (
+        ("/fills", {"cursor": "1~BTC-USD~-1"}),
+        ("/fills", {"cursor": "-1~BTC-USD~1"}),
+        ("/fills", {"cursor": "1~BTC-USD~99999999999999999999999"}),
+        ("/fills", {"cursor": "9223372036854775808~BTC-USD~1"}),
+        ("/orders", {"status": "all", "cursor": "-1795704160492~5"}),
+        ("/orders", {"status": "closed", "cursor": "99999999999999999999999~1"}),
+    ):
+        refused(await call(live, user, "GET", path, params=params), 400, "INVALID_PARAM")
+    # the largest numbers a cursor of ours can hold are still one
+    biggest = f"{2**63 - 1}~BTC-USD~{2**63 - 1}"
+    assert await ok(live, user, "GET", "/fills", params={"cursor": biggest}) == []

@@ -71,6 +71,9 @@ async def test_a_body_on_a_delete_or_get_is_refused_and_cancels_nothing(live: Ex
             400, "INVALID_PARAM")  # fmt: skip
     refused(await call(live, user, "GET", "/balances", content="[]", headers=JSON),
             400, "INVALID_PARAM")  # fmt: skip
+    form = {"content-type": "application/x-www-form-urlencoded"}  # as Binance takes them
+    refused(await call(live, user, "DELETE", "/orders", content=f"market={one}", headers=form),
+            400, "INVALID_PARAM")  # fmt: skip
     assert await open_ids(live, user) == placed
 
     # an empty body or {} is no body: the query names the market
@@ -119,7 +122,7 @@ async def test_a_buy_above_max_notional_is_refused_as_such_whatever_its_size(
 # -- paging cursors --------------------------------------------------------------------
 
 
-async def test_cursors_with_numbers_no_cursor_of_ours_holds_are_refused(live: Exchange) -> None:
+async def test_cursors_with_negative_or_out_of_range_numbers_are_refused(live: Exchange) -> None:
     """A cursor is opaque, and one that is not ours is INVALID_PARAM: negative or
     out-of-range numbers answered 200 with an empty page."""
     user = await new_user(live)

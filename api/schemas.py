@@ -186,4 +186,14 @@ def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError("INVALID_PARAM", describe(exc, model)) from None
+        raise refusal(exc, model) from None
+
+
+def refusal(exc: ValidationError, model: type[Strict]) -> ApiError:
+    """INVALID_PARAM, but UNKNOWN_MARKET for a malformed market id (``BTCUSD``,
+    ``btc-usd``): it names no listed market either (Binance's "Invalid symbol" for
+    both), as the market ids of paths and query filters answer."""
+    err = exc.errors(include_url=False, include_input=False)[0]
+    if err["type"] == "string_pattern_mismatch" and err["loc"][:1] in (("market",), ("markets",)):
+        return ApiError("UNKNOWN_MARKET", "unknown market")
+    return ApiError("INVALID_PARAM", describe(exc, model))

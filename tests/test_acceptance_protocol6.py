@@ -8,10 +8,12 @@ the nasty cases a third-party bot author hits that the first five passes leave o
   largest hold (it said "amount too large" of a one-lot order).
 - History cursors holding a negative or out-of-range number are ``INVALID_PARAM``
   (they are not ours), not an empty page.
+- A malformed market id (``BTCUSD``, ``btc-usd``) is ``UNKNOWN_MARKET`` in bodies and
+  WebSocket params too, as in paths and query filters (was ``INVALID_PARAM``).
 - Candles with ``start`` after ``end`` are ``INVALID_PARAM`` (Binance's "Start time is
   greater than end time"), not an empty list.
 
-Raw ``httpx`` only; money compared as exact strings. Targets the e2e session
+Raw ``httpx`` and ``Ws`` only; money compared as exact strings. Targets the e2e session
 exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from tests.test_e2e_support import Exchange, User, fund, limit, new_market, new_user
+from tests.test_e2e_support import Exchange, User, Ws, connect, fund, limit, new_market, new_user
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -138,3 +140,37 @@ async def test_cursors_with_negative_or_out_of_range_numbers_are_refused(live: E
     # the largest numbers a cursor of ours can hold are still one
     biggest = f"{2**63 - 1}~BTC-USD~{2**63 - 1}"
     assert await ok(live, user, "GET", "/fills", params={"cursor": biggest}) == []
+
+
+# -- market ids ------------------------------------------------------------------------
+
+
+async def test_a_malformed_market_id_is_unknown_market_everywhere(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    """``BTCUSD`` (Binance's spelling) or ``btc-usd`` names no listed market: the
+    paths and query filters said UNKNOWN_MARKET, bodies and WebSocket params
+    INVALID_PARAM. Now UNKNOWN_MARKET everywhere, as Binance's "Invalid symbol"."""
+    user = await new_user(live)
+    await fund(live, user, {"USD": "10"})
+    ws = await connect(live, sockets, user)
+    for bad in ("BTCUSD", "btc-usd", "BTC_USD", ""):
+        order = limit(bad, "buy", "0.001", "1.00")
+        refused(await call(live, user, "POST", "/orders", json=order), 400, "UNKNOWN_MARKET")
+        for method, params in (
+            ("order.place", order),
+            ("orders.open", {"market": bad}),
+            ("order.cancel_all", {"market": bad}),
+            ("subscribe", {"channel": "book", "markets": ["BTC-USD", bad]}),
+            ("subscribe", {"channel": "orders", "markets": [bad]}),
+        ):
+            answer = await ws.request(method, params)
+            assert (answer["status"], answer["error"]["code"]) == (400, "UNKNOWN_MARKET"), answer
+    for bad in ("BTCUSD", "btc-usd"):
+        r = await call(live, user, "DELETE", "/orders", params={"market": bad})
+        refused(r, 400, "UNKNOWN_MARKET")
+        refused(await call(live, user, "GET", f"/markets/{bad}/book"), 400, "UNKNOWN_MARKET")
+    # other malformed fields stay INVALID_PARAM
+    r = await call(live, user, "POST", "/orders", json=limit("BTC-USD", "BUY", "0.001", "1.00"))
+    refused(r, 400, "INVALID_PARAM")
+    assert await open_ids(live, user) == set()

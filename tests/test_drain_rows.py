@@ -143,46 +143,74 @@ def test_merged_batches_equal_one_batch():
         assert parts.rows.market_events == whole.rows.market_events
 
 
-@pytest.mark.parametrize("ts", ["5", 1.5, True, None])
-def test_market_entry_with_a_ts_not_an_integer_is_poison(ts):
-    from workers.rows import PoisonEntry
-
-    ev = [{"e": "level", "seq": 1, "ts": ts, "side": "buy", "price": 1, "size": 1}]
-    with pytest.raises(PoisonEntry):
-        market_entry_rows("M-1", [b"f", b"1", b"l", b"1", b"e", orjson.dumps(ev)])
-
-
-async def test_market_events_row_out_of_range_is_a_data_error(db_url):
-    """market_events is copied in binary: a value the client cannot send fails the
-    batch as PostgreSQL would (DataError: the drain bisects down to the entry)."""
-    rows = Rows()
-    rows.market_events.append(("M-1", 2**63, 2**63, 5, "[]"))
-    await _refused(db_url, rows, "market_events")
-
-
-@pytest.mark.parametrize("column", ["price", "maker_user", "seq"])
-async def test_trade_value_of_another_type_is_a_data_error(db_url, column):
-    """trades are copied in binary too: a string for a bigint (or the reverse) fails
-    the batch with a DataError, like a value PostgreSQL cannot parse."""
-    from workers.rows import TRADE_COLUMNS
-
-    good = ("M-1", 1, 5, 1, 5, "buy", "a", "b", "u1", "u2", 0, 0, 1, 5)
-    i = TRADE_COLUMNS.index(column)
-    bad = [*good[:1], 2, *good[2:]]  # another trade
-    bad[i] = "x" if isinstance(good[i], int) else 7
-    rows = Rows()
-    rows.trades += [good, tuple(bad)]
-    await _refused(db_url, rows, "trades")
-
-
-async def _refused(db_url: str, rows: Rows, table: str) -> None:
-    """``write_rows`` fails with a DataError and writes nothing to ``table``."""
+async def _write(db_url: str, rows: Rows, query: str) -> Any:
+    """Write ``rows`` in one transaction; the rows of ``query``, or the DataError."""
     from workers.pgwrite import prepare_connection
 
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         await prepare_connection(conn)
-        with pytest.raises(psycopg.DataError):
+        try:
             async with conn.transaction():
                 await write_rows(conn, rows)
-        cur = await conn.execute(f"SELECT count(*) FROM {table}")
-        assert (await cur.fetchone()) == (0,)
+        except psycopg.DataError as exc:
+            return exc
+        return await (await conn.execute(query)).fetchall()
+
+
+GOOD_TRADE = ("M-1", 1, 5, 1, 5, "buy", "a", "b", "u1", "u2", 0, 0, 1, 5)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "stored"),
+    [("price", "x", None), ("maker_fee", "7", 7), ("price", 1.5, None), ("price", 2**63, None),
+     ("maker_user", 7, "7"), ("seq", "x", None)],
+)  # fmt: skip
+async def test_trade_value_of_another_type_is_judged_by_postgresql(db_url, column, value, stored):
+    """trades are copied in binary, but a value not of its column's type sends the
+    batch as text: PostgreSQL stores or refuses it as it always did (None: DataError)."""
+    from workers.rows import TRADE_COLUMNS
+
+    odd = [*GOOD_TRADE]
+    odd[1] = 2  # another trade
+    odd[TRADE_COLUMNS.index(column)] = value
+    rows = Rows()
+    rows.trades += [GOOD_TRADE, tuple(odd)]
+    got = await _write(db_url, rows, f"SELECT {column} FROM trades ORDER BY trade_id")
+    if stored is None:
+        assert isinstance(got, psycopg.DataError)
+    else:
+        assert got == [(GOOD_TRADE[TRADE_COLUMNS.index(column)],), (stored,)]
+
+
+@pytest.mark.parametrize(("ts", "stored"), [("5", 5), (1.5, None), (True, None), (2**63, None)])
+async def test_market_entry_values_are_judged_as_before(db_url, ts, stored):
+    """A market entry's odd values (here ts, in market_events and orders) are stored
+    or refused as by a text COPY; a JSON true in a bigint column is refused, not taken
+    as 1 (a batch with JSON booleans is copied as text)."""
+    evs = [{"e": "accepted", "seq": 1, "ts": ts, "id": "o1", "u": "u1", "cid": "",
+            "side": "buy", "type": "limit", "tif": "IOC", "po": 0, "price": 5, "amount": 1,
+            "qb": 0}]  # fmt: skip
+    rows = market_entry_rows("M-1", [b"f", b"1", b"l", b"1", b"e", orjson.dumps(evs)])
+    got = await _write(
+        db_url, rows, "SELECT (SELECT ts FROM market_events), (SELECT created_ts FROM orders)"
+    )
+    if stored is None:
+        assert isinstance(got, psycopg.DataError)
+    else:
+        assert got == [(stored, stored)]
+
+
+async def test_json_true_in_a_bigint_column_is_refused(db_url):
+    evs = [{"e": "trade", "seq": 1, "ts": 5, "tid": 1, "price": 5, "size": True, "quote": 5,
+            "side": "buy", "maker": "o0", "taker": "o1", "mu": "u0", "tu": "u1", "mfee": 0,
+            "tfee": 0}]  # fmt: skip
+    rows = market_entry_rows("M-1", [b"f", b"1", b"l", b"1", b"e", orjson.dumps(evs)])
+    assert rows.json_booleans
+    assert isinstance(await _write(db_url, rows, "SELECT 1"), psycopg.DataError)
+
+
+async def test_market_events_row_out_of_range_is_a_data_error(db_url):
+    rows = Rows()
+    rows.market_events.append(("M-1", 2**63, 2**63, 5, "[]"))
+    got = await _write(db_url, rows, "SELECT count(*) FROM market_events")
+    assert isinstance(got, psycopg.DataError)

@@ -178,10 +178,13 @@ async def prepare_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.commit()
 
 
-# Tables of market entries, copied in binary: no value is formatted as text in the drain
-# and parsed again by PostgreSQL (the raw event text of market_events is sent as is).
-# A value must be of its column's type (int for int8, str for text; None: NULL), else
-# the batch fails with a DataError, as PostgreSQL fails it on a value it cannot parse.
+# Tables of market entries, copied straight into the table (the fast path) in binary:
+# no value is formatted as text in the drain and parsed again by PostgreSQL (the raw
+# event text of market_events is sent as is). Only when every value has its column's
+# type (int for int8, str for text, None): a row with another (a JSON float, a numeric
+# string, a number as user id, ...) makes the COPY start over as text, where PostgreSQL
+# accepts or refuses it as before; a batch whose entries have a JSON true/false
+# (Rows.json_booleans: binary int8 would take true as 1) is copied as text.
 _BINARY_TYPES = {
     "market_events": ("text", "int8", "int8", "int8", "text"),
     "trades": ("text", "int8", "int8", "int8", "int8", "text", "text", "text", "text", "text",
@@ -189,15 +192,22 @@ _BINARY_TYPES = {
     "orders": ("text", "text", "text", "text", "int8", "text", "text", "bool", "text", "text",
                "int8", "int8", "int8", "int8", "int8", "int8", "int8", "text", "text", "int8"),
 }  # fmt: skip
-_BINARY_TYPES.update({temp: _BINARY_TYPES[table] for table, temp in _TEMP_TABLE.items()
-                      if table in _BINARY_TYPES})  # fmt: skip
+
+
+class _NotBinary(Exception):
+    """A row value the binary COPY cannot send as its column's type."""
 
 
 async def _copy(
-    cur: psycopg.AsyncCursor[Any], table: str, cols: tuple[str, ...], rows: Any
+    cur: psycopg.AsyncCursor[Any],
+    table: str,
+    cols: tuple[str, ...],
+    rows: Any,
+    binary: tuple[str, ...] | None = None,
 ) -> None:
-    types = _BINARY_TYPES.get(table)
-    if types is None:
+    """COPY ``rows`` into ``table``: as text, or in binary with the column types
+    ``binary`` (_NotBinary, the COPY aborted, if some value is not of its type)."""
+    if binary is None:
         async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
             fmt = cp.formatter.write_row  # formats into a buffer, returns it when full
             for row in rows:
@@ -205,13 +215,13 @@ async def _copy(
                     await cp.write(data)
         return
     async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
-        cp.set_types(list(types))
+        cp.set_types(list(binary))
         fmt = cp.formatter.write_row
         for row in rows:
             try:
                 data = fmt(row)
-            except (TypeError, ValueError, OverflowError) as exc:  # as PostgreSQL would refuse it
-                raise psycopg.DataError(f"{table} row {row[:4]}: {exc}") from exc
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise _NotBinary(f"{table}: {exc}") from exc
             if data:
                 await cp.write(data)
 
@@ -222,14 +232,20 @@ async def _copy_new(
     table: str,
     cols: tuple[str, ...],
     rows: Any,
+    binary: bool = False,
 ) -> bool:
     """COPY ``rows`` straight into ``table`` in a savepoint: the fast path when none
-    of them exists yet. False (nothing written) if some row is already there."""
+    of them exists yet. False (nothing written) if some row is already there. With
+    ``binary``, in binary if ``table`` has types in ``_BINARY_TYPES`` and every value
+    has its column's type, else as text."""
+    types = _BINARY_TYPES.get(table) if binary else None
     try:
         async with conn.transaction():
-            await _copy(cur, table, cols, rows)
+            await _copy(cur, table, cols, rows, types)
     except psycopg.errors.UniqueViolation:
         return False
+    except _NotBinary:  # rolled back: once more as text, PostgreSQL judges the values
+        return await _copy_new(conn, cur, table, cols, rows)
     return True
 
 
@@ -241,12 +257,13 @@ async def _insert_new(
     rows: list[Any],
     order_by: str,
     returning: str = "",
+    binary: bool = False,
 ) -> list[Any] | None:
     """Insert into an insert-only ``table`` the ``rows`` it lacks: None when none was
     there (one COPY, all new), else the ``RETURNING`` rows of COPY into its session
     temp table (``_TEMP_TABLE``) + ``INSERT ... ON CONFLICT DO NOTHING`` in
     ``order_by`` order."""
-    if await _copy_new(conn, cur, table, cols, rows):
+    if await _copy_new(conn, cur, table, cols, rows, binary):
         return None
     temp = _TEMP_TABLE[table]
     await _copy(cur, temp, cols, rows)
@@ -266,12 +283,13 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
     sorted by key so that concurrent drains lock in the same order. Candles, the
     rows every batch of a market updates, come last: held locked only until COMMIT."""
     fresh: list[TradeRow] = []
+    binary = not rows.json_booleans
     async with conn.cursor() as cur:
         if rows.trades:
             trades = sorted(rows.trades, key=_KEY2)
             inserted = await _insert_new(
                 conn, cur, "trades", TRADE_COLUMNS, trades, "market, trade_id",
-                returning="market, trade_id",
+                returning="market, trade_id", binary=binary,
             )  # fmt: skip
             if inserted is None:
                 fresh = trades
@@ -285,7 +303,7 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
                 (o for o in rows.orders.values() if o[ORDER_CREATED] is not None), key=_KEY1
             )
             old = [o for o in rows.orders.values() if o[ORDER_CREATED] is None]
-            if new and not await _copy_new(conn, cur, "orders", ORDER_COLUMNS, new):
+            if new and not await _copy_new(conn, cur, "orders", ORDER_COLUMNS, new, binary):
                 old += new
             if old:
                 await _copy(cur, "_d_orders", ORDER_COLUMNS, old)
@@ -295,8 +313,9 @@ async def write_rows(conn: psycopg.AsyncConnection[Any], rows: Rows) -> int:
         if rows.market_events:
             events = sorted(rows.market_events, key=_KEY2)
             await _insert_new(
-                conn, cur, "market_events", MARKET_EVENT_COLUMNS, events, "market, first_seq"
-            )
+                conn, cur, "market_events", MARKET_EVENT_COLUMNS, events, "market, first_seq",
+                binary=binary,
+            )  # fmt: skip
         if rows.ledger:
             ledger = sorted(rows.ledger, key=lambda r: r[:5])
             await _insert_new(

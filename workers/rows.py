@@ -130,6 +130,7 @@ class Rows:
     p2p_trades: list[tuple[Any, ...]] = field(default_factory=list)
     p2p_messages: list[tuple[Any, ...]] = field(default_factory=list)
     notifications: list[tuple[Any, ...]] = field(default_factory=list)
+    json_booleans: bool = False  # some market entry's events have a JSON true or false
 
     def add_order(self, row: OrderRow) -> None:
         old = self.orders.get(row[0])
@@ -165,6 +166,7 @@ class Rows:
         self.p2p_trades += other.p2p_trades
         self.p2p_messages += other.p2p_messages
         self.notifications += other.notifications
+        self.json_booleans |= other.json_booleans
 
     def __len__(self) -> int:
         return (
@@ -229,8 +231,8 @@ def market_entry_rows(market: str, entry: Any, into: Rows | None = None) -> Rows
 
     Structure (seqs, kinds, keys) is checked here; value types are checked by
     PostgreSQL (a string in a BIGINT column fails the batch, which the drain then
-    bisects down to the entry). Rows are added to ``into`` if given (partially, if
-    the entry turns out to be poison)."""
+    bisects down to the entry; see ``pgwrite._BINARY_TYPES``). Rows are added to
+    ``into`` if given (partially, if the entry turns out to be poison)."""
     rows = Rows() if into is None else into
     try:
         if type(entry) is list and len(entry) == 6 and entry[0] == b"f" and entry[2] == b"l":
@@ -244,11 +246,11 @@ def market_entry_rows(market: str, entry: Any, into: Rows | None = None) -> Rows
             raise PoisonEntry("events do not match f..l")
         _market_events(market, events, first, rows)
         ts = events[0]["ts"]
-        if type(ts) is not int:  # market_events is copied in binary: no text to parse
-            raise PoisonEntry(f"ts must be an integer, got {ts!r}")
     except (ValueError, TypeError, KeyError) as exc:
         raise PoisonEntry(f"{type(exc).__name__}: {exc}") from None
     text = raw.decode() if type(raw) is bytes else str(raw)
+    if "true" in text or "false" in text:  # (the engine writes none) COPY them as text
+        rows.json_booleans = True
     rows.market_events.append((market, first, last, ts, text))
     return rows
 

@@ -24,6 +24,7 @@ PRIVATE_CHANNELS = frozenset({"orders", "balances", "notifications"})
 PUBLIC_CHANNELS = frozenset({"book", "trades", "ticker"})
 
 Callback = Callable[[Json], Awaitable[None]]
+BOOK_TYPES = ("snapshot", "update")  # the book pushes a LocalBook applies
 Key = tuple[str, str | None]
 
 
@@ -168,6 +169,8 @@ class BookSubscription(Subscription):
         return self.book
 
     def feed(self, push: Json) -> None:
+        if push.get("type") not in BOOK_TYPES:
+            return  # a push type added later: ignored (PROTOCOL.md), not a reason to resync
         try:
             status = self.book.apply(push)
         except (ValueError, KeyError, TypeError) as exc:

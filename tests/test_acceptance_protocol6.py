@@ -10,6 +10,8 @@ the nasty cases a third-party bot author hits that the first five passes leave o
   (they are not ours), not an empty page.
 - A malformed market id (``BTCUSD``, ``btc-usd``) is ``UNKNOWN_MARKET`` in bodies and
   WebSocket params too, as in paths and query filters (was ``INVALID_PARAM``).
+- The Python client ignores a ``book`` push of an unknown ``type`` (PROTOCOL.md:
+  clients ignore unknown push types) instead of clearing the book and resubscribing.
 - Candles with ``start`` after ``end`` are ``INVALID_PARAM`` (Binance's "Start time is
   greater than end time"), not an empty list.
 
@@ -19,6 +21,7 @@ exchange, or a live one when ``HFTX_ACCEPT_URL`` is set.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -174,3 +177,35 @@ async def test_a_malformed_market_id_is_unknown_market_everywhere(
     r = await call(live, user, "POST", "/orders", json=limit("BTC-USD", "BUY", "0.001", "1.00"))
     refused(r, 400, "INVALID_PARAM")
     assert await open_ids(live, user) == set()
+
+
+# -- clients ignore unknown push types -------------------------------------------------
+
+
+async def test_the_python_client_ignores_an_unknown_book_push_type() -> None:
+    """PROTOCOL.md: unknown fields and push types must be ignored by clients. The
+    client's book subscription cleared its book and resubscribed on one."""
+    from client.checksum import checksum
+    from client.subscriptions import BookSubscription, Subscription
+
+    class Owner:
+        resubscribed = 0
+
+        async def resubscribe(self, sub: Subscription) -> None:
+            self.resubscribed += 1
+
+        async def unsubscribe(self, sub: Subscription) -> None:
+            sub.end()
+
+    owner = Owner()
+    sub = BookSubscription(owner, "BTC-USD")
+    bids, asks = [["1.00", "2"]], [["1.10", "1"]]
+    sub.feed({"channel": "book", "type": "snapshot", "market": "BTC-USD", "seq": 5,
+              "bids": bids, "asks": asks, "checksum": checksum(asks, bids), "new": 1})  # fmt: skip
+    await sub.wait_ready(1)
+    sub.feed({"channel": "book", "type": "reset_hint", "market": "BTC-USD", "seq": 9})
+    await asyncio.sleep(0)
+    assert (sub.book.ready, sub.book.seq, owner.resubscribed) == (True, 5, 0)
+    assert sub.book.best_bid() == ("1.00", "2")
+    await sub.close()
+    assert [push["type"] async for push in sub] == ["snapshot"]

@@ -72,3 +72,11 @@ def test_the_timer_collects_cycles_that_young_collections_left() -> None:
         return left
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_young_false_leaves_only_the_timers_collections() -> None:
+    try:
+        assert gc_policy.apply(60.0, young=False) is True
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

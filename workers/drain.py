@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import random
@@ -561,14 +560,8 @@ async def _main(args: argparse.Namespace) -> None:
         start_http_server(args.metrics_port)
     drain = Drain(redis, database_url, cfg)
     log.info("drain %s starting", cfg.consumer)
-    gc_task = gc_policy.start()
-    if gc_task is not None:
-        # no young collections either: the timer's full ones suffice. A batch's
-        # thousands of containers live until it is written, so young collections
-        # traversed each of them twice (about 2 us of CPU per trade, a tenth of the
-        # drain's), and the drain makes almost no cyclic garbage (about 60 objects
-        # per 60,000 entries).
-        gc.disable()
+    # no young collections either (ops.gc_policy): batches live until written
+    gc_task = gc_policy.start(young=False)
     try:
         await drain.run(stop)
     finally:

@@ -201,8 +201,8 @@ async def test_market_entry_values_are_judged_as_before(db_url, ts, stored):
 
 
 async def test_json_true_in_a_bigint_column_is_refused(db_url):
-    evs = [{"e": "trade", "seq": 1, "ts": 5, "tid": 1, "price": 5, "size": True, "quote": 5,
-            "side": "buy", "maker": "o0", "taker": "o1", "mu": "u0", "tu": "u1", "mfee": 0,
+    evs = [{"e": "trade", "seq": 1, "ts": 5, "tid": 1, "price": 5, "size": 1, "quote": 5,
+            "side": "buy", "maker": "o0", "taker": "o1", "mu": "u0", "tu": "u1", "mfee": True,
             "tfee": 0}]  # fmt: skip
     rows = market_entry_rows("M-1", [b"f", b"1", b"l", b"1", b"e", orjson.dumps(evs)])
     assert rows.json_booleans
@@ -214,3 +214,21 @@ async def test_market_events_row_out_of_range_is_a_data_error(db_url):
     rows.market_events.append(("M-1", 2**63, 2**63, 5, "[]"))
     got = await _write(db_url, rows, "SELECT count(*) FROM market_events")
     assert isinstance(got, psycopg.DataError)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("price", "5"), ("size", "10"), ("quote", 1.5), ("ts", True), ("tid", "7")]
+)
+def test_a_trade_whose_candle_values_are_not_integers_is_poison(field, value):
+    """Candles add and compare tid, price, size, quote and ts in Python: a numeric string
+    (which PostgreSQL would store in a bigint) would make them wrong ("10" < "9") or
+    fail the batch outside the database's checks, so the entry is poison (parked)."""
+    from workers.rows import PoisonEntry
+
+    ev = {"e": "trade", "seq": 1, "ts": 5, "tid": 1, "price": 5, "size": 1, "quote": 5,
+          "side": "buy", "maker": "o0", "taker": "o1", "mu": "u0", "tu": "u1", "mfee": 0,
+          "tfee": 0}  # fmt: skip
+    assert market_entry_rows("M-1", entry([ev])).trades  # the integers convert
+    ev[field] = value
+    with pytest.raises(PoisonEntry, match="must be integers"):
+        market_entry_rows("M-1", entry([ev]))

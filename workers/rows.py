@@ -291,9 +291,14 @@ def _market_events(market: str, events: list[Any], seq: int, rows: Rows) -> None
             old = orders.get(oid)
             orders[oid] = row if old is None else merge_order(old, row)
         elif kind == "trade":
+            tid, price, size, quote, ts = ev["tid"], ev["price"], ev["size"], ev["quote"], ev["ts"]
+            # candles are computed from these in Python: integers (as the engine writes
+            # them) or poison, not strings that PostgreSQL would take and Python not
+            if not (type(tid) is type(price) is type(size) is type(quote) is type(ts) is int):
+                raise PoisonEntry(f"trade {tid!r}: tid, price, size, quote and ts must be integers")
             trades.append(
-                (market, ev["tid"], ev["price"], ev["size"], ev["quote"], ev["side"], ev["maker"],
-                 ev["taker"], ev["mu"], ev["tu"], ev["mfee"], ev["tfee"], seq, ev["ts"])
+                (market, tid, price, size, quote, ev["side"], ev["maker"], ev["taker"], ev["mu"],
+                 ev["tu"], ev["mfee"], ev["tfee"], seq, ts)
             )  # fmt: skip
         else:
             _other_event(market, ev, kind, seq, rows)

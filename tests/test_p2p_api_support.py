@@ -135,9 +135,9 @@ async def api(valkey_url: str, pg_url: str) -> AsyncIterator[Api]:
 
 
 @contextlib.asynccontextmanager
-async def serve_api(settings: Any) -> AsyncIterator[Api]:
+async def serve_api(settings: Any, limits: Limits = LIMITS) -> AsyncIterator[Api]:
     """A web node of ``settings`` served by uvicorn on a free loopback port."""
-    app = create_app(settings, LIMITS)
+    app = create_app(settings, limits)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

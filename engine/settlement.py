@@ -117,6 +117,21 @@ def encode_ops(ops: Iterable[AnyOp]) -> bytes:
     return orjson.dumps([op.wire() for op in ops])
 
 
+# the event kinds ops_for_entry turns into ops, as they appear in an entry's JSON
+_SETTLED_KINDS = ('"trade"', '"done"', '"reduced"', '"rested"')
+_SETTLED_KINDS_B = tuple(k.encode() for k in _SETTLED_KINDS)
+
+
+def may_settle(raw: bytes | str) -> bool:
+    """Whether the JSON events of an entry may concern an account: False only when no
+    ``trade`` / ``done`` / ``reduced`` / ``rested`` string appears in it, so that
+    :func:`ops_for_entry` would return nothing (an order accepted and resting, a level).
+    Lets the settler skip parsing most entries of resting orders."""
+    if isinstance(raw, bytes):
+        return any(k in raw for k in _SETTLED_KINDS_B)
+    return any(k in raw for k in _SETTLED_KINDS)
+
+
 def ops_for_entry(
     m: MarketAssets, last_seq: int, events: list[dict[str, Any]]
 ) -> dict[str, list[SettleOp]]:

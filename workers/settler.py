@@ -45,6 +45,7 @@ from engine.settlement import (
     MarketAssets,
     SettleOp,
     balance_push,
+    may_settle,
     ops_for_entry,
 )
 from engine.types import Balance, EngineError
@@ -303,8 +304,10 @@ class Settler:
             return stats
         per_user: dict[str, list[SettleOp]] = {}
         for _, fields in entries:
-            events = orjson.loads(_field(fields, "e"))
-            for user, ops in ops_for_entry(m, int(_field(fields, "l")), events).items():
+            raw = _field(fields, "e")
+            if not may_settle(raw):
+                continue
+            for user, ops in ops_for_entry(m, int(_field(fields, "l")), orjson.loads(raw)).items():
                 per_user.setdefault(user, []).extend(ops)
         calls = [accounts.settle_call(u, market_id, ops) for u, ops in per_user.items()]
         balances = await self._apply(s, calls, list(per_user), read_after=entries[-1][0])

@@ -11,7 +11,9 @@ payees (``acct_credit``). Then it publishes private ``balances`` pushes on
 ``hftx:u:<user>``. On a single node a batch costs two round trips: the account calls,
 then the pushes and the new read position sent with the stream's next (blocking) read.
 Under load it costs one: the account calls go with the pending pushes and position and
-a non-blocking read of the next entries, which the next batch then applies.
+a non-blocking read of the next entries, which the next batch then applies. After a
+partial batch a market loop pauses ``coalesce_s`` (1 ms) so that entries arriving one by
+one are read and applied together: fewer wake-ups and round trips, at most 1 ms more lag.
 
 Several instances may run: each stream is processed by the holder of its lease
 (``<tag>:stl:lease``, renewed while working); the read position is ``<tag>:stl`` in
@@ -134,8 +136,12 @@ class Settler:
         refresh_s: float = 2.0,
         publish: bool = True,
         outbox_idle_s: float = 0.01,
+        coalesce_s: float = 0.001,
     ) -> None:
         self.redis = redis
+        # pause of a market loop after a partial batch: fewer wake-ups and round trips
+        # under load, for at most that much more settlement lag
+        self.coalesce_s = coalesce_s
         self.outbox_idle_s = outbox_idle_s  # longest wait between outbox polls
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.batch = batch
@@ -447,6 +453,8 @@ class Settler:
         while not stop.is_set():
             try:
                 stats = await self.market_step(market_id, block_ms=100)
+                if 0 < stats.entries < self.batch and self.coalesce_s > 0:
+                    await asyncio.sleep(self.coalesce_s)  # let the next entries gather
                 if (
                     stats.entries == 0
                     and self._stream(keys.market_stream(market_id)).leased_until == 0

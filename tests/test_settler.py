@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from engine import accounts, addresses, keys
+from engine.settlement import MarketAssets, may_settle, ops_for_entry
 from engine.types import Balance
 from tests.test_accounts_support import (
     COIN,
@@ -277,3 +278,24 @@ async def test_a_transfer_wakes_the_running_settler(redis: Any) -> None:
     stop.set()
     await task
     assert credited == Balance("USD", COIN, 0, 0)
+
+
+def test_entries_that_may_not_settle_have_no_ops() -> None:
+    """``may_settle`` is False only for entries ``ops_for_entry`` has nothing for."""
+    m = MarketAssets("BTC-USD", "BTC", "USD", 8)
+    order = {"id": "o1", "u": "alice", "side": "buy", "amount": COIN, "price": PRICE}
+    accepted = {"e": "accepted", "seq": 1, "ts": 1, "type": "limit", **order}
+    level = {"e": "level", "seq": 2, "ts": 1, "side": "buy", "price": PRICE, "size": COIN}
+    done = {"e": "done", "seq": 3, "ts": 1, "reason": "CANCELED", "filled": 0, **order}
+    reduced = {"e": "reduced", "seq": 4, "ts": 1, "filled": 0, **order}
+    for events, settles in (
+        ([accepted, level], False),
+        ([level], False),
+        ([{"e": "market", "seq": 5, "ts": 1}], False),
+        ([done, level], True),
+        ([reduced], True),
+        ([accepted, done], True),
+    ):
+        raw = orjson.dumps(events)
+        assert may_settle(raw) is settles and may_settle(raw.decode()) is settles
+        assert bool(ops_for_entry(m, 9, events)) is settles

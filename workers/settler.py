@@ -10,10 +10,9 @@ every account concerned (maker, taker, the fee account) and applies them with on
 payees (``acct_credit``). Then it publishes private ``balances`` pushes on
 ``hftx:u:<user>``. On a single node a batch costs two round trips: the account calls,
 then the pushes and the new read position sent with the stream's next (blocking) read.
-Under load it costs one: the account calls go with the pending pushes and position and
-a non-blocking read of the next entries, which the next batch then applies. After a
-partial batch a market loop pauses ``coalesce_s`` (1 ms) so that entries arriving one by
-one are read and applied together: fewer wake-ups and round trips, at most 1 ms more lag.
+After a partial batch a market loop pauses ``coalesce_s`` (1 ms) so that entries
+arriving one by one are read and applied together: fewer wake-ups and round trips, at
+most 1 ms more lag.
 
 Several instances may run: each stream is processed by the holder of its lease
 (``<tag>:stl:lease``, renewed while working); the read position is ``<tag>:stl`` in
@@ -69,14 +68,6 @@ def _entry_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-def _entries(reply: Any) -> list[tuple[str, dict[Any, Any]]]:
-    """The entries of an XREAD reply of one stream (RESP2 or RESP3)."""
-    if not reply:
-        return []
-    entries = next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]  # RESP3|2
-    return [(_text(i), f) for i, f in entries]
-
-
 def _field(fields: dict[Any, Any], name: str) -> Any:
     value = fields.get(name)
     if value is None:
@@ -104,8 +95,8 @@ class _Stream:
 
     ``pos`` is the last entry applied; ``saved`` the position last written to
     ``<tag>:stl``; ``pushes`` the balance pushes of applied entries not published yet.
-    Both go out with the stream's next read or account calls (or :meth:`Settler.flush`),
-    in the same round trip.
+    Both go out with the stream's next read (or :meth:`Settler.flush`), in the same
+    round trip.
     """
 
     key: str
@@ -115,9 +106,6 @@ class _Stream:
     pushes: list[tuple[str, bytes]] = field(default_factory=list)
     leased_until: float = 0.0  # monotonic time until which our lease is known good
     client: Any = None  # what reads and applies it (see Settler._stream)
-    # entries read with the last account calls (Settler._apply): (the entry they follow,
-    # the entries); the next step applies them without a read of its own
-    prefetched: tuple[str, list[tuple[str, dict[Any, Any]]]] | None = None
 
     def __post_init__(self) -> None:
         self.tag = self.key[: self.key.rindex(":")]
@@ -217,7 +205,6 @@ class Settler:
             await publish_many(self.redis, s.pushes)
             s.pushes = []
         s.pos = s.saved = None
-        s.prefetched = None
 
     async def release_leases(self) -> None:
         """Write pending positions and pushes, then give up every lease held."""
@@ -276,14 +263,13 @@ class Settler:
             pipe.xread({s.key: pos}, count=self.batch, block=block_ms)
             reply = (await pipe.execute())[-1]
             await self._sent(s, pushes, pos)
-        return _entries(reply)
-
-    def _take_prefetched(self, s: _Stream) -> list[tuple[str, dict[Any, Any]]]:
-        """The entries read after ``s.pos`` with the last account calls, if any."""
-        prefetched, s.prefetched = s.prefetched, None
-        if prefetched is None or prefetched[0] != s.pos:
+        if not reply:
             return []
-        return prefetched[1]
+        if isinstance(reply, dict):  # RESP3
+            entries = next(iter(reply.values()))[0] if reply else []
+        else:
+            entries = reply[0][1]
+        return [(_text(i), f) for i, f in entries]
 
     def _applied(self, s: _Stream, pos: str, balances: dict[str, list[Balance]]) -> None:
         """Entries up to ``pos`` are applied: queue the position and the pushes."""
@@ -305,7 +291,7 @@ class Settler:
         m = await self._market(market_id)
         if m is None:
             return stats
-        entries = self._take_prefetched(s) or await self._read(s, block_ms)
+        entries = await self._read(s, block_ms)
         if not entries:
             return stats
         per_user: dict[str, list[SettleOp]] = {}
@@ -316,7 +302,7 @@ class Settler:
             for user, ops in ops_for_entry(m, int(_field(fields, "l")), orjson.loads(raw)).items():
                 per_user.setdefault(user, []).extend(ops)
         calls = [accounts.settle_call(u, market_id, ops) for u, ops in per_user.items()]
-        balances = await self._apply(s, calls, list(per_user), read_after=entries[-1][0])
+        balances = await self._apply(s, calls, list(per_user))
         if balances is None:
             return stats
         done_ms = time.time() * 1000
@@ -328,38 +314,15 @@ class Settler:
         return stats
 
     async def _apply(
-        self,
-        s: _Stream,
-        calls: list[tuple[str, list[Any]]],
-        users: list[str],
-        read_after: str | None = None,
+        self, s: _Stream, calls: list[tuple[str, list[Any]]], users: list[str]
     ) -> dict[str, list[Balance]] | None:
-        """Run account calls in one pipeline; None (nothing advanced) if any failed.
-
-        With ``read_after`` (the last entry the calls apply; not on a cluster) the
-        pipeline also carries the stream's pending pushes and position and a
-        non-blocking read of the entries after ``read_after``, kept in
-        ``s.prefetched`` for the next step: under load, one round trip per batch."""
+        """Run account calls in one pipeline; None (nothing advanced) if any failed."""
         if not calls:
             return {}
         pipe = s.client.pipeline(transaction=False)
-        prefetch = read_after is not None and not self._cluster
-        pending, pos, first, read = list(s.pushes), s.pos, 0, None
-        if prefetch:
-            self._queue_pending(s, pipe)
-            first = len(pipe.command_stack)
         for fn, args in calls:
             pipe.fcall(fn, *args)
-        if prefetch:
-            pipe.xread({s.key: read_after}, count=self.batch)
         replies = await pipe.execute(raise_on_error=False)
-        if prefetch:
-            for reply in replies[:first]:  # as the read that would have sent them
-                if isinstance(reply, Exception):
-                    raise reply
-            await self._sent(s, pending, pos)
-            read = replies[-1]
-            replies = replies[first:-1]
         out: dict[str, list[Balance]] = {}
         failed = False
         for user, reply in zip(users, replies, strict=True):
@@ -368,11 +331,7 @@ class Settler:
             except (EngineError, ResponseError) as exc:
                 failed = True
                 log.error("settling %s for %s failed: %s", s.key, user, exc)
-        if failed:
-            return None
-        if read and read_after is not None and not isinstance(read, Exception):
-            s.prefetched = (read_after, _entries(read))
-        return out
+        return None if failed else out
 
     def _pushes(self, balances: dict[str, list[Balance]]) -> list[tuple[str, bytes]]:
         out = []

@@ -1,9 +1,12 @@
-"""Prometheus metrics of one web node (own registry: several apps per process in tests)."""
+"""Prometheus metrics of one web node (own registry: several apps per process in tests),
+followed by the process-wide ones of the default registry (CPU, memory, garbage
+collections: ``python_gc_*``, ``process_*``, ``hftx_gc_full_collection_seconds``)."""
 
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -85,4 +88,4 @@ class Metrics:
         self.ws_server_closes.labels(str(code)).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

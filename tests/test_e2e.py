@@ -409,6 +409,9 @@ async def test_health_ready_metrics(exchange: Exchange) -> None:
         assert ready["checks"] == {"redis": True, "functions": True, "postgres": True}
         metrics = (await http.get(base + "/metrics")).text
         assert "hftx_http_requests_total" in metrics and "hftx_ws_connections" in metrics
+        # process-wide: the timed full garbage collections (ops.gc_policy), CPython's own
+        assert "hftx_gc_full_collection_seconds_count" in metrics
+        assert "python_gc_collections_total" in metrics and "process_cpu_seconds_total" in metrics
         assert (await http.get(base + "/")).status_code in (200, 404)
 
 

@@ -60,6 +60,7 @@ async def refresh(call: Call) -> Any:
 
 async def me(call: Call) -> Any:
     assert call.principal is not None
+    call.query()
     out: dict[str, Any] = {"user_id": call.user_id, "role": call.principal.role}
     try:
         user = await call.node.users.by_id(call.user_id)

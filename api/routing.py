@@ -140,6 +140,8 @@ async def authorized(node: Node, route: ApiRoute, request: Request) -> Any:
     call = Call(request, node, principal)
     if route.method in BODILESS:
         await call.no_body()
+    else:
+        call.query()  # POST/PATCH take their parameters in the body only
     return await route.handler(call)
 
 

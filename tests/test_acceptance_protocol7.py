@@ -1,0 +1,62 @@
+"""Seventh black-box acceptance pass over /work/shared/PROTOCOL.md and docs/protocol.md:
+P2P end to end, private pushes on two nodes, token lifecycle on open sockets, admin
+users — what the first six passes touched least. What this pass found refused:
+
+- Query parameters on ``POST`` / ``PATCH`` routes ("Query parameters not listed are
+  refused"): ``POST /orders?client_order_id=x`` (where Binance reads every parameter)
+  placed the order without that id; ``POST /auth/logout?x=1`` logged out. ``GET /me``
+  ignored unknown query parameters too.
+
+Raw ``httpx`` only; money compared as exact strings. Targets the e2e session exchange,
+or a live one when ``HFTX_ACCEPT_URL`` is set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.test_e2e_support import Exchange, User, fund, limit, new_market, new_user
+
+pytest_plugins = ["tests.test_e2e_support"]
+
+
+async def call(live: Exchange, user: User, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async with live.http("a", user.token) as http:
+        return await http.request(method, path, **kwargs)
+
+
+def refused(r: httpx.Response, status: int, code: str) -> None:
+    assert (r.status_code, r.json().get("error", {}).get("code")) == (status, code), r.text
+
+
+async def test_query_parameters_on_post_and_patch_routes_are_refused(live: Exchange) -> None:
+    market = await new_market(live)
+    user = await new_user(live)
+    await fund(live, user, {"USD": "100"})
+    order = limit(market, "buy", "1", "1.00")
+    query = {"client_order_id": "from-the-query"}
+    refused(await call(live, user, "POST", "/orders", params=query, json=order),
+            400, "INVALID_PARAM")  # fmt: skip
+    r = await call(live, user, "GET", "/orders")
+    assert r.json() == [], "nothing was placed"
+
+    placed = (await call(live, user, "POST", "/orders", json=order)).json()
+    r = await call(live, user, "PATCH", f"/orders/{placed['id']}", params={"x": "1"},
+                   json={"amount": "0.5"})  # fmt: skip
+    refused(r, 400, "INVALID_PARAM")
+    r = await call(live, user, "GET", f"/orders/{placed['id']}")
+    assert r.json()["amount"] == "1.000"
+
+    for path in ("/transfers", "/withdrawals", "/auth/refresh"):
+        refused(await call(live, user, "POST", path, params={"x": "1"}, json={}),
+                400, "INVALID_PARAM")  # fmt: skip
+    refused(await call(live, user, "GET", "/me", params={"x": "1"}), 400, "INVALID_PARAM")
+    async with live.admin() as admin:
+        r = await admin.post("/admin/assets", params={"x": "1"}, json={"symbol": "USD", "scale": 8})
+        refused(r, 400, "INVALID_PARAM")
+
+    # logout with a query is refused and revokes nothing
+    refused(await call(live, user, "POST", "/auth/logout", params={"x": "1"}), 400, "INVALID_PARAM")
+    assert (await call(live, user, "GET", "/me")).status_code == 200

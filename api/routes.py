@@ -50,11 +50,13 @@ async def login(call: Call) -> Any:
 
 async def logout(call: Call) -> Any:
     assert call.principal is not None
+    await _empty_body(call)
     return await auth.logout(call.node, call.principal)
 
 
 async def refresh(call: Call) -> Any:
     assert call.principal is not None
+    await _empty_body(call)
     return await auth.refresh(call.node, call.principal)
 
 

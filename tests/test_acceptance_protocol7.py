@@ -6,6 +6,8 @@ users — what the first six passes touched least. What this pass found refused:
   refused"): ``POST /orders?client_order_id=x`` (where Binance reads every parameter)
   placed the order without that id; ``POST /auth/logout?x=1`` logged out. ``GET /me``
   ignored unknown query parameters too.
+- A body on ``POST /auth/refresh`` and ``POST /auth/logout`` (body: none), as on the
+  admin withdrawal routes that take none.
 
 Raw ``httpx`` only; money compared as exact strings. Targets the e2e session exchange,
 or a live one when ``HFTX_ACCEPT_URL`` is set.
@@ -60,3 +62,19 @@ async def test_query_parameters_on_post_and_patch_routes_are_refused(live: Excha
     # logout with a query is refused and revokes nothing
     refused(await call(live, user, "POST", "/auth/logout", params={"x": "1"}), 400, "INVALID_PARAM")
     assert (await call(live, user, "GET", "/me")).status_code == 200
+
+
+async def test_refresh_and_logout_take_no_body(live: Exchange) -> None:
+    user = await new_user(live)
+    for path in ("/auth/refresh", "/auth/logout"):
+        for body in ({"token": user.token}, [1]):
+            refused(await call(live, user, "POST", path, json=body), 400, "INVALID_PARAM")
+    assert (await call(live, user, "GET", "/me")).status_code == 200, "still logged in"
+    # no body or {} is no body
+    r = await call(live, user, "POST", "/auth/refresh", json={})
+    assert r.status_code == 200 and r.json()["token_type"] == "bearer", r.text
+    r = await call(live, user, "POST", "/auth/refresh")
+    assert r.status_code == 200, r.text
+    r = await call(live, user, "POST", "/auth/logout", json={})
+    assert (r.status_code, r.json()) == (200, {})
+    refused(await call(live, user, "GET", "/me"), 401, "UNAUTHORIZED")

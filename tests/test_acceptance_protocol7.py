@@ -9,6 +9,9 @@ users — what the first six passes touched least. What this pass found refused:
 - A body on ``POST /auth/refresh`` and ``POST /auth/logout`` (body: none), as on the
   admin withdrawal routes that take none.
 
+Also pinned (no change needed): ``GET /orders/{id}`` of an order finished more than 24 h
+ago comes from history, unchanged, on every node (``order.get`` reads Redis only).
+
 Raw ``httpx`` only; money compared as exact strings. Targets the e2e session exchange,
 or a live one when ``HFTX_ACCEPT_URL`` is set.
 """
@@ -18,8 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
+import redis.asyncio as aioredis
 
-from tests.test_e2e_support import Exchange, User, fund, limit, new_market, new_user
+from engine import keys
+from tests.test_e2e_support import Exchange, User, Ws, fund, limit, new_market, new_user
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -78,3 +84,50 @@ async def test_refresh_and_logout_take_no_body(live: Exchange) -> None:
     r = await call(live, user, "POST", "/auth/logout", json={})
     assert (r.status_code, r.json()) == (200, {})
     refused(await call(live, user, "GET", "/me"), 401, "UNAUTHORIZED")
+
+
+async def test_a_finished_order_whose_record_expired_comes_from_history(live: Exchange) -> None:
+    """``GET /orders/{id}`` after 24 h (the Redis record's lifetime, fast-forwarded here
+    by deleting it) answers the order from history on every node, unchanged;
+    ``order.get`` by id reads Redis only (no WebSocket method waits on PostgreSQL)."""
+    if not live.redis_url:
+        pytest.skip("needs the exchange's Redis to fast-forward 24 h")
+    market = await new_market(live)
+    maker, taker = await new_user(live), await new_user(live)
+    await fund(live, maker, {market.split("-")[0]: "5"})
+    await fund(live, taker, {"USD": "100"})
+    filled = (
+        await call(live, maker, "POST", "/orders", json=limit(market, "sell", "1", "10.00"))
+    ).json()
+    await call(live, taker, "POST", "/orders", json=limit(market, "buy", "1", "10.00"))
+    rest = (
+        await call(live, maker, "POST", "/orders", json=limit(market, "sell", "1", "11.00"))
+    ).json()
+    await call(live, maker, "DELETE", f"/orders/{rest['id']}")
+    closed = await call(
+        live, maker, "GET", "/orders", params={"status": "closed"}
+    )  # waits for the drain
+    assert {o["id"] for o in closed.json()} == {filled["id"], rest["id"]}
+    ids = (filled["id"], rest["id"])
+    before = {oid: (await call(live, maker, "GET", f"/orders/{oid}")).json() for oid in ids}
+    assert [before[oid]["status"] for oid in ids] == ["FILLED", "CANCELED"]
+
+    redis = aioredis.from_url(live.redis_url)
+    try:
+        assert await redis.delete(*(keys.market_order(market, oid) for oid in ids)) == 2
+    finally:
+        await redis.aclose()
+
+    for node in ("a", "b"):
+        for oid in ids:
+            async with live.http(node, maker.token) as http:
+                r = await http.get(f"/orders/{oid}")
+            assert (r.status_code, r.json()) == (200, before[oid])
+            refused(await call(live, taker, "GET", f"/orders/{oid}"), 404, "UNKNOWN_ORDER")
+    refused(await call(live, maker, "DELETE", f"/orders/{filled['id']}"), 404, "UNKNOWN_ORDER")
+    ws = await Ws.connect(live.ws_url("b"), maker.token)
+    try:
+        answer = await ws.request("order.get", {"order_id": filled["id"]})
+        assert (answer["status"], answer["error"]["code"]) == (404, "UNKNOWN_ORDER"), answer
+    finally:
+        await ws.close()

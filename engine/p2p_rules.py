@@ -456,7 +456,7 @@ def notices(t: Trade, scale: int) -> list[tuple[str, str, str]]:
     }
     by_buyer = {
         "take": f"{ref}: pay {format_fiat(t.fiat_amount)} {t.fiat} to the seller within "
-        f"{t.payment_window} minutes, then mark it paid.",
+        f"{t.payment_window} minute{'' if t.payment_window == 1 else 's'}, then mark it paid.",
         "paid": f"{ref}: marked paid; waiting for the seller to release {what}.",
         "release": f"{ref}: the seller released {what} to your wallet.",
         "cancel": f"{ref}: you cancelled the trade.",

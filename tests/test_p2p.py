@@ -588,3 +588,18 @@ def test_fiat_amount_rounds_up_to_the_cent_exactly():
     assert fiat_amount(30_000_10, COIN // 4, 8) == 7_500_03
     assert fiat_amount(1, 1, 8) == 1  # a fraction of a cent is a cent
     assert fiat_amount(99_999_999_999_99, 10**17, 8) == 99_999_999_999_99 * 10**9
+
+
+@pytest.mark.parametrize(("window", "says"), [(1, "within 1 minute,"), (15, "within 15 minutes,")])
+def test_the_buyers_take_notice_names_the_payment_window(window: int, says: str) -> None:
+    from engine.p2p_rules import Trade, notices
+
+    t = Trade(
+        id="t1", offer_id="o1", offer_side="sell", seller="s", buyer="b", asset="BTC",
+        fiat="USD", price=3_000_000, amount=COIN, fiat_amount=3_000_000,
+        payment_methods=("SEPA",), payment_window=window, status="OPEN", last_action="take",
+        created_ts=1, updated_ts=1, expires_ts=2, paid_ts=0, dispute_by="", dispute_reason="",
+        dispute_ts=0, resolution="", resolved_by="", version=1,
+    )  # fmt: skip
+    (buyer,) = [message for user, _, message in notices(t, 8) if user == "b"]
+    assert says in buyer

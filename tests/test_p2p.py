@@ -597,7 +597,7 @@ def test_the_buyers_take_notice_names_the_payment_window(window: int, says: str)
     t = Trade(
         id="t1", offer_id="o1", offer_side="sell", seller="s", buyer="b", asset="BTC",
         fiat="USD", price=3_000_000, amount=COIN, fiat_amount=3_000_000,
-        payment_methods=("SEPA",), payment_window=window, status="OPEN", last_action="take",
+        payment_methods=("SEPA",), payment_window=window, status="PENDING", last_action="take",
         created_ts=1, updated_ts=1, expires_ts=2, paid_ts=0, dispute_by="", dispute_reason="",
         dispute_ts=0, resolution="", resolved_by="", version=1,
     )  # fmt: skip

@@ -152,17 +152,26 @@ def test_missing_modules_are_skipped() -> None:
     assert [e.name for e in split_available(entries)] == ["ok", "other"]
 
 
-def _supervise(procfile: str, data_dir: Path, tmp: Path) -> subprocess.Popen[str]:
+def _supervise(
+    procfile: str,
+    data_dir: Path,
+    tmp: Path,
+    cwd: Path = ROOT,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """``ops.supervisor`` over ``procfile`` with none of our HFTX_ settings (plus
+    ``extra_env``), its embedded servers on free ports, in ``cwd``."""
     (tmp / "Procfile").write_text(procfile)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFTX_") and k not in ENV_NAMES}
     env |= {
         "HFTX_DATA_DIR": str(data_dir),
         "HFTX_VALKEY_PORT": str(free_port()),
         "HFTX_PG_PORT": str(free_port()),
+        **(extra_env or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "ops.supervisor", "--procfile", str(tmp / "Procfile")],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -405,23 +414,10 @@ def test_supervisor_children_get_the_dotenv_variables_the_environment_lacks(
     show = "import os; print('got', *(os.environ.get(k) for k in {names!r}), flush=True)"
     names = ["HFTX_ADDRESS_SECRET", "HFTX_SETTLE_WAIT", "HFTX_NODE_ID"]
     procfile = f'release: python -c pass\nshow: python -c "{show.format(names=names)}"\n'
-    (tmp_path / "Procfile").write_text(procfile)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HFTX_") and k not in ENV_NAMES}
-    env |= {
-        "HFTX_DATA_DIR": str(tmp_path / "data"),
-        "HFTX_VALKEY_PORT": str(free_port()),
-        "HFTX_PG_PORT": str(free_port()),
-        "HFTX_NODE_ID": "9",  # the environment wins over .env
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.supervisor", "--procfile", str(tmp_path / "Procfile")],
-        cwd=work,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _supervise(
+        procfile, tmp_path / "data", tmp_path, cwd=work,
+        extra_env={"HFTX_NODE_ID": "9", "PYTHONPATH": str(ROOT)},  # the environment wins
+    )  # fmt: skip
     try:
         out, _ = proc.communicate(timeout=90)
     finally:

@@ -207,20 +207,17 @@ async def _copy(
 ) -> None:
     """COPY ``rows`` into ``table``: as text, or in binary with the column types
     ``binary`` (_NotBinary, the COPY aborted, if some value is not of its type)."""
-    if binary is None:
-        async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
-            fmt = cp.formatter.write_row  # formats into a buffer, returns it when full
-            for row in rows:
-                if data := fmt(row):
-                    await cp.write(data)
-        return
-    async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
-        cp.set_types(list(binary))
-        fmt = cp.formatter.write_row
+    options = " (FORMAT BINARY)" if binary is not None else ""
+    async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN{options}") as cp:
+        if binary is not None:
+            cp.set_types(list(binary))
+        fmt = cp.formatter.write_row  # formats into a buffer, returns it when full
         for row in rows:
             try:
                 data = fmt(row)
             except (TypeError, ValueError, OverflowError) as exc:
+                if binary is None:
+                    raise
                 raise _NotBinary(f"{table}: {exc}") from exc
             if data:
                 await cp.write(data)

@@ -225,7 +225,7 @@ async def amend_order(call: Call) -> Any:
     body = await call.json()
     if not isinstance(body, dict):
         raise ApiError("INVALID_PARAM", "body must be a JSON object")
-    if "order_id" in body or "client_order_id" in body:
+    if body.get("order_id") is not None or body.get("client_order_id") is not None:
         raise ApiError("INVALID_PARAM", "the order is named by the path")
     return await service.amend_order(call.node, call.user_id, {**body, **_order_ref(call)})
 

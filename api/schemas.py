@@ -1,7 +1,8 @@
 """Request schemas (pydantic, strict): the shape of every body and WS ``params``.
 
 Strict means no coercion: decimals only as strings, integers only as JSON
-integers, booleans only as JSON booleans; unknown fields are refused. Turning
+integers, booleans only as JSON booleans; unknown fields are refused. A field
+given as ``null`` is a field not given (:func:`parse`). Turning
 decimal strings into integer units needs the market and happens in
 ``api.service`` through ``engine.units``.
 """
@@ -179,10 +180,15 @@ def describe(exc: ValidationError, model: type[Strict] | None = None) -> str:
 
 
 def parse(model: type[M], data: Any) -> M:
+    """``data`` (a body or WS ``params``) as ``model``. A field given as ``null`` counts
+    as not given, for every field of every request (the common JSON-API convention):
+    an optional field takes its default, a required one is "<field> is required"."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ApiError("INVALID_PARAM", "params must be a JSON object")
+    if None in data.values():
+        data = {k: v for k, v in data.items() if v is not None}
     try:
         return model.model_validate(data)
     except ValidationError as exc:

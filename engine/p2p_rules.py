@@ -125,6 +125,10 @@ def check_methods(methods: object) -> tuple[str, ...]:
     out = tuple(clean_text(m, "payment method", MAX_METHOD_CHARS) for m in methods)
     if any("\n" in m for m in out):
         raise EngineError("INVALID_PARAM", "payment method must be one line")
+    # the same method twice (letter case and outer spaces aside) is a client mistake,
+    # refused rather than silently merged, as any other malformed field
+    if len({m.casefold() for m in out}) != len(out):
+        raise EngineError("INVALID_PARAM", "payment_methods lists a method twice")
     return out
 
 

@@ -157,3 +157,22 @@ async def test_p2p_methods_and_notification_pushes_over_websocket(api: Api) -> N
         assert kinds == ["p2p.trade_released", "p2p.message", "p2p.trade_paid"]
         assert [t["id"] for t in await b.ok("p2p.trades.mine", {})] == [trade["id"]]
         assert (await b.push("notifications"))["kind"] == "p2p.trade_paid"
+
+
+async def test_an_offer_listing_a_payment_method_twice_is_refused(api: Api) -> None:
+    seller = await api.user()
+    await api.fund(seller, "BTC", "2")
+    for methods in (["bank", "bank"], ["SEPA", "Revolut", " sepa "]):
+        message = await api.refused(400, "INVALID_PARAM", "POST", "/p2p/offers", seller,
+                                    {**OFFER, "payment_methods": methods})  # fmt: skip
+        assert "payment_methods" in message and "twice" in message
+    assert await api.free(seller) == "2.00000000"  # nothing escrowed
+    assert await api.ok("GET", "/p2p/offers/mine", seller) == []
+    offer = await api.ok("POST", "/p2p/offers", seller, OFFER)
+    path = f"/p2p/offers/{offer['id']}"
+    await api.refused(400, "INVALID_PARAM", "PATCH", path, seller,
+                      {"payment_methods": ["Wise", "WISE"], "amount": "0.5"})  # fmt: skip
+    assert await api.ok("GET", path, None) == offer  # the refused edit changed nothing
+    async with subscribed(api, [seller], "balances") as (ws,):
+        answer = await ws.rpc("p2p.offer.create", {**OFFER, "payment_methods": ["x", "x"]})
+        assert (answer["status"], answer["error"]["code"]) == (400, "INVALID_PARAM")

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from api.node import Node
 
 MAX_LIST = 200
-_P2P_ID = re.compile(r"^[0-9]{1,20}$")
+_P2P_ID = re.compile(r"^[0-9]{1,20}\Z")
 
 Fiat = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 P2PId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]

@@ -34,7 +34,7 @@ log = logging.getLogger("hftx.http")
 
 Policy = Literal["public", "user", "admin"]
 POLICIES = ("public", "user", "admin")
-_UINT = re.compile(r"^[0-9]{1,9}$")
+_UINT = re.compile(r"^[0-9]{1,9}\Z")
 BODILESS = ("GET", "DELETE")  # their parameters are in the path and the query
 
 

@@ -22,7 +22,7 @@ AUDIENCE = "hftx"
 TTL_SECONDS = 15 * 60
 REQUIRED = ["exp", "iat", "sub", "role", "aud", "iss", "tv", "typ"]
 ROLES = ("user", "admin")
-_USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+_USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}\Z")
 
 
 @dataclass(frozen=True, slots=True)

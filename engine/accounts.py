@@ -28,9 +28,9 @@ HOLDERS_KEY = "{g}:holders"  # zset: users that may have holds (bumped before ea
 OUTBOX_KEY = "{g}:outbox"  # zset: users that may have uncredited transfers (bumped before)
 OUTBOX_WAKE_KEY = "{g}:outbox:wake"  # list of at most one token: wakes the settler at once
 
-_USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,36}$")
-_ASSET_RE = re.compile(r"^[A-Z0-9]{2,10}$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}\Z")
+_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,36}\Z")
+_ASSET_RE = re.compile(r"^[A-Z0-9]{2,10}\Z")
 _CODE_RE = re.compile(r"^([A-Z][A-Z_]+) (.*)$", re.S)
 MAX_AMOUNT = 2**53 - 1
 

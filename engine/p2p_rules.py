@@ -80,7 +80,7 @@ def refusal(action: str, status: str, party: str | None) -> str | None:
 
 # -- validation and units ----------------------------------------------------------
 
-_FIAT_RE = re.compile(r"^[A-Z]{3}$")
+_FIAT_RE = re.compile(r"^[A-Z]{3}\Z")
 
 
 def check_fiat(code: str) -> str:

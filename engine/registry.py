@@ -9,7 +9,7 @@ from engine import keys
 from engine import market as market_calls
 from engine.types import Asset, EngineError, Market
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,10}$")
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,10}\Z")
 
 
 def _text(value: Any) -> str:

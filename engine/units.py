@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.types import EngineError, Fill, Market, Order
 
-_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?$")
+_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?\Z")  # \Z: $ allows a final "\n"
 
 
 def parse_amount(scale: int, text: Any, what: str = "amount") -> int:

@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from api.app import create_app
+from api.httpproto import http_protocol
 from api.limits import Limits
 from api.wsproto import FanoutProtocol
 from ops import gc_policy
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host or settings.host,
         port=args.port or settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(limits.http_read_timeout),  # httptools + a read deadline
         ws=FanoutProtocol,  # uvicorn's websockets-sansio + pre-encoded fan-out frames
         ws_max_size=limits.ws_max_frame,
         ws_max_queue=32,

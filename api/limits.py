@@ -26,6 +26,7 @@ class Limits:
     login_failures_per_ip: int = 500  # failed logins per IP in the window -> 429 for all
     login_window: int = 900  # seconds failed logins are counted for
     request_timeout: float = 10.0  # seconds a request may wait (on Redis...): then 503
+    http_read_timeout: float = 15.0  # seconds to receive one HTTP request in full, else close
     history_wait: float = 1.0  # seconds a history read waits for the drain (api.catchup)
     settle_wait: float = 1.0  # seconds a balance read or transfer waits for the settler
 

@@ -3,13 +3,16 @@ each test failed before its fix."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
+import httpx
 import pytest
 
 from engine.types import EngineError
 from engine.units import parse_amount
-from tests.test_e2e_support import Exchange, balances, fund, new_user, unique
+from tests.test_e2e_support import Exchange, balances, extra_node, fund, new_user, unique
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -72,3 +75,47 @@ async def test_an_email_with_a_newline_inside_is_refused(exchange: Exchange, ema
     async with exchange.http("a") as http:
         r = await http.post("/auth/signup", json={"email": email, "password": "password123"})
     _refused(r)
+
+
+async def _closed_after(port: int, first: bytes, drip: bytes, limit: float) -> float | None:
+    """Seconds until the node closes a connection that sends ``first`` then one ``drip``
+    every 0.2 s (the node's answer, if any, is read and ignored); None if still open
+    after ``limit`` seconds."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    try:
+        writer.write(first)
+        while time.monotonic() - started < limit:
+            try:
+                if not await asyncio.wait_for(reader.read(4096), 0.2):
+                    return time.monotonic() - started
+            except TimeoutError:
+                pass
+            if drip:
+                writer.write(drip)
+        return None
+    except (ConnectionError, OSError):
+        return time.monotonic() - started
+    finally:
+        writer.close()
+
+
+async def test_slow_or_silent_http_clients_are_disconnected(exchange: Exchange) -> None:
+    """Slowloris: uvicorn alone never closes a connection that sends nothing, sends its
+    headers a byte at a time, or drips its body (the body gets a 503 at the request
+    timeout, but the connection stayed): each held a socket for as long as it liked."""
+    with extra_node(exchange, "slow-reads", HFTX_HTTP_READ_TIMEOUT="1") as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        head = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+        body = head + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        silent, slow_head, slow_body = await asyncio.gather(
+            _closed_after(port, b"", b"", 6),
+            _closed_after(port, head, b"X-A: b\r\n", 6),
+            _closed_after(port, body, b" ", 6),
+        )
+        for closed in (silent, slow_head, slow_body):
+            assert closed is not None and 0.9 < closed < 3, (silent, slow_head, slow_body)
+        async with httpx.AsyncClient(base_url=base) as http:  # kept-alive requests still work
+            for _ in range(3):
+                assert (await http.get("/api/v1/time")).status_code == 200
+                await asyncio.sleep(0.6)

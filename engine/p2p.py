@@ -12,10 +12,11 @@ Taking a BUY offer spans two shards: reserve on the offer (buyer's shard), then 
 the trade with the seller's escrow (seller's shard). A refused open tombstones the
 trade id and returns the reservation; a crash in between is repaired by ``sweep``.
 Both parties are notified (``engine.notify``) after every transition, once per
-transition even when a request or a job is retried. A call that may move the shard
+transition even when a request or a job is retried. A call that moves the shard
 owner's balance (an offer's escrow, a trade opened on a buy offer, a trade ending)
-is followed by the owner's private ``balances`` push of that asset (best effort; the
-buyer's credit of a release is pushed by the settler that applies it).
+is followed by the owner's private ``balances`` push of that asset, once: a replay
+or a call that left the balance as it was pushes nothing (best effort; the buyer's
+credit of a release is pushed by the settler that applies it).
 
 The class is layered, one concept a module, each using the ones before it:
 ``p2p_core`` (Lua calls, pushes, notices, trades by id) -> ``p2p_offers`` ->

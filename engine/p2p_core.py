@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -83,6 +84,22 @@ def _balance_of(raw: dict[Any, Any], asset: str) -> Balance:
     return Balance(asset, get(f"{asset}:a", 0), get(f"{asset}:h", 0), get(f"{asset}:e", 0))
 
 
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A shard's balances hash (HGETALL replies) right before and right after a call,
+    read in the call's pipeline: on one shard nothing runs between the reads and the
+    call but other clients' commands, whose own pushes cover what they change."""
+
+    before: Any
+    after: Any
+
+    def moved(self, asset: str) -> bool:
+        """Whether ``asset`` changed (a failed read counts as changed: push)."""
+        if not isinstance(self.before, dict) or not isinstance(self.after, dict):
+            return True
+        return _balance_of(self.before, asset) != _balance_of(self.after, asset)
+
+
 class P2PCore:
     """The Redis client and settings shared by the layers of ``engine.p2p.P2P``."""
 
@@ -107,13 +124,15 @@ class P2PCore:
 
     # -- Lua calls -------------------------------------------------------------------
 
-    async def _fcall_bal(self, fn: str, keys: list[str], *args: Any) -> tuple[Any, Any]:
-        """(reply, the shard's balances hash right after the call), one round trip."""
+    async def _fcall_bal(self, fn: str, keys: list[str], *args: Any) -> tuple[Any, Moved]:
+        """(reply, the shard's balances hash right before and right after the call),
+        one round trip."""
         pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys[0])
         pipe.fcall(fn, len(keys), *keys, *args)
         pipe.hgetall(keys[0])
-        reply, bal = await pipe.execute(raise_on_error=False)
-        return _raise(reply), bal
+        before, reply, after = await pipe.execute(raise_on_error=False)
+        return _raise(reply), Moved(before, after)
 
     async def _fcall(self, fn: str, keys: list[str], *args: Any) -> Any:
         try:
@@ -123,16 +142,17 @@ class P2PCore:
 
     # -- pushes and notices (best effort) ----------------------------------------------
 
-    async def _push_balance(self, user: str, asset: str, bal: Any = None) -> None:
-        """Publish ``user``'s ``balances`` push of ``asset`` (never raises: the
-        balance itself is already right, a lost push only delays the client).
-        ``bal``: the user's balances hash as read right after the call, in its
-        pipeline (saves a round trip); None reads it now."""
-        if not self.balance_pushes:
+    async def _push_balance(self, user: str, asset: str, bal: Moved) -> None:
+        """Publish ``user``'s ``balances`` push of ``asset`` if the call ``bal`` brackets
+        moved it (never raises: the balance itself is already right, a lost push only
+        delays the client). Each change is pushed once: a replayed or repeated call, a
+        move that left the asset where it was (escrow back into an open offer) push
+        nothing."""
+        if not self.balance_pushes or not bal.moved(asset):
             return
         try:
-            if isinstance(bal, dict):
-                b = _balance_of(bal, asset)
+            if isinstance(bal.after, dict):
+                b = _balance_of(bal.after, asset)
             else:
                 b = await accounts.balance(self.redis, user, asset)
             push = balance_push(b, await self.scale(asset))

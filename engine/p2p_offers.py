@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine import accounts
 from engine.ids import new_order_id
-from engine.p2p_core import P2PCore, _check_id, _limit, _raise, _record, _rid, _text, now_ms
+from engine.p2p_core import Moved, P2PCore, _check_id, _limit, _raise, _record, _rid, _text, now_ms
 from engine.p2p_keys import OFFER_OWNER, OFFERS, offer_key, prefix, shard
 from engine.p2p_rules import Offer, OfferChanges, OfferSide, OfferSpec, encode_methods, offer_from
 from engine.types import EngineError
@@ -29,15 +29,16 @@ class Offers(P2PCore):
         pipe.hset(OFFER_OWNER, offer_id, user)
         pipe.zadd(OFFERS, {f"{spec.side}|{spec.asset}|{spec.fiat}|{user}|{offer_id}": now})
         pipe.sadd(accounts.ACCOUNTS_KEY, user)
+        pipe.hgetall(keys[0])
         pipe.fcall("p2p_offer_create", len(keys), *keys, offer_id, spec.side, spec.asset,
                    spec.fiat, spec.price, spec.min_amount, spec.max_amount, spec.amount,
                    encode_methods(spec.payment_methods), spec.payment_window, now,
                    _rid(request_id))  # fmt: skip
         pipe.hgetall(keys[0])
-        *_, reply, bal = await pipe.execute(raise_on_error=False)
+        *_, before, reply, after = await pipe.execute(raise_on_error=False)
         offer = offer_from(_raise(reply)[1])
         if offer.side == "sell":
-            await self._push_balance(user, offer.asset, bal)
+            await self._push_balance(user, offer.asset, Moved(before, after))
         return offer
 
     async def update_offer(

@@ -2,9 +2,10 @@
 the trade's message thread.
 
 Every transition is one ``p2p_act`` call in the seller's shard (``p2p_rules.RULES``
-says who may do what in which status); its follow-ups (``_after``: the seller's
-balances push, the buy offer's reservation, index cleanup, notices) are idempotent
-and repeated when a request or a job is retried.
+says who may do what in which status); its follow-ups (``_after``: the buy offer's
+reservation, index cleanup, notices) are idempotent and repeated when a request or a
+job is retried; the seller's balances push goes out only from the call that moved
+the balance (a retry, or the expiry job of a trade that ended, pushes nothing again).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine import accounts, notify
-from engine.p2p_core import _limit, _raise, _rid, _text, now_ms
+from engine.p2p_core import Moved, _limit, _raise, _rid, _text, now_ms
 from engine.p2p_keys import DISPUTES, EXPIRY, prefix, shard, trade_key
 from engine.p2p_rules import (
     FINAL,
@@ -61,25 +62,28 @@ class Trades(Taking):
             pipe.sadd(accounts.ACCOUNTS_KEY, buyer)
         if action == "dispute":
             pipe.zadd(DISPUTES, {f"{seller}|{trade_id}": now})
+        pipe.hgetall(keys[0])  # the seller's balances before and after the call (the push)
         at = len(pipe)
         pipe.fcall("p2p_act", len(keys), *keys, action, actor, role, now, _rid(request_id),
                    reason)  # fmt: skip
-        pipe.hgetall(keys[0])  # the seller's balances after the call (for the push)
+        pipe.hgetall(keys[0])
         if action in ("release", "resolve_release"):
             accounts.wake_outboxes(pipe)
         replies = await pipe.execute(raise_on_error=False)
-        reply, bal = replies[at], replies[at + 1]
+        reply, bal = replies[at], Moved(replies[at - 1], replies[at + 1])
         kind, flat = _raise(reply)
         trade = trade_from(flat)
         if _text(kind) != "not_due":
             await self._after(trade, bal)
         return _text(kind), trade
 
-    async def _after(self, trade: Trade, bal: object = None) -> None:
+    async def _after(self, trade: Trade, bal: Moved | None = None) -> None:
         """Follow-ups of a transition (idempotent, repeated on replays): the seller's
-        balances push, buy-offer reservation, index cleanup, notifications."""
+        balances push if this call moved it (``bal``; the buyer's credit of a release
+        is the settler's push), buy-offer reservation, index cleanup, notifications."""
         if trade.status in FINAL:
-            await self._push_balance(trade.seller, trade.asset, bal)  # escrow left or came back
+            if bal is not None:  # escrow left or came back
+                await self._push_balance(trade.seller, trade.asset, bal)
             if trade.offer_side == "buy":
                 outcome = "fill" if trade.status == "RELEASED" else "return"
                 await self._unreserve(trade.buyer, trade.offer_id, trade.id, trade.seller, outcome)

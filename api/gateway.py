@@ -148,6 +148,11 @@ def service_ticker(feed: Any) -> str:
 
 async def m_unsubscribe(node: Node, conn: Connection, params: Any) -> Any:
     p = S.parse(S.Subscribe, params)
+    if p.markets and p.channel not in ("balances", "notifications"):
+        # a market filter names listed markets, as on subscribe (nothing is changed
+        # by a request naming one that is not); balances and notifications ignore it
+        for market_id in p.markets:
+            await service.market(node, market_id)
     if p.channel in S.PRIVATE_CHANNELS:
         _orders_filter_given_empty(p)
         only = conn.private.get(p.channel)

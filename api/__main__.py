@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=5,
         log_level=settings.log_level.lower(),
         server_header=False,
-        proxy_headers=False,
+        # X-Forwarded-For only from the load balancers named (the per-IP limits then
+        # count the real clients); from anyone else it would let clients pick their IP
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     server = Server(config)
     server.app_node = app.state.node

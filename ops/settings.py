@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     admin_email: str | None = None
     admin_password: str | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # addresses (comma-separated IPs or CIDRs) of the load balancers in front of the web
+    # nodes, whose X-Forwarded-For names the client; empty: the peer is the client
+    forwarded_allow_ips: str = ""
     node_id: int | None = Field(default=None, ge=0, le=1023)
     demo: bool = False
     log_level: str = "INFO"

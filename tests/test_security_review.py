@@ -119,3 +119,33 @@ async def test_slow_or_silent_http_clients_are_disconnected(exchange: Exchange) 
             for _ in range(3):
                 assert (await http.get("/api/v1/time")).status_code == 200
                 await asyncio.sleep(0.6)
+
+
+async def _login_statuses(base: str, email: str, client_ip: str, times: int) -> list[int]:
+    async with httpx.AsyncClient(base_url=base + "/api/v1") as http:
+        statuses = []
+        for _ in range(times):
+            r = await http.post(
+                "/auth/login",
+                json={"email": email, "password": "wrong-password"},
+                headers={"X-Forwarded-For": client_ip},
+            )
+            statuses.append(r.status_code)
+        return statuses
+
+
+async def test_behind_a_load_balancer_the_per_ip_limits_count_each_client(
+    exchange: Exchange,
+) -> None:
+    """Behind a load balancer every client came from the balancer's address: one
+    client's failed logins (500 per IP) locked every user out of login. With the
+    balancer's address in HFTX_FORWARDED_ALLOW_IPS its X-Forwarded-For names the
+    client; from any other peer the header is ignored (no picking your own IP)."""
+    email = f"{unique('victim')}@example.com"
+    with extra_node(exchange, "behind-lb", HFTX_FORWARDED_ALLOW_IPS="127.0.0.1") as (base, _):
+        assert await _login_statuses(base, email, "10.1.0.1", 6) == [401] * 5 + [429]
+        assert await _login_statuses(base, email, "10.1.0.2", 1) == [401]  # another client
+    other = f"{unique('victim')}@example.com"
+    direct = exchange.url("a")  # trusts no balancer: the header changes nothing
+    assert await _login_statuses(direct, other, "10.1.0.1", 5) == [401] * 5
+    assert await _login_statuses(direct, other, "10.1.0.2", 1) == [429]

@@ -65,7 +65,7 @@ class SystemAccount:
     gid: int
 
 
-def _die_with_parent(sig: int) -> Callable[[], None] | None:
+def die_with_parent(sig: int) -> Callable[[], None] | None:
     """A preexec_fn that makes the child receive ``sig`` when its parent dies (Linux)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -160,7 +160,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent(stop_signal),
+            preexec_fn=die_with_parent(stop_signal),
             **account,
         )
     return ServerProcess(name, proc, log_path, stop_signal)

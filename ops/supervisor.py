@@ -12,6 +12,11 @@
    code 1: the processes would otherwise answer 503 and retry forever;
 4. stops the embedded servers last.
 
+If the supervisor itself is killed (``kill -9``, the OOM killer), nothing it started
+lives on (Linux): each process gets SIGKILL and each embedded server its stop signal
+from the kernel (parent-death signals), so the next run finds the port and the data
+dir free instead of orphans still serving, settling and draining.
+
 The children get our environment plus what ``.env`` in the working directory sets
 and the environment does not.
 
@@ -35,9 +40,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import honcho.process
 
 from ops.embedded import EmbeddedServices
-from ops.processes import EmbeddedError
+from ops.processes import EmbeddedError, die_with_parent
 from ops.settings import Settings, get_settings
 
 log = logging.getLogger("hftx.supervisor")
@@ -46,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "Procfile"
 RELEASE = "release"
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+_SHELL_OPERATORS = frozenset("();<>|&")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +182,58 @@ class ServerWatch:
                 return
 
 
+def exec_command(command: str) -> str:
+    """``command`` as given to ``sh -c``, with ``exec`` in front when it is one simple
+    command, so that the shell becomes the program: the program is then the direct
+    child of the supervisor's process for it, and its parent-death signal (which a
+    fork does not inherit) is its own. A command with shell operators, or that begins
+    with a variable assignment or ``exec``, is left as it is."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:  # unbalanced quotes: let the shell say so
+        return command
+    if (
+        not words
+        or "=" in words[0]
+        or words[0] == "exec"
+        or any(w and set(w) <= _SHELL_OPERATORS for w in words)
+    ):
+        return command
+    return f"exec {command}"
+
+
+class _Program(honcho.process.Popen):
+    """The ``sh -c`` of a Procfile entry, ``exec``'ing its program when it can, which
+    gets SIGKILL when its parent (the fork of the supervisor running it) dies."""
+
+    def __init__(self, cmd: str, **kwargs: Any) -> None:
+        super().__init__(exec_command(cmd), preexec_fn=die_with_parent(signal.SIGKILL), **kwargs)
+
+
+class SupervisedProcess(honcho.process.Process):
+    """honcho's ``Process`` (run by honcho in a fork of the supervisor), made to die
+    with the supervisor: the fork gets SIGKILL when the supervisor dies, the program
+    (``exec``'d by its shell) SIGKILL when the fork dies. Without it a ``kill -9`` of
+    the supervisor, or of its process group, left web, settler, drain and worker
+    running in their own sessions, holding the port and reconnecting to the next run's
+    servers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._child_ctor = _Program
+        self._supervisor = os.getpid()
+
+    def run(self, events: Any = None, ignore_signals: bool = False) -> None:
+        set_signal = die_with_parent(signal.SIGKILL)
+        if set_signal is not None:
+            set_signal()
+            if os.getppid() != self._supervisor:  # it died before we could ask
+                os._exit(1)
+        super().run(events, ignore_signals)
+
+
 def run_processes(
     entries: Sequence[Entry], env: dict[str, str], services: EmbeddedServices | None = None
 ) -> int:
@@ -181,6 +242,7 @@ def run_processes(
     from honcho.manager import Manager
 
     manager = Manager()
+    manager._process_ctor = SupervisedProcess
     for entry in entries:
         manager.add_process(entry.name, entry.command, env=env, cwd=str(ROOT))
     watch = ServerWatch(services) if services is not None else None

@@ -23,7 +23,13 @@ from ops import embedded, migrate
 from ops.processes import EmbeddedError, free_port
 from ops.release import release
 from ops.settings import Settings, load_or_create_secret
-from ops.supervisor import Entry, command_module, parse_procfile, split_available
+from ops.supervisor import (
+    Entry,
+    command_module,
+    exec_command,
+    parse_procfile,
+    split_available,
+)
 from ops.valkey import start_valkey
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +146,31 @@ def test_bad_procfiles_are_refused(text: str) -> None:
 )
 def test_command_module(command: str, module: str | None) -> None:
     assert command_module(command) == module
+
+
+@pytest.mark.parametrize(
+    ("command", "given"),
+    [
+        ("python -m api", "exec python -m api"),
+        (
+            "arq --watch 'a b' workers.jobs.WorkerSettings",
+            "exec arq --watch 'a b' workers.jobs.WorkerSettings",
+        ),
+        ("python -c 'import time; time.sleep(1)'", "exec python -c 'import time; time.sleep(1)'"),
+        ("python -m ops.release && python -m api", "python -m ops.release && python -m api"),
+        ("sleep 1; echo done", "sleep 1; echo done"),
+        ("python -m api | tee log", "python -m api | tee log"),
+        ("python -m api > log 2>&1", "python -m api > log 2>&1"),
+        ("(cd web && python -m api)", "(cd web && python -m api)"),
+        ("PORT=1 python -m api", "PORT=1 python -m api"),
+        ("exec python -m api", "exec python -m api"),
+        ("python -c 'unbalanced", "python -c 'unbalanced"),
+    ],
+)
+def test_a_simple_procfile_command_is_execd_by_its_shell(command: str, given: str) -> None:
+    """So that the program, not a shell in between, is the supervisor's child and dies
+    with it (its parent-death signal is not inherited through the shell's fork)."""
+    assert exec_command(command) == given
 
 
 def test_missing_modules_are_skipped() -> None:

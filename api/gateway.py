@@ -23,7 +23,7 @@ from api import auth, service
 from api import schemas as S
 from api.connection import CLOSE_AUTH, CLOSE_FLOOD, CLOSE_TOO_BIG, Connection
 from api.errors import ApiError, from_engine, internal, unavailable
-from api.jsonio import MAX_DEPTH, depth_of
+from api.jsonio import MAX_DEPTH, depth_of, duplicate_key
 from api.ratelimit import FloodMeter
 from engine.types import EngineError
 
@@ -335,8 +335,12 @@ class Session:
             if not isinstance(request, dict):
                 raise ApiError("INVALID_PARAM", "a request is a JSON object")
             req_id = request.get("id")
-            if not _valid_id(req_id):
-                req_id = None
+            duplicate = duplicate_key(text, request)
+            if not _valid_id(req_id) or duplicate == ("id", True):
+                req_id = None  # an id given twice is no id: the answer has id null
+            if duplicate is not None:
+                raise ApiError("INVALID_PARAM", f"duplicate key {duplicate[0][:40]}")
+            if req_id is None:
                 raise ApiError("INVALID_PARAM", "id must be an integer or a string of 1..36 chars")
             if not _ENVELOPE.issuperset(request):
                 raise ApiError("INVALID_PARAM", "a request has only id, method and params")

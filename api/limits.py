@@ -14,6 +14,7 @@ class Limits:
     ws_queue_bytes: int = 8 * 1024 * 1024  # outbound bytes waiting for one socket
     ws_conns_per_user: int = 32  # sockets of one user on one node
     ws_conns_total: int = 20_000  # sockets on one node
+    ws_conns_per_ip: int = 1000  # sockets of one client address on one node
     ws_auth_timeout: float = 10.0  # seconds to send ``auth`` after connecting
     user_rate: float = 500.0  # requests/s per user (HTTP and WS together)
     user_burst: float = 1000.0

@@ -64,6 +64,7 @@ class Node:
         self.ip_limiter = Limiter(self.limits.ip_rate, self.limits.ip_burst)
         self.signup_limiter = Limiter(self.limits.signup_rate, self.limits.signup_burst)
         self.connections: set[Connection] = set()
+        self.connections_per_ip: dict[str, int] = {}  # open sockets by client address
         self.cache: dict[str, Any] = {}
         self.signup_hooks: list[SignupHook] = []
         self.closing = False

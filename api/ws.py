@@ -59,9 +59,19 @@ class WebSocketEndpoint:
             await send({"type": "websocket.accept"})  # so that the client sees the code
             await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": "try later"})
             return
-        await send({"type": "websocket.accept"})
         client = scope.get("client")
         ip = client[0] if client else "unknown"
+        per_ip = node.connections_per_ip
+        if per_ip.get(ip, 0) >= node.limits.ws_conns_per_ip:
+            # one address may not take the node's sockets (sockets waiting for auth
+            # come back every 10 s; accounts come 32 sockets each)
+            node.metrics.ws_rejected("address")
+            await send({"type": "websocket.accept"})
+            reason = "too many connections from this address"
+            await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": reason})
+            return
+        await send({"type": "websocket.accept"})
+        per_ip[ip] = per_ip.get(ip, 0) + 1
         conn = Connection(
             send,
             node.limits.ws_queue_msgs,
@@ -107,6 +117,10 @@ class WebSocketEndpoint:
                     async with asyncio.timeout(CANCEL_TIMEOUT_S):
                         await conn.orders.cancel(node.ex, user)
             node.connections.discard(conn)
+            if per_ip.get(ip, 0) > 1:
+                per_ip[ip] -= 1
+            else:
+                per_ip.pop(ip, None)
             node.marketdata.remove(conn)
             node.metrics.ws_open(-1)
             try:

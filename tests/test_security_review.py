@@ -8,7 +8,9 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import websockets
 
 from engine.types import EngineError
 from engine.units import parse_amount
@@ -149,3 +151,33 @@ async def test_behind_a_load_balancer_the_per_ip_limits_count_each_client(
     direct = exchange.url("a")  # trusts no balancer: the header changes nothing
     assert await _login_statuses(direct, other, "10.1.0.1", 5) == [401] * 5
     assert await _login_statuses(direct, other, "10.1.0.2", 1) == [429]
+
+
+async def _close_code(ws: websockets.ClientConnection) -> int | None:
+    try:
+        await asyncio.wait_for(ws.recv(), 5)
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    return None
+
+
+async def test_one_address_cannot_take_every_socket_of_a_node(exchange: Exchange) -> None:
+    """Sockets waiting for ``auth`` (10 s each, reopened at will) and accounts' sockets
+    (32 each) from one address used to fill a node up to its 20 000, after which every
+    other client's handshake got 1013: one address now holds HFTX_WS_CONNS_PER_IP."""
+    with extra_node(exchange, "per-ip", HFTX_WS_CONNS_PER_IP="5") as (base, _):
+        url = base.replace("http://", "ws://") + "/ws"
+        held = [await websockets.connect(url) for _ in range(5)]
+        try:
+            refused = await websockets.connect(url)
+            assert await _close_code(refused) == 1013
+            await held.pop().close()
+            await asyncio.sleep(0.2)
+            again = await websockets.connect(url)  # a freed slot is usable again
+            held.append(again)
+            await again.send(orjson.dumps({"id": 1, "method": "ping"}).decode())
+            answer = orjson.loads(await asyncio.wait_for(again.recv(), 5))
+            assert answer["error"]["code"] == "UNAUTHORIZED"  # open, waiting for auth
+        finally:
+            for ws in held:
+                await ws.close()

@@ -132,6 +132,7 @@ def web_node(redis_url: str, secret: str) -> Any:
         "HFTX_IP_RATE": "1000000",
         "HFTX_IP_BURST": "1000000",
         "HFTX_WS_CONNS_PER_USER": "5000",
+        "HFTX_WS_CONNS_PER_IP": "1000000",  # every client is on loopback
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "api", "--port", str(port)], cwd=ROOT, env=env,

@@ -94,13 +94,18 @@ def _orders_filter_given_empty(p: S.Subscribe) -> None:
         raise ApiError("INVALID_PARAM", "markets, when given, is a non-empty list")
 
 
+# private channels whose pushes concern no market: ``markets`` is ignored on them
+NO_MARKETS = ("balances", "notifications")
+
+
 async def m_subscribe(node: Node, conn: Connection, params: Any) -> Any:
     p = S.parse(S.Subscribe, params)
     if p.channel in S.PRIVATE_CHANNELS:
         _orders_filter_given_empty(p)
         if p.depth is not None:
             raise ApiError("INVALID_PARAM", "depth is only for the book channel")
-        only = frozenset(p.markets) if p.markets else None
+        given = None if p.channel in NO_MARKETS else p.markets
+        only = frozenset(given) if given else None
         if only is not None and p.channel == "orders":  # a filter of listed markets
             for market_id in only:
                 await service.market(node, market_id)
@@ -110,8 +115,8 @@ async def m_subscribe(node: Node, conn: Connection, params: Any) -> Any:
         conn.private[p.channel] = only
         await node.hub.listen(conn)
         result: dict[str, Any] = {"channel": p.channel}
-        if p.markets:
-            result["markets"] = list(dict.fromkeys(p.markets))
+        if given:
+            result["markets"] = list(dict.fromkeys(given))
         return result
     if not p.markets:
         raise ApiError("INVALID_PARAM", "markets is required (a non-empty list)")
@@ -148,25 +153,27 @@ def service_ticker(feed: Any) -> str:
 
 async def m_unsubscribe(node: Node, conn: Connection, params: Any) -> Any:
     p = S.parse(S.Subscribe, params)
-    if p.markets and p.channel not in ("balances", "notifications"):
-        # a market filter names listed markets, as on subscribe (nothing is changed
-        # by a request naming one that is not); balances and notifications ignore it
-        for market_id in p.markets:
-            await service.market(node, market_id)
+    # a market filter names listed markets, as on subscribe (nothing is changed by a
+    # request naming one that is not); a market named twice counts once. Ignored on
+    # balances and notifications: the channel ends, whatever markets it names
+    given = None if p.channel in NO_MARKETS else p.markets
+    markets = list(dict.fromkeys(given)) if given else None
+    for market_id in markets or ():
+        await service.market(node, market_id)
     if p.channel in S.PRIVATE_CHANNELS:
         _orders_filter_given_empty(p)
         only = conn.private.get(p.channel)
-        left = only - frozenset(p.markets) if only is not None and p.markets else frozenset()
+        left = only - frozenset(markets) if only is not None and markets else frozenset()
         if left:  # the other markets of an orders filter stay subscribed
             conn.private[p.channel] = left
         else:
             conn.private.pop(p.channel, None)
         if not conn.private:
             await node.hub.unlisten(conn)
-        return {"channel": p.channel, **({"markets": list(p.markets)} if p.markets else {})}
-    if not p.markets:
+        return {"channel": p.channel, **({"markets": markets} if markets else {})}
+    if not markets:
         raise ApiError("INVALID_PARAM", "markets is required (a non-empty list)")
-    for market_id in p.markets:
+    for market_id in markets:
         feed = node.marketdata.feeds.get(market_id)
         if feed is None:
             continue
@@ -178,7 +185,7 @@ async def m_unsubscribe(node: Node, conn: Connection, params: Any) -> Any:
             feed.tickers.discard(conn)
         else:
             feed.heartbeats.discard(conn)
-    return {"channel": p.channel, "markets": list(p.markets)}
+    return {"channel": p.channel, "markets": markets}
 
 
 async def m_place(node: Node, conn: Connection, params: Any) -> Any:

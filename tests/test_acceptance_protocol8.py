@@ -103,11 +103,31 @@ async def test_unsubscribe_naming_an_unlisted_market_is_refused_and_changes_noth
     await ok(live, other, "POST", "/orders", json=limit(market, "buy", "0.5", "10.00"))
     await ws.wait_push(lambda p: p.get("channel") == "trades" and p["market"] == market)
     await ws.wait_push(lambda p: p.get("channel") == "orders" and p["exec_type"] == "TRADE")
-    # balances and notifications ignore markets (docs): not refused
+
+
+async def test_markets_on_balances_and_notifications_are_ignored_by_unsubscribe_too(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    """docs: ``markets`` is ignored on these channels. It was kept as a filter, so
+    ``unsubscribe`` naming another market answered 200 and left the channel on."""
+    one, two = await new_market(live), await new_market(live)
+    user = await new_user(live)
+    ws = await connect(live, sockets, user)
     for channel in ("balances", "notifications"):
-        assert (await ws_ok(ws, "unsubscribe", {"channel": channel, "markets": ["ZZZ-USD"]}))[
-            "channel"
-        ] == channel
+        params = {"channel": channel, "markets": [one]}
+        assert await ws_ok(ws, "subscribe", params) == {"channel": channel}
+        params = {"channel": channel, "markets": [two, "ZZZ-USD"]}
+        assert await ws_ok(ws, "unsubscribe", params) == {"channel": channel}
+    await fund(live, user, {"USD": "1"})
+    await asyncio.sleep(0.5)
+    assert pushes(ws, "balances") == [], "balances was unsubscribed"
+    # subscribed with markets, it is every balance (pushes name no market)
+    assert await ws_ok(ws, "subscribe", {"channel": "balances", "markets": [one]}) == {
+        "channel": "balances"
+    }
+    await fund(live, user, {"USD": "1"})
+    push = await ws.wait_push(lambda p: p.get("channel") == "balances")
+    assert (push["asset"], push["total"]) == ("USD", "2.00000000")
 
 
 # -- subscribe parameters at their edges -------------------------------------------------
@@ -163,8 +183,8 @@ async def test_subscribe_parameters_at_their_edges(live: Exchange, sockets: list
         "channel": "heartbeat", "markets": [two]
     }  # fmt: skip
     assert await ws_ok(ws, "unsubscribe", {"channel": "orders"}) == {"channel": "orders"}
-    result = await ws_ok(ws, "unsubscribe", {"channel": "book", "markets": [one, two], "depth": 5})
-    assert result == {"channel": "book", "markets": [one, two]}
+    params = {"channel": "book", "markets": [one, two, one], "depth": 5}
+    assert await ws_ok(ws, "unsubscribe", params) == {"channel": "book", "markets": [one, two]}
     assert await ws_ok(ws, "unsubscribe", {"channel": "book", "markets": [one]}) == {
         "channel": "book", "markets": [one]
     }  # fmt: skip

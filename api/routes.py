@@ -180,7 +180,7 @@ async def list_orders(call: Call) -> Any:
     return await history_io.orders(call.node, call.user_id, market_id, status, limit, cursor)
 
 
-_TS = re.compile(r"^[0-9]{1,16}$")
+_TS = re.compile(r"^[0-9]{1,16}\Z")
 MAX_TS = 2**53 - 1
 
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from api.errors import ApiError
 
-MARKET_ID = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,10}$")
-OP_ID = re.compile(r"^[A-Za-z0-9._:-]{1,36}$")
+MARKET_ID = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,10}\Z")  # \Z: $ allows a final "\n"
+OP_ID = re.compile(r"^[A-Za-z0-9._:-]{1,36}\Z")
 
 Decimal = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MarketId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,10}$")]
@@ -167,7 +167,7 @@ def describe(exc: ValidationError, model: type[Strict] | None = None) -> str:
     if kind == "missing":
         return f"{where} is required"
     if kind == "extra_forbidden":
-        return f"unknown field {where}"
+        return f"unknown field {where[:40]}"  # the client's key: not echoed in full
     if kind == "model_type":
         return "params must be a JSON object"
     if kind == "string_pattern_mismatch":

@@ -181,3 +181,26 @@ async def test_one_address_cannot_take_every_socket_of_a_node(exchange: Exchange
         finally:
             for ws in held:
                 await ws.close()
+
+
+async def test_answers_do_not_echo_what_the_client_sent(exchange: Exchange) -> None:
+    """A path market id with a final newline passed the format check and came back in
+    the message ("unknown market BTC-USD\\n"); an unknown field's name was echoed in
+    full (a 60 KiB key, markup, ...); a query time with a final newline was taken."""
+    user = await new_user(exchange)
+    async with exchange.http("a", user.token) as http:
+        for path in ("/markets/BTC-USD%0A", "/markets/BTC-USD%0A/book"):
+            r = await http.get(path)
+            assert r.status_code == 400 and r.json()["error"] == {
+                "code": "UNKNOWN_MARKET",
+                "message": "unknown market",
+            }, r.text
+        key = "<b>" + "k" * 5000
+        order = {"market": "BTC-USD", "side": "buy", "type": "limit", "amount": "0.001"}
+        r = await http.post("/orders", json={**order, "price": "1.00", key: 1})
+        _refused(r)
+        assert key not in r.text and len(r.json()["error"]["message"]) < 100, r.text
+        _refused(await http.get("/markets/BTC-USD/candles?start=5%0A"))
+    async with exchange.admin() as admin:  # the admin's route of a market
+        r = await admin.post("/admin/markets/BTC-USD%0A/status", json={"status": "TRADING"})
+        assert r.status_code == 400 and r.json()["error"]["message"] == "unknown market"

@@ -66,6 +66,7 @@ class Connection:
         self._drained: asyncio.Event | None = None
         self._busy = False  # a send is in progress (writer task or answer fast path)
         self.orders = SessionOrders()  # what this socket placed (cancel on disconnect)
+        self.handling = False  # a request of this socket is being handled
 
     def __hash__(self) -> int:
         return self.id

@@ -137,10 +137,18 @@ class Node:
             delay = min(delay * 2, 10.0)
 
     async def drain(self, timeout: float = 2.0) -> None:
-        """Graceful shutdown: a ``status/shutdown`` push, then close 1012, on every socket."""
+        """Graceful shutdown: a ``status/shutdown`` push, then close 1012, on every socket.
+
+        No request is started once it begins, and a request being handled is
+        answered first (bounded by ``timeout``): closing under it dropped the answer
+        of an order the engine had placed."""
         self.closing = True
         text = orjson.dumps({"channel": "status", "type": "shutdown"}).decode()
         conns = list(self.connections)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(c.handling for c in conns) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
         for conn in conns:
             conn.push(text)
         if conns:

@@ -98,7 +98,13 @@ class WebSocketEndpoint:
                         except UnicodeDecodeError:
                             conn.push(error_answer(None, ApiError("INVALID_PARAM", "not UTF-8")))
                             continue
-                    await session.handle(text)
+                    if node.closing:  # shutting down: no new request (node.drain)
+                        continue
+                    conn.handling = True
+                    try:
+                        await session.handle(text)
+                    finally:
+                        conn.handling = False
                     if len(conn.queue) > conn.max_msgs // 2:
                         await conn.backpressure()
                 elif kind == "websocket.disconnect":

@@ -325,13 +325,16 @@ async def test_a_sigterm_restart_keeps_what_traders_see(run: Run) -> None:
     addresses, notifications, the book (levels, seq, checksum), ticker, trades and
     candles read the same after SIGTERM and a new run on the same data dir; tokens
     issued before stay valid, a logout stays one; a socket open during the SIGTERM
-    gets ``status/shutdown`` then 1012; ``client_order_id`` stays taken; trade ids
-    and seq continue."""
+    gets ``status/shutdown`` then 1012, and one sending orders meanwhile got an answer
+    for every order the node placed; ``client_order_id`` stays taken; trade ids and
+    seq continue."""
     run.start()
     api = Api(run)
     try:
         admin = await api.login(ADMIN["email"], ADMIN["password"])
-        alice, bob, carol, dave = [await api.user(n) for n in ("alice", "bob", "carol", "dave")]
+        alice, bob, carol, dave, erin = [
+            await api.user(n) for n in ("alice", "bob", "carol", "dave", "erin")
+        ]
         for token, who in ((alice, "a"), (bob, "b")):
             await api.deposit(admin, token, "USD", "100000", f"{who}-usd")
             await api.deposit(admin, token, "BTC", "10", f"{who}-btc")
@@ -384,14 +387,27 @@ async def test_a_sigterm_restart_keeps_what_traders_see(run: Run) -> None:
         while not any(p.get("type") == "snapshot" for p in pushes):  # subscribed
             assert not watcher.done(), watcher.result()
             await asyncio.sleep(0.02)
+        # erin keeps placing orders (on another market) while the run stops
+        await api.deposit(admin, erin, "USD", "10000", "e-usd")
+        placed: list[Any] = []
+        prices = [f"{1000 + i}.00" for i in range(20)]
+        burst = asyncio.create_task(_burst(run, erin, "ETH-USD", "buy", prices, "e", 5000, placed))
+        while len(placed) < 100:
+            assert not burst.done()
+            await asyncio.sleep(0.005)
         assert await asyncio.to_thread(run.stop) == 143, run.log_tail()
         assert await asyncio.wait_for(watcher, 10) == 1012
         assert pushes[-1] == {"channel": "status", "type": "shutdown"}
+        await asyncio.wait_for(burst, 10)
+        assert len(placed) < 5000
 
         run.start()
         await api.caught_up()
         after = await _seen(api, tokens)
         assert after == before
+        # every order the node placed for erin before it stopped was answered
+        erins = await api.history("/orders?status=all&limit=1000", erin)
+        assert sorted(o["id"] for o in erins) == sorted(o["id"] for o in placed)
         r = await api.call("GET", "/me", dave)
         assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
 
@@ -430,31 +446,50 @@ async def test_a_sigterm_restart_keeps_what_traders_see(run: Run) -> None:
 # ------------------------------------------------------------------ kill -9
 
 
-async def _burst(run: Run, token: str, side: str, tag: str, n: int, acks: list[Any]) -> None:
-    """``n`` pipelined limit orders on one socket; each accepted order into ``acks``
-    (until the socket dies with the run)."""
+async def _burst(
+    run: Run,
+    token: str,
+    market: str,
+    side: str,
+    prices: list[str],
+    tag: str,
+    n: int,
+    acks: list[Any],
+) -> None:
+    """Up to ``n`` pipelined limit orders (size ``min_size``, ``prices`` in turn) on one
+    socket, sent while the answers are read; each accepted order into ``acks`` (until
+    the socket ends with the run)."""
+    size = {"BTC-USD": "0.001", "ETH-USD": "0.001"}[market]
     with contextlib.suppress(websockets.ConnectionClosed, OSError):
         async with websockets.connect(run.ws_url, max_size=None) as ws:
             auth = {"id": 0, "method": "auth", "params": {"token": token}}
             await ws.send(orjson.dumps(auth).decode())
             await ws.recv()
-            for i in range(n):
-                price = (29500 if side == "buy" else 29400) + (i % 20) * 5
-                params = {
-                    "market": MARKET,
-                    "type": "limit",
-                    "side": side,
-                    "amount": "0.001",
-                    "price": str(price),
-                    "client_order_id": f"{tag}-{i}",
-                }
-                message = {"id": i + 1, "method": "order.place", "params": params}
-                await ws.send(orjson.dumps(message).decode())
-            async for raw in ws:
-                answer = orjson.loads(raw)
-                if answer.get("id"):
-                    assert answer["status"] == 200, answer
-                    acks.append(answer["result"])
+
+            async def send() -> None:
+                for i in range(n):
+                    params = {
+                        "market": market,
+                        "type": "limit",
+                        "side": side,
+                        "amount": size,
+                        "price": prices[i % len(prices)],
+                        "client_order_id": f"{tag}-{i}",
+                    }
+                    message = {"id": i + 1, "method": "order.place", "params": params}
+                    await ws.send(orjson.dumps(message).decode())
+                    if i % 50 == 49:
+                        await asyncio.sleep(0.005)  # the answers keep up
+
+            sender = asyncio.create_task(send())
+            try:
+                async for raw in ws:
+                    answer = orjson.loads(raw)
+                    if answer.get("id"):
+                        assert answer["status"] == 200, answer
+                        acks.append(answer["result"])
+            finally:
+                sender.cancel()
 
 
 async def test_kill_9_of_the_run_then_a_new_run_loses_nothing(run: Run) -> None:
@@ -471,9 +506,11 @@ async def test_kill_9_of_the_run_then_a_new_run_loses_nothing(run: Run) -> None:
             await api.deposit(admin, token, "USD", "100000", f"{who}-usd")
             await api.deposit(admin, token, "BTC", "10", f"{who}-btc")
         acks: list[Any] = []
+        bids = [str(29500 + 5 * i) for i in range(20)]
+        asks = [str(29400 + 5 * i) for i in range(20)]
         bursts = [
-            asyncio.create_task(_burst(run, alice, "buy", "a", 400, acks)),
-            asyncio.create_task(_burst(run, bob, "sell", "b", 400, acks)),
+            asyncio.create_task(_burst(run, alice, MARKET, "buy", bids, "a", 400, acks)),
+            asyncio.create_task(_burst(run, bob, MARKET, "sell", asks, "b", 400, acks)),
         ]
         while len(acks) < 200:
             assert not all(b.done() for b in bursts), len(acks)

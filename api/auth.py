@@ -114,7 +114,7 @@ async def signup(node: Node, body: Any, ip: str) -> dict[str, Any]:
     passwords.check_policy(creds.password)
     if not node.signup_limiter.allow(ip):
         raise ApiError("RATE_LIMITED", "too many sign-ups from this address, try later")
-    user = await node.users.create(email, await passwords.hash_password(creds.password))
+    user = await node.users.create(email, await passwords.hash_password(creds.password, ip))
     await node.redis.set(version_key(user.id), user.token_version)
     for hook in node.signup_hooks:
         try:
@@ -134,14 +134,15 @@ async def login(node: Node, body: Any, ip: str) -> dict[str, Any]:
         raise ApiError("UNAUTHORIZED", "invalid email or password")
     await node.login_throttle.check(email, ip)
     user = await node.users.by_email(email)
-    ok = await passwords.verify_password(user.password_hash if user else None, creds.password)
+    stored = user.password_hash if user else None
+    ok = await passwords.verify_password(stored, creds.password, ip)
     if user is None or not ok:
         await node.login_throttle.failed(email, ip)
         raise ApiError("UNAUTHORIZED", "invalid email or password")
     await node.login_throttle.succeeded(email, ip)
     if passwords.needs_rehash(user.password_hash):
         await node.users.update(
-            user.id, password_hash=await passwords.hash_password(creds.password)
+            user.id, password_hash=await passwords.hash_password(creds.password, ip)
         )
     await node.redis.set(version_key(user.id), user.token_version)
     node.versions.learn(user.id, user.token_version)

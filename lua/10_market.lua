@@ -200,7 +200,14 @@ local function flush_level(log, P, side, ps, delta)
     if size == delta then
       call('ZADD', buy and P .. 'lv:b' or P .. 'lv:a', buy and '-' .. ps or ps, ps)
     end
-    size_s = string_format('%d', size)
+    if size < 9007199254740992 then
+      size_s = string_format('%d', size)
+    else
+      -- from 2^53 on, a Lua number (a double) is not exact, but the hash is (HINCRBY
+      -- counts in 64-bit integers): read the level's size back as a string. Levels
+      -- add up the orders of many users, so they can pass what one order holds.
+      size_s = call('HGET', dkey, field)
+    end
   end
   local sep, s = next_seq(log)
   local n = log.n + 1

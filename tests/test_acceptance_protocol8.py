@@ -27,7 +27,17 @@ from typing import Any
 
 import httpx
 
-from tests.test_e2e_support import Exchange, User, Ws, connect, fund, limit, new_market, new_user
+from tests.test_e2e_support import (
+    Exchange,
+    User,
+    Ws,
+    connect,
+    fund,
+    limit,
+    new_market,
+    new_user,
+    unique,
+)
 
 pytest_plugins = ["tests.test_e2e_support"]
 
@@ -406,3 +416,47 @@ async def test_one_order_is_the_same_object_on_every_path(
     await ws_refused(tws, "order.cancel", {"order_id": limit_buy["id"]}, 404, "UNKNOWN_ORDER")
     assert await ws_ok(mws, "order.cancel_all", {"market": market}) == []
     assert await ok(live, maker, "DELETE", "/orders", params={"market": market}) == []
+
+
+# -- a level above 2**53 minimal units -----------------------------------------------------
+
+
+async def test_a_level_of_several_large_orders_is_pushed_with_its_exact_size(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    """One order holds at most 2**53 - 1 minimal units, but a level adds up the orders
+    of many users. Its book pushes and ticker said 90071992.54740992 where the level
+    (and GET /book) held 90071992.54740993: the engine formatted a double."""
+    base = "L" + unique()[:8].upper()
+    async with live.admin() as admin:
+        r = await admin.post("/admin/assets", json={"symbol": base, "scale": 8})
+        assert r.status_code == 200, r.text
+        spec = {"id": f"{base}-USD", "base": base, "quote": "USD", "price_increment": "1",
+                "size_increment": "0.00000001", "min_size": "0.00000001", "maker_fee_bps": 10,
+                "taker_fee_bps": 20}  # fmt: skip
+        r = await admin.post("/admin/markets", json=spec)
+        assert r.status_code == 200, r.text
+    market = f"{base}-USD"
+    largest = "90071992.54740991"  # 2**53 - 1 minimal units
+    one, two = await new_user(live), await new_user(live)
+    await fund(live, one, {base: largest})
+    await fund(live, two, {base: "1"})
+    watch = await connect(live, sockets, two, node="b")
+    await ws_ok(watch, "subscribe", {"channel": "book", "markets": [market], "depth": 10})
+    await ws_ok(watch, "subscribe", {"channel": "ticker", "markets": [market]})
+    await ok(live, one, "POST", "/orders", json=limit(market, "sell", largest, "1"))
+    await ok(live, two, "POST", "/orders", json=limit(market, "sell", "0.00000002", "1"))
+    exact = [["1", "90071992.54740993"]]
+    got = await ok(live, None, "GET", f"/markets/{market}/book")
+    assert got["asks"] == exact
+    await watch.wait_push(lambda p: p.get("channel") == "book" and p["seq"] >= got["seq"])
+    book = Book()
+    for push in pushes(watch, "book"):
+        book.apply(push, 10)
+    assert book.levels("asks") == exact
+    ticker = await watch.wait_push(
+        lambda p: p.get("channel") == "ticker" and p["seq"] >= got["seq"]
+    )
+    assert (ticker["best_ask"], ticker["best_ask_size"]) == ("1", "90071992.54740993")
+    ticker = await ok(live, None, "GET", f"/markets/{market}/ticker")
+    assert ticker["best_ask_size"] == "90071992.54740993"

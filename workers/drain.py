@@ -88,6 +88,7 @@ class DrainConfig:
     backoff_max_s: float = 5.0
     queue_batches: int = 2
     writers: int = 2  # PostgreSQL connections writing batches concurrently in run()
+    stop_grace_s: float = 3.0  # after stop: time to finish the batches in hand
 
 
 # -- fault injection ------------------------------------------------------------------
@@ -438,7 +439,8 @@ class Drain:
     # -- loops ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Process until ``stop`` is set (then finish the batches already read).
+        """Process until ``stop`` is set, then finish the batches already read within
+        ``stop_grace_s`` (a batch stuck on a Redis or PostgreSQL outage stays pending).
 
         One reader reads and converts batches into a small queue; ``writers`` tasks,
         each with its own PostgreSQL connection, take batches from it and write,
@@ -486,18 +488,29 @@ class Drain:
         task = asyncio.create_task(reader())
         lag_task = asyncio.create_task(monitor())
         writing = [asyncio.create_task(writer(i)) for i in range(max(1, self.cfg.writers))]
+        work: asyncio.Future[Any] = asyncio.gather(task, *writing)  # fails as one fails
+        stopping: asyncio.Future[Any] = asyncio.create_task(stop.wait())
         try:  # until every task ended, or one failed
-            done, _ = await asyncio.wait([task, *writing], return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                if (exc := t.exception()) is not None:
-                    raise exc
+            await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                # stop asked: finish the batches in hand, unless Redis or PostgreSQL is
+                # down and they would retry forever; what is not acked stays pending in
+                # the streams and is written (idempotently) by the next drain
+                await asyncio.wait([work], timeout=self.cfg.stop_grace_s)
+                if not work.done():
+                    log.warning("stopping with batches unwritten: they stay pending")
+            if work.done():
+                work.result()
         finally:
             stop.set()
-            for t in (task, lag_task, *writing):
+            for t in (task, lag_task, *writing, stopping):
                 if not t.done():
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
+            await asyncio.wait([work])  # its outcome: raised above, or our cancel
+            if not work.cancelled():
+                work.exception()
             await self.close()
 
     async def catch_up(self, timeout_s: float = 60.0, idle_rounds: int = 2) -> int:

@@ -132,12 +132,15 @@ async def login(node: Node, body: Any, ip: str) -> dict[str, Any]:
         raise ApiError("UNAUTHORIZED", "invalid email or password") from None
     if not 1 <= len(creds.password) <= passwords.MAX_LENGTH:
         raise ApiError("UNAUTHORIZED", "invalid email or password")
-    await node.login_throttle.check(email, ip)
-    user = await node.users.by_email(email)
-    stored = user.password_hash if user else None
-    ok = await passwords.verify_password(stored, creds.password, ip)
+    await node.login_throttle.attempt(email, ip)  # counted before the check: no race
+    try:
+        user = await node.users.by_email(email)
+        stored = user.password_hash if user else None
+        ok = await passwords.verify_password(stored, creds.password, ip)
+    except Exception:  # no password was checked (PostgreSQL down...): not an attempt
+        await node.login_throttle.undo(email, ip)
+        raise
     if user is None or not ok:
-        await node.login_throttle.failed(email, ip)
         raise ApiError("UNAUTHORIZED", "invalid email or password")
     await node.login_throttle.succeeded(email, ip)
     if passwords.needs_rehash(user.password_hash):

@@ -82,7 +82,11 @@ class FloodMeter:
 
 
 class LoginThrottle:
-    """Failed logins per (e-mail, IP) and per IP, counted in Redis for a window."""
+    """Login attempts per (e-mail, IP) and per IP, counted in Redis for a window.
+
+    An attempt is counted *before* its password is checked, and a success takes it
+    back: counting failures after the check let concurrent guesses all pass a check
+    made before any of them had failed (60 at once tried 39 passwords, not 5)."""
 
     def __init__(
         self, redis: Any, per_email: int = 5, per_ip: int = 500, window_s: int = 900
@@ -98,21 +102,35 @@ class LoginThrottle:
         # One hash tag: both keys live in one slot on a cluster (MGET, one pipeline).
         return f"{{login}}:f:{digest}", f"{{login}}:ip:{ip}"
 
-    async def check(self, email: str, ip: str) -> None:
-        pair, by_ip = self._keys(email, ip)
-        failures_pair, failures_ip = await self.redis.mget(pair, by_ip)
-        if int(failures_pair or 0) >= self.per_email or int(failures_ip or 0) >= self.per_ip:
-            raise ApiError("RATE_LIMITED", "too many failed logins, try again later")
-
-    async def failed(self, email: str, ip: str) -> None:
+    async def attempt(self, email: str, ip: str) -> None:
+        """Count one attempt; RATE_LIMITED (not to be tried) once the pair has had
+        ``per_email`` or the IP ``per_ip`` attempts that did not succeed."""
         pair, by_ip = self._keys(email, ip)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.incr(pair)
             pipe.expire(pair, self.window_s, nx=True)
             pipe.incr(by_ip)
             pipe.expire(by_ip, self.window_s, nx=True)
-            await pipe.execute()
+            tries_pair, _, tries_ip, _ = await pipe.execute()
+        if int(tries_pair) > self.per_email or int(tries_ip) > self.per_ip:
+            raise ApiError("RATE_LIMITED", "too many failed logins, try again later")
 
     async def succeeded(self, email: str, ip: str) -> None:
-        pair, _ = self._keys(email, ip)
-        await self.redis.delete(pair)
+        """A right password: the pair starts over, and the IP's count gives the
+        attempt back."""
+        pair, by_ip = self._keys(email, ip)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(pair)
+            pipe.decr(by_ip)
+            pipe.expire(by_ip, self.window_s, nx=True)  # never a key without expiry
+            await pipe.execute()
+
+    async def undo(self, email: str, ip: str) -> None:
+        """Give back an attempt whose password was never checked (a backing service
+        failed first): a client retrying through an outage is not locked out."""
+        pair, by_ip = self._keys(email, ip)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (pair, by_ip):
+                pipe.decr(key)
+                pipe.expire(key, self.window_s, nx=True)
+            await pipe.execute()

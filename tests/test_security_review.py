@@ -241,3 +241,18 @@ async def test_one_address_logging_in_in_bulk_does_not_hold_up_other_users_login
             waited = time.monotonic() - started
             statuses = await asyncio.gather(*flood)
     assert waited < 2.0, (waited, statuses)
+
+
+async def test_concurrent_wrong_passwords_get_only_the_allowed_tries(exchange: Exchange) -> None:
+    """Failures were counted after the password check, and the check for a lockout
+    before it: 60 guesses sent at once all passed the check (39 were tried on a
+    running node, not 5)."""
+    user = await new_user(exchange)
+    async with exchange.http("b") as http:
+
+        async def guess(n: int) -> int:
+            r = await http.post("/auth/login", json={"email": user.email, "password": f"g{n:08d}"})
+            return r.status_code
+
+        statuses = await asyncio.gather(*(guess(n) for n in range(30)))
+    assert sorted(statuses) == [401] * 5 + [429] * 25, statuses

@@ -70,8 +70,12 @@ class WebSocketEndpoint:
             reason = "too many connections from this address"
             await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": reason})
             return
-        await send({"type": "websocket.accept"})
-        per_ip[ip] = per_ip.get(ip, 0) + 1
+        per_ip[ip] = per_ip.get(ip, 0) + 1  # counted before any await: no race past the check
+        try:
+            await send({"type": "websocket.accept"})
+        except BaseException:
+            _uncount(per_ip, ip)
+            raise
         conn = Connection(
             send,
             node.limits.ws_queue_msgs,
@@ -123,16 +127,20 @@ class WebSocketEndpoint:
                     async with asyncio.timeout(CANCEL_TIMEOUT_S):
                         await conn.orders.cancel(node.ex, user)
             node.connections.discard(conn)
-            if per_ip.get(ip, 0) > 1:
-                per_ip[ip] -= 1
-            else:
-                per_ip.pop(ip, None)
+            _uncount(per_ip, ip)
             node.marketdata.remove(conn)
             node.metrics.ws_open(-1)
             try:
                 await node.hub.remove(conn, user)
             except Exception as exc:
                 log.warning("unsubscribe failed: %r", exc)
+
+
+def _uncount(per_ip: dict[str, int], ip: str) -> None:
+    if per_ip.get(ip, 0) > 1:
+        per_ip[ip] -= 1
+    else:
+        per_ip.pop(ip, None)
 
 
 def _auth_deadline(conn: Connection) -> None:

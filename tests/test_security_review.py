@@ -161,11 +161,14 @@ async def test_behind_a_load_balancer_the_per_ip_limits_count_each_client(
     assert await _login_statuses(direct, other, "10.1.0.2", 1) == [429]
 
 
-async def _close_code(ws: websockets.ClientConnection) -> int | None:
+async def _close_code(ws: websockets.ClientConnection, wait: float = 5.0) -> int | None:
+    """The code the node closed ``ws`` with within ``wait`` seconds; None if still open."""
     try:
-        await asyncio.wait_for(ws.recv(), 5)
+        await asyncio.wait_for(ws.recv(), wait)
     except websockets.ConnectionClosed as closed:
         return closed.rcvd.code if closed.rcvd else None
+    except TimeoutError:
+        return None
     return None
 
 
@@ -175,7 +178,10 @@ async def test_one_address_cannot_take_every_socket_of_a_node(exchange: Exchange
     other client's handshake got 1013: one address now holds HFTX_WS_CONNS_PER_IP."""
     with extra_node(exchange, "per-ip", HFTX_WS_CONNS_PER_IP="5") as (base, _):
         url = base.replace("http://", "ws://") + "/ws"
-        held = [await websockets.connect(url) for _ in range(5)]
+        opened = await asyncio.gather(*(websockets.connect(url) for _ in range(8)))  # at once
+        codes = await asyncio.gather(*(_close_code(ws, 1.0) for ws in opened))
+        assert sorted(codes, key=str) == [1013] * 3 + [None] * 5, codes
+        held = [ws for ws, code in zip(opened, codes, strict=True) if code is None]
         try:
             refused = await websockets.connect(url)
             assert await _close_code(refused) == 1013

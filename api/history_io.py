@@ -16,6 +16,7 @@ from api import history, service
 from api.db import BEST_EFFORT_S
 from api.errors import ApiError
 from api.jsonio import JSONResponse
+from api.marketdata import stream_trades
 from engine import registry
 from engine.exchange import trade_to_wire as stream_trade_to_wire
 from engine.types import EngineError, Market, Order
@@ -149,11 +150,11 @@ async def fills(
 
 
 async def recent_trades(node: Node, market_id: str, limit: int) -> list[dict[str, Any]]:
-    """A market's latest trades, newest first: those still in its stream, then, when
-    the drain has trimmed the stream below ``limit`` trades, older ones from history
-    (everything trimmed is committed). Without PostgreSQL (no connection within
-    :data:`~api.db.BEST_EFFORT_S`), what the stream has."""
-    trades = await node.ex.recent_trades(market_id, limit)
+    """A market's latest trades, newest first: the latest from its stream (read in part:
+    :func:`~api.marketdata.stream_trades`), the older ones from history (everything the
+    stream no longer has, or was not read for, is committed). Without PostgreSQL (no
+    connection within :data:`~api.db.BEST_EFFORT_S`), what the stream has."""
+    trades, cut = await stream_trades(node.ex, node.redis, market_id, limit)
     if len(trades) >= limit:
         return trades
     before = int(trades[-1]["trade_id"]) if trades else None
@@ -166,7 +167,10 @@ async def recent_trades(node: Node, market_id: str, limit: int) -> list[dict[str
                 conn, market_id, limit=limit - len(trades), before_trade_id=before
             )
     except ApiError:
-        return trades
+        if cut is None:
+            return trades
+        rest = await node.ex.scan_trades(market_id, limit - len(trades), before=cut)
+        return trades + rest.trades
     return trades + [trade_to_wire(m, t) for t in older]
 
 

@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
+from redis.exceptions import RedisError
 
 from api import history
 from api.db import BEST_EFFORT_S, Database
 from api.errors import ApiError
 from api.marketfeed import DAY_MS, MarketFeed, Subscriber, now_ms
 from engine.keys import market_stream
+from workers.streams import drained_through
 
 log = logging.getLogger("hftx.marketdata")
 T = TypeVar("T")
@@ -33,6 +35,32 @@ IDLE_STOP_S = 60.0  # a feed without subscribers stops after this long
 CHECK_S = 5.0  # how often a feed checks that the engine did not go back in time
 READ_COUNT = 1000
 BLOCK_MS = 1000
+SCAN_ENTRIES = 1000  # stream entries a read of the latest trades goes through at first
+
+
+async def stream_trades(
+    ex: Any, redis: Any, market_id: str, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The latest trades of ``market_id`` in its stream (newest first, at most
+    ``limit``, wire format), and where the read stopped short of the stream's start
+    (None when it did not): every trade older than those returned is then in history.
+
+    The market stream holds every engine call of about 10 minutes, on a busy market
+    mostly orders that trade nothing, so it is read backwards for at most
+    :data:`SCAN_ENTRIES` entries, and further only while the drain has not recorded the
+    entries before those (it normally trails the newest by milliseconds). Read the rest
+    with ``ex.scan_trades(..., before=cut)`` when history cannot answer."""
+    scan = await ex.scan_trades(market_id, limit, max_entries=SCAN_ENTRIES)
+    if scan.cut is None:
+        return list(scan.trades), None
+    try:
+        recorded = await drained_through(redis, market_stream(market_id), scan.cut)
+    except (RedisError, OSError):
+        recorded = False
+    if recorded:
+        return list(scan.trades), scan.cut
+    more = await ex.scan_trades(market_id, limit - len(scan.trades), before=scan.cut)
+    return [*scan.trades, *more.trades], None
 
 
 def _text(value: Any) -> str:
@@ -114,7 +142,13 @@ class MarketData:
         if first:
             tail = await self.redis.xrevrange(stream, count=1)
             feed.stream_id = _text(tail[0][0]) if tail else "0-0"
-            recent = await self.ex.recent_trades(feed.market.id, 1)
+            recent, cut = await stream_trades(self.ex, self.redis, feed.market.id, 1)
+            if not recent:  # trades the drain trimmed from the stream (or not read) are history
+                older = await self._history(history.trades, feed.market.id, limit=1)
+                if older is None and cut is not None:  # no history: read the stream further
+                    recent = (await self.ex.scan_trades(feed.market.id, 1, before=cut)).trades
+                elif older:
+                    feed.last_trade_id, feed.last_price = older[0].trade_id, older[0].price
             if recent:
                 last = recent[0]
                 feed.last_trade_id = int(last["trade_id"])
@@ -123,10 +157,6 @@ class MarketData:
                     from engine.units import parse_price
 
                     feed.last_price = parse_price(feed.market, last["price"])
-            else:  # a quiet market whose trades the drain trimmed from the stream
-                older = await self._history(history.trades, feed.market.id, limit=1)
-                if older:
-                    feed.last_trade_id, feed.last_price = older[0].trade_id, older[0].price
         snap = await self.ex.book(feed.market.id, LOAD_DEPTH)
         feed.load(
             snap.seq,

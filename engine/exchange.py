@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import orjson
@@ -55,6 +55,15 @@ def user_channel(user_id: str) -> str:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+TRADE_PAGE = 200  # stream entries per read of :meth:`Exchange.scan_trades`
+
+
+@dataclass(frozen=True, slots=True)
+class TradeScan:
+    trades: list[dict[str, Any]]
+    cut: str | None  # the oldest entry read, when the read stopped at its bound
 
 
 class Exchange:
@@ -444,22 +453,42 @@ class Exchange:
         return await M.depth(self.redis, market_id, depth)
 
     async def recent_trades(self, market_id: str, limit: int) -> list[dict[str, Any]]:
-        """The latest trades (newest first) from the market stream, wire format."""
+        """The latest trades (newest first) in the market stream, wire format: the
+        whole stream is read if need be (see :meth:`scan_trades` for a bounded read)."""
+        return (await self.scan_trades(market_id, limit)).trades
+
+    async def scan_trades(
+        self,
+        market_id: str,
+        limit: int,
+        *,
+        max_entries: int | None = None,
+        before: str | None = None,
+    ) -> TradeScan:
+        """The latest trades (newest first, at most ``limit``) in the market stream,
+        wire format, read backwards from the entry before ``before`` (default: the
+        newest) until ``limit`` trades are found or the stream's start, or ``max_entries``
+        entries were read: then ``cut`` is the oldest entry read (the stream holds every
+        engine call of minutes, most of them orders that trade nothing)."""
         market = await self.market(market_id)
+        stream = f"{{m:{market_id}}}:ev"
         trades: list[dict[str, Any]] = []
-        last_id = "+"
+        last_id = "+" if before is None else "(" + before
+        read = 0
         while len(trades) < limit:
-            entries = await self.redis.xrevrange(f"{{m:{market_id}}}:ev", max=last_id, count=200)
-            if not entries:
-                break
+            if max_entries is not None and read >= max_entries:
+                return TradeScan(trades, last_id[1:])
+            count = TRADE_PAGE if max_entries is None else min(TRADE_PAGE, max_entries - read)
+            entries = await self.redis.xrevrange(stream, max=last_id, count=count)
+            read += len(entries)
             for entry_id, fields in entries:
                 for ev in reversed(orjson.loads(fields[b"e"])):
                     if ev["e"] == "trade":
                         trades.append(trade_to_wire(market, ev))
                 last_id = "(" + entry_id.decode()
-            if len(entries) < 200:
+            if len(entries) < count:
                 break
-        return trades[:limit]
+        return TradeScan(trades[:limit], None)
 
     # -- accounts ------------------------------------------------------------------
 

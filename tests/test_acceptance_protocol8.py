@@ -26,6 +26,8 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
+import redis.asyncio as aioredis
 
 from tests.test_e2e_support import (
     Exchange,
@@ -460,3 +462,75 @@ async def test_a_level_of_several_large_orders_is_pushed_with_its_exact_size(
     assert (ticker["best_ask"], ticker["best_ask_size"]) == ("1", "90071992.54740993")
     ticker = await ok(live, None, "GET", f"/markets/{market}/ticker")
     assert ticker["best_ask_size"] == "90071992.54740993"
+
+
+# -- the latest trades of a market that mostly quotes --------------------------------------
+
+
+async def pipelined(ws: Ws, method: str, params: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Send every request before reading any answer (answered in the order sent)."""
+    futures = []
+    for p in params:
+        ws.next_id += 1
+        future = asyncio.get_running_loop().create_future()
+        ws.answers[ws.next_id] = future
+        futures.append(future)
+        await ws.send({"id": ws.next_id, "method": method, "params": p})
+    return list(await asyncio.wait_for(asyncio.gather(*futures), 120))
+
+
+async def xrevrange_calls(redis: Any) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_xrevrange", {}).get("calls", 0))
+
+
+async def test_the_latest_trades_of_a_market_that_mostly_quotes_read_a_bounded_stream(
+    live: Exchange, sockets: list[Ws]
+) -> None:
+    """``GET /markets/{id}/trades`` read the market stream backwards until it had
+    ``limit`` trades: on a market whose last minutes are orders that trade nothing
+    (quotes), every request read all of them, up to the 10 minutes of engine calls the
+    stream keeps (millions on a busy market), and so did a node loading its ticker.
+    Counted here on the exchange's Redis: the stream reads (XREVRANGE) of one request."""
+    if not live.redis_url:
+        pytest.skip("counts the commands of the exchange's Redis")
+    market = await new_market(live)
+    base = market.split("-")[0]
+    maker, taker = await new_user(live), await new_user(live)
+    await fund(live, maker, {base: "1", "USD": "10"})
+    await fund(live, taker, {"USD": "10"})
+    await ok(live, maker, "POST", "/orders", json=limit(market, "sell", "0.001", "10.00"))
+    await ok(live, taker, "POST", "/orders", json=limit(market, "buy", "0.001", "10.00"))
+    # 3,000 engine calls that trade nothing: four quotes, each reduced lot by lot
+    quoters = [await connect(live, sockets, maker) for _ in range(4)]
+    for ws in quoters:
+        quote = await ws_ok(ws, "order.place", limit(market, "buy", "1", "1.00"))
+        amends = [
+            {"order_id": quote["id"], "amount": f"{(999 - i) / 1000:.3f}"} for i in range(750)
+        ]
+        assert {a["status"] for a in await pipelined(ws, "order.amend", amends)} == {200}
+    assert len(await ok(live, maker, "GET", "/fills", params={"market": market})) == 1  # drained
+
+    redis = aioredis.from_url(live.redis_url)
+    try:
+        for expected in ([1], [2, 1]):
+            if expected == [2, 1]:
+                await ok(
+                    live, maker, "POST", "/orders", json=limit(market, "sell", "0.001", "10.00")
+                )
+                await ok(
+                    live, taker, "POST", "/orders", json=limit(market, "buy", "0.001", "10.00")
+                )
+            for limit_ in (1, 5):
+                calls = await xrevrange_calls(redis)
+                async with live.http("b") as http:
+                    r = await http.get(f"/markets/{market}/trades", params={"limit": limit_})
+                assert [t["trade_id"] for t in r.json()] == expected[:limit_], r.text
+                assert await xrevrange_calls(redis) - calls <= 8, "the stream was read in full"
+    finally:
+        await redis.aclose()
+    # a node loading the market (its first ticker) finds the last trade all the same
+    for node in ("a", "b"):
+        async with live.http(node) as http:
+            ticker = (await http.get(f"/markets/{market}/ticker")).json()
+        assert (ticker["last"], ticker["last_trade_id"]) == ("10.00", 2)

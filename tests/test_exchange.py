@@ -191,6 +191,33 @@ async def test_recent_trades_newest_first(ex):
     assert trades[0]["price"] == "30000.00" and trades[0]["size"] == "0.10000"
 
 
+async def test_stream_trades_read_a_bounded_part_unless_the_drain_is_behind(ex, monkeypatch):
+    """The latest trades of a market whose last engine calls trade nothing: the stream is
+    read for at most SCAN_ENTRIES entries when the drain recorded the ones before (the
+    older trades are then in history), else further."""
+    from api import marketdata
+
+    monkeypatch.setattr(marketdata, "SCAN_ENTRIES", 10)
+    await ex.place_order("alice", await order(ex, "sell", "0.5", "30000.00"))
+    await ex.place_order("bob", await order(ex, "buy", "0.1", "30000.00"))  # trade 1
+    for _ in range(25):  # engine calls that trade nothing
+        await ex.place_order("bob", await order(ex, "buy", "0.0001", "1.00"))
+    stream = "{m:BTC-USD}:ev"
+    # no drain (or one behind the cut): the stream is read until the trades are found
+    trades, cut = await marketdata.stream_trades(ex, ex.redis, "BTC-USD", 2)
+    assert ([t["trade_id"] for t in trades], cut) == ([1], None)
+    await ex.redis.xgroup_create(stream, "drain", id="0")
+    trades, cut = await marketdata.stream_trades(ex, ex.redis, "BTC-USD", 2)
+    assert ([t["trade_id"] for t in trades], cut) == ([1], None)
+    # the drain recorded everything: ten entries are read, the rest is history's
+    await ex.redis.xgroup_setid(stream, "drain", id="$")
+    trades, cut = await marketdata.stream_trades(ex, ex.redis, "BTC-USD", 2)
+    entries = await ex.redis.xrevrange(stream, count=10)
+    assert (trades, cut) == ([], entries[-1][0].decode())
+    rest = await ex.scan_trades("BTC-USD", 2, before=cut)
+    assert ([t["trade_id"] for t in rest.trades], rest.cut) == ([1], None)
+
+
 async def test_reducing_a_partly_filled_order_releases_the_difference_at_once(ex):
     from engine import market as M
     from engine.exchange import now_ms

@@ -11,9 +11,38 @@ export function newClientOrderId(now = Date.now(), rand = Math.random) {
   return `web-${now.toString(36)}-${r}`;
 }
 
-/** Trim and turn a locale comma into a dot; does not change the digits. */
+// "61,000": a thousands separator (61000, as the page shows prices) or a decimal
+// comma (61.000)? Never guessed: refused with numberError's question.
+const AMBIGUOUS_RE = /^[1-9]\d{0,2},\d{3}$/;
+// thousands separators as the page writes them: "61,000.50", "1,234,567"
+const GROUPED_RE = /^[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$/;
+
+/**
+ * Trim; "61,000.50" and "1,234,567" (thousands separators, as the page shows numbers)
+ * lose their commas, a decimal comma ("0,5", "61000,25") becomes a dot. An ambiguous
+ * "61,000" and anything else with a comma are left as typed, so they are refused.
+ */
 export function cleanInput(s) {
-  return String(s ?? "").trim().replace(",", ".");
+  const t = String(s ?? "").trim();
+  if (!t.includes(",") || AMBIGUOUS_RE.test(t)) return t;
+  if (GROUPED_RE.test(t) && (t.includes(".") || t.split(",").length > 2)) return t.replace(/,/g, "");
+  return /^\d+,\d+$/.test(t) ? t.replace(",", ".") : t;
+}
+
+/** "61,000": thousands separator or decimal comma? */
+export function isAmbiguousNumber(raw) {
+  return AMBIGUOUS_RE.test(String(raw ?? "").trim());
+}
+
+/** Why a typed number is refused (`what`: "the BTC amount"), for a value cleanInput did not make a positive decimal. */
+export function numberError(raw, what) {
+  const t = String(raw ?? "").trim();
+  if (!t) return `Enter ${what}`;
+  if (isAmbiguousNumber(t)) return `"${t}" could be ${t.replace(",", "")} or ${t.replace(",", ".")}: write one of those`;
+  const c = cleanInput(t);
+  if (isDecimal(c)) return `Enter ${what} above 0`;
+  if (c.startsWith("-")) return `Enter ${what} as a positive number`;
+  return `Enter ${what} as a plain number, e.g. 1500.25`;
 }
 
 /**
@@ -30,11 +59,11 @@ export function buildOrder(market, form, clientOrderId = newClientOrderId()) {
   const byQuote = type === "market" && side === "buy" && form.byQuote;
   if (byQuote) {
     const q = cleanInput(form.quoteAmount);
-    if (!isDecimal(q) || isZero(q)) return fail("quoteAmount", `Enter the ${market.quote} amount to spend`);
+    if (!isDecimal(q) || isZero(q)) return fail("quoteAmount", numberError(form.quoteAmount, `the ${market.quote} amount to spend`));
     params.quote_amount = normalize(q);
   } else {
     const amount = cleanInput(form.amount);
-    if (!isDecimal(amount) || isZero(amount)) return fail("amount", `Enter the ${market.base} amount`);
+    if (!isDecimal(amount) || isZero(amount)) return fail("amount", numberError(form.amount, `the ${market.base} amount`));
     if (market.size_increment && !isMultipleOf(amount, market.size_increment)) {
       return fail("amount", `Amount must be a multiple of ${market.size_increment}`);
     }
@@ -46,7 +75,7 @@ export function buildOrder(market, form, clientOrderId = newClientOrderId()) {
 
   if (type === "limit") {
     const price = cleanInput(form.price);
-    if (!isDecimal(price) || isZero(price)) return fail("price", "Enter a price");
+    if (!isDecimal(price) || isZero(price)) return fail("price", numberError(form.price, "a price"));
     if (market.price_increment && !isMultipleOf(price, market.price_increment)) {
       return fail("price", `Price must be a multiple of ${market.price_increment}`);
     }

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { orderOfPush, Account } from "../js/account.js";
 import { Backoff } from "../js/backoff.js";
 import { addTrade, normalizeCandles } from "../js/candles.js";
-import { buildOrder, CLIENT_ORDER_ID_RE, feeEstimate, newClientOrderId } from "../js/order.js";
+import { buildOrder, cleanInput, CLIENT_ORDER_ID_RE, feeEstimate, newClientOrderId, numberError } from "../js/order.js";
 import { subKey } from "../js/ws.js";
 
 const BTC = {
@@ -45,6 +45,32 @@ test("precision, minimum and post-only rules", () => {
   assert.equal(po.params.post_only, true);
   const comma = buildOrder(BTC, { side: "sell", type: "limit", price: "1,5", amount: "1" });
   assert.equal(comma.params.price, "1.5");
+});
+
+test("a comma is a decimal comma or a thousands separator, never a guess", () => {
+  // the page shows prices as 61,000.50: typed (or pasted) back, they mean the same
+  assert.equal(cleanInput(" 61,000.50 "), "61000.50");
+  assert.equal(cleanInput("1,234,567"), "1234567");
+  assert.equal(cleanInput("0,5"), "0.5");
+  assert.equal(cleanInput("61000,25"), "61000.25");
+  assert.equal(cleanInput("0,500"), "0.500");
+  // "61,000" is 61000 in the page's own format but 61 with a decimal comma: refused
+  const sell = buildOrder(BTC, { side: "sell", type: "limit", tif: "GTC", price: "61,000", amount: "0.001" });
+  assert.equal(sell.ok, false);
+  assert.equal(sell.field, "price");
+  assert.match(sell.error, /"61,000" could be 61000 or 61\.000/);
+  assert.equal(buildOrder(BTC, { side: "buy", type: "market", amount: "1,000" }).field, "amount");
+  for (const bad of ["6,10,00", "1,5,5", "61,000,5", "1.000,50"]) assert.equal(buildOrder(BTC, { side: "buy", type: "limit", price: bad, amount: "1" }).field, "price", bad);
+  const grouped = buildOrder(BTC, { side: "buy", type: "limit", tif: "GTC", price: "61,000.50", amount: "0.001" });
+  assert.equal(grouped.params.price, "61000.5");
+});
+
+test("refused numbers say what is wrong", () => {
+  assert.equal(numberError("", "a price"), "Enter a price");
+  assert.equal(numberError("0", "a price"), "Enter a price above 0");
+  assert.equal(numberError("-5", "a price"), "Enter a price as a positive number");
+  assert.equal(numberError("abc", "a price"), "Enter a price as a plain number, e.g. 1500.25");
+  assert.equal(buildOrder(BTC, { side: "buy", type: "limit", price: "1e3", amount: "1" }).error, "Enter a price as a plain number, e.g. 1500.25");
 });
 
 test("market orders: no price/tif, buy by quote amount", () => {

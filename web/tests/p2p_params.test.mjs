@@ -62,6 +62,12 @@ test("new offer: strings normalised, methods split, window an integer", () => {
   });
   assert.equal(typeof r.params.price, "string");
   assert.equal(buildOffer({ ...FORM, side: "buy", price: "61000,50" }, 8).params.price, "61000.5");
+  assert.equal(buildOffer({ ...FORM, price: "61,000.50" }, 8).params.price, "61000.5");
+  // 61000 in the page's own format, 61 with a decimal comma: asked, not guessed
+  const amb = buildOffer({ ...FORM, price: "61,000" }, 8);
+  assert.equal(amb.field, "price");
+  assert.match(amb.error, /"61,000" could be 61000 or 61\.000/);
+  assert.equal(buildOffer({ ...FORM, amount: "1,500" }, 8).field, "amount");
 });
 
 test("new offer: each bad field is named", () => {

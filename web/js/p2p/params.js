@@ -2,7 +2,7 @@
 // a take. Every value stays a decimal string; errors name the field to mark.
 
 import { cmpDec, isDecimal, isZero, normalize } from "../decimal.js";
-import { cleanInput } from "../order.js";
+import { cleanInput, numberError, isAmbiguousNumber } from "../order.js";
 import { FIAT_DECIMALS, fiatAmount, tooPrecise } from "./money.js";
 
 export const MAX_METHODS = 5;
@@ -23,6 +23,7 @@ export function parseMethods(text) {
 
 function checkAmount(field, text, scale, label, asset, zeroOk = false) {
   const s = cleanInput(text);
+  if (isAmbiguousNumber(text)) return [null, fail(field, numberError(text, label))];
   if (!isDecimal(s) || (isZero(s) && !zeroOk)) return [null, fail(field, `Enter ${label} (${asset})`)];
   if (tooPrecise(s, scale)) return [null, fail(field, `${asset} amounts have at most ${scale} decimals`)];
   return [normalize(s), null];
@@ -30,6 +31,7 @@ function checkAmount(field, text, scale, label, asset, zeroOk = false) {
 
 function checkPrice(text, fiat) {
   const s = cleanInput(text);
+  if (isAmbiguousNumber(text)) return [null, fail("price", numberError(text, "a price"))];
   if (!isDecimal(s) || isZero(s)) return [null, fail("price", `Enter a price in ${fiat || "fiat"} per unit`)];
   if (tooPrecise(s, FIAT_DECIMALS)) return [null, fail("price", `Prices have at most ${FIAT_DECIMALS} decimals`)];
   return [normalize(s), null];

@@ -4,7 +4,7 @@
 
 import { isDecimal, isZero, normalize } from "../decimal.js";
 import { asList } from "../api.js";
-import { cleanInput } from "../order.js";
+import { cleanInput, numberError } from "../order.js";
 import { h, showError } from "./dom.js";
 
 export function newTransferId() {
@@ -92,7 +92,7 @@ export function mountWallet(root, { http, account, toast }) {
     const amount = cleanInput(el.amount.value);
     const to = el.to_address.value.trim();
     if (!asset) return showError(errBox, "Choose an asset");
-    if (!isDecimal(amount) || isZero(amount)) return showError(errBox, "Enter a positive amount");
+    if (!isDecimal(amount) || isZero(amount)) return showError(errBox, numberError(el.amount.value, `the ${asset} amount`));
     if (!to) return showError(errBox, "Enter the recipient's deposit address");
     const body = { transfer_id: transferId, asset, amount: normalize(amount), to_address: to };
     const submit = form.querySelector("button[type=submit]");

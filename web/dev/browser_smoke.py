@@ -249,6 +249,24 @@ async def run(base: str, screenshot: str | None) -> list[tuple[str, bool, str]]:
             return document.querySelectorAll('.addresses tbody tr').length })()"""
         )
         check("deposit addresses", addrs >= 2, addrs)
+        xfer = await js(
+            """(async () => { const f = document.querySelector('.transfer-form');
+            const send = async (amount, to) => { f.elements.amount.value = amount;
+              f.elements.to_address.value = to; f.requestSubmit();
+              await new Promise(r => setTimeout(r, 800));
+              const r = f.querySelector('.transfer-result'), e = f.querySelector('.form-error');
+              return [r.hidden ? '' : r.textContent, e.hidden ? '' : e.textContent]; };
+            return [await send('0.01', 'hx-smoke'), await send('0.01', 'nowhere'),
+                    await send('1,000', 'hx-smoke')]; })()"""
+        )
+        check(
+            "transfer: sent, then a refusal replaces the old 'Sent' line",
+            xfer[0][0].startswith("Sent 0.01")
+            and xfer[1] == ["", "INVALID_PARAM: unknown address"]
+            and xfer[2][0] == ""
+            and "could be 1000 or 1.000" in xfer[2][1],
+            xfer,
+        )
         await js("document.querySelector('[data-tab=orders]').click()")
         if screenshot:
             await js(

@@ -88,6 +88,7 @@ export function mountWallet(root, { http, account, toast }) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     showError(errBox, null);
+    result.hidden = true; // the previous transfer's "Sent …" is not this one's answer
     const asset = el.asset.value;
     const amount = cleanInput(el.amount.value);
     const to = el.to_address.value.trim();

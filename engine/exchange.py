@@ -410,11 +410,11 @@ class Exchange:
             order = await M.get_order(self.redis, hold.market, order_id)
             if order is not None and order.user_id == user_id:
                 return order
-        for market_id in await registry.market_ids(self.redis):
-            order = await M.get_order(self.redis, market_id, order_id)
-            if order is not None:
-                if order.user_id != user_id:
-                    break
+        # an order that holds nothing (finished) names no market: look in every one, in
+        # one round trip (ids are unique across markets)
+        markets = await registry.market_ids(self.redis)
+        for order in (await self._orders_at([(m, order_id) for m in markets])).values():
+            if order.user_id == user_id:
                 return order
         raise EngineError("UNKNOWN_ORDER", "unknown order")
 

@@ -218,6 +218,35 @@ async def test_stream_trades_read_a_bounded_part_unless_the_drain_is_behind(ex, 
     assert ([t["trade_id"] for t in rest.trades], rest.cut) == ([1], None)
 
 
+async def test_a_finished_order_is_found_in_one_round_trip_whatever_the_markets(ex, monkeypatch):
+    """A finished order holds nothing that names its market: ``get_order`` looked in
+    the markets one after the other, a round trip each (GET /orders/{id}, order.get)."""
+    from engine import registry
+    from ops.bench.markets import usd_market
+
+    for i in range(30):
+        await registry.create_asset(ex.redis, f"A{i}", 8)  # markets listed before BTC-USD
+        await registry.create_market(ex.redis, usd_market(f"A{i}"), 1)
+    await ex.place_order("alice", await order(ex, "sell", "0.5", "30000.00"))
+    taker = await ex.place_order("bob", await order(ex, "buy", "0.1", "30000.00"))
+    assert taker.order.status == "FILLED"
+    await settle(ex)  # the taker's hold is gone
+    calls = 0
+    execute = ex.redis.execute_command
+
+    async def counted(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return await execute(*args, **kwargs)
+
+    monkeypatch.setattr(ex.redis, "execute_command", counted)
+    found = await ex.get_order("bob", taker.order.id)
+    assert (found.id, found.status) == (taker.order.id, "FILLED")
+    assert calls <= 3, calls  # its hold (none), the markets, then one pipeline
+    with pytest.raises(EngineError):
+        await ex.get_order("alice", taker.order.id)  # another user's: unknown
+
+
 async def test_reducing_a_partly_filled_order_releases_the_difference_at_once(ex):
     from engine import market as M
     from engine.exchange import now_ms

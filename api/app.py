@@ -8,9 +8,11 @@ market-data feeds and private pushes).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +85,50 @@ async def healthz(request: Request) -> Response:
     return jsonio.JSONResponse({"status": "ok"})
 
 
+OPS_SHARE_S = 0.25  # /readyz and /metrics: one computation a quarter second, for all callers
+
+
+class Shared:
+    """The latest result of an expensive public ops route, computed at most once per
+    ``ttl`` seconds whoever asks, concurrent callers included. Unauthenticated and not
+    rate limited, a /metrics render (~20 ms of the event loop, plus Redis reads per
+    market) or a /readyz (a Redis and a PostgreSQL round trip) per request let one
+    client flooding them slow every trader on the node."""
+
+    def __init__(self, ttl: float = OPS_SHARE_S) -> None:
+        self.ttl = ttl
+        self._value: Any = None
+        self._at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self, compute: Callable[[], Awaitable[Any]]) -> Any:
+        if time.monotonic() - self._at < self.ttl:
+            return self._value
+        async with self._lock:  # one computes; the others take its result
+            if time.monotonic() - self._at >= self.ttl:
+                self._value = await compute()
+                self._at = time.monotonic()
+            return self._value
+
+
 async def readyz(request: Request) -> Response:
     from engine.functions import library_source, loaded_version
 
     node: Node = request.app.state.node
-    checks: dict[str, bool] = {"redis": False, "functions": False, "postgres": False}
-    try:
-        await node.redis.ping()
-        checks["redis"] = True
-        checks["functions"] = await loaded_version(node.redis) == library_source()[0]
-    except Exception as exc:
-        log.warning("readyz: redis check failed: %r", exc)
-    checks["postgres"] = await node.db.ping()
-    ready = all(checks.values()) and not node.closing
+
+    async def check() -> dict[str, bool]:
+        checks = {"redis": False, "functions": False, "postgres": False}
+        try:
+            await node.redis.ping()
+            checks["redis"] = True
+            checks["functions"] = await loaded_version(node.redis) == library_source()[0]
+        except Exception as exc:
+            log.warning("readyz: redis check failed: %r", exc)
+        checks["postgres"] = await node.db.ping()
+        return checks
+
+    checks = await request.app.state.readiness.get(check)
+    ready = all(checks.values()) and not node.closing  # shutting down: at once
     return jsonio.JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
     )
@@ -103,8 +136,13 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     node: Node = request.app.state.node
-    await node.metrics.pipeline.refresh(node.redis)  # settler and drain, as Redis says now
-    return Response(node.metrics.render(), media_type=node.metrics.content_type)
+
+    async def render() -> bytes:
+        await node.metrics.pipeline.refresh(node.redis)  # settler and drain, as Redis says now
+        return node.metrics.render()
+
+    body = await request.app.state.scrape.get(render)
+    return Response(body, media_type=node.metrics.content_type)
 
 
 async def api_not_found(request: Request) -> Response:
@@ -193,6 +231,8 @@ def create_app(settings: Any = None, limits: Limits | None = None) -> Starlette:
     )
     app.state.node = node
     app.state.startup_hooks = []
+    app.state.readiness = Shared()
+    app.state.scrape = Shared()
     if getattr(settings, "demo", False):
         from ops.demo import start as start_demo
 

@@ -4,6 +4,7 @@ each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 import websockets
 
+from api.app import Shared
 from engine.types import EngineError
 from engine.units import parse_amount
 from tests.test_e2e_support import (
@@ -262,3 +264,40 @@ async def test_concurrent_wrong_passwords_get_only_the_allowed_tries(exchange: E
 
         statuses = await asyncio.gather(*(guess(n) for n in range(30)))
     assert sorted(statuses) == [401] * 5 + [429] * 25, statuses
+
+
+def _time_requests(metrics: str) -> float:
+    found = re.search(r'^hftx_http_requests_total\{route="GET /time",status="200"\} (\S+)$',
+                      metrics, re.M)  # fmt: skip
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_concurrent_and_repeated_ops_calls_share_one_computation() -> None:
+    """/metrics (a ~20 ms render on the event loop plus Redis reads per market) and
+    /readyz (Redis and PostgreSQL round trips) are public and not rate limited: one
+    client scraping in a loop slowed every trader on the node (a book read went from
+    ~2 ms to 60..900 ms on a running node). Their results are now shared (api.app.Shared)."""
+    computed = []
+
+    async def compute() -> int:
+        computed.append(1)
+        await asyncio.sleep(0.01)
+        return len(computed)
+
+    shared = Shared(ttl=0.2)
+    assert await asyncio.gather(*(shared.get(compute) for _ in range(50))) == [1] * 50
+    assert [await shared.get(compute) for _ in range(50)] == [1] * 50
+    await asyncio.sleep(0.25)
+    assert await shared.get(compute) == 2
+
+
+async def test_shared_metrics_stay_fresh(exchange: Exchange) -> None:
+    async with httpx.AsyncClient(base_url=exchange.url("b")) as http:
+        scrapes = await asyncio.gather(*(http.get("/metrics") for _ in range(20)))
+        assert all(r.status_code == 200 for r in scrapes)
+        ready = await asyncio.gather(*(http.get("/readyz") for _ in range(20)))
+        assert all(r.status_code == 200 for r in ready)
+        before = max(_time_requests(r.text) for r in scrapes)
+        assert (await http.get("/api/v1/time")).status_code == 200
+        await asyncio.sleep(0.3)  # a quarter second later a scrape is fresh again
+        assert _time_requests((await http.get("/metrics")).text) > before

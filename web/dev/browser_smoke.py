@@ -176,6 +176,35 @@ async def run(base: str, screenshot: str | None) -> list[tuple[str, bool, str]]:
             state,
         )
         check("logged out: public data polled over HTTP", state["conn"] == "Delayed (HTTP)", state)
+        await cmd(
+            "Emulation.setDeviceMetricsOverride",
+            width=390,
+            height=844,
+            deviceScaleFactor=1,
+            mobile=True,
+        )
+        await asyncio.sleep(0.5)
+        phone = await js(
+            """(() => { const r = (s) => document.querySelector(s).getBoundingClientRect();
+            return {scroll: document.documentElement.scrollWidth,
+                    signup: r('#user-area .btn-primary').right, entry: r('#entry').height,
+                    ticker: r('#ticker').width}; })()"""
+        )
+        check(
+            "390 px wide: no sideways scroll, Sign up on screen, order form shown",
+            phone["scroll"] <= 390
+            and phone["signup"] <= 390
+            and phone["entry"] > 300
+            and phone["ticker"] > 300,
+            phone,
+        )
+        await cmd(
+            "Emulation.setDeviceMetricsOverride",
+            width=1600,
+            height=900,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         await js(
             """(async () => {
               document.querySelector('#user-area .btn-primary').click();

@@ -534,3 +534,45 @@ async def test_the_latest_trades_of_a_market_that_mostly_quotes_read_a_bounded_s
         async with live.http(node) as http:
             ticker = (await http.get(f"/markets/{market}/ticker")).json()
         assert (ticker["last"], ticker["last_trade_id"]) == ("10.00", 2)
+
+
+# -- query parameters of the GET routes ----------------------------------------------------
+
+
+async def test_list_parameters_are_whole_numbers_in_range_and_filters_name_listed_markets(
+    live: Exchange,
+) -> None:
+    market = await new_market(live)
+    user = await new_user(live)
+    bounded = [
+        ("/orders", "limit", 1000), ("/orders?status=closed", "limit", 1000),
+        ("/fills", "limit", 1000), (f"/markets/{market}/trades", "limit", 1000),
+        (f"/markets/{market}/book", "depth", 1000), (f"/markets/{market}/candles", "limit", 1000),
+        ("/notifications", "limit", 500), ("/p2p/offers", "limit", 200),
+    ]  # fmt: skip
+    for path, name, top in bounded:
+        sep = "&" if "?" in path else "?"
+        for good in ("1", str(top)):
+            r = await call(live, user, "GET", f"{path}{sep}{name}={good}")
+            assert r.status_code == 200, (path, good, r.text)
+        for bad in ("0", "-1", str(top + 1), "x", "5.0", "1e2", "+5", " 5", "99999999999999999999"):
+            r = await call(live, user, "GET", f"{path}{sep}{name}={bad}")
+            refused(r, 400, "INVALID_PARAM")
+        r = await call(live, user, "GET", f"{path}{sep}{name}=1&{name}=2")
+        refused(r, 400, "INVALID_PARAM")  # repeated
+    for path in ("/time", "/markets", f"/markets/{market}", f"/markets/{market}/ticker",
+                 "/balances", "/addresses", "/withdrawals", "/assets", "/orders/1"):  # fmt: skip
+        refused(await call(live, user, "GET", path, params={"x": "1"}), 400, "INVALID_PARAM")
+    for method, path, params in (
+        ("GET", "/fills", {"market": "ZZZ-USD"}),
+        ("GET", "/orders", {"market": "ZZZ-USD"}),
+        ("GET", "/orders", {"status": "closed", "market": "ZZZ-USD"}),
+        ("GET", "/orders", {"status": "all", "market": "ZZZ-USD"}),
+        ("DELETE", "/orders", {"market": "ZZZ-USD"}),
+    ):
+        refused(await call(live, user, method, path, params=params), 400, "UNKNOWN_MARKET")
+    for path in (f"/markets/ZZZ-USD/{leaf}" for leaf in ("book", "trades", "ticker", "candles")):
+        refused(await call(live, None, "GET", path), 400, "UNKNOWN_MARKET")
+    for status in ("OPEN", "foo"):
+        refused(await call(live, user, "GET", "/orders", params={"status": status}),
+                400, "INVALID_PARAM")  # fmt: skip

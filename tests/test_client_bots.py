@@ -110,7 +110,7 @@ async def test_market_maker_counts_fills_it_missed_while_disconnected(
     exchange: Exchange, trader: Trader
 ) -> None:
     """A quote fills while the bot's WebSocket is down (its TRADE push is lost): the
-    bot takes its position from the balances and keeps within the inventory limit."""
+    bot takes the fill from its fill history and keeps within the inventory limit."""
     market = await new_market(exchange)
     base = market.split("-")[0]
     user = await new_user(exchange)
@@ -142,11 +142,42 @@ async def test_market_maker_counts_fills_it_missed_while_disconnected(
             await asyncio.sleep(0.5)  # cycles without the WebSocket
             link.up()
             await eventually(lambda: _connected(mm))
-            # short 0.1: another ask could take it to -0.2, beyond 0.15; the settled
-            # balance shows the fill whose push was lost, and the ask goes for good
+            # short 0.1: another ask could take it to -0.2, beyond 0.15; the fill
+            # history shows the fill whose push was lost, and the ask goes for good
             await eventually(lambda: quoted([bid], []), timeout=10)
             await asyncio.sleep(1)
             assert await book_levels(taker, market) == ([bid], [])
+        finally:
+            await stop_cleanly(stop, bot)
+
+
+async def test_market_maker_position_ignores_a_deposit(exchange: Exchange, trader: Trader) -> None:
+    """The position is the bot's fills on its market: a deposit of the base asset leaves
+    both sides quoted (it took the bid side away when the position followed the
+    balance, as a transfer or a trade on another market did)."""
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    user = await new_user(exchange)
+    await fund(exchange, user, {base: "10", "USD": "10000"})
+    stop = asyncio.Event()
+    params = QuoteParams(levels=1, spread_bps=10, size="0.100", max_inventory="0.15")
+    async with HftxClient(exchange.url("a"), backoff=Backoff(base=0.05, cap=0.2)) as mm:
+        await mm.login(user.email, PASSWORD)
+        bot = asyncio.create_task(
+            run_market_maker(mm, market, params=params, reference="100.00", walk_ticks=0,
+                             interval=0.2, max_orders_per_second=50, stop=stop)
+        )  # fmt: skip
+        try:
+            both = (["99.90", "0.100"],), (["100.10", "0.100"],)
+
+            async def quoted() -> bool:
+                bids, asks = await book_levels(mm, market)
+                return (tuple(bids), tuple(asks)) == both
+
+            await eventually(quoted)
+            await fund(exchange, user, {base: "5"})  # long 5 by the balance
+            await asyncio.sleep(3)  # cycles, and more than the old 2 s grace
+            assert await quoted()
         finally:
             await stop_cleanly(stop, bot)
 
@@ -292,40 +323,50 @@ async def _funded_market(exchange: Exchange) -> tuple[str, str]:
     return market, user.email
 
 
-def test_market_maker_position_counts_pushed_fills_net_of_base_fees() -> None:
-    spec = MarketSpec.from_market(
+def _spec() -> MarketSpec:
+    return MarketSpec.from_market(
         {"id": "X-USD", "base": "X", "quote": "USD", "price_increment": "0.01",
          "size_increment": "0.001"}
     )  # fmt: skip
-    position = Position(spec)
 
-    def trade(side: str, size: str, fee: str, fee_asset: str, market: str = "X-USD") -> Any:
-        return {"channel": "orders", "exec_type": "TRADE", "market": market, "fee": fee,
-                "order": {"side": side}, "last_size": size, "fee_asset": fee_asset}  # fmt: skip
 
-    position.apply(trade("buy", "0.500", "0.001", "X"))
-    position.apply(trade("sell", "0.200", "0.03", "USD"))
-    position.apply(trade("sell", "9.000", "0.03", "USD", market="Y-USD"))
-    position.apply({**trade("sell", "1.000", "0", "USD"), "exec_type": "CANCELED"})
+def _trade_push(trade_id: int, side: str, size: str, fee: str, fee_asset: str,
+                market: str = "X-USD") -> dict[str, Any]:  # fmt: skip
+    return {"channel": "orders", "exec_type": "TRADE", "market": market,
+            "trade_id": trade_id, "order": {"side": side}, "last_size": size, "fee": fee,
+            "fee_asset": fee_asset}  # fmt: skip
+
+
+def test_market_maker_position_counts_pushed_fills_net_of_base_fees() -> None:
+    position = Position(_spec())
+    position.apply(_trade_push(1, "buy", "0.500", "0.001", "X"))
+    position.apply(_trade_push(2, "sell", "0.200", "0.03", "USD"))
+    position.apply(_trade_push(3, "sell", "9.000", "0.03", "USD", market="Y-USD"))
+    position.apply({**_trade_push(4, "sell", "1.000", "0", "USD"), "exec_type": "CANCELED"})
+    position.apply(_trade_push(2, "sell", "0.200", "0.03", "USD"))  # the same trade again
     assert position.base == Fraction("0.299")
 
 
-def test_market_maker_position_takes_a_lasting_balance_difference() -> None:
-    spec = MarketSpec.from_market(
-        {"id": "X-USD", "base": "X", "quote": "USD", "price_increment": "0.01",
-         "size_increment": "0.001"}
-    )  # fmt: skip
-    position = Position(spec)
-    position.base = Fraction("-0.1")  # a sell pushed, not settled yet
-    position.reconcile(Fraction(0), now=0.0)
-    position.reconcile(Fraction("-0.05"), now=5.0)  # settling: the difference changes
-    position.reconcile(Fraction("-0.1"), now=6.0)  # settled
-    assert position.base == Fraction("-0.1")
-    position.reconcile(Fraction("-0.3"), now=7.0)  # a fill of -0.2 whose push was missed
-    position.reconcile(Fraction("-0.3"), now=8.0)
-    assert position.base == Fraction("-0.1")  # within the grace: maybe still settling
-    position.reconcile(Fraction("-0.3"), now=7.0 + Position.settle_grace)
-    assert position.base == Fraction("-0.3")
+def test_market_maker_position_adds_missed_fills_from_history_once() -> None:
+    """Fills from ``GET /fills`` count when their push was missed, never twice, and
+    never those up to the trade id the bot started after."""
+    position = Position(_spec(), after=10)
+    position.apply(_trade_push(11, "sell", "0.100", "0.01", "USD"))
+    history = [  # newest first, as GET /fills
+        {"market": "X-USD", "trade_id": 14, "side": "buy", "size": "0.300", "fee": "0.001",
+         "fee_asset": "X"},
+        {"market": "X-USD", "trade_id": 12, "side": "sell", "size": "0.200", "fee": "0.02",
+         "fee_asset": "USD"},
+        {"market": "X-USD", "trade_id": 11, "side": "sell", "size": "0.100", "fee": "0.01",
+         "fee_asset": "USD"},
+        {"market": "X-USD", "trade_id": 9, "side": "buy", "size": "5.000", "fee": "0",
+         "fee_asset": "X"},
+    ]  # fmt: skip
+    for fill in history:
+        position.add_fill(fill)
+    assert position.base == Fraction("-0.001")  # -0.1 - 0.2 + 0.3 - 0.001
+    position.apply(_trade_push(14, "buy", "0.300", "0.001", "X"))  # its push, late
+    assert position.base == Fraction("-0.001")
 
 
 @pytest.mark.parametrize("bot", [market_maker, random_trader])

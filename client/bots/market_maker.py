@@ -3,10 +3,10 @@
 ``await run_market_maker(client, "BTC-USD")`` with a logged-in client, or
 ``python -m client.bots.market_maker --url ... --market BTC-USD``.
 
-Each cycle it reads its base position (its own fills pushed on the private ``orders``
-channel since start, which arrive before balances settle; checked against the
-balance change since start, which wins when it differs by the same amount for a
-while: pushes missed during a reconnect), picks the
+Each cycle it reads its base position (its own fills on its market since start: pushed
+on the private ``orders`` channel, which arrive before balances settle, completed from
+``GET /fills`` with the fills whose push was missed during a reconnect; deposits,
+transfers and trades on other markets do not count), picks the
 reference (the book's mid, or a configured price moved by a small random walk),
 computes the wanted quotes (:mod:`client.bots.quotes`), then cancels and places the
 difference as post-only limit orders tagged with a ``client_order_id`` prefix. A fill
@@ -25,6 +25,7 @@ import sys
 import time
 import uuid
 from fractions import Fraction
+from typing import Any
 
 from client.amounts import fraction_str, to_fraction
 from client.bots.quotes import (
@@ -96,12 +97,14 @@ async def run_market_maker(
     orders = await client.subscribe_orders(callback=on_order)
     book = None if reference is not None else await client.subscribe_book(market, depth=10)
     ref_ticks = None if reference is None else spec.price.steps(reference, "down")
-    start = await bot.base_total()
-    log.info("market maker on %s: %s, start %s %s", market, params, fraction_str(start), spec.base)
+    log.info("market maker on %s: %s", market, params)
+    caught_up = -float("inf")
     try:
         while not stop.is_set():
-            with contextlib.suppress(HftxError):
-                position.reconcile(await bot.base_total() - start, time.monotonic())
+            if time.monotonic() - caught_up >= interval:  # not on every fill: history waits
+                with contextlib.suppress(HftxError):  # for the drain, pushes do not
+                    await _catch_up(client, position)
+                    caught_up = time.monotonic()
             try:  # an error (a 503 while Redis restarts, e.g.) skips this cycle only
                 if ref_ticks is not None:
                     ref_ticks = random_walk(ref_ticks, walk_ticks, rng)
@@ -135,6 +138,24 @@ async def _book_reference(client: HftxClient, sub: BookSubscription) -> Fraction
     return to_fraction(last) if last else None
 
 
+async def _catch_up(client: HftxClient, position: Position) -> None:
+    """Count the own fills of ``GET /fills`` whose push was missed (a reconnect, a full
+    queue), reading pages back to what an earlier call had already checked."""
+    if position.checked is None:  # the start: fills count from the market's last trade
+        ticker = await client.fetch_ticker(position.spec.id)
+        position.start(int(ticker.get("last_trade_id") or 0))
+    assert position.checked is not None
+    newest: int | None = None
+    async for fill in client.iter_my_trades(position.spec.id, page_size=100):
+        trade_id = int(fill["trade_id"])
+        newest = trade_id if newest is None else newest
+        if trade_id <= position.checked:
+            break
+        position.add_fill(fill)
+    if newest is not None:
+        position.checked = max(position.checked, newest)
+
+
 async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
     waiters = [asyncio.create_task(event.wait()) for event in events]
     try:
@@ -145,50 +166,63 @@ async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
 
 
 class Position:
-    """Base inventory from the own fills pushed on the ``orders`` channel.
+    """Base inventory: the own fills on the market since the bot started.
 
     A ``TRADE`` push arrives as the order matches, before the balances settle, so a
     re-quote it triggers already sees the fill. A buy adds its size less the fee
-    charged in base; a sell subtracts its size (its fee is in quote). Pushes missed
-    while the WebSocket was down are made up by :meth:`reconcile`.
+    charged in base; a sell subtracts its size (its fee is in quote). Fills whose push
+    was missed (the WebSocket was down) are added from the fill history
+    (:meth:`add_fill`) back to the market's last trade at the start (:meth:`start`);
+    each trade id counts once. Only fills count: a deposit, a transfer or a trade on
+    another market does not move the position.
     """
 
-    settle_grace = 2.0
-    """Seconds the settled balance may differ by the same amount before it wins."""
+    remembered = 10_000
+    """Trade ids kept to recognise a fill counted already (the newest ones)."""
 
-    def __init__(self, spec: MarketSpec) -> None:
+    def __init__(self, spec: MarketSpec, after: int | None = None) -> None:
         self.spec = spec
         self.base = Fraction(0)
-        self._gap: tuple[Fraction, float] | None = None
+        self.after = after
+        """Fills up to this trade id are from before the start (None: not known yet)."""
+        self.checked = after
+        """The fill history was read back to this trade id: older fills are counted."""
+        self._counted: set[int] = set()
 
-    def reconcile(self, settled: Fraction, now: float) -> None:
-        """Compare with the balance change since start (``settled``).
-
-        The balance lags the pushes, so a difference that keeps changing is fills
-        not settled yet; one that stays the same for :attr:`settle_grace` seconds is
-        fills whose push was missed: the position takes the settled value.
-        """
-        gap = settled - self.base
-        if gap == 0:
-            self._gap = None
-        elif self._gap is None or self._gap[0] != gap:
-            self._gap = (gap, now)
-        elif now - self._gap[1] >= self.settle_grace:
-            log.info("%s position %s -> %s (missed fills)", self.spec.id,
-                     fraction_str(self.base), fraction_str(settled))  # fmt: skip
-            self.base = settled
-            self._gap = None
+    def start(self, after: int) -> None:
+        """Set the market's last trade id at the start (the fills pushed since count)."""
+        self.after = after
+        self.checked = after if self.checked is None else max(self.checked, after)
 
     def apply(self, push: Json) -> None:
+        """Count a push of the ``orders`` channel if it is a fill on this market."""
         if push.get("exec_type") != "TRADE" or push.get("market") != self.spec.id:
             return
-        size = to_fraction(push["last_size"])
-        if (push.get("order") or {}).get("side") == "sell":
-            self.base -= size
+        side = (push.get("order") or {}).get("side")
+        self._count(push["trade_id"], side, push["last_size"], push.get("fee"),
+                    push.get("fee_asset"))  # fmt: skip
+
+    def add_fill(self, fill: Json) -> None:
+        """Count a row of ``GET /fills`` (``trade_id``, ``side``, ``size``, ``fee``, ...)
+        unless its push was counted already."""
+        if fill.get("market", self.spec.id) != self.spec.id:
             return
-        self.base += size
-        if push.get("fee_asset") == self.spec.base and push.get("fee"):
-            self.base -= to_fraction(push["fee"])
+        self._count(fill["trade_id"], fill.get("side"), fill["size"], fill.get("fee"),
+                    fill.get("fee_asset"))  # fmt: skip
+
+    def _count(self, trade_id: Any, side: Any, size: str, fee: Any, fee_asset: Any) -> None:
+        tid = int(trade_id)
+        if (self.after is not None and tid <= self.after) or tid in self._counted:
+            return
+        self._counted.add(tid)
+        if len(self._counted) > self.remembered:
+            self._counted = set(sorted(self._counted)[self.remembered // 2 :])
+        if side == "sell":
+            self.base -= to_fraction(size)
+            return
+        self.base += to_fraction(size)
+        if fee_asset == self.spec.base and fee:
+            self.base -= to_fraction(fee)
 
 
 class _Quoter:
@@ -208,10 +242,6 @@ class _Quoter:
         self.prefix = f"{tag}-"
         self.limiter = limiter
         self.refused = {"buy": 0, "sell": 0}  # post-only refusals in a row per side
-
-    async def base_total(self) -> Fraction:
-        row = (await self.client.fetch_balance()).get(self.spec.base)
-        return to_fraction(row["total"]) if row else Fraction(0)
 
     async def own_orders(self) -> list[Json]:
         return [

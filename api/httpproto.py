@@ -8,6 +8,11 @@ one host exhaust a node. Here each request must arrive in full (head and body)
 within ``read_timeout`` seconds of the connection (first request) or of its first
 byte (next requests on a keep-alive connection), else the connection is closed.
 A WebSocket upgrade leaves the deadline behind (the socket has its ``auth`` timeout).
+
+Nor does uvicorn (with httptools) bound the size of a request's head: one header
+line of 90 MiB was buffered whole (the node grew by 150 MB for one connection).
+A head (request line and headers) over ``MAX_HEAD`` bytes is answered 431 and the
+connection closed.
 """
 
 from __future__ import annotations
@@ -15,12 +20,36 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD = 64 * 1024  # bytes of a request line and headers
+
+
+def _head_too_large() -> bytes:
+    body = orjson.dumps(
+        {
+            "error": {
+                "code": "PAYLOAD_TOO_LARGE",
+                "message": f"request headers larger than {MAX_HEAD} bytes",
+            }
+        }
+    )
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
+
+
+HEAD_TOO_LARGE = _head_too_large()
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
     read_timeout: float = 15.0
     _deadline: asyncio.TimerHandle | None = None
+    _head: int | None = 0  # bytes of the request head so far; None while in a body
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -44,12 +73,25 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self._head is not None:
+            self._head += len(data)
+        super().data_received(data)
+        if self._head is not None and self._head > MAX_HEAD and not self.transport.is_closing():
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm()
 
+    def on_headers_complete(self) -> None:
+        self._head = None
+        super().on_headers_complete()
+
     def on_message_complete(self) -> None:
         self._disarm()
+        self._head = 0  # what comes next is the next request's head
         super().on_message_complete()
 
     def handle_websocket_upgrade(self) -> None:

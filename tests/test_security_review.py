@@ -4,6 +4,7 @@ each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from typing import Any
@@ -301,3 +302,36 @@ async def test_shared_metrics_stay_fresh(exchange: Exchange) -> None:
         assert (await http.get("/api/v1/time")).status_code == 200
         await asyncio.sleep(0.3)  # a quarter second later a scrape is fresh again
         assert _time_requests((await http.get("/metrics")).text) > before
+
+
+async def _raw_answer(port: int, request: bytes) -> bytes:
+    """What the node answers to ``request`` sent as is, until it closes (10 s at most)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        answer = b""
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(10):
+                while chunk := await reader.read(65536):
+                    answer += chunk
+                    if b"\r\n\r\n" in answer and b"connection: close" not in answer.lower():
+                        break
+        return answer
+    finally:
+        writer.close()
+
+
+async def test_request_headers_are_bounded(exchange: Exchange) -> None:
+    """httptools buffered a header of any size: one connection sending a 90 MiB
+    header line grew the node by 150 MB. A head over 64 KiB is now 431 and closed."""
+    port = int(exchange.url("a").rsplit(":", 1)[1])
+    get = b"GET /api/v1/time HTTP/1.1\r\nHost: x\r\n"
+    huge = await _raw_answer(port, get + b"X-Big: " + b"a" * (2 << 20) + b"\r\n\r\n")
+    assert huge.startswith(b"HTTP/1.1 431 "), huge[:200]
+    assert b'"PAYLOAD_TOO_LARGE"' in huge
+    fine = await _raw_answer(port, get + b"X-Big: " + b"a" * 60_000 + b"\r\n\r\n")
+    assert fine.startswith(b"HTTP/1.1 200 "), fine[:200]
+    body = b'{"email": "' + b"a" * 65_000 + b'"}'  # a large body is not a large head
+    post = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    big_body = await _raw_answer(port, post + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert big_body.startswith(b"HTTP/1.1 400 "), big_body[:200]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import os
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -242,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         asyncio.run(run(args))
+        sys.stdout.flush()  # a closed pipe (``| head``) fails here, not at exit
+    except BrokenPipeError:
+        # The reader went away: stop quietly, and keep Python's final flush of stdout
+        # from printing "Exception ignored ... BrokenPipeError" (as the Python docs do).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except HftxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if isinstance(exc.result, dict) and "id" in exc.result:
@@ -253,5 +259,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError):
-        sys.exit(main())
+    sys.exit(main())

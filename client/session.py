@@ -49,13 +49,18 @@ async def open_client(args: argparse.Namespace, *, login: bool = True) -> HftxCl
             try:
                 await client.signup(args.email, args.password)
             except HftxError as exc:
-                if exc.status >= 500:
-                    raise  # otherwise most likely: the account exists already
+                if not _already_registered(exc):
+                    raise  # a short password, e.g.: say so, not "invalid email or password"
         await client.login(args.email, args.password)
     except BaseException:
         await client.close()
         raise
     return client
+
+
+def _already_registered(exc: HftxError) -> bool:
+    """The sign-up refusal of an existing e-mail (docs/protocol.md, "Sign-up errors")."""
+    return exc.code == "INVALID_PARAM" and "already registered" in exc.message
 
 
 def configure_logging(verbose: bool) -> None:

@@ -218,3 +218,40 @@ async def _market_with_a_bid(exchange: Exchange) -> tuple[str, str]:
                                              "amount": "1", "price": "7"})  # fmt: skip
         assert r.status_code == 200, r.text
     return market, user.email
+
+
+async def test_signup_flag_says_why_a_sign_up_failed(
+    exchange: Exchange, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--signup`` goes on to log in only when the account exists already; another
+    refusal is the error shown (a short password was 'invalid email or password')."""
+    email = f"{unique('cli')}@e2e.hftx.dev"
+
+    async def run(password: str) -> Run:
+        capsys.readouterr()
+        argv = ["--url", exchange.url("b"), "--email", email, "--password", password]
+        code = await asyncio.to_thread(cli.main, [*argv, "--signup", "balances"])
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    short = await run("short")
+    assert short.code == 1 and short.out == ""
+    assert short.err == "error: INVALID_PARAM (400): password must be 8 to 128 characters\n"
+    for _ in range(2):  # signs up, then finds the account there
+        made = await run(PASSWORD)
+        assert made.code == 0 and made.err == "" and "USD" in made.out, made
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_output_into_a_closed_pipe_ends_quietly(exchange: Exchange, unbuffered: str) -> None:
+    """``python -m client markets | head -0``: no traceback (nor Python's "Exception
+    ignored" at exit), status 1, whether stdout is buffered or not."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client", "--url", exchange.url("a"), "markets"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before anything is written
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (1, "")

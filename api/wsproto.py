@@ -7,6 +7,11 @@ WebSocket protocol plus one thing: a ``websocket.send`` message carrying
 ``hftx.frame`` (those bytes) is written directly, after the same flow-control and
 state checks, skipping websockets' per-socket framing. Any other ASGI server
 ignores the key and sends ``text`` as usual.
+
+It also stops reading a socket while its outbound buffer is over the transport's
+high-water mark: websockets answers each ping with a pong written at once, so a
+client sending pings without reading made the node buffer pongs without bound
+(100 MB in 8 s on one socket, before ``auth`` even).
 """
 
 from __future__ import annotations
@@ -45,6 +50,20 @@ class Frame:
 
 
 class FanoutProtocol(WebSocketsSansIOProtocol):
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.transport.pause_reading()  # what it sends could only add to what it does not read
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.read_paused:  # uvicorn's own pause (its queue to the app is full)
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.writable.is_set() and not self.transport.is_closing():
+            self.transport.pause_reading()  # uvicorn's receive() may have resumed it
+
     async def send(self, message: Any) -> None:
         frame = message.get(FRAME_KEY) if message["type"] == "websocket.send" else None
         if (

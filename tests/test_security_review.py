@@ -4,8 +4,11 @@ each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import re
+import socket
 import time
 from typing import Any
 
@@ -335,3 +338,37 @@ async def test_request_headers_are_bounded(exchange: Exchange) -> None:
     post = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     big_body = await _raw_answer(port, post + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     assert big_body.startswith(b"HTTP/1.1 400 "), big_body[:200]
+
+
+def _ping_without_reading(port: int, seconds: float) -> int:
+    """Bytes of WebSocket pings a client that never reads got the node to take in
+    ``seconds`` (it sends as fast as the node reads)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the node's pongs stay there
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+        ping = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125  # masked, 125 bytes
+        batch, sent = ping * 1000, 0
+        sock.settimeout(0.5)
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            with contextlib.suppress(TimeoutError):  # a timeout: the node stopped reading us
+                sent += sock.send(batch)
+        return sent
+    finally:
+        sock.close()
+
+
+async def test_a_client_that_pings_without_reading_is_not_read_either(exchange: Exchange) -> None:
+    """Each ping's pong was written at once whatever the client read: a client sending
+    pings and reading nothing made the node buffer pongs without bound (a socket not
+    even authenticated grew the node by 100 MB in 8 s). The node now stops reading
+    a socket whose outbound buffer is full, so the client's sends stall."""
+    port = int(exchange.url("b").rsplit(":", 1)[1])
+    sent = await asyncio.to_thread(_ping_without_reading, port, 4.0)
+    assert sent < 16_000_000, sent  # socket buffers, not the node's memory

@@ -75,6 +75,9 @@ class SecurityHeaders:
                     headers.append((b"cache-control", b"no-store"))
                 else:
                     headers.append((b"content-security-policy", UI_CSP))
+                    # the page's files have no version in their names: revalidate (ETag,
+                    # 304) on every load, or an upgraded node's modules mix with cached ones
+                    headers.append((b"cache-control", b"no-cache"))
                 message["headers"] = headers
             await send(message)
 

@@ -343,6 +343,19 @@ async def test_errors_never_leak_internals(exchange: Exchange) -> None:
         assert r.status_code in (400, 404) and "error" in r.json()
 
 
+async def test_page_files_are_revalidated_on_every_load(exchange: Exchange) -> None:
+    # unversioned file names: without no-cache a browser may keep heuristically fresh
+    # old modules after an upgrade and mix them with new ones
+    async with httpx.AsyncClient(base_url=exchange.url("a")) as http:
+        for path in ("/", "/app.js", "/js/order.js", "/style.css"):
+            r = await http.get(path)
+            assert r.status_code == 200, path
+            assert r.headers["cache-control"] == "no-cache", path
+            again = await http.get(path, headers={"If-None-Match": r.headers["etag"]})
+            assert again.status_code == 304, path
+        assert (await http.get("/api/v1/markets")).headers["cache-control"] == "no-store"
+
+
 async def test_cors_only_for_allowlisted_origins(exchange: Exchange) -> None:
     async with httpx.AsyncClient(base_url=exchange.url("a")) as http:
         preflight = {"Access-Control-Request-Method": "POST",

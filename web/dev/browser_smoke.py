@@ -16,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -176,6 +177,17 @@ async def run(base: str, screenshot: str | None) -> list[tuple[str, bool, str]]:
             state,
         )
         check("logged out: public data polled over HTTP", state["conn"] == "Delayed (HTTP)", state)
+        daily = await js(
+            """(async () => { document.querySelector('[data-interval="1d"]').click();
+            await new Promise(r => setTimeout(r, 1200));
+            const t = document.querySelector('.chart-info').textContent;
+            document.querySelector('[data-interval="1m"]').click(); return t; })()"""
+        )
+        check(
+            "1d chart: the candle's date once (no '11/26' after it)",
+            re.match(r"\d{4}-\d\d-\d\d  O \d", daily),
+            daily,
+        )
         await cmd(
             "Emulation.setDeviceMetricsOverride",
             width=390,

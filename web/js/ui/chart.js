@@ -222,7 +222,7 @@ export function mountChart(root, { http, feed, ws, getMarket }) {
     }
     const d = new Date(focus.ts);
     info.textContent =
-      `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${fmtTime(focus.ts)}  ` +
+      `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}${interval === "1d" ? "" : ` ${fmtTime(focus.ts)}`}  ` +
       `O ${focus.o.toFixed(decimals)}  H ${focus.h.toFixed(decimals)}  L ${focus.l.toFixed(decimals)}  ` +
       `C ${focus.c.toFixed(decimals)}  V ${+focus.v.toFixed(6)}` +
       (source ? `  · ${source}` : "");

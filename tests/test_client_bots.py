@@ -18,7 +18,7 @@ import pytest
 from client import HftxClient, HftxError
 from client.backoff import Backoff
 from client.bots import market_maker, random_trader
-from client.bots.flow import FlowParams
+from client.bots.flow import FlowParams, OrderIntent, funded
 from client.bots.market_maker import Position, run_market_maker
 from client.bots.quotes import QuoteParams
 from client.bots.random_trader import run_random_trader
@@ -256,6 +256,52 @@ async def test_random_trader_trades_against_the_market_maker(
     await asyncio.sleep(0)
     left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not left, left
+
+
+async def test_random_trader_keeps_within_its_funds(
+    exchange: Exchange, trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trader with little money sends only orders its free balances pay for (the
+    other side, or after freeing what its resting orders hold), so the exchange
+    refuses none, and it keeps trading."""
+    caplog.set_level(logging.INFO)
+    market = await new_market(exchange)
+    base = market.split("-")[0]
+    mm = await trader("a", {base: "100", "USD": "100000"})
+    rt = await trader("b", {base: "0.010", "USD": "1.50"})  # a few orders' worth
+    stop = asyncio.Event()
+    params = QuoteParams(levels=3, spread_bps=5, step_bps=5, size="0.050", max_inventory="5")
+    maker = asyncio.create_task(
+        run_market_maker(mm, market, params=params, reference="100.00", walk_ticks=1,
+                         interval=0.3, max_orders_per_second=50, stop=stop)
+    )  # fmt: skip
+    flow = FlowParams(max_size_multiple=8, market_pct=50, max_offset_ticks=10, cross_pct=50)
+    poor = asyncio.create_task(
+        run_random_trader(rt, market, orders_per_second=20, params=flow, max_open=3,
+                          stop=stop, rng=random.Random(3))
+    )  # fmt: skip
+    try:
+
+        async def traded() -> bool:
+            return len(await rt.fetch_my_trades(market, limit=100)) >= 15
+
+        await eventually(traded, timeout=20)
+    finally:
+        await stop_cleanly(stop, poor, maker)
+    refused = [r.getMessage() for r in caplog.records if "INSUFFICIENT_FUNDS" in r.getMessage()]
+    assert refused == []
+
+
+def test_random_flow_takes_the_funded_side() -> None:
+    spec = _spec()
+    buy = OrderIntent("buy", "limit", "2.000", "9.00")
+    assert funded(buy, spec, 1000, {"USD": Fraction(18)}) == buy
+    mirrored = OrderIntent("sell", "limit", "2.000", "11.00")  # around 10.00
+    assert funded(buy, spec, 1000, {"USD": Fraction(17), "X": Fraction(2)}) == mirrored
+    assert funded(buy, spec, 1000, {"USD": Fraction(17), "X": Fraction("1.999")}) is None
+    market_buy = OrderIntent("buy", "market", "1.000")  # 10.00 plus a 10 % margin
+    assert funded(market_buy, spec, 1000, {"USD": Fraction(11)}) == market_buy
+    assert funded(market_buy, spec, 1000, {"USD": Fraction("10.99")}) is None
 
 
 def test_market_maker_command_stops_cleanly_on_ctrl_c(exchange: Exchange) -> None:

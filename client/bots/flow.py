@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 
+from client.amounts import to_fraction
 from client.markets import MarketSpec
+
+MARKET_BUY_MARGIN = Fraction(110, 100)
+"""A market buy by size holds its estimated cost plus 5 % (docs/protocol.md): its cost
+is taken as the reference price plus 10 % when checking the funds."""
 
 
 @dataclass(frozen=True)
@@ -52,3 +58,30 @@ def random_order(
         offset = -rng.randint(0, max(1, params.max_offset_ticks // 4))
     ticks = reference_ticks - offset if side == "buy" else reference_ticks + offset
     return OrderIntent(side, "limit", amount, market.price.format(max(1, ticks)))
+
+
+def cost(intent: OrderIntent, market: MarketSpec, reference_ticks: int) -> tuple[str, Fraction]:
+    """What the order holds: ``(asset, amount)``; a market buy's is an estimate."""
+    amount = to_fraction(intent.amount)
+    if intent.side == "sell":
+        return market.base, amount
+    if intent.price is not None:
+        return market.quote, amount * to_fraction(intent.price)
+    return market.quote, amount * market.price.step * reference_ticks * MARKET_BUY_MARGIN
+
+
+def funded(
+    intent: OrderIntent, market: MarketSpec, reference_ticks: int, free: dict[str, Fraction]
+) -> OrderIntent | None:
+    """``intent`` if the ``free`` balances pay for it, else the same order on the other
+    side (a limit price mirrored around the reference) if they pay for that, else None."""
+    side = "sell" if intent.side == "buy" else "buy"
+    price = intent.price
+    if price is not None:
+        mirrored = 2 * reference_ticks - market.price.steps(price)
+        price = market.price.format(max(1, mirrored))
+    for candidate in (intent, replace(intent, side=side, price=price)):
+        asset, needed = cost(candidate, market, reference_ticks)
+        if needed <= free.get(asset, Fraction(0)):
+            return candidate
+    return None

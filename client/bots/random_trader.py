@@ -5,7 +5,9 @@
 
 The reference is the mid of the book (``GET /markets/{id}/book``), else the last
 trade, else ``reference``. Resting limit orders are capped at ``max_open``: the
-oldest are cancelled first. Everything it left open is cancelled on exit.
+oldest are cancelled first. It sends only orders its free balances pay for (flipping
+the side, or cancelling its oldest resting order to free funds). Everything it left
+open is cancelled on exit.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import sys
 import uuid
 
 from client.amounts import to_fraction
-from client.bots.flow import FlowParams, random_order
+from client.bots.flow import FlowParams, funded, random_order
 from client.bots.quotes import reference_from_book
+from client.codec import Json
 from client.errors import HftxError
 from client.exchange import HftxClient
 from client.markets import MarketSpec
@@ -55,6 +58,7 @@ async def run_random_trader(
     spec = MarketSpec.from_market(await client.fetch_market(market))
     limiter = RateLimiter(orders_per_second)
     prefix = f"{tag}-"
+    out_of_funds = False
     try:
         while not stop.is_set():
             await limiter.acquire()
@@ -65,7 +69,20 @@ async def run_random_trader(
                 if ref is None:
                     log.info("no reference price for %s yet", market)
                     continue
-                intent = random_order(rng, spec, ref, params)
+                free = {
+                    asset: to_fraction(row["free"])
+                    for asset, row in (await client.fetch_balance()).items()
+                }
+                intent = funded(random_order(rng, spec, ref, params), spec, ref, free)
+                if intent is None:  # its resting orders may hold what it has: free some
+                    resting = len(await _own_open_orders(client, market, prefix))
+                    await _trim_open_orders(client, market, prefix, resting - 1, limiter)
+                    if not resting and not out_of_funds:
+                        log.warning("not enough %s or %s to trade: waiting", spec.base,
+                                    spec.quote)  # fmt: skip
+                    out_of_funds = not resting
+                    continue
+                out_of_funds = False
                 order = await client.create_order(
                     market, intent.side, intent.type, intent.amount, intent.price,
                     client_order_id=prefix + uuid.uuid4().hex[:24], stp=stp,
@@ -96,16 +113,22 @@ async def _reference_ticks(
     return None if ref is None else max(1, spec.price.steps(ref, "down"))
 
 
-async def _trim_open_orders(
-    client: HftxClient, market: str, prefix: str, keep: int, limiter: RateLimiter | None
-) -> None:
-    """Cancel this bot's oldest resting orders beyond ``keep``."""
+async def _own_open_orders(client: HftxClient, market: str, prefix: str) -> list[Json]:
+    """This bot's resting orders, oldest first."""
     own = [
         order
         for order in await client.fetch_open_orders(market)
         if str(order.get("client_order_id") or "").startswith(prefix)
     ]
     own.sort(key=lambda order: (order.get("created_ts") or 0, str(order["id"])))
+    return own
+
+
+async def _trim_open_orders(
+    client: HftxClient, market: str, prefix: str, keep: int, limiter: RateLimiter | None
+) -> None:
+    """Cancel this bot's oldest resting orders beyond ``keep``."""
+    own = await _own_open_orders(client, market, prefix)
     for order in own[: max(0, len(own) - keep)]:
         if limiter is not None:
             await limiter.acquire()

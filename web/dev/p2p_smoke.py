@@ -407,9 +407,10 @@ async def run(
                 const sel = $('select[name=asset]', root); sel.value = 'BTC'; sel.dispatchEvent(new Event('change'));
                 const fiat = $('input[name=fiat]', root); fiat.value = 'EUR'; fiat.dispatchEvent(new Event('input'));
                 const row = await until(() => $(`#p2p-offers tr[data-offer-id="{offer_id}"]`));
-                const rows = $$('#p2p-offers tbody tr');
-                return {{found: Boolean(row), text: row && row.innerText,
-                         allSellEur: rows.every(r => r.innerText.includes('EUR') && r.innerText.includes('sells'))}};
+                // the unfiltered rows stay until the filtered listing arrives
+                const allSellEur = await until(() => $$('#p2p-offers tbody tr')
+                  .every(r => r.innerText.includes('EUR') && r.innerText.includes('sells')));
+                return {{found: Boolean(row), text: row && row.innerText, allSellEur}};
                 """
             )
             check(
@@ -466,6 +467,37 @@ async def run(
                               && txt('#p2p-trade .countdown'), 3000), vis: document.visibilityState}}"""
             )
             check("countdown ticks", later["v"], [trade["countdown"], later])
+            # a narrower window stacks the panels: the trade must still be shown, in view
+            for width in (1000, 390):
+                await buyer.cmd(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=width,
+                    height=800,
+                    deviceScaleFactor=1,
+                    mobile=width < 640,
+                )
+                narrow = await buyer.js(
+                    f"""
+                    window.scrollTo(0, 0); await sleep(100);
+                    tradeRow('{trade_id}').click(); await sleep(300);
+                    const r = $('#p2p-trade').getBoundingClientRect();
+                    return {{h: Math.round(r.height), top: Math.round(r.top), vh: innerHeight,
+                             paid: shown($('#p2p-trade .trade-actions [data-act=paid]'))}};
+                    """
+                )
+                check(
+                    f"{width} px wide: the selected trade is shown and scrolled into view",
+                    narrow["h"] > 300 and 0 <= narrow["top"] < narrow["vh"] and narrow["paid"],
+                    narrow,
+                )
+            await buyer.cmd(
+                "Emulation.setDeviceMetricsOverride",
+                width=1600,
+                height=900,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            await buyer.js("window.scrollTo(0, 0)")
 
             # --- seller sees it live --------------------------------------------------
             await seller.cmd("Page.bringToFront")

@@ -29,12 +29,15 @@ export function mountP2P({ main, offerDialog, takeDialog, viewCount }, { http, w
   const countOf = (name) => accountRoot.querySelector(`[data-count="${name}"]`);
   let visible = false;
 
-  const detail = mountTradeDetail(main.querySelector("#p2p-trade"), { store, toast });
+  const tradePanel = main.querySelector("#p2p-trade");
+  const detail = mountTradeDetail(tradePanel, { store, toast });
   const tabs = mountTabs(accountRoot);
   const select = (id) => {
     detail.select(id);
     trades.render();
     disputes.render();
+    // stacked (narrow) layout: the trade opens below the fold; bring it into view
+    if (id && tradePanel.getBoundingClientRect().top >= window.innerHeight) tradePanel.scrollIntoView({ block: "start" });
   };
   const takeDlg = mountTakeDialog(takeDialog, {
     store,

@@ -36,6 +36,7 @@ CHECK_S = 5.0  # how often a feed checks that the engine did not go back in time
 READ_COUNT = 1000
 BLOCK_MS = 1000
 SCAN_ENTRIES = 1000  # stream entries a read of the latest trades goes through at first
+VOLUME_SCAN_ENTRIES = 20_000  # ... and a feed counting its 24 h volume, at most
 
 
 async def stream_trades(
@@ -169,37 +170,58 @@ class MarketData:
 
     async def _load_volume(self, feed: MarketFeed) -> None:
         """Best effort: the last 24 h of trades still in the stream (bounded read), and
-        from history the older ones the drain trimmed from it."""
+        from history the older ones. The stream is read for :data:`SCAN_ENTRIES` entries
+        when the drain has recorded the ones before (history counts them), else up to
+        :data:`VOLUME_SCAN_ENTRIES` (and so when history does not answer)."""
         stream = market_stream(feed.market.id)
         since = now_ms() - DAY_MS
         cursor = "+"
         seen = 0
         oldest_tid = feed.last_trade_id + 1  # the trades below it are not counted yet
-        while seen < 20_000:
-            page = await self.redis.xrevrange(stream, max=cursor, min=f"{since}-0", count=1000)
-            if not page:
-                break
-            for _entry_id, fields in page:
-                for ev in orjson.loads(fields.get(b"e") or fields.get("e") or b"[]"):
-                    tid = int(ev["tid"]) if ev.get("e") == "trade" else 0
-                    if 0 < tid <= feed.last_trade_id:
-                        feed.day.add(int(ev["ts"]), int(ev["size"]), int(ev["price"]), tid)
-                        oldest_tid = min(oldest_tid, tid)
-            seen += len(page)
-            last_id = _text(page[-1][0])
-            ms, _, sq = last_id.partition("-")
-            if int(sq or 0) > 0:
-                cursor = f"{ms}-{int(sq) - 1}"
-            elif int(ms) > 0:
-                cursor = f"{int(ms) - 1}-18446744073709551615"
-            else:
-                break
-            if len(page) < 1000:
-                break
+
+        async def count(upto: int) -> bool:
+            """Count the trades of the next entries, up to ``upto`` read in all; whether
+            entries of the last 24 h are left unread."""
+            nonlocal cursor, seen, oldest_tid
+            while seen < upto:
+                page = await self.redis.xrevrange(stream, max=cursor, min=f"{since}-0", count=1000)
+                if not page:
+                    return False
+                for _entry_id, fields in page:
+                    for ev in orjson.loads(fields.get(b"e") or fields.get("e") or b"[]"):
+                        tid = int(ev["tid"]) if ev.get("e") == "trade" else 0
+                        if 0 < tid <= feed.last_trade_id:
+                            feed.day.add(int(ev["ts"]), int(ev["size"]), int(ev["price"]), tid)
+                            oldest_tid = min(oldest_tid, tid)
+                seen += len(page)
+                last_id = _text(page[-1][0])
+                ms, _, sq = last_id.partition("-")
+                if int(sq or 0) > 0:
+                    cursor = f"{ms}-{int(sq) - 1}"
+                elif int(ms) > 0:
+                    cursor = f"{int(ms) - 1}-18446744073709551615"
+                else:
+                    return False
+                if len(page) < 1000:
+                    return False
+            return True
+
+        left = await count(SCAN_ENTRIES)
+        if left and not await self._recorded(stream, cursor):
+            left = await count(VOLUME_SCAN_ENTRIES)
         if oldest_tid > 1:
             minutes = await self._history(history.minutes_below, feed.market.id, since, oldest_tid)
+            if minutes is None and left:  # no history: what the stream has
+                await count(VOLUME_SCAN_ENTRIES)
             for r in minutes or ():
                 feed.day.add_minute(r.start, r.first_tid, r.open, r.high, r.low, r.volume)
+
+    async def _recorded(self, stream: str, below: str) -> bool:
+        """Whether the drain has recorded every entry of ``stream`` up to ``below``."""
+        try:
+            return await drained_through(self.redis, stream, below)
+        except (RedisError, OSError):
+            return False
 
     async def _history(self, query: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T | None:
         """``query(conn, *args, **kw)`` on PostgreSQL; None if there is none or it is down

@@ -527,13 +527,18 @@ async def test_the_latest_trades_of_a_market_that_mostly_quotes_read_a_bounded_s
                     r = await http.get(f"/markets/{market}/trades", params={"limit": limit_})
                 assert [t["trade_id"] for t in r.json()] == expected[:limit_], r.text
                 assert await xrevrange_calls(redis) - calls <= 8, "the stream was read in full"
+        # a node loading the market (its first ticker) reads a bounded part too, and
+        # finds the last trade and the day's volume all the same
+        for node in ("a", "b"):
+            calls = await xrevrange_calls(redis)
+            async with live.http(node) as http:
+                ticker = (await http.get(f"/markets/{market}/ticker")).json()
+            assert (ticker["last"], ticker["last_trade_id"], ticker["volume_24h"]) == (
+                "10.00", 2, "0.002"
+            )  # fmt: skip
+            assert await xrevrange_calls(redis) - calls <= 4, "the stream was read in full"
     finally:
         await redis.aclose()
-    # a node loading the market (its first ticker) finds the last trade all the same
-    for node in ("a", "b"):
-        async with live.http(node) as http:
-            ticker = (await http.get(f"/markets/{market}/ticker")).json()
-        assert (ticker["last"], ticker["last_trade_id"]) == ("10.00", 2)
 
 
 # -- query parameters of the GET routes ----------------------------------------------------

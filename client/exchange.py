@@ -252,8 +252,10 @@ class HftxClient:
         """Own open orders (of ``market``, or all), oldest first."""
         return _as_list(await self._get("/orders", status="open", market=market), "orders")
 
-    async def fetch_order(self, order_id: str) -> Json:
-        """One own order by id, open or finished (``UNKNOWN_ORDER`` if it is not yours)."""
+    async def fetch_order(self, order_id: str, market: str | None = None) -> Json:
+        """One own order by id, open or finished (``UNKNOWN_ORDER`` if it is not yours).
+        ``market`` (ccxt's ``symbol``) is accepted and not needed: ids are unique across
+        markets."""
         result: Json = await self._get(_path("orders", order_id))
         return result
 
@@ -310,8 +312,10 @@ class HftxClient:
     ) -> Json:
         """Place an order (``POST /orders``); returns the order object with its ``fills``.
 
-        ``type`` ``limit`` needs ``price``, ``market`` takes none; ``amount`` is the base
-        size, or a market buy gives ``quote_amount`` (the quote to spend) instead.
+        ``side`` and ``type`` may also come in ccxt's order
+        (``create_order("BTC-USD", "limit", "buy", ...)``). ``type`` ``limit`` needs
+        ``price``, ``market`` takes none; ``amount`` is the base size, or a market buy
+        gives ``quote_amount`` (the quote to spend) instead.
         ``time_in_force`` GTC (default; a market order is IOC), IOC or FOK;
         ``post_only`` (limit GTC) is refused ``POST_ONLY_WOULD_TAKE`` if it would match
         (``err.result``: the order, recorded REJECTED);
@@ -330,10 +334,10 @@ class HftxClient:
         result: Json = await self._post("/orders", params)
         return result
 
-    async def cancel_order(self, order_id: str) -> Json:
+    async def cancel_order(self, order_id: str, market: str | None = None) -> Json:
         """Cancel an open order; returns it ``CANCELED``. A finished order answers
         ``UNKNOWN_ORDER``, as one that does not exist (:meth:`fetch_order` tells its
-        end state)."""
+        end state). ``market`` (ccxt's ``symbol``) is accepted and not needed."""
         result: Json = await self._delete(_path("orders", order_id))
         return result
 

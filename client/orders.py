@@ -43,9 +43,12 @@ def order_params(
 ) -> Json:
     """Check an order locally and build its wire parameters (None fields are omitted).
 
-    Raises :class:`HftxError` ``INVALID_PARAM`` for what the exchange would refuse
-    anyway, and TypeError for float amounts.
+    ``side`` and ``type`` may come in ccxt's order (``type`` first): the two sets of
+    values are disjoint. Raises :class:`HftxError` ``INVALID_PARAM`` for what the
+    exchange would refuse anyway, and TypeError for float amounts.
     """
+    if side in TYPES and type in SIDES:  # ccxt's create_order(symbol, type, side, ...)
+        side, type = type, side
     if side not in SIDES:
         raise _invalid(f"side must be one of {SIDES}, got {side!r}")
     if type not in TYPES:

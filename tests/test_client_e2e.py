@@ -95,6 +95,20 @@ async def test_http_orders_lifecycle(exchange: Exchange, trader: Trader) -> None
     assert {f["liquidity"] for f in await maker.fetch_my_trades(market)} == {"maker"}
 
 
+async def test_ccxt_argument_order(exchange: Exchange, trader: Trader) -> None:
+    """Code written for ccxt runs: ``create_order(symbol, type, side, amount, price)``
+    and the ``symbol`` of ``fetch_order`` / ``cancel_order`` (they were refused
+    INVALID_PARAM "side must be one of ..." and a TypeError)."""
+    market = await new_market(exchange)
+    client = await trader("a", {"USD": "100"})
+    order = await client.create_order(market, "limit", "buy", "1", "10.00")
+    assert (order["side"], order["type"], order["status"]) == ("buy", "limit", "NEW")
+    assert (await client.fetch_order(order["id"], market))["id"] == order["id"]
+    assert (await client.cancel_order(order["id"], market))["status"] == "CANCELED"
+    bought = await client.ws_create_order(market, "market", "buy", quote_amount="5")
+    assert (bought["side"], bought["type"]) == ("buy", "market")
+
+
 async def test_http_refusals_carry_the_protocol_code(exchange: Exchange, trader: Trader) -> None:
     market = await new_market(exchange)
     poor = await trader("a", {"USD": "1"})

@@ -69,7 +69,11 @@ export class WsClient extends Emitter {
 
   /** Close for good (logout); subscriptions are kept for the next start(). */
   stop() {
-    if (!this.running && !this.ws) return;
+    if (!this.running && !this.ws) {
+      // already down (e.g. closed 4401 at a token's end): the indicator still says so
+      if (this.state !== "idle") this.setState("idle");
+      return;
+    }
     this.running = false;
     clearInterval(this.liveness);
     clearTimeout(this.reconnectTimer);

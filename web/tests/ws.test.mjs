@@ -135,6 +135,21 @@ test("close 4401 reports auth_expired, rejects pending requests, does not reconn
   ws.stop();
 });
 
+test("stop() after a 4401 close (the session ended) goes idle, not left 'closed'", async () => {
+  const log = { sockets: [] };
+  const ws = client("tok", log);
+  const states = [];
+  ws.on("state", (s) => states.push(s));
+  ws.on("auth_expired", () => ws.stop()); // as the page does: end the session, stop the socket
+  ws.start();
+  await until(() => ws.authed);
+  log.sockets[0].close(4401);
+  await tick(20);
+  assert.equal(ws.state, "idle"); // the header shows "Delayed (HTTP)", not "Offline"
+  assert.deepEqual(states.slice(-2), ["closed", "idle"]);
+  assert.equal(log.sockets.length, 1);
+});
+
 test("stop() closes for good; start() again re-authenticates and replays", async () => {
   const log = { sockets: [] };
   const ws = client("tok", log);

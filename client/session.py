@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -75,13 +77,33 @@ def configure_logging(verbose: bool) -> None:
 def run_program(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """Run a bot's ``main`` coroutine as a program; the exit status.
 
-    0 when it ends or is stopped with Ctrl-C; 1 after ``error: CODE (status): message``
-    on stderr when it fails with an :class:`HftxError` (no or wrong credentials, an
-    unknown market, an exchange that cannot be reached), as the CLI prints it, rather
-    than a traceback.
+    0 when it ends or is stopped with Ctrl-C or SIGTERM (``kill``, ``docker stop``,
+    systemd), which both cancel ``main`` so that it cancels its orders on the way out;
+    1 after ``error: CODE (status): message`` on stderr when it fails with an
+    :class:`HftxError` (no or wrong credentials, an unknown market, an exchange that
+    cannot be reached), as the CLI prints it, rather than a traceback.
     """
+
+    async def until_terminated() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        terminated = False
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        with contextlib.suppress(NotImplementedError):  # no signal handlers (Windows)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            await main()
+        except asyncio.CancelledError:
+            if not terminated:
+                raise
+
     try:
-        asyncio.run(main())
+        asyncio.run(until_terminated())
     except HftxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

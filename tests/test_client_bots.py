@@ -338,6 +338,40 @@ def test_market_maker_command_stops_cleanly_on_ctrl_c(exchange: Exchange) -> Non
     asyncio.run(eventually(empty, timeout=5))
 
 
+def test_random_trader_command_cancels_its_orders_on_sigterm(exchange: Exchange) -> None:
+    """``kill`` (SIGTERM, as docker stop or systemd send) stops a bot as Ctrl-C does:
+    its resting orders are cancelled and it exits 0 (they stayed on the book)."""
+    market, user = asyncio.run(_funded_market(exchange))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client.bots.random_trader", "--url", exchange.url("a"),
+         "--email", user, "--password", PASSWORD, "--market", market, "--reference", "50.00",
+         "--rate", "20", "--market-pct", "0", "--max-size-multiple", "1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    async def resting() -> int:
+        async with exchange.http("a") as http:
+            book = (await http.get(f"/markets/{market}/book")).json()
+        return len(book["bids"]) + len(book["asks"])
+
+    async def some() -> bool:
+        return await resting() >= 3
+
+    async def none() -> bool:
+        return await resting() == 0
+
+    try:
+        asyncio.run(eventually(some, timeout=15))
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    asyncio.run(eventually(none, timeout=5))
+
+
 def test_a_killed_market_maker_leaves_no_quotes(exchange: Exchange) -> None:
     """kill -9: nothing of the bot runs, its socket drops, the exchange cancels its
     quotes (cancel on disconnect, on by default)."""

@@ -4,6 +4,7 @@ import { Account } from "./js/account.js";
 import { Http } from "./js/api.js";
 import { Backoff } from "./js/backoff.js";
 import { normalize } from "./js/decimal.js";
+import { FillBatcher, fillsText } from "./js/fill_toasts.js";
 import { MarketFeed } from "./js/market_feed.js";
 import { Session } from "./js/session.js";
 import { keepSessionAlive } from "./js/session_keeper.js";
@@ -211,11 +212,11 @@ account.on("notification", (n) => {
   const title = kind.startsWith("p2p.") ? `P2P · ${kind.slice(4).replace(/_/g, " ")}` : kind || "Notification";
   toast(n.message || kind, "info", { title });
 });
-account.on("fill", (f) => {
-  const m = getMarketById(f.market);
-  const verb = f.side === "sell" ? "Sold" : "Bought";
-  toast(`${verb} ${f.size} ${m ? m.base : ""} @ ${f.price}`, f.side === "sell" ? "sell" : "buy", { title: `Fill · ${f.market}` });
+const fillToasts = new FillBatcher((fills) => {
+  const f = fills[0];
+  toast(fillsText(fills, getMarketById(f.market)), f.side === "sell" ? "sell" : "buy", { title: `Fill · ${f.market}` });
 });
+account.on("fill", (f) => fillToasts.add(f));
 account.on("order_event", (exec, o) => {
   if (exec === "REJECTED" || (exec === "EXPIRED" && o.time_in_force !== "FOK")) {
     toast(`${o.side || ""} ${o.market || ""} order ${o.id} ${exec.toLowerCase()}`, "warn");

@@ -64,10 +64,17 @@ async def cmd_cancel(client: HftxClient, args: argparse.Namespace) -> None:
 
 
 async def _cancel_one(client: HftxClient, order_id: str) -> Json:
-    """Cancel ``order_id``. The exchange answers ``UNKNOWN_ORDER`` ("unknown order") for
-    an order of yours that is already done, too: say so, with the same code."""
+    """Cancel ``order_id``, saying why when it is already done."""
+    return await _open_only(client, order_id, "canceled", client.cancel_order(order_id))
+
+
+async def _open_only(
+    client: HftxClient, order_id: str, verb: str, request: Awaitable[Json]
+) -> Json:
+    """Run ``request`` on an open order. The exchange answers ``UNKNOWN_ORDER`` ("unknown
+    order") for an order of yours that is already done, too: say so, with the same code."""
     try:
-        return await client.cancel_order(order_id)
+        return await request
     except HftxError as exc:
         if exc.code != "UNKNOWN_ORDER":
             raise
@@ -80,13 +87,14 @@ async def _cancel_one(client: HftxClient, order_id: str) -> Json:
             raise exc from None
         raise HftxError(
             exc.code,
-            f"order {order_id} is already {status}: only open orders can be canceled",
+            f"order {order_id} is already {status}: only open orders can be {verb}",
             exc.status,
         ) from None
 
 
 async def cmd_amend(client: HftxClient, args: argparse.Namespace) -> None:
-    print(order_line(await client.amend_order(args.order_id, args.amount)))
+    amend = client.amend_order(args.order_id, args.amount)
+    print(order_line(await _open_only(client, args.order_id, "amended", amend)))
 
 
 async def cmd_book(client: HftxClient, args: argparse.Namespace) -> None:

@@ -103,6 +103,11 @@ async def test_cli_trading_commands(exchange: Exchange, capsys: pytest.CaptureFi
     assert again.err.startswith(
         f"error: UNKNOWN_ORDER (404): order {order_id} is already CANCELED: only open orders"
     ), again.err
+    late = await run_cli(capsys, exchange, user, "amend", order_id, "0.5")
+    assert late.code == 1 and late.err == (
+        f"error: UNKNOWN_ORDER (404): order {order_id} is already CANCELED: only open orders"
+        " can be amended\n"
+    )  # was "unknown order", as for an order that does not exist
     missing = await run_cli(capsys, exchange, user, "cancel", "12345")
     assert missing.code == 1 and missing.err == "error: UNKNOWN_ORDER (404): unknown order\n"
     for price in ("30", "31"):

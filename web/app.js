@@ -43,7 +43,13 @@ const getMarket = () => current;
 const getMarketById = (id) => markets.find((m) => m.id === id) || null;
 
 // --- trading calls: WebSocket when authenticated, HTTP otherwise -------------
-const placeOrder = (params) => (ws.authed ? ws.request("order.place", params) : http.placeOrder(params));
+// MARKET_NOT_TRADING: the market was halted since the last markets poll; reload the
+// list now so the badge and the disabled button show it, not in up to a minute
+const placeOrder = (params) =>
+  (ws.authed ? ws.request("order.place", params) : http.placeOrder(params)).catch((e) => {
+    if (e.code === "MARKET_NOT_TRADING") loadMarkets();
+    throw e;
+  });
 const cancelOrder = (o) => (ws.authed ? ws.request("order.cancel", { order_id: o.id }) : http.cancelOrder(o.id));
 const amendOrder = (o, amount) =>
   ws.authed ? ws.request("order.amend", { order_id: o.id, amount }) : http.amendOrder(o.id, amount);

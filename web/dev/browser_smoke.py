@@ -185,7 +185,7 @@ async def run(base: str, screenshot: str | None) -> list[tuple[str, bool, str]]:
         )
         check(
             "1d chart: the candle's date once (no '11/26' after it)",
-            re.match(r"\d{4}-\d\d-\d\d  O \d", daily),
+            re.match(r"\d{4}-\d\d-\d\d  O \d", daily) is not None,
             daily,
         )
         await cmd(
@@ -327,6 +327,28 @@ async def run(base: str, screenshot: str | None) -> list[tuple[str, bool, str]]:
             await js("document.querySelectorAll('.toast').forEach(t => t.remove())")
             shot = await cmd("Page.captureScreenshot", format="png")
             Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
+        urllib.request.urlopen(
+            urllib.request.Request(
+                base + "/api/v1/dev/market-status",
+                method="POST",
+                data=b'{"market": "BTC-USD", "status": "HALT"}',
+            )
+        )
+        out = await order(
+            """document.querySelector('[data-type=limit]').click();
+            f.elements.price.value = '60000.00'; f.elements.amount.value = '0.05'"""
+        )
+        halted = await js(
+            """({badge: document.querySelector('#market-status').textContent,
+                button: document.querySelector('.order-form .submit').textContent,
+                disabled: document.querySelector('.order-form .submit').disabled})"""
+        )
+        check(
+            "halted since the last markets poll: refused, then badge + disabled button at once",
+            "MARKET_NOT_TRADING" in out
+            and halted == {"badge": "HALT", "button": "Market halt", "disabled": True},
+            [out, halted],
+        )
         check("no JavaScript errors", not problems, problems)
     return results
 

@@ -702,6 +702,10 @@ async def api(request: Request) -> JSONResponse:
                     await c.ws.send_text(json.dumps({"channel": "status", "type": "shutdown"}))
                     await c.ws.close(1012)
             return JSONResponse({"closed": True})
+        if path == "dev/market-status":  # an admin halts / reopens a market (no push)
+            b = await request.json()
+            HUB.markets[b["market"]].cfg["status"] = b["status"]
+            return JSONResponse({"status": b["status"]})
         if path == "time":
             return JSONResponse({"ts": now_ms()})
         if path == "markets":

@@ -109,6 +109,20 @@ async def test_ccxt_argument_order(exchange: Exchange, trader: Trader) -> None:
     assert (bought["side"], bought["type"]) == ("buy", "market")
 
 
+async def test_subscribing_twice_is_a_value_error(exchange: Exchange, trader: Trader) -> None:
+    """As client/README.md says: a second subscription to the same channel and market is
+    refused locally; once the first is closed, subscribing again works."""
+    market = await new_market(exchange)
+    client = await trader("a")
+    first = await client.subscribe_ticker(market)
+    with pytest.raises(ValueError, match="already subscribed to ticker"):
+        await client.subscribe_ticker(market)
+    await first.close()
+    again = await client.subscribe_ticker(market)
+    async with asyncio.timeout(10):  # the current ticker comes first
+        assert (await anext(aiter(again)))["channel"] == "ticker"
+
+
 async def test_http_refusals_carry_the_protocol_code(exchange: Exchange, trader: Trader) -> None:
     market = await new_market(exchange)
     poor = await trader("a", {"USD": "1"})

@@ -3,6 +3,7 @@
 import { Account } from "./js/account.js";
 import { Http } from "./js/api.js";
 import { Backoff } from "./js/backoff.js";
+import { endedOrderText } from "./js/order.js";
 import { normalize } from "./js/decimal.js";
 import { FillBatcher, fillsText } from "./js/fill_toasts.js";
 import { MarketFeed } from "./js/market_feed.js";
@@ -225,7 +226,7 @@ const fillToasts = new FillBatcher((fills) => {
 account.on("fill", (f) => fillToasts.add(f));
 account.on("order_event", (exec, o) => {
   if (exec === "REJECTED" || (exec === "EXPIRED" && o.time_in_force !== "FOK")) {
-    toast(`${o.side || ""} ${o.market || ""} order ${o.id} ${exec.toLowerCase()}`, "warn");
+    toast(endedOrderText(exec, o), "warn");
   }
 });
 

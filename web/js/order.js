@@ -121,3 +121,20 @@ export function feeEstimate(x, bps, decimals) {
 export function isOpenStatus(status) {
   return status === "NEW" || status === "PARTIALLY_FILLED";
 }
+
+/**
+ * Toast text of an order that ended REJECTED or EXPIRED (`orders` push). An IOC or
+ * market order that filled in part ends EXPIRED too: say what filled, not just
+ * "expired", which reads as if nothing happened.
+ */
+export function endedOrderText(exec, o) {
+  const what = [o.side, o.market, o.type === "limit" ? `${o.time_in_force || ""} limit` : o.type].filter(Boolean).join(" ");
+  const id = o.id ? ` ${o.id}` : "";
+  if (exec === "REJECTED") return `${what} order${id} rejected`;
+  if (isDecimal(o.filled) && !isZero(o.filled)) {
+    const of = isDecimal(o.amount) ? ` of ${normalize(o.amount)}` : "";
+    return `${what} order${id}: filled ${normalize(o.filled)}${of}, the rest expired (no more liquidity at its price)`;
+  }
+  return `${what} order${id} expired unfilled`;
+}
+

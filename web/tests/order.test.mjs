@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { orderOfPush, Account } from "../js/account.js";
 import { Backoff } from "../js/backoff.js";
 import { addTrade, normalizeCandles } from "../js/candles.js";
-import { buildOrder, cleanInput, CLIENT_ORDER_ID_RE, feeEstimate, newClientOrderId, numberError } from "../js/order.js";
+import { buildOrder, cleanInput, CLIENT_ORDER_ID_RE, endedOrderText, feeEstimate, newClientOrderId, numberError } from "../js/order.js";
 import { subKey } from "../js/ws.js";
 
 const BTC = {
@@ -147,4 +147,13 @@ test("backoff grows, is capped and resets", () => {
 test("subscription keys ignore market order", () => {
   assert.equal(subKey({ channel: "book", markets: ["B", "A"] }), subKey({ channel: "book", markets: ["A", "B"] }));
   assert.notEqual(subKey({ channel: "book", markets: ["A"] }), subKey({ channel: "trades", markets: ["A"] }));
+});
+
+test("an IOC / market order that ended EXPIRED after filling in part says what filled", () => {
+  const ioc = { id: "7", side: "buy", market: "BTC-USD", type: "limit", time_in_force: "IOC", amount: "0.05000", filled: "0.01000" };
+  assert.equal(endedOrderText("EXPIRED", ioc), "buy BTC-USD IOC limit order 7: filled 0.01 of 0.05, the rest expired (no more liquidity at its price)");
+  const mkt = { id: "8", side: "buy", market: "SOL-USD", type: "market", time_in_force: "IOC", amount: null, filled: "0.200", quote_amount: "100" };
+  assert.equal(endedOrderText("EXPIRED", mkt), "buy SOL-USD market order 8: filled 0.2, the rest expired (no more liquidity at its price)");
+  assert.equal(endedOrderText("EXPIRED", { ...ioc, filled: "0.00000" }), "buy BTC-USD IOC limit order 7 expired unfilled");
+  assert.equal(endedOrderText("REJECTED", ioc), "buy BTC-USD IOC limit order 7 rejected");
 });

@@ -448,13 +448,15 @@ def notices(t: Trade, scale: int) -> list[tuple[str, str, str]]:
     what = f"{format_amount(scale, t.amount)} {t.asset} for {format_fiat(t.fiat_amount)} {t.fiat}"
     ref = f"Trade {t.id}"
     act = t.last_action
+    # users are named by id only (as the page shows them: "user #3"); a dispute by its party
+    by = {t.buyer: "the buyer", t.seller: "the seller"}.get(t.dispute_by, f"user #{t.dispute_by}")
     by_seller = {
-        "take": f"{ref}: {t.buyer} is buying {what}; wait for the payment.",
+        "take": f"{ref}: user #{t.buyer} is buying {what}; wait for the payment.",
         "paid": f"{ref}: the buyer marked {what} as paid; check and release.",
         "release": f"{ref}: you released {what}.",
         "cancel": f"{ref}: the buyer cancelled; {what} is yours again.",
         "expire": f"{ref}: not paid in time; the trade expired and {what} is yours again.",
-        "dispute": f"{ref}: dispute opened by {t.dispute_by}: {t.dispute_reason}",
+        "dispute": f"{ref}: dispute opened by {by}: {t.dispute_reason}",
         "resolve_release": f"{ref}: the dispute was resolved: released to the buyer.",
         "resolve_refund": f"{ref}: the dispute was resolved: refunded to you.",
     }
@@ -465,7 +467,7 @@ def notices(t: Trade, scale: int) -> list[tuple[str, str, str]]:
         "release": f"{ref}: the seller released {what} to your wallet.",
         "cancel": f"{ref}: you cancelled the trade.",
         "expire": f"{ref}: not marked paid in time; the trade expired.",
-        "dispute": f"{ref}: dispute opened by {t.dispute_by}: {t.dispute_reason}",
+        "dispute": f"{ref}: dispute opened by {by}: {t.dispute_reason}",
         "resolve_release": f"{ref}: the dispute was resolved: {what} released to you.",
         "resolve_refund": f"{ref}: the dispute was resolved: refunded to the seller.",
     }

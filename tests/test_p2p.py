@@ -7,6 +7,7 @@ each seller's escrow == open sell offers + active trades.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -603,3 +604,22 @@ def test_the_buyers_take_notice_names_the_payment_window(window: int, says: str)
     )  # fmt: skip
     (buyer,) = [message for user, _, message in notices(t, 8) if user == "b"]
     assert says in buyer
+
+
+def test_notices_name_users_as_the_page_does() -> None:
+    # "3 is buying" / "dispute opened by 3" read as a count, not a user
+    from engine.p2p_rules import Trade, notices
+
+    t = Trade(
+        id="t1", offer_id="o1", offer_side="sell", seller="7", buyer="3", asset="BTC",
+        fiat="USD", price=3_000_000, amount=COIN, fiat_amount=3_000_000,
+        payment_methods=("SEPA",), payment_window=15, status="PENDING", last_action="take",
+        created_ts=1, updated_ts=1, expires_ts=2, paid_ts=0, dispute_by="", dispute_reason="",
+        dispute_ts=0, resolution="", resolved_by="", version=1,
+    )  # fmt: skip
+    (seller,) = [message for user, _, message in notices(t, 8) if user == "7"]
+    assert "user #3 is buying 1.00000000 BTC" in seller
+    disputed = replace(t, status="DISPUTED", last_action="dispute", dispute_by="3",
+                       dispute_reason="paid, no release")  # fmt: skip
+    for _, _, message in notices(disputed, 8):
+        assert message.endswith("dispute opened by the buyer: paid, no release")

@@ -487,6 +487,32 @@ def test_bot_command_refused_by_the_exchange_exits_1(exchange: Exchange) -> None
     assert "error: UNKNOWN_MARKET (400): " in unknown.stderr
 
 
+@pytest.mark.parametrize(
+    ("bot", "setting", "message"),
+    [
+        (market_maker, ["--size", "0.0001"], "0.0001 is not a multiple of 0.001"),
+        (market_maker, ["--rate", "0"], "rate must be positive"),
+        (market_maker, ["--reference", "-5"], "reference -5 must be at least one tick"),
+        (market_maker, ["--interval", "0"], "interval must be positive"),
+        (random_trader, ["--max-size-multiple", "0"], "max_size_multiple must be >= 1"),
+        (random_trader, ["--max-open", "-1"], "max_open must be >= 0"),
+    ],
+)
+def test_bot_settings_that_cannot_work_are_invalid_param(
+    exchange: Exchange, bot: Any, setting: list[str], message: str
+) -> None:
+    """One ``error: INVALID_PARAM`` line and status 1, not a ValueError's traceback (or,
+    for a negative reference or a zero interval, a bot that ran on)."""
+    market, user = asyncio.run(_funded_market(exchange))
+    done = subprocess.run(
+        [sys.executable, "-m", bot.__name__, "--url", exchange.url("a"), "--email", user,
+         "--password", PASSWORD, "--market", market, *setting],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"error: INVALID_PARAM (400): {message}"), done.stderr
+
+
 def test_bot_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         market_maker.main(["--help"])

@@ -80,8 +80,17 @@ async def run_market_maker(
     stop = stop or asyncio.Event()
     rng = rng or random.Random()
     spec = MarketSpec.from_market(await client.fetch_market(market))
-    params.check(spec)
-    bot = _Quoter(client, spec, params, tag, RateLimiter(max_orders_per_second, burst=2))
+    try:  # bad settings: INVALID_PARAM, as the exchange would refuse such orders
+        params.check(spec)
+        limiter = RateLimiter(max_orders_per_second, burst=2)
+        ref_ticks = None if reference is None else spec.price.steps(reference, "down")
+        if ref_ticks is not None and ref_ticks < 1:
+            raise ValueError(f"reference {reference} must be at least one tick")
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+    except ValueError as exc:
+        raise HftxError("INVALID_PARAM", str(exc), 400) from None
+    bot = _Quoter(client, spec, params, tag, limiter)
 
     await client.connect()
     if cancel_on_disconnect:
@@ -96,7 +105,6 @@ async def run_market_maker(
 
     orders = await client.subscribe_orders(callback=on_order)
     book = None if reference is not None else await client.subscribe_book(market, depth=10)
-    ref_ticks = None if reference is None else spec.price.steps(reference, "down")
     log.info("market maker on %s: %s", market, params)
     caught_up = -float("inf")
     try:

@@ -49,14 +49,22 @@ async def run_random_trader(
     """Trade randomly on ``market`` until ``stop`` is set or the task is cancelled.
 
     ``stp`` defaults to ``cancel_oldest`` so that an order reaching the trader's own
-    resting orders cancels those and keeps matching against everyone else.
+    resting orders cancels those and keeps matching against everyone else. Settings
+    that cannot work are ``INVALID_PARAM`` before anything is sent.
     """
     params = params or FlowParams()
-    params.check()
     stop = stop or asyncio.Event()
     rng = rng or random.Random()
+    try:  # bad settings: INVALID_PARAM, as the exchange would refuse such orders
+        params.check()
+        limiter = RateLimiter(orders_per_second)
+        if max_open < 0:
+            raise ValueError("max_open must be >= 0")
+        if reference is not None and to_fraction(reference) <= 0:
+            raise ValueError(f"reference {reference} must be positive")
+    except ValueError as exc:
+        raise HftxError("INVALID_PARAM", str(exc), 400) from None
     spec = MarketSpec.from_market(await client.fetch_market(market))
-    limiter = RateLimiter(orders_per_second)
     prefix = f"{tag}-"
     out_of_funds = False
     try:

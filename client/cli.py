@@ -104,6 +104,8 @@ async def cmd_book(client: HftxClient, args: argparse.Namespace) -> None:
         asks = [(str(level[0]), str(level[1])) for level in book.get("asks") or []]
         print(ladder(bids, asks, f"{args.market} seq {book.get('seq')}"))
         return
+    if not 1 <= args.depth <= 1000:  # as GET /book answers (a 0 drew an empty ladder)
+        raise HftxError("INVALID_PARAM", "depth must be an integer 1..1000", 400)
     changed = asyncio.Event()
 
     async def on_book(push: Json) -> None:

@@ -166,6 +166,12 @@ async def test_cli_wallet_commands(exchange: Exchange, capsys: pytest.CaptureFix
     watch = await run_cli(capsys, exchange, None, "book", "BTC-USD", "--watch")
     assert (watch.code, watch.out) == (1, "")
     assert watch.err.startswith("error: UNAUTHORIZED (401): book --watch streams over")
+    for depth in ("0", "1001"):  # --watch refuses what GET /book refuses
+        flat = await run_cli(capsys, exchange, bob, "book", "BTC-USD", "--depth", depth)
+        live = await run_cli(capsys, exchange, bob, "book", "BTC-USD", "--depth", depth, "--watch")
+        for run in (flat, live):
+            assert (run.code, run.out) == (1, "")
+            assert run.err == "error: INVALID_PARAM (400): depth must be an integer 1..1000\n"
 
 
 def test_python_dash_m_client_exit_codes(exchange: Exchange) -> None:
